@@ -1,0 +1,148 @@
+//! `CrewExecution.status`: what the operator observed and decided, written with server-side apply.
+
+use super::phase::{Phase, StepPhase};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a CrewExecution. Derived from the Jobs the execution owns; history and terminal phases are
+/// kept as written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrewExecutionStatus {
+    /// Lifecycle phase: Pending, Queued, Running, Paused, Succeeded, Failed or Cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Machine-readable reason of the current phase (for example `Started`, `RetryBackoff`, `RetriesExhausted`,
+    /// `TimedOut`, `InvalidSpec`, `Cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// Human-readable explanation of the current phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// Step progress, also shown by `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+
+    /// One entry per step, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepStatus>,
+
+    /// Attempt number (from 1) of the current (or last) step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+
+    /// When the execution first started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the execution reached a terminal phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// Seconds from `startTime` to `completionTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
+
+    /// `durationSeconds` in human form (for example `1m5s`), shown by `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+
+    /// When the next attempt of a failed step starts (set while the reason is `RetryBackoff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<Time>,
+
+    /// Result of the last finished step (its worker's termination message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Audit trail of every phase transition and step outcome, newest last, at most `spec.historyLimit` entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+
+    /// Standard conditions: `Ready`, `Reconciling`, `Stalled` (kstatus), `Succeeded` (for `kubectl wait`), and
+    /// `Paused`, `Admitted` where they apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// How far an execution has come.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// `100 * completedSteps / totalSteps`, rounded down; 100 once Succeeded.
+    pub percent: u32,
+    /// Steps that succeeded.
+    pub completed_steps: u32,
+    /// Steps in the execution.
+    pub total_steps: u32,
+    /// Name of the step running now (or waiting for its retry); unset when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    /// Human-readable progress note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Short form for `kubectl get`, like `2/3 (66%)`.
+    pub display: String,
+}
+
+/// Observed state of one step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// Step name, as in `spec.steps[].name` (`main` when the spec has no steps).
+    pub name: String,
+    /// Pending, Running, Retrying, Succeeded, Failed or Cancelled.
+    pub phase: StepPhase,
+    /// Attempt number (from 1) of the latest attempt; 0 before the first.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Name of the latest attempt's Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// When the latest attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the latest attempt finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Seconds the latest attempt ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
+    /// Exit code of the latest attempt's worker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Human-readable outcome of the latest attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The worker's termination message (at most 4 KiB; longer ones are truncated with a marker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+/// One phase transition or step outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// When it happened.
+    pub time: Time,
+    /// Phase before.
+    pub from: Phase,
+    /// Phase after (equal to `from` for a step outcome that did not change the phase).
+    pub to: Phase,
+    /// Machine-readable reason, also the reason of the matching Kubernetes Event.
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The step concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}

@@ -1,0 +1,23 @@
+//! The pure core: every lifecycle decision as a function over plain data.
+//!
+//! Nothing here talks to the API server, reads the clock or the environment: the shell (`controller`) observes the
+//! cluster into an [`Observed`] snapshot, passes `now`, and executes the [`Plan`] that [`decide`] returns.
+
+pub mod backoff;
+pub mod conditions;
+pub mod decide;
+pub mod draft;
+pub mod history;
+pub mod names;
+pub mod observed;
+pub mod plan;
+pub mod progress;
+pub mod resolve;
+pub mod steps;
+pub mod timefmt;
+pub mod transitions;
+
+pub use decide::decide;
+pub use observed::{Admission, JobState, Observed, ObservedJob, WorkerOutcome};
+pub use plan::{EventNote, Launch, Plan};
+pub use resolve::{InvalidSpec, ResolvedStep, resolve_steps};
