@@ -4,4 +4,8 @@
 //! `controller` is the thin I/O shell around both.
 
 pub mod api;
+pub mod build;
+pub mod controller;
+pub mod error;
 pub mod lifecycle;
+pub mod telemetry;

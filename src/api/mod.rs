@@ -3,6 +3,7 @@
 //! Plain data only: serde + schemars types whose doc comments become the CRD schema descriptions
 //! (`kubectl explain`). Defaults live here (serde defaults mirrored in the schema), never in a write to `spec`.
 
+pub mod crds;
 pub mod execution;
 pub mod phase;
 pub mod schema;

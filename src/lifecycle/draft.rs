@@ -118,6 +118,7 @@ impl<'a> Draft<'a> {
             warning: true,
             reason: reason.to_string(),
             note,
+            step: None,
         });
     }
 
@@ -136,6 +137,7 @@ impl<'a> Draft<'a> {
                 warning: WARNING_REASONS.contains(&e.reason.as_str()),
                 reason: e.reason.clone(),
                 note: event_note(e),
+                step: e.step.clone(),
             })
             .chain(self.extra_events.iter().cloned())
             .collect()

@@ -23,6 +23,9 @@ pub struct EventNote {
     pub reason: String,
     /// Human-readable note.
     pub note: String,
+    /// The step concerned, if any (its Job becomes the Event's related object, which also keeps Events about
+    /// different attempts apart).
+    pub step: Option<String>,
 }
 
 /// The writes one reconcile makes, in the order the shell applies them.

@@ -1,0 +1,226 @@
+//! Executes a [`Plan`]: the only place that writes to the API server on behalf of a reconcile.
+//!
+//! Order: delete the execution (TTL) | ConfigMap, Job creation, Job deletion, then the one status write, then the
+//! Events (only once the status they describe is stored, so a failed write does not leave Events about nothing).
+
+use super::context::{Context, WriteKind};
+use crate::api::{CrewExecution, CrewExecutionStatus, FIELD_MANAGER};
+use crate::build::{
+    config_map::crew_config_map, status_patch::status_apply_body, worker_job::worker_job,
+};
+use crate::error::{Error, is_reason, kube as kube_err};
+use crate::lifecycle::{EventNote, Launch, Plan};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+
+const ALREADY_EXISTS: &str = "AlreadyExists";
+const NOT_FOUND: &str = "NotFound";
+const CONFLICT: &str = "Conflict";
+
+/// What happened to the status write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StatusWrite {
+    /// Nothing to write.
+    Unchanged,
+    /// Written.
+    Written,
+    /// Refused because the object changed since it was read (stale view): retry after the cache catches up.
+    Stale,
+}
+
+/// Applies `plan` for `execution`.
+pub async fn execute(
+    execution: &CrewExecution,
+    plan: &Plan,
+    ctx: &Context,
+) -> Result<StatusWrite, Error> {
+    let ns = execution.namespace().unwrap_or_default();
+    let name = execution.name_any();
+    if plan.delete_execution {
+        let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), &ns);
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => ctx.writes.add(WriteKind::ExecutionDelete),
+            Err(e) if is_reason(&e, NOT_FOUND) => {}
+            Err(e) => return Err(kube_err("delete execution")(e)),
+        }
+        return Ok(StatusWrite::Unchanged);
+    }
+    if plan.ensure_config_map {
+        create_config_map(execution, ctx, &ns).await?;
+    }
+    if let Some(launch) = &plan.launch {
+        create_job(execution, launch, ctx, &ns).await?;
+    }
+    for job in &plan.delete_jobs {
+        delete_job(ctx, &ns, job).await?;
+    }
+    let written = match &plan.status {
+        Some(status) => write_status(execution, status, ctx, &ns).await?,
+        None => StatusWrite::Unchanged,
+    };
+    if written != StatusWrite::Stale {
+        let status = plan.status.as_ref().or(execution.status.as_ref());
+        for note in &plan.events {
+            publish(execution, note, status, ctx).await;
+        }
+    }
+    Ok(written)
+}
+
+async fn create_config_map(
+    execution: &CrewExecution,
+    ctx: &Context,
+    ns: &str,
+) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    match api
+        .create(&PostParams::default(), &crew_config_map(execution)?)
+        .await
+    {
+        Ok(_) => {
+            ctx.writes.add(WriteKind::ConfigMap);
+            Ok(())
+        }
+        Err(e) if is_reason(&e, ALREADY_EXISTS) => Ok(()),
+        Err(e) => Err(kube_err("create ConfigMap")(e)),
+    }
+}
+
+/// Creates the attempt's Job. `AlreadyExists` is success only when the existing Job is controlled by this
+/// execution (never two Jobs for one step attempt, never adopting a stranger's).
+async fn create_job(
+    execution: &CrewExecution,
+    launch: &Launch,
+    ctx: &Context,
+    ns: &str,
+) -> Result<(), Error> {
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    match api
+        .create(&PostParams::default(), &worker_job(execution, launch)?)
+        .await
+    {
+        Ok(_) => {
+            ctx.writes.add(WriteKind::JobCreate);
+            Ok(())
+        }
+        Err(e) if is_reason(&e, ALREADY_EXISTS) => {
+            let existing = api
+                .get(&launch.job_name)
+                .await
+                .map_err(kube_err("read existing Job"))?;
+            let ours = existing
+                .owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && Some(&o.uid) == execution.uid().as_ref());
+            if ours {
+                Ok(())
+            } else {
+                Err(Error::JobNameTaken(launch.job_name.clone()))
+            }
+        }
+        Err(e) => Err(kube_err("create Job")(e)),
+    }
+}
+
+async fn delete_job(ctx: &Context, ns: &str, job: &str) -> Result<(), Error> {
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    match api.delete(job, &params).await {
+        Ok(_) => {
+            ctx.writes.add(WriteKind::JobDelete);
+            Ok(())
+        }
+        Err(e) if is_reason(&e, NOT_FOUND) => Ok(()),
+        Err(e) => Err(kube_err("delete Job")(e)),
+    }
+}
+
+async fn write_status(
+    execution: &CrewExecution,
+    status: &CrewExecutionStatus,
+    ctx: &Context,
+    ns: &str,
+) -> Result<StatusWrite, Error> {
+    let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), ns);
+    let rv = execution.resource_version();
+    let body = status_apply_body(status, rv.as_deref());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&execution.name_any(), &params, &Patch::Apply(&body))
+        .await
+    {
+        Ok(_) => {
+            ctx.writes.add(WriteKind::Status);
+            if let Some(uid) = execution.uid() {
+                ctx.wrote_status_from(&uid, rv.as_deref());
+            }
+            Ok(StatusWrite::Written)
+        }
+        Err(e) if is_reason(&e, CONFLICT) => Ok(StatusWrite::Stale),
+        Err(e) => Err(kube_err("write status")(e)),
+    }
+}
+
+/// Records one Event; a failure is logged, never fails the reconcile (Events are best effort).
+async fn publish(
+    execution: &CrewExecution,
+    note: &EventNote,
+    status: Option<&CrewExecutionStatus>,
+    ctx: &Context,
+) {
+    let related = note.step.as_ref().and_then(|step| {
+        let job = status?
+            .steps
+            .iter()
+            .find(|s| &s.name == step)?
+            .job_name
+            .clone()?;
+        Some(ObjectReference {
+            api_version: Some("batch/v1".into()),
+            kind: Some("Job".into()),
+            name: Some(job),
+            namespace: execution.namespace(),
+            ..Default::default()
+        })
+    });
+    let event = Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.clone(),
+        note: Some(truncate(&note.note, 1000)),
+        action: "Reconcile".into(),
+        secondary: related,
+    };
+    match ctx
+        .recorder
+        .publish(&event, &execution.object_ref(&()))
+        .await
+    {
+        Ok(()) => ctx.writes.add(WriteKind::Event),
+        Err(e) => tracing::warn!(error = %e, reason = %note.reason, "could not record Event"),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}

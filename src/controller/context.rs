@@ -1,0 +1,172 @@
+//! Shared state of the controller: client, event recorder, child index, counters, per-object bookkeeping.
+
+use super::child_index::ChildIndex;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Kinds of API writes the operator makes, counted for tests, benchmarks and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteKind {
+    /// Server-side apply of an execution's status.
+    Status,
+    /// Creation of a worker Job.
+    JobCreate,
+    /// Deletion of a worker Job.
+    JobDelete,
+    /// Creation of the crew ConfigMap.
+    ConfigMap,
+    /// A Kubernetes Event (create or series patch).
+    Event,
+    /// Deletion of a finished execution (TTL).
+    ExecutionDelete,
+}
+
+impl WriteKind {
+    /// Every kind, for reporting.
+    pub const ALL: [WriteKind; 6] = [
+        WriteKind::Status,
+        WriteKind::JobCreate,
+        WriteKind::JobDelete,
+        WriteKind::ConfigMap,
+        WriteKind::Event,
+        WriteKind::ExecutionDelete,
+    ];
+
+    /// Label for metrics and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            WriteKind::Status => "status",
+            WriteKind::JobCreate => "job_create",
+            WriteKind::JobDelete => "job_delete",
+            WriteKind::ConfigMap => "configmap_create",
+            WriteKind::Event => "event",
+            WriteKind::ExecutionDelete => "execution_delete",
+        }
+    }
+}
+
+/// Counters of API writes, by kind.
+#[derive(Default)]
+pub struct WriteCounts([AtomicU64; 6]);
+
+impl WriteCounts {
+    /// Counts one write of `kind`.
+    pub fn add(&self, kind: WriteKind) {
+        self.0[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes of `kind` so far.
+    pub fn get(&self, kind: WriteKind) -> u64 {
+        self.0[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// All writes so far.
+    pub fn total(&self) -> u64 {
+        WriteKind::ALL.iter().map(|k| self.get(*k)).sum()
+    }
+}
+
+/// Everything a reconcile needs besides the execution itself.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// One shared Event recorder (it deduplicates repeated Events into series).
+    pub recorder: Recorder,
+    /// Jobs and worker outcomes, from the watches.
+    pub children: ChildIndex,
+    /// API writes made.
+    pub writes: WriteCounts,
+    /// Reconciles run.
+    pub reconciles: AtomicU64,
+    /// Per execution UID: the resourceVersion the last status write was computed from. While the cache still shows
+    /// that version, it has not seen our own write and the reconcile waits (no side effects on a stale view).
+    pub stale_versions: Mutex<HashMap<String, String>>,
+    /// Per execution UID: consecutive reconcile failures (for exponential error backoff).
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context around `client` with an empty index.
+    pub fn new(client: Client, recorder: Recorder) -> Self {
+        Context {
+            client,
+            recorder,
+            children: ChildIndex::default(),
+            writes: WriteCounts::default(),
+            reconciles: AtomicU64::new(0),
+            stale_versions: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the cached object is the one our last status write was computed from (the cache lags our write).
+    pub fn cache_lags_own_write(&self, uid: &str, resource_version: Option<&str>) -> bool {
+        let Ok(mut versions) = self.stale_versions.lock() else {
+            return false;
+        };
+        match (versions.get(uid), resource_version) {
+            (Some(before), Some(now)) if before == now => true,
+            (Some(_), _) => {
+                versions.remove(uid);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Remembers that a status write was computed from `resource_version`.
+    pub fn wrote_status_from(&self, uid: &str, resource_version: Option<&str>) {
+        if let (Ok(mut versions), Some(rv)) = (self.stale_versions.lock(), resource_version) {
+            versions.insert(uid.to_string(), rv.to_string());
+        }
+    }
+
+    /// Records a failure of `uid` and returns how many in a row.
+    pub fn record_failure(&self, uid: &str) -> u32 {
+        let Ok(mut failures) = self.failures.lock() else {
+            return 1;
+        };
+        let count = failures.entry(uid.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// Clears the failure streak of `uid`.
+    pub fn record_success(&self, uid: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(uid);
+        }
+    }
+
+    /// Forgets everything about an execution that is gone.
+    pub fn forget(&self, uid: &str) {
+        self.record_success(uid);
+        if let Ok(mut versions) = self.stale_versions.lock() {
+            versions.remove(uid);
+        }
+    }
+}
+
+/// Seconds to wait after the `failures`-th consecutive failure: 1, 2, 4, ... capped at 300.
+pub fn error_backoff_seconds(failures: u32) -> u64 {
+    1u64.checked_shl(failures.saturating_sub(1).min(16))
+        .unwrap_or(u64::MAX)
+        .min(300)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_backoff_doubles_to_a_cap() {
+        let got: Vec<u64> = [1, 2, 3, 9, 10, 50]
+            .iter()
+            .map(|f| error_backoff_seconds(*f))
+            .collect();
+        assert_eq!(got, [1, 2, 4, 256, 300, 300]);
+    }
+}

@@ -1,0 +1,155 @@
+//! The I/O shell: watches executions, their Jobs and their pods; per reconcile observes → decides → acts.
+
+pub mod act;
+pub mod child_index;
+pub mod context;
+pub mod observe;
+
+use crate::api::CrewExecution;
+use crate::build::labels;
+use crate::error::Error;
+use crate::lifecycle::{Admission, Observed, decide};
+use act::StatusWrite;
+use context::{Context, error_backoff_seconds};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info_span};
+
+/// How the controller runs.
+#[derive(Clone, Debug, Default)]
+pub struct ControllerConfig {
+    /// Watch only this namespace (None: all namespaces).
+    pub namespace: Option<String>,
+    /// Reporting instance in Events (e.g. the pod name).
+    pub instance: Option<String>,
+}
+
+/// Name the operator reports Events as.
+pub const REPORTER: &str = "crew-operator";
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Builds the context for `client`.
+pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: REPORTER.into(),
+        instance: config.instance.clone(),
+    };
+    Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(client, reporter),
+    ))
+}
+
+/// Runs the controller until `shutdown` fires or is dropped (or until SIGTERM/SIGINT when `shutdown` is None).
+pub async fn run(
+    ctx: Arc<Context>,
+    config: ControllerConfig,
+    shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
+) {
+    let client = ctx.client.clone();
+    let selector = watcher::Config::default()
+        .labels(labels::EXECUTION)
+        .any_semantic();
+    let index = ctx.clone();
+    let jobs = watcher(api::<Job>(&client, &config.namespace), selector.clone())
+        .default_backoff()
+        .inspect_ok(move |event| index.children.apply_job_event(event))
+        .touched_objects();
+    let index = ctx.clone();
+    let pods = watcher(api::<Pod>(&client, &config.namespace), selector)
+        .default_backoff()
+        .inspect_ok(move |event| index.children.apply_pod_event(event))
+        .for_each(|_| futures::future::ready(()));
+    let pods = tokio::spawn(pods);
+    let executions = api::<CrewExecution>(&client, &config.namespace);
+    let mut controller =
+        Controller::new(executions, watcher::Config::default().any_semantic()).owns_stream(jobs);
+    controller = match shutdown {
+        Some(signal) => controller.graceful_shutdown_on(async move {
+            let _ = signal.await;
+        }),
+        None => controller.shutdown_on_signal(),
+    };
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile trigger failed");
+            }
+            futures::future::ready(())
+        })
+        .await;
+    pods.abort();
+}
+
+async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = execution.namespace().unwrap_or_default();
+    let name = execution.name_any();
+    let span = info_span!("reconcile", namespace = %ns, name = %name);
+    reconcile_one(execution, ctx).instrument(span).await
+}
+
+async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.reconciles
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let uid = execution.uid().unwrap_or_default();
+    if !ctx.children.synced() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    if execution.metadata.deletion_timestamp.is_some() {
+        ctx.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    if ctx.cache_lags_own_write(&uid, execution.resource_version().as_deref()) {
+        tracing::trace!("cache has not seen our last status write yet");
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let observed = Observed {
+        name: &execution.name_any(),
+        generation: execution.metadata.generation,
+        spec: &execution.spec,
+        status: execution.status.as_ref(),
+        jobs: ctx.children.jobs_of(
+            &execution.namespace().unwrap_or_default(),
+            &execution.name_any(),
+            &uid,
+        ),
+        admission: Admission::Admitted,
+    };
+    let plan = decide(&observed, jiff::Timestamp::now());
+    if !plan.is_noop() {
+        tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,
+            status = plan.status.is_some(), events = plan.events.len(), "executing plan");
+    }
+    let written = act::execute(&execution, &plan, &ctx).await?;
+    ctx.record_success(&uid);
+    Ok(match (written, plan.requeue_after_seconds) {
+        (StatusWrite::Stale, _) => Action::requeue(Duration::from_secs(1)),
+        (_, Some(seconds)) => Action::requeue(Duration::from_secs(seconds.max(1))),
+        (_, None) => Action::await_change(),
+    })
+}
+
+fn error_policy(execution: Arc<CrewExecution>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.record_failure(&execution.uid().unwrap_or_default());
+    let delay = error_backoff_seconds(failures);
+    tracing::warn!(namespace = %execution.namespace().unwrap_or_default(), name = %execution.name_any(),
+        %error, kind = error.metric_label(), failures, retry_in_seconds = delay, "reconcile failed");
+    Action::requeue(Duration::from_secs(delay))
+}
