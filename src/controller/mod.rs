@@ -98,7 +98,8 @@ pub async fn run(
     pods.abort();
 }
 
-async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// One reconcile of one execution (public for the mocked-API tests).
+pub async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = execution.namespace().unwrap_or_default();
     let name = execution.name_any();
     let span = info_span!("reconcile", namespace = %ns, name = %name);
