@@ -1,4 +1,6 @@
 //! `CrewExecution`: one run of a crew (or any multi-step batch work) as a custom resource.
+// Each `printcolumn(...)` repeats `type_ = "string"`; that is not a mistake.
+#![allow(clippy::duplicated_attributes)]
 
 use super::schema::{free_form_object, string_map};
 use super::status::CrewExecutionStatus;

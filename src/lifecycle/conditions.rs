@@ -41,7 +41,18 @@ pub fn conditions(
     now: Timestamp,
 ) -> Vec<Condition> {
     let phase = input.phase;
-    let (reason, message) = (input.reason, input.message);
+    // Never an empty string: server-side apply on Kubernetes 1.20 turns "" into null, which the schema refuses.
+    let reason = if input.reason.is_empty() {
+        phase.as_str()
+    } else {
+        input.reason
+    };
+    let phase_message = format!("execution is {phase}");
+    let message = if input.message.is_empty() {
+        phase_message.as_str()
+    } else {
+        input.message
+    };
     let failed = matches!(phase, Phase::Failed | Phase::Cancelled) || input.stalled;
     let in_progress = matches!(phase, Phase::Pending | Phase::Queued | Phase::Running);
     let succeeded = match phase {
@@ -58,12 +69,12 @@ pub fn conditions(
             "pause requested: the running step finishes first",
         )
     } else {
-        ("False", "NotPaused", "")
+        ("False", "NotPaused", "not paused")
     };
     let (admitted, admitted_reason, admitted_message) = match input.not_admitted {
         Some((r, m)) => ("False", r, m),
         None if phase == Phase::Queued => ("False", "Queued", message),
-        None => ("True", "Admitted", ""),
+        None => ("True", "Admitted", "admitted"),
     };
     let wanted = [
         (

@@ -1,0 +1,280 @@
+//! A local control plane (etcd + kube-apiserver + kube-controller-manager) for tests, the demo and benchmarks.
+//!
+//! The binaries come from `tests/control-plane/install.sh` (cached under `~/.cache/crew-operator/k8s-v1.20.2/bin`)
+//! or from `$CREW_TEST_ASSETS`. Processes are started with a parent-death signal, so they never outlive the
+//! program that started them, even when it crashes; [`ControlPlane`] stops them on drop.
+
+mod process;
+
+use process::Supervised;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevClusterError {
+    /// A binary is missing.
+    #[error(
+        "{0} not found: run `make control-plane` (tests/control-plane/install.sh) or set CREW_TEST_ASSETS"
+    )]
+    MissingBinary(PathBuf),
+    /// A process could not be started or a file written.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// A component did not become ready in time.
+    #[error("{0} did not become ready within {1:?}; see {2}")]
+    NotReady(&'static str, Duration, PathBuf),
+    /// Talking to the API server failed.
+    #[error("{0}: {1}")]
+    Kube(&'static str, String),
+}
+
+/// Where the control-plane binaries live.
+pub fn assets_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CREW_TEST_ASSETS") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    let cache = std::env::var_os("CREW_CACHE_DIR")
+        .map_or_else(|| home.join(".cache/crew-operator"), PathBuf::from);
+    cache.join("k8s-v1.20.2/bin")
+}
+
+/// A running local control plane.
+pub struct ControlPlane {
+    /// Working directory (data, certificates, logs, kubeconfig).
+    pub dir: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// Bearer token of the `admin` user (group system:masters).
+    pub token: String,
+    /// Path of a kubeconfig for the admin user.
+    pub kubeconfig: PathBuf,
+    /// Directory holding the binaries (kubectl, helm included).
+    pub bin: PathBuf,
+    processes: Vec<Supervised>,
+}
+
+fn free_port() -> Result<u16, DevClusterError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| DevClusterError::Io("bind".into(), e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| DevClusterError::Io("local_addr".into(), e))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), DevClusterError> {
+    std::fs::write(path, text)
+        .map_err(|e| DevClusterError::Io(format!("write {}", path.display()), e))
+}
+
+impl ControlPlane {
+    /// Starts etcd, kube-apiserver and kube-controller-manager in `dir` (created if missing) and waits until the
+    /// API server is ready and the controller manager has created the default namespace's ServiceAccount.
+    /// `api_qps` raises the controller manager's client rate limits (for benchmarks).
+    pub fn start(dir: &Path, api_qps: Option<u32>) -> Result<Self, DevClusterError> {
+        let bin = assets_dir();
+        for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+            if !bin.join(name).exists() {
+                return Err(DevClusterError::MissingBinary(bin.join(name)));
+            }
+        }
+        std::fs::create_dir_all(dir.join("certs"))
+            .map_err(|e| DevClusterError::Io("create dir".into(), e))?;
+        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let mut processes = Vec::new();
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        processes.push(Supervised::spawn(
+            &bin.join("etcd"),
+            &dir.join("etcd.log"),
+            &[
+                "--data-dir",
+                &dir.join("etcd").to_string_lossy(),
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &format!("default={peer_url}"),
+                "--quota-backend-bytes",
+                "8589934592",
+            ],
+        )?);
+        let key = dir.join("sa.key");
+        let status = std::process::Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&key)
+            .arg("2048")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| DevClusterError::Io("openssl genrsa (install openssl)".into(), e))?;
+        if !status.success() {
+            return Err(DevClusterError::Io(
+                "openssl genrsa".into(),
+                std::io::Error::other("failed"),
+            ));
+        }
+        let token = format!("{:032x}", rand_u128());
+        write(
+            &dir.join("tokens.csv"),
+            &format!("{token},admin,admin-uid,system:masters\n"),
+        )?;
+        let key_s = key.to_string_lossy().to_string();
+        let certs = dir.join("certs").to_string_lossy().to_string();
+        processes.push(Supervised::spawn(
+            &bin.join("kube-apiserver"),
+            &dir.join("apiserver.log"),
+            &[
+                "--etcd-servers",
+                &etcd_url,
+                "--secure-port",
+                &api_port.to_string(),
+                "--bind-address",
+                "127.0.0.1",
+                "--cert-dir",
+                &certs,
+                "--token-auth-file",
+                &dir.join("tokens.csv").to_string_lossy(),
+                "--service-account-key-file",
+                &key_s,
+                "--service-account-signing-key-file",
+                &key_s,
+                "--service-account-issuer",
+                "https://kubernetes.default.svc",
+                "--authorization-mode",
+                "RBAC",
+                "--service-cluster-ip-range",
+                "10.0.0.0/24",
+                "--insecure-port",
+                "0",
+                "--max-requests-inflight",
+                "2000",
+                "--max-mutating-requests-inflight",
+                "1000",
+            ],
+        )?);
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig = dir.join("kubeconfig");
+        write(
+            &kubeconfig,
+            &format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: crew-dev\n  cluster:\n    server: {server}\n    certificate-authority: {certs}/apiserver.crt\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: crew-dev\n  context: {{cluster: crew-dev, user: admin}}\ncurrent-context: crew-dev\n"
+            ),
+        )?;
+        let mut plane = ControlPlane {
+            dir: dir.to_path_buf(),
+            server,
+            token,
+            kubeconfig,
+            bin: bin.clone(),
+            processes,
+        };
+        plane.wait_ready(
+            "kube-apiserver",
+            "/readyz",
+            Duration::from_secs(90),
+            &dir.join("apiserver.log"),
+        )?;
+        let qps = api_qps.unwrap_or(100).to_string();
+        let burst = (api_qps.unwrap_or(100) * 2).to_string();
+        plane.processes.push(Supervised::spawn(&bin.join("kube-controller-manager"), &dir.join("controller-manager.log"), &[
+            "--kubeconfig", &plane.kubeconfig.to_string_lossy(), "--service-account-private-key-file", &key_s,
+            "--root-ca-file", &format!("{certs}/apiserver.crt"), "--use-service-account-credentials=false",
+            "--leader-elect=false", "--secure-port", "0", "--port", "0",
+            "--controllers", "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-attachdetach,-persistentvolume-binder,-ttl",
+            "--kube-api-qps", &qps, "--kube-api-burst", &burst, "--concurrent-gc-syncs", "50",
+        ])?);
+        std::thread::sleep(Duration::from_millis(500));
+        if !plane.alive() {
+            return Err(DevClusterError::NotReady(
+                "kube-controller-manager",
+                Duration::ZERO,
+                dir.join("controller-manager.log"),
+            ));
+        }
+        Ok(plane)
+    }
+
+    fn wait_ready(
+        &self,
+        what: &'static str,
+        path: &str,
+        limit: Duration,
+        log: &Path,
+    ) -> Result<(), DevClusterError> {
+        let deadline = Instant::now() + limit;
+        let url = format!("{}{path}", self.server);
+        while Instant::now() < deadline {
+            let out = std::process::Command::new("curl")
+                .args([
+                    "-ksf",
+                    "-m",
+                    "2",
+                    "-H",
+                    &format!("Authorization: Bearer {}", self.token),
+                    &url,
+                ])
+                .output();
+            if out.is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ok")) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(DevClusterError::NotReady(what, limit, log.to_path_buf()))
+    }
+
+    /// A client for the admin user (build one per tokio runtime).
+    pub async fn client(&self) -> Result<kube::Client, DevClusterError> {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&self.kubeconfig)
+                .map_err(|e| DevClusterError::Kube("read kubeconfig", e.to_string()))?,
+            &Default::default(),
+        )
+        .await
+        .map_err(|e| DevClusterError::Kube("kubeconfig", e.to_string()))?;
+        kube::Client::try_from(config).map_err(|e| DevClusterError::Kube("client", e.to_string()))
+    }
+
+    /// Whether every process still runs.
+    pub fn alive(&mut self) -> bool {
+        self.processes.iter_mut().all(Supervised::alive)
+    }
+
+    /// PIDs of the processes (etcd, kube-apiserver, kube-controller-manager).
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(Supervised::pid).collect()
+    }
+
+    /// Stops every process (also done on drop).
+    pub fn stop(&mut self) {
+        for process in self.processes.iter_mut().rev() {
+            process.stop();
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rand_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_err()
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return nanos ^ u128::from(std::process::id());
+    }
+    u128::from_le_bytes(bytes)
+}

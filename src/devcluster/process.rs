@@ -1,0 +1,79 @@
+//! Child processes that die with their parent (PR_SET_PDEATHSIG) and are stopped on drop.
+
+use super::DevClusterError;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A supervised child process.
+pub struct Supervised {
+    child: Child,
+}
+
+impl Supervised {
+    /// Starts `program` with `args`, output to `log`. The child receives SIGKILL when the thread that started it
+    /// exits, so start long-lived children from a thread that lives as long as they should.
+    pub fn spawn(program: &Path, log: &Path, args: &[&str]) -> Result<Self, DevClusterError> {
+        let out = std::fs::File::create(log)
+            .map_err(|e| DevClusterError::Io(format!("create {}", log.display()), e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| DevClusterError::Io("clone log handle".into(), e))?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| DevClusterError::Io(format!("start {}", program.display()), e))?;
+        Ok(Supervised { child })
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s; reaps the process.
+    pub fn stop(&mut self) {
+        if !self.alive() {
+            return;
+        }
+        // SAFETY: sending a signal to our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,307 @@
+//! Test support for the integration tests: one real control plane per test binary, a namespace per test, the
+//! operator and the pod simulator running in-process, scoped to that namespace.
+#![allow(dead_code)]
+
+use crew_operator::api::CrewExecution;
+use crew_operator::controller::context::Context;
+use crew_operator::controller::{self, ControllerConfig};
+use crew_operator::devcluster::ControlPlane;
+use crew_operator::simulator::{self, SimulatorConfig};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+static NEXT_NS: AtomicU32 = AtomicU32::new(0);
+
+/// The control plane of this test binary, started on first use. Its processes are started from a thread that
+/// lives as long as the test binary, so they die with it (parent-death signal) even if a test panics.
+pub fn plane() -> &'static ControlPlane {
+    PLANE.get_or_init(|| {
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let dir = std::env::temp_dir().join(format!("crew-test-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let started = ControlPlane::start(&dir, None)
+                .map_err(|e| e.to_string())
+                .and_then(|plane| {
+                    install_crds(&plane)?;
+                    Ok(plane)
+                });
+            let _ = tx.send(started);
+            loop {
+                std::thread::park();
+            }
+        });
+        match rx.recv() {
+            Ok(Ok(plane)) => plane,
+            Ok(Err(e)) => panic!("control plane did not start: {e}"),
+            Err(e) => panic!("control plane thread died: {e}"),
+        }
+    })
+}
+
+fn install_crds(plane: &ControlPlane) -> Result<(), String> {
+    let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let out = kubectl_in(plane, &["apply", "-f", &crds.to_string_lossy()]);
+    if !out.0 {
+        return Err(format!("kubectl apply crds/: {}", out.1));
+    }
+    let out = kubectl_in(
+        plane,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ],
+    );
+    if out.0 {
+        Ok(())
+    } else {
+        Err(format!("CRDs not established: {}", out.1))
+    }
+}
+
+fn kubectl_in(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
+    match Command::new(plane.bin.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&plane.kubeconfig)
+        .args(args)
+        .output()
+    {
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+/// Runs kubectl against the test control plane; returns (success, stdout+stderr).
+pub fn kubectl(args: &[&str]) -> (bool, String) {
+    kubectl_in(plane(), args)
+}
+
+/// The operator running in-process.
+pub struct Operator {
+    pub ctx: Arc<Context>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Operator {
+    /// Graceful stop (finishes in-flight reconciles).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+    }
+
+    /// Abrupt stop, as a crash would (the task is dropped wherever it is).
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// One test's namespace, with the pod simulator running for it.
+pub struct TestNs {
+    pub client: Client,
+    pub ns: String,
+    simulator: JoinHandle<()>,
+}
+
+impl TestNs {
+    /// A fresh namespace named after `prefix`, ready for pods (its default ServiceAccount has a token), with a pod
+    /// simulator whose default pod duration is `pod_duration`.
+    pub async fn new(prefix: &str, pod_duration: Duration) -> TestNs {
+        let plane = plane();
+        let client = plane.client().await.expect("client");
+        let ns = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT_NS.fetch_add(1, Ordering::Relaxed)
+        );
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+                .expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        wait_until(
+            Duration::from_secs(60),
+            "default ServiceAccount token",
+            || {
+                let secrets = secrets.clone();
+                async move {
+                    secrets.list(&ListParams::default()).await.is_ok_and(|l| {
+                        l.items.iter().any(|s| {
+                            s.metadata
+                                .name
+                                .as_deref()
+                                .is_some_and(|n| n.starts_with("default-token-"))
+                        })
+                    })
+                }
+            },
+        )
+        .await;
+        let config = SimulatorConfig {
+            namespace: Some(ns.clone()),
+            default_duration: pod_duration,
+            ..Default::default()
+        };
+        let simulator = tokio::spawn({
+            let client = client.clone();
+            async move {
+                if let Err(e) = simulator::run(client, config).await {
+                    eprintln!("pod simulator stopped: {e}");
+                }
+            }
+        });
+        TestNs {
+            client,
+            ns,
+            simulator,
+        }
+    }
+
+    /// Starts the operator, watching only this namespace.
+    pub fn start_operator(&self) -> Operator {
+        let config = ControllerConfig {
+            namespace: Some(self.ns.clone()),
+            instance: Some("test".into()),
+        };
+        let ctx = controller::context(self.client.clone(), &config);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(controller::run(ctx.clone(), config, Some(rx)));
+        Operator {
+            ctx,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// API of executions in this namespace.
+    pub fn executions(&self) -> Api<CrewExecution> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates an execution from YAML (the namespace is filled in).
+    pub async fn create(&self, yaml: &str) -> CrewExecution {
+        let mut cx: CrewExecution = serde_saphyr::from_str(yaml).expect("execution YAML");
+        cx.metadata.namespace = Some(self.ns.clone());
+        self.executions()
+            .create(&PostParams::default(), &cx)
+            .await
+            .expect("create execution")
+    }
+
+    /// Polls the execution until `done` holds (panics with the last seen status after `limit`).
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        limit: Duration,
+        done: impl Fn(&CrewExecution) -> bool,
+    ) -> CrewExecution {
+        let api = self.executions();
+        let deadline = Instant::now() + limit;
+        loop {
+            let last = api.get(name).await.ok();
+            if let Some(cx) = &last
+                && done(cx)
+            {
+                return cx.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{name}: condition not met within {limit:?}; last status: {:#?}",
+                    last.and_then(|c| c.status)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls until the execution reaches `phase`.
+    pub async fn wait_phase(&self, name: &str, phase: &str, limit: Duration) -> CrewExecution {
+        self.wait_for(name, limit, |cx| phase_of(cx) == phase).await
+    }
+
+    /// kubectl in this namespace (async: the operator keeps running meanwhile).
+    pub async fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let plane = plane();
+        let output = tokio::process::Command::new(plane.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&plane.kubeconfig)
+            .args(["-n", self.ns.as_str()])
+            .args(args)
+            .output()
+            .await;
+        match output {
+            Ok(o) => (
+                o.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+            ),
+            Err(e) => (false, e.to_string()),
+        }
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        self.simulator.abort();
+    }
+}
+
+/// `status.phase` as a string ("" before the first status write).
+pub fn phase_of(cx: &CrewExecution) -> String {
+    cx.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+}
+
+/// Polls `check` every 100 ms until it holds; panics after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
