@@ -5,6 +5,9 @@
 //! program that started them, even when it crashes; [`ControlPlane`] stops them on drop.
 
 mod process;
+mod setup;
+
+pub use setup::{create_namespace, install_crds};
 
 use process::Supervised;
 use std::path::{Path, PathBuf};

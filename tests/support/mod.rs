@@ -5,10 +5,9 @@
 use crew_operator::api::CrewExecution;
 use crew_operator::controller::context::Context;
 use crew_operator::controller::{self, ControllerConfig};
-use crew_operator::devcluster::ControlPlane;
+use crew_operator::devcluster::{ControlPlane, create_namespace};
 use crew_operator::simulator::{self, SimulatorConfig};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use std::path::PathBuf;
 use std::process::Command;
@@ -142,33 +141,9 @@ impl TestNs {
             std::process::id(),
             NEXT_NS.fetch_add(1, Ordering::Relaxed)
         );
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
-                .expect("namespace");
-        namespaces
-            .create(&PostParams::default(), &namespace)
+        create_namespace(&client, &ns)
             .await
-            .expect("create namespace");
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        wait_until(
-            Duration::from_secs(60),
-            "default ServiceAccount token",
-            || {
-                let secrets = secrets.clone();
-                async move {
-                    secrets.list(&ListParams::default()).await.is_ok_and(|l| {
-                        l.items.iter().any(|s| {
-                            s.metadata
-                                .name
-                                .as_deref()
-                                .is_some_and(|n| n.starts_with("default-token-"))
-                        })
-                    })
-                }
-            },
-        )
-        .await;
+            .expect("namespace ready for pods");
         let config = SimulatorConfig {
             namespace: Some(ns.clone()),
             default_duration: pod_duration,
