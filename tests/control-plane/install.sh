@@ -13,7 +13,9 @@
 #          {etcd,kube-apiserver,kube-controller-manager,kubectl,helm,VERSION}
 #
 # Idempotent: every step is skipped when its output already exists, and the
-# whole script exits at once when bin/VERSION matches.  Needs Debian 12 and
+# whole script exits at once when bin/VERSION matches.  Progress goes to
+# stderr; stdout gets exactly one line, the bin dir:  BIN=$(install.sh)
+# Concurrent runs are serialized with flock.  Needs Debian 12 and
 # root.  Elsewhere, set CREW_TEST_ASSETS to a directory holding the five
 # binaries (it is then only verified), or point KUBECONFIG at a cluster.
 #
@@ -47,13 +49,15 @@ verify_bins() {
     for b in "${BINARIES[@]}"; do
         [[ -x "$dir/$b" ]] || { log "missing or not executable: $dir/$b"; return 1; }
     done
-    out=$("$dir/etcd" --version 2>&1 | head -1) || { log "etcd --version failed: $out"; return 1; }
+    out=$("$dir/etcd" --version 2>&1) || { log "etcd --version failed: $out"; return 1; }
+    out=${out%%$'\n'*}
     log "  etcd:                    $out"
     out=$("$dir/kube-apiserver" --version 2>&1) || { log "kube-apiserver --version failed: $out"; return 1; }
     log "  kube-apiserver:          $out"
     out=$("$dir/kube-controller-manager" --version 2>&1) || { log "kube-controller-manager --version failed: $out"; return 1; }
     log "  kube-controller-manager: $out"
-    out=$("$dir/kubectl" version --client 2>&1 | head -1) || { log "kubectl version failed: $out"; return 1; }
+    out=$("$dir/kubectl" version --client 2>&1) || { log "kubectl version failed: $out"; return 1; }
+    out=${out%%$'\n'*}
     log "  kubectl:                 $out"
     out=$("$dir/helm" version --short 2>&1) || { log "helm version failed: $out"; return 1; }
     log "  helm:                    $out"
@@ -66,18 +70,21 @@ if [[ -n "${CREW_TEST_ASSETS:-}" ]]; then
     log "CREW_TEST_ASSETS is set: verifying binaries in $dir (nothing is installed)"
     verify_bins "$dir" || die "CREW_TEST_ASSETS=$CREW_TEST_ASSETS does not hold working ${BINARIES[*]}"
     log "OK"
+    echo "$dir"
     exit 0
 fi
 
 # --- 2. Already cached? ---------------------------------------------------------
-if [[ -z "${CREW_FORCE:-}" && -f "$BIN/VERSION" ]] && [[ "$(head -1 "$BIN/VERSION")" == "$MARKER" ]]; then
-    ok=1
-    for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || ok=; done
-    if [[ -n "$ok" ]]; then
-        log "already installed in $BIN ($MARKER)"
-        exit 0
-    fi
-    log "marker present but some binaries are missing; re-running the install"
+cached() {
+    [[ -z "${CREW_FORCE:-}" && -f "$BIN/VERSION" ]] || return 1
+    [[ "$(head -1 "$BIN/VERSION")" == "$MARKER" ]] || return 1
+    local b
+    for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done
+}
+if cached; then
+    log "already installed in $BIN ($MARKER)"
+    echo "$BIN"
+    exit 0
 fi
 
 # --- 3. Can we install here? ------------------------------------------------------
@@ -99,11 +106,32 @@ fi
 START=$SECONDS
 mkdir -p "$BIN"
 export DEBIAN_FRONTEND=noninteractive
+# All tool output goes to stderr; stdout carries only the bin dir at the end.
+exec 3>&1 1>&2
+
+# Serialize concurrent runs (e.g. several test processes calling this at once).
+exec 9>"$CACHE_ROOT/.install-k8s-${K8S_VERSION}.lock"
+if ! flock -n 9; then
+    log "another install.sh is running; waiting for its lock"
+    flock 9
+fi
+if cached; then
+    log "installed by a concurrent run in $BIN"
+    echo "$BIN" >&3
+    exit 0
+fi
+# An install made by an older recipe: start over rather than mix versions.
+if [[ -f "$BIN/VERSION" && "$(head -1 "$BIN/VERSION")" != "$MARKER" ]]; then
+    log "cached install is from another recipe ($(head -1 "$BIN/VERSION")); removing it"
+    rm -rf "$BIN" "$CACHE/venv"
+    mkdir -p "$BIN"
+fi
+rm -f "$BIN/VERSION"
 
 # --- 4. Debian packages -----------------------------------------------------------
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == 'install ok installed' ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
@@ -138,13 +166,14 @@ build_k8s() {
     cd "$work"
 
     if ! ls kubernetes_*.orig.tar.* >/dev/null 2>&1; then
-        if ! apt-cache showsrc kubernetes 2>/dev/null | grep -q '^Version:'; then
+        if [[ "$(apt-cache showsrc kubernetes 2>/dev/null)" != *Version:* ]]; then
             enable_deb_src
         fi
         log "downloading Debian source package kubernetes=$DEB_K8S_SRC_VERSION"
-        if ! apt-get source --download-only "kubernetes=$DEB_K8S_SRC_VERSION"; then
+        # (Sandbox::User=root: the _apt user cannot write to this directory.)
+        if ! apt-get source --download-only -o APT::Sandbox::User=root "kubernetes=$DEB_K8S_SRC_VERSION"; then
             log "WARNING: exact version not available; downloading the candidate kubernetes source"
-            apt-get source --download-only kubernetes
+            apt-get source --download-only -o APT::Sandbox::User=root kubernetes
         fi
     else
         log "kubernetes source tarball already downloaded"
@@ -184,7 +213,10 @@ build_k8s() {
 
     log "building kube-apiserver and kube-controller-manager with $(go version) (takes ~6-15 min on 2 cores)"
     local t0=$SECONDS
-    # hack/lib builds in GOPATH mode (GO111MODULE=off) with vendor/.
+    # hack/lib/init.sh forces GO111MODULE=off and hack/lib/golang.sh makes its
+    # own GOPATH (_output/local/go) anyway; the .go symlink and GOPATH here
+    # mirror debian/rules.  Version info comes from the git-archive
+    # substitutions in hack/lib/version.sh (v1.20.2, commit faecb196).
     local gopath="$PWD/.go"
     (cd .go/src/k8s.io/kubernetes &&
         GOPATH="$gopath" GOFLAGS= GO111MODULE=off CGO_ENABLED=0 \
@@ -313,11 +345,12 @@ log "verifying $BIN"
 verify_bins "$BIN" || die "verification failed"
 {
     echo "$MARKER"
-    echo "etcd:                    $("$BIN/etcd" --version 2>&1 | head -1)"
+    ev=$("$BIN/etcd" --version 2>&1); echo "etcd:                    ${ev%%$'\n'*}"
     echo "kube-apiserver:          $("$BIN/kube-apiserver" --version 2>&1)"
     echo "kube-controller-manager: $("$BIN/kube-controller-manager" --version 2>&1)"
-    echo "kubectl:                 $("$BIN/kubectl" version --client 2>&1 | head -1)"
+    kv=$("$BIN/kubectl" version --client 2>&1); echo "kubectl:                 ${kv%%$'\n'*}"
     echo "helm:                    $("$BIN/helm" version --short 2>&1)"
     echo "installed:               $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$BIN/VERSION"
 log "done in $((SECONDS - START)) s; binaries in $BIN"
+echo "$BIN" >&3

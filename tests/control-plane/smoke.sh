@@ -14,6 +14,9 @@
 #   SMOKE_KEEP=1   keep the temp dir (logs, kubeconfig) after exit
 #   SMOKE_HOLD=1   after the checks, keep everything running until Ctrl-C
 #                  (prints an `export KUBECONFIG=...` line to use it)
+#   SMOKE_APISERVER_ARGS, SMOKE_KCM_ARGS
+#                  extra flags (word-split) appended to kube-apiserver /
+#                  kube-controller-manager, for experiments
 set -euo pipefail
 
 CACHE="${CREW_CACHE_DIR:-$HOME/.cache/crew-operator}/k8s-v1.20.2"
@@ -81,6 +84,9 @@ TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 echo "$TOKEN,admin,admin-uid,system:masters" >"$T/tokens.csv"
 mkdir -p "$T/certs"
 log "starting kube-apiserver on https://127.0.0.1:$API_PORT"
+# Notes (v1.20): --service-account-issuer and --service-account-signing-key-file
+# are required flags; --insecure-port is a deprecated no-op (insecure serving is
+# off already); openssl 3's PKCS#8 key works for both SA key flags.
 "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --secure-port "$API_PORT" \
@@ -92,7 +98,7 @@ log "starting kube-apiserver on https://127.0.0.1:$API_PORT"
     --service-account-issuer https://kubernetes.default.svc \
     --authorization-mode RBAC \
     --service-cluster-ip-range 10.0.0.0/24 \
-    --insecure-port 0 \
+    ${SMOKE_APISERVER_ARGS:-} \
     >"$T/apiserver.log" 2>&1 &
 PIDS+=($!)
 API_PID=$!
@@ -122,6 +128,13 @@ k() { "$BIN/kubectl" "$@"; }
 
 # --- kube-controller-manager -----------------------------------------------------------
 log "starting kube-controller-manager"
+# --service-account-private-key-file enables the token controller: without it
+#   no default-token-* secret is made and every pod that automounts the SA token
+#   is rejected ("No API token found for service account").
+# --secure-port 0 --port 0: otherwise it binds 10257 ([::], all interfaces) and
+#   10252, which collide between parallel test clusters.
+# --use-service-account-credentials: false (the default) makes every controller
+#   use the admin kubeconfig; true also works.
 "$BIN/kube-controller-manager" \
     --kubeconfig "$T/kubeconfig" \
     --service-account-private-key-file "$T/sa.key" \
@@ -130,6 +143,7 @@ log "starting kube-controller-manager"
     --leader-elect=false \
     --secure-port 0 --port 0 \
     --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-attachdetach,-persistentvolume-binder,-ttl' \
+    ${SMOKE_KCM_ARGS:-} \
     >"$T/controller-manager.log" 2>&1 &
 PIDS+=($!)
 
@@ -212,6 +226,23 @@ fi
 k -n "$NS" delete job smoke-job --cascade=background >/dev/null && ok "Job deleted (propagation Background)" || bad "Job delete"
 no_job_pod() { local out; out=$(k -n "$NS" get pods -l job-name=smoke-job -o name) && [[ -z "$out" ]]; }
 if wait_for 60 "GC of Job pod" no_job_pod; then ok "garbage collector removed the Job's pod"; else bad "Job pod not garbage-collected"; fi
+
+if [[ -x "$BIN/helm" ]]; then
+    mkdir -p "$T/chart/templates"
+    printf 'apiVersion: v2\nname: smoke\nversion: 0.1.0\n' >"$T/chart/Chart.yaml"
+    printf 'size: 1\n' >"$T/chart/values.yaml"
+    cat >"$T/chart/templates/cm.yaml" <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-cm
+data:
+  size: {{ .Values.size | quote }}
+EOF
+    if out=$("$BIN/helm" install smoke-rel "$T/chart" -n "$NS" --set size=7 2>&1); then ok "helm install"; else bad "helm install: $out"; fi
+    if [[ "$(k -n "$NS" get configmap smoke-rel-cm -o jsonpath='{.data.size}' 2>&1)" == 7 ]]; then ok "helm release applied a ConfigMap"; else bad "helm ConfigMap missing"; fi
+    if out=$("$BIN/helm" uninstall smoke-rel -n "$NS" 2>&1); then ok "helm uninstall"; else bad "helm uninstall: $out"; fi
+fi
 
 log "done in $((SECONDS - START)) s"
 echo "smoke: $PASS passed, $FAIL failed"
