@@ -6,6 +6,8 @@
 pub mod api;
 pub mod build;
 pub mod controller;
+pub mod devcluster;
 pub mod error;
 pub mod lifecycle;
+pub mod simulator;
 pub mod telemetry;

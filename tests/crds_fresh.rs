@@ -9,7 +9,10 @@ fn crds_directory_matches_the_rust_types() {
     let generated = crew_operator::api::crds::crd_files().expect("CRDs serialise");
     for (name, yaml) in &generated {
         let on_disk = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-        assert!(on_disk == *yaml, "crds/{name} is stale: run `make crds` and commit the result");
+        assert!(
+            on_disk == *yaml,
+            "crds/{name} is stale: run `make crds` and commit the result"
+        );
     }
     let expected: BTreeSet<_> = generated.iter().map(|(name, _)| name.clone()).collect();
     let present: BTreeSet<_> = std::fs::read_dir(&dir)
@@ -17,30 +20,76 @@ fn crds_directory_matches_the_rust_types() {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.ends_with(".yaml"))
         .collect();
-    assert_eq!(present, expected, "crds/ holds files the types no longer generate");
+    assert_eq!(
+        present, expected,
+        "crds/ holds files the types no longer generate"
+    );
 }
 
 #[test]
 fn crd_has_the_names_columns_and_subresource_users_rely_on() {
     let crd = <crew_operator::api::CrewExecution as kube::CustomResourceExt>::crd();
     let names = &crd.spec.names;
-    assert_eq!(names.short_names.as_deref(), Some(&["cx".to_string(), "crewexec".to_string()][..]));
+    assert_eq!(
+        names.short_names.as_deref(),
+        Some(&["cx".to_string(), "crewexec".to_string()][..])
+    );
     assert_eq!(names.categories.as_deref(), Some(&["crew".to_string()][..]));
     let version = &crd.spec.versions[0];
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
-    let columns: Vec<_> = version.additional_printer_columns.iter().flatten().map(|c| c.name.to_uppercase()).collect();
-    assert_eq!(columns, ["PHASE", "PROGRESS", "STEP", "ATTEMPT", "DURATION", "AGE"]);
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some(),
+        "status subresource"
+    );
+    let columns: Vec<_> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.to_uppercase())
+        .collect();
+    assert_eq!(
+        columns,
+        ["PHASE", "PROGRESS", "STEP", "ATTEMPT", "DURATION", "AGE"]
+    );
     let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
     let spec = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"];
-    for field in ["image", "command", "args", "env", "resources", "serviceAccountName", "crew", "inputs", "steps", "priority",
-        "queue", "retry", "timeoutSeconds", "suspend", "cancel", "ttlSecondsAfterFinished", "historyLimit"] {
+    for field in [
+        "image",
+        "command",
+        "args",
+        "env",
+        "resources",
+        "serviceAccountName",
+        "crew",
+        "inputs",
+        "steps",
+        "priority",
+        "queue",
+        "retry",
+        "timeoutSeconds",
+        "suspend",
+        "cancel",
+        "ttlSecondsAfterFinished",
+        "historyLimit",
+    ] {
         assert!(spec[field].is_object(), "spec.{field} missing");
-        assert!(spec[field]["description"].as_str().is_some_and(|d| d.len() > 10), "spec.{field} has no description");
+        assert!(
+            spec[field]["description"]
+                .as_str()
+                .is_some_and(|d| d.len() > 10),
+            "spec.{field} has no description"
+        );
     }
     assert_eq!(spec["historyLimit"]["maximum"].as_f64(), Some(100.0));
     assert_eq!(spec["crew"]["x-kubernetes-preserve-unknown-fields"], true);
     let retry = &spec["retry"]["properties"];
     for field in ["limit", "backoffSeconds", "maxBackoffSeconds"] {
-        assert!(retry[field]["description"].is_string(), "spec.retry.{field} has no description");
+        assert!(
+            retry[field]["description"].is_string(),
+            "spec.retry.{field} has no description"
+        );
     }
 }

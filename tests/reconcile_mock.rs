@@ -5,9 +5,9 @@ use crew_operator::controller::context::{Context, WriteKind};
 use crew_operator::controller::{ControllerConfig, context, reconcile};
 use crew_operator::error::Error;
 use http::{Method, Request, Response, StatusCode};
+use kube::Client;
 use kube::client::Body;
 use kube::runtime::watcher::Event;
-use kube::Client;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower_test::mock::{self, Handle};
@@ -15,7 +15,14 @@ use tower_test::mock::{self, Handle};
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
 fn execution() -> CrewExecution {
-    let mut cx = CrewExecution::new("x", CrewExecutionSpec { image: Some("worker:1".into()), history_limit: 20, ..Default::default() });
+    let mut cx = CrewExecution::new(
+        "x",
+        CrewExecutionSpec {
+            image: Some("worker:1".into()),
+            history_limit: 20,
+            ..Default::default()
+        },
+    );
     cx.metadata.namespace = Some("ns".into());
     cx.metadata.uid = Some("uid-x".into());
     cx.metadata.resource_version = Some("7".into());
@@ -25,7 +32,10 @@ fn execution() -> CrewExecution {
 
 fn mocked() -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(service, "default"), &ControllerConfig::default());
+    let ctx = context(
+        Client::new(service, "default"),
+        &ControllerConfig::default(),
+    );
     for event in [Event::Init, Event::InitDone] {
         ctx.children.apply_job_event(&event);
     }
@@ -35,17 +45,31 @@ fn mocked() -> (Arc<Context>, ApiHandle) {
     (ctx, handle)
 }
 
-async fn next(handle: &mut ApiHandle) -> (Method, String, Value, tower_test::mock::SendResponse<Response<Body>>) {
+async fn next(
+    handle: &mut ApiHandle,
+) -> (
+    Method,
+    String,
+    Value,
+    tower_test::mock::SendResponse<Response<Body>>,
+) {
     let (request, send) = handle.next_request().await.expect("a request");
     let method = request.method().clone();
     let uri = request.uri().to_string();
     let bytes = request.into_body().collect_bytes().await.expect("body");
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("json body") };
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("json body")
+    };
     (method, uri, body, send)
 }
 
 fn respond(send: tower_test::mock::SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
-    let response = Response::builder().status(code).body(Body::from(serde_json::to_vec(body).unwrap())).unwrap();
+    let response = Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap();
     send.send_response(response);
 }
 
@@ -60,7 +84,10 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
     let task = tokio::spawn(reconcile(Arc::new(cx.clone()), ctx.clone()));
 
     let (method, uri, job, send) = next(&mut api).await;
-    assert_eq!((method, uri.as_str()), (Method::POST, "/apis/batch/v1/namespaces/ns/jobs?"));
+    assert_eq!(
+        (method, uri.as_str()),
+        (Method::POST, "/apis/batch/v1/namespaces/ns/jobs?")
+    );
     assert_eq!(job["metadata"]["name"], "x-main-1");
     assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-x");
     assert_eq!(job["spec"]["backoffLimit"], 0);
@@ -68,8 +95,14 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
 
     let (method, uri, body, send) = next(&mut api).await;
     assert_eq!(method, Method::PATCH);
-    assert_eq!(uri, "/apis/crew.dev/v1alpha1/namespaces/ns/crewexecutions/x/status?&force=true&fieldManager=crew-operator");
-    assert_eq!(body["metadata"]["resourceVersion"], "7", "status writes are resourceVersion-guarded");
+    assert_eq!(
+        uri,
+        "/apis/crew.dev/v1alpha1/namespaces/ns/crewexecutions/x/status?&force=true&fieldManager=crew-operator"
+    );
+    assert_eq!(
+        body["metadata"]["resourceVersion"], "7",
+        "status writes are resourceVersion-guarded"
+    );
     assert!(body.get("spec").is_none(), "spec is never written");
     assert_eq!(body["status"]["phase"], "Running");
     assert_eq!(body["status"]["steps"][0]["jobName"], "x-main-1");
@@ -79,7 +112,10 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
     respond(send, StatusCode::OK, &stored);
 
     let (method, uri, event, send) = next(&mut api).await;
-    assert_eq!((method, uri.as_str()), (Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events?"));
+    assert_eq!(
+        (method, uri.as_str()),
+        (Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events?")
+    );
     assert_eq!(event["reason"], "Started");
     assert_eq!(event["type"], "Normal");
     assert_eq!(event["regarding"]["name"], "x");
@@ -94,7 +130,12 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
     // The cache still shows resourceVersion 7 (it has not seen our write): the next reconcile does nothing.
     let idle = tokio::spawn(reconcile(Arc::new(cx), ctx.clone()));
     idle.await.unwrap().expect("waits for the cache");
-    assert!(tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request()).await.is_err(), "no request on a stale view");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
+            .await
+            .is_err(),
+        "no request on a stale view"
+    );
     assert_eq!(ctx.writes.total(), 3);
 }
 
@@ -106,13 +147,19 @@ async fn job_of_a_stranger_with_the_same_name_is_not_adopted() {
     let (_, _, _, send) = next(&mut api).await;
     respond(send, StatusCode::CONFLICT, &api_error(409, "AlreadyExists"));
     let (method, uri, _, send) = next(&mut api).await;
-    assert_eq!((method, uri.as_str()), (Method::GET, "/apis/batch/v1/namespaces/ns/jobs/x-main-1"));
+    assert_eq!(
+        (method, uri.as_str()),
+        (Method::GET, "/apis/batch/v1/namespaces/ns/jobs/x-main-1")
+    );
     let stranger = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x-main-1", "namespace": "ns",
         "ownerReferences": [{"apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution", "name": "x", "uid": "old-uid", "controller": true}]}});
     respond(send, StatusCode::OK, &stranger);
 
     let result = task.await.unwrap();
-    assert!(matches!(result, Err(Error::JobNameTaken(ref name)) if name == "x-main-1"), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::JobNameTaken(ref name)) if name == "x-main-1"),
+        "{result:?}"
+    );
     assert_eq!(ctx.writes.total(), 0, "no status write, no event");
 }
 
@@ -130,7 +177,11 @@ async fn our_own_job_already_existing_counts_as_created() {
     assert_eq!(method, Method::PATCH);
     assert!(uri.contains("/status"));
     assert_eq!(body["status"]["phase"], Phase::Running.as_str());
-    respond(send, StatusCode::OK, &serde_json::to_value(execution()).unwrap());
+    respond(
+        send,
+        StatusCode::OK,
+        &serde_json::to_value(execution()).unwrap(),
+    );
     let (_, _, event, send) = next(&mut api).await;
     respond(send, StatusCode::CREATED, &event);
     task.await.unwrap().expect("reconcile succeeds");
@@ -147,8 +198,19 @@ async fn conflicting_status_write_publishes_no_event() {
     let (_, _, _, send) = next(&mut api).await;
     respond(send, StatusCode::CONFLICT, &api_error(409, "Conflict"));
     task.await.unwrap().expect("a stale view is not an error");
-    assert!(tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request()).await.is_err(), "no event after a refused write");
-    assert_eq!((ctx.writes.get(WriteKind::Status), ctx.writes.get(WriteKind::Event)), (0, 0));
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
+            .await
+            .is_err(),
+        "no event after a refused write"
+    );
+    assert_eq!(
+        (
+            ctx.writes.get(WriteKind::Status),
+            ctx.writes.get(WriteKind::Event)
+        ),
+        (0, 0)
+    );
 }
 
 #[tokio::test]
@@ -161,12 +223,27 @@ async fn invalid_spec_fails_with_a_warning_and_no_job() {
     assert_eq!(method, Method::PATCH, "{uri}");
     assert_eq!(body["status"]["phase"], "Failed");
     assert_eq!(body["status"]["reason"], "InvalidSpec");
-    let stalled = body["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Stalled").unwrap().clone();
+    let stalled = body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Stalled")
+        .unwrap()
+        .clone();
     assert_eq!(stalled["status"], "True");
-    respond(send, StatusCode::OK, &serde_json::to_value(execution()).unwrap());
+    respond(
+        send,
+        StatusCode::OK,
+        &serde_json::to_value(execution()).unwrap(),
+    );
     let (_, _, event, send) = next(&mut api).await;
-    assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Warning"), Some("InvalidSpec")));
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("InvalidSpec"))
+    );
     respond(send, StatusCode::CREATED, &event);
-    task.await.unwrap().expect("invalid input is not a reconcile error");
+    task.await
+        .unwrap()
+        .expect("invalid input is not a reconcile error");
     assert_eq!(ctx.writes.get(WriteKind::JobCreate), 0);
 }

@@ -1,6 +1,6 @@
 //! The CustomResourceDefinitions generated from the Rust types (what `make crds` writes to `crds/`).
 
-use super::CrewExecution;
+use super::{CrewExecution, CrewQueue};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
@@ -10,7 +10,10 @@ use serde_json::Value;
 /// non-nullable fields, and Kubernetes publishes nullable fields to OpenAPI v2 without their sub-fields, which
 /// would hide them from `kubectl explain`.
 pub fn crds() -> Result<Vec<Value>, serde_json::Error> {
-    let mut crds = vec![serde_json::to_value(CrewExecution::crd())?];
+    let mut crds = vec![
+        serde_json::to_value(CrewExecution::crd())?,
+        serde_json::to_value(CrewQueue::crd())?,
+    ];
     crds.iter_mut().for_each(strip_nullable);
     Ok(crds)
 }

@@ -6,11 +6,13 @@
 pub mod crds;
 pub mod execution;
 pub mod phase;
+pub mod queue;
 pub mod schema;
 pub mod status;
 
 pub use execution::{CrewExecution, CrewExecutionSpec, RetryPolicy, StepSpec};
 pub use phase::{Phase, StepPhase};
+pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};
 pub use status::{CrewExecutionStatus, HistoryEntry, Progress, StepStatus};
 
 /// API group of every resource of the operator.

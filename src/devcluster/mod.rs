@@ -154,8 +154,6 @@ impl ControlPlane {
                 "RBAC",
                 "--service-cluster-ip-range",
                 "10.0.0.0/24",
-                "--insecure-port",
-                "0",
                 "--max-requests-inflight",
                 "2000",
                 "--max-mutating-requests-inflight",

@@ -12,6 +12,7 @@ use crate::lifecycle::names::job_name;
 use crate::lifecycle::progress::progress;
 use crate::lifecycle::steps::{LOST_JOB_SECONDS, StepRecord, StepView, step_records};
 use crate::lifecycle::timefmt::{add_seconds, human_duration, seconds_between, whole_seconds};
+use crate::lifecycle::transitions::allowed;
 use crate::lifecycle::{Admission, InvalidSpec, JobState, Launch, Observed, Plan, resolve_steps};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -52,10 +53,11 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
         Err(invalid) => decide_invalid(&mut draft, &mut plan, &mut outcome, invalid),
         Ok(steps) => {
             outcome.records = step_records(steps, &observed.jobs, &previous, now);
-            if outcome
-                .records
-                .iter()
-                .any(|r| r.view == StepView::AwaitingPod)
+            if !observed.spec.cancel
+                && outcome
+                    .records
+                    .iter()
+                    .any(|r| r.view == StepView::AwaitingPod)
             {
                 plan.requeue_within(POD_LAG_REQUEUE_SECONDS);
                 return plan;
@@ -64,6 +66,11 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
         }
     }
     let status = compose(&draft, &outcome);
+    if draft.phase.is_terminal()
+        && let Some(ttl) = observed.spec.ttl_seconds_after_finished
+    {
+        plan.requeue_within(ttl.max(1) as u64);
+    }
     plan.events = draft.events();
     if status != previous {
         plan.status = Some(status);
@@ -79,7 +86,9 @@ fn decide_invalid(
 ) {
     let message = format!("invalid spec: {invalid}");
     outcome.records = Vec::new();
-    if draft.transition(Phase::Failed, "InvalidSpec", message.clone(), None) {
+    // Checked first: a refused transition would warn `InvalidTransition` on every reconcile.
+    if allowed(draft.phase, Phase::Failed) {
+        draft.transition(Phase::Failed, "InvalidSpec", message.clone(), None);
         outcome.completion_time = Some(draft.now);
         plan.delete_jobs = active_owned_jobs(draft);
     } else {
@@ -96,8 +105,12 @@ fn decide_steps(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
         .records
         .iter()
         .any(|r| r.view != StepView::NotStarted);
-    if started && matches!(draft.phase, Phase::Pending | Phase::Queued) {
-        // Status was never written after the first Job was created (a restart in between): catch up.
+    if started
+        && outcome.start_time.is_none()
+        && matches!(draft.phase, Phase::Pending | Phase::Queued)
+    {
+        // Status was never written after the first Job was created (a restart in between): catch up. A Queued
+        // execution that started before (resumed into a full queue) must keep waiting for its slot instead.
         let first = outcome.records[0].spec.name.clone();
         draft.transition(
             Phase::Running,
@@ -282,9 +295,6 @@ fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt:
         );
         return;
     }
-    if !acquire_slot(draft, outcome, &name) {
-        return;
-    }
     let job = job_name(draft.observed.name, &name, attempt);
     if draft
         .observed
@@ -298,6 +308,9 @@ fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt:
         draft.warn_once("JobNameTaken", message.clone());
         draft.set_reason("JobNameTaken", message);
         plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
+        return;
+    }
+    if !acquire_slot(draft, outcome, &name) {
         return;
     }
     let record = &mut outcome.records[index];

@@ -6,12 +6,15 @@
 pub mod backoff;
 pub mod conditions;
 pub mod decide;
+#[cfg(test)]
+mod decide_tests;
 pub mod draft;
 pub mod history;
 pub mod names;
 pub mod observed;
 pub mod plan;
 pub mod progress;
+pub mod queue;
 pub mod resolve;
 pub mod steps;
 pub mod timefmt;
