@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn higher_priority_then_older_then_name() {
-        let mut members = vec![
+        let mut members = [
             member("c", 0, 1, false),
             member("b", 5, 3, false),
             member("a", 5, 2, false),
