@@ -36,6 +36,10 @@ struct RunArgs {
     /// Log level / filter directive (RUST_LOG overrides).
     #[arg(long, default_value = "info", env = "CREW_LOG_LEVEL")]
     log_level: String,
+    /// Most executions without `spec.queue` running at once, operator-wide (default: unlimited). They wait in
+    /// phase Queued, highest priority first, then oldest first.
+    #[arg(long, env = "CREW_MAX_RUNNING", value_parser = clap::value_parser!(u32).range(1..))]
+    max_running: Option<u32>,
     /// Name reported as the Event reporting instance (default: $POD_NAME or the host name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
@@ -61,6 +65,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = ControllerConfig {
         namespace: args.namespace,
         instance: args.instance,
+        max_running: args.max_running,
     };
     tracing::info!(namespace = ?config.namespace, version = env!("CARGO_PKG_VERSION"), "crew-operator starting");
     let ctx = controller::context(client, &config);

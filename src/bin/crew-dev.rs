@@ -34,6 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ControllerConfig {
         namespace: None,
         instance: Some("crew-dev".into()),
+        max_running: None,
     };
     let ctx = controller::context(client.clone(), &config);
     let operator = tokio::spawn(controller::run(ctx, config, Some(stopped)));

@@ -1,11 +1,14 @@
 //! Shared state of the controller: client, event recorder, child index, counters, per-object bookkeeping.
 
 use super::child_index::ChildIndex;
+use crate::api::{CrewExecution, CrewQueue};
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use kube::Client;
 use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Kinds of API writes the operator makes, counted for tests, benchmarks and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,17 +25,20 @@ pub enum WriteKind {
     Event,
     /// Deletion of a finished execution (TTL).
     ExecutionDelete,
+    /// Server-side apply of a queue's status.
+    QueueStatus,
 }
 
 impl WriteKind {
     /// Every kind, for reporting.
-    pub const ALL: [WriteKind; 6] = [
+    pub const ALL: [WriteKind; 7] = [
         WriteKind::Status,
         WriteKind::JobCreate,
         WriteKind::JobDelete,
         WriteKind::ConfigMap,
         WriteKind::Event,
         WriteKind::ExecutionDelete,
+        WriteKind::QueueStatus,
     ];
 
     /// Label for metrics and reports.
@@ -44,13 +50,14 @@ impl WriteKind {
             WriteKind::ConfigMap => "configmap_create",
             WriteKind::Event => "event",
             WriteKind::ExecutionDelete => "execution_delete",
+            WriteKind::QueueStatus => "queue_status",
         }
     }
 }
 
 /// Counters of API writes, by kind.
 #[derive(Default)]
-pub struct WriteCounts([AtomicU64; 6]);
+pub struct WriteCounts([AtomicU64; 7]);
 
 impl WriteCounts {
     /// Counts one write of `kind`.
@@ -86,12 +93,28 @@ pub struct Context {
     pub stale_versions: Mutex<HashMap<String, String>>,
     /// Per execution UID: consecutive reconcile failures (for exponential error backoff).
     pub failures: Mutex<HashMap<String, u32>>,
+    /// The controller's cache of executions (set when the controller starts).
+    pub executions: OnceLock<Store<CrewExecution>>,
+    /// Cache of CrewQueues (set when the controller starts).
+    pub queues: OnceLock<Store<CrewQueue>>,
+    /// Operator-wide limit on running executions without `spec.queue` (None: unlimited).
+    pub max_running: Option<u32>,
+    /// Reconcile requests for executions whose queue has a free slot.
+    pub wake: UnboundedSender<ObjectRef<CrewExecution>>,
+    /// The receiving end of `wake`, taken by the controller when it starts.
+    pub wake_requests: Mutex<Option<UnboundedReceiver<ObjectRef<CrewExecution>>>>,
 }
 
 impl Context {
     /// A context around `client` with an empty index.
-    pub fn new(client: Client, recorder: Recorder) -> Self {
+    pub fn new(client: Client, recorder: Recorder, max_running: Option<u32>) -> Self {
+        let (wake, wake_requests) = unbounded();
         Context {
+            executions: OnceLock::new(),
+            queues: OnceLock::new(),
+            max_running,
+            wake,
+            wake_requests: Mutex::new(Some(wake_requests)),
             client,
             recorder,
             children: ChildIndex::default(),

@@ -4,11 +4,12 @@ pub mod act;
 pub mod child_index;
 pub mod context;
 pub mod observe;
+pub mod queues;
 
-use crate::api::CrewExecution;
+use crate::api::{CrewExecution, CrewQueue, Phase};
 use crate::build::labels;
 use crate::error::Error;
-use crate::lifecycle::{Admission, Observed, decide};
+use crate::lifecycle::{Observed, decide};
 use act::StatusWrite;
 use context::{Context, error_backoff_seconds};
 use futures::{StreamExt, TryStreamExt};
@@ -16,7 +17,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct ControllerConfig {
     pub namespace: Option<String>,
     /// Reporting instance in Events (e.g. the pod name).
     pub instance: Option<String>,
+    /// Operator-wide limit on running executions that name no queue (None: unlimited).
+    pub max_running: Option<u32>,
 }
 
 /// Name the operator reports Events as.
@@ -53,6 +56,7 @@ pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
     Arc::new(Context::new(
         client.clone(),
         Recorder::new(client, reporter),
+        config.max_running,
     ))
 }
 
@@ -80,6 +84,24 @@ pub async fn run(
     let executions = api::<CrewExecution>(&client, &config.namespace);
     let mut controller =
         Controller::new(executions, watcher::Config::default().any_semantic()).owns_stream(jobs);
+    let execution_store = controller.store();
+    let _ = ctx.executions.set(execution_store.clone());
+    let (queue_store, queue_writer) = reflector::store();
+    let _ = ctx.queues.set(queue_store);
+    let queue_changes = watcher(
+        api::<CrewQueue>(&client, &config.namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(queue_writer)
+    .touched_objects();
+    controller = controller.watches_stream(queue_changes, move |queue| {
+        queues::waiting_in(&execution_store, &queue)
+    });
+    if let Some(wake_requests) = ctx.wake_requests.lock().ok().and_then(|mut w| w.take()) {
+        controller = controller.reconcile_on(wake_requests);
+    }
+    let pump = tokio::spawn(queues::pump(ctx.clone()));
     controller = match shutdown {
         Some(signal) => controller.graceful_shutdown_on(async move {
             let _ = signal.await;
@@ -96,6 +118,7 @@ pub async fn run(
         })
         .await;
     pods.abort();
+    pump.abort();
 }
 
 /// One reconcile of one execution (public for the mocked-API tests).
@@ -131,7 +154,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
             &execution.name_any(),
             &uid,
         ),
-        admission: Admission::Admitted,
+        admission: queues::admission(&ctx, &execution),
     };
     let plan = decide(&observed, jiff::Timestamp::now());
     if !plan.is_noop() {
@@ -140,6 +163,18 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     }
     let written = act::execute(&execution, &plan, &ctx).await?;
     ctx.record_success(&uid);
+    let before = execution
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    let after = plan.status.as_ref().and_then(|s| s.phase).unwrap_or(before);
+    if written == StatusWrite::Written
+        && after != before
+        && !matches!(after, Phase::Running | Phase::Queued)
+    {
+        queues::wake_queue_of(&ctx, &execution);
+    }
     Ok(match (written, plan.requeue_after_seconds) {
         (StatusWrite::Stale, _) => Action::requeue(Duration::from_secs(1)),
         (_, Some(seconds)) => Action::requeue(Duration::from_secs(seconds.max(1))),

@@ -166,9 +166,15 @@ impl TestNs {
 
     /// Starts the operator, watching only this namespace.
     pub fn start_operator(&self) -> Operator {
+        self.start_operator_with(None)
+    }
+
+    /// Starts the operator for this namespace with an operator-wide limit on executions without a queue.
+    pub fn start_operator_with(&self, max_running: Option<u32>) -> Operator {
         let config = ControllerConfig {
             namespace: Some(self.ns.clone()),
             instance: Some("test".into()),
+            max_running,
         };
         let ctx = controller::context(self.client.clone(), &config);
         let (tx, rx) = oneshot::channel();

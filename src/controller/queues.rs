@@ -1,0 +1,210 @@
+//! Queue admission and statistics in the shell: reads the cached executions and queues, asks the pure core
+//! (`lifecycle::queue`, `lifecycle::queue_stats`), wakes waiting executions when a slot frees, and writes
+//! `CrewQueue.status` at most once per second per queue.
+
+use super::context::{Context, WriteKind};
+use crate::api::{CrewExecution, CrewQueue, FIELD_MANAGER, Phase};
+use crate::lifecycle::Admission;
+use crate::lifecycle::queue::{Member, admit};
+use crate::lifecycle::queue_stats::{MemberFacts, counts_changed, queue_status};
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Name used for the operator-wide limit in messages.
+pub const GLOBAL_QUEUE: &str = "(operator-wide limit)";
+/// Re-write a queue's status this often even when only its clock-driven figures changed.
+const CLOCK_REFRESH: Duration = Duration::from_secs(30);
+
+fn phase(cx: &CrewExecution) -> Phase {
+    cx.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+}
+
+fn created(cx: &CrewExecution) -> Timestamp {
+    cx.metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+}
+
+/// Whether two executions share a queue: the same named queue in the same namespace, or both without one.
+fn same_queue(a: &CrewExecution, namespace: &str, queue: Option<&str>) -> bool {
+    match queue {
+        Some(q) => {
+            a.spec.queue.as_deref() == Some(q) && a.namespace().as_deref() == Some(namespace)
+        }
+        None => a.spec.queue.is_none(),
+    }
+}
+
+fn members_of(
+    store: &Store<CrewExecution>,
+    namespace: &str,
+    queue: Option<&str>,
+) -> Vec<Arc<CrewExecution>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|cx| same_queue(cx, namespace, queue))
+        .collect()
+}
+
+/// Whether `execution` may take a running slot now.
+pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
+    let current = phase(execution);
+    if current == Phase::Running || current.is_terminal() {
+        return Admission::Admitted;
+    }
+    let Some(executions) = ctx.executions.get() else {
+        return Admission::Admitted;
+    };
+    let namespace = execution.namespace().unwrap_or_default();
+    let (limit, label) = match execution.spec.queue.as_deref() {
+        Some(name) => {
+            let queue = ctx
+                .queues
+                .get()
+                .and_then(|q| q.get(&ObjectRef::new(name).within(&namespace)));
+            match queue {
+                Some(queue) => (queue.spec.max_running.max(1), name),
+                None => return Admission::QueueNotFound(name.to_string()),
+            }
+        }
+        None => match ctx.max_running {
+            Some(max) => (max.max(1), GLOBAL_QUEUE),
+            None => return Admission::Admitted,
+        },
+    };
+    let members: Vec<Member> = members_of(executions, &namespace, execution.spec.queue.as_deref())
+        .iter()
+        .map(|cx| Member::new(&cx.name_any(), &cx.spec, phase(cx), created(cx)))
+        .collect();
+    admit(&members, &execution.name_any(), label, Some(limit))
+}
+
+/// Reconciles the executions still waiting in the queue of `execution` (after it left a slot or changed phase).
+pub fn wake_queue_of(ctx: &Context, execution: &CrewExecution) {
+    if execution.spec.queue.is_none() && ctx.max_running.is_none() {
+        return;
+    }
+    let namespace = execution.namespace().unwrap_or_default();
+    wake(ctx, &namespace, execution.spec.queue.as_deref());
+}
+
+fn wake(ctx: &Context, namespace: &str, queue: Option<&str>) {
+    let Some(executions) = ctx.executions.get() else {
+        return;
+    };
+    for cx in members_of(executions, namespace, queue) {
+        if matches!(phase(&cx), Phase::Pending | Phase::Queued | Phase::Paused) {
+            let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(cx.as_ref()));
+        }
+    }
+}
+
+/// The executions to reconcile when `queue` changes (created, or its limit raised).
+pub fn waiting_in(
+    executions: &Store<CrewExecution>,
+    queue: &CrewQueue,
+) -> Vec<ObjectRef<CrewExecution>> {
+    let namespace = queue.namespace().unwrap_or_default();
+    members_of(executions, &namespace, Some(&queue.name_any()))
+        .iter()
+        .filter(|cx| matches!(phase(cx), Phase::Pending | Phase::Queued))
+        .map(|cx| ObjectRef::from_obj(cx.as_ref()))
+        .collect()
+}
+
+/// Once per second: wakes queues with a free slot and someone waiting (covers slots freed by deletions), and
+/// writes each queue's statistics when they changed.
+pub async fn pump(ctx: Arc<Context>) {
+    let mut written: std::collections::HashMap<(String, String), Timestamp> = Default::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        let (Some(executions), Some(queues)) = (ctx.executions.get(), ctx.queues.get()) else {
+            continue;
+        };
+        let now = crate::lifecycle::timefmt::whole_seconds(Timestamp::now());
+        let mut seen = HashSet::new();
+        for queue in queues.state() {
+            let namespace = queue.namespace().unwrap_or_default();
+            let members = members_of(executions, &namespace, Some(&queue.name_any()));
+            let running = members
+                .iter()
+                .filter(|cx| phase(cx) == Phase::Running)
+                .count() as u32;
+            if running < queue.spec.max_running
+                && members.iter().any(|cx| phase(cx) == Phase::Queued)
+            {
+                wake(&ctx, &namespace, Some(&queue.name_any()));
+            }
+            let facts: Vec<MemberFacts> = members.iter().map(|cx| facts(cx)).collect();
+            let status = queue_status(&facts, queue.metadata.generation, now);
+            let key = (namespace.clone(), queue.name_any());
+            seen.insert(key.clone());
+            let stale_clock = written.get(&key).is_none_or(|t| {
+                crate::lifecycle::timefmt::seconds_between(*t, now)
+                    >= CLOCK_REFRESH.as_secs() as i64
+            }) && status.oldest_queued_seconds.is_some();
+            if counts_changed(queue.status.as_ref(), &status) || stale_clock {
+                let api: Api<CrewQueue> = Api::namespaced(ctx.client.clone(), &namespace);
+                let body = serde_json::json!({
+                    "apiVersion": CrewQueue::api_version(&()), "kind": CrewQueue::kind(&()), "status": status,
+                });
+                match api
+                    .patch_status(
+                        &queue.name_any(),
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        ctx.writes.add(WriteKind::QueueStatus);
+                        written.insert(key, now);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, queue = %queue.name_any(), "could not write queue status")
+                    }
+                }
+            }
+        }
+        written.retain(|key, _| seen.contains(key));
+        if let Some(max) = ctx.max_running {
+            let members = members_of(executions, "", None);
+            let running = members
+                .iter()
+                .filter(|cx| phase(cx) == Phase::Running)
+                .count() as u32;
+            if running < max && members.iter().any(|cx| phase(cx) == Phase::Queued) {
+                wake(&ctx, "", None);
+            }
+        }
+    }
+}
+
+fn facts(cx: &CrewExecution) -> MemberFacts {
+    let status = cx.status.as_ref();
+    let current = phase(cx);
+    let waiting_since = status
+        .and_then(|s| {
+            s.history
+                .iter()
+                .rev()
+                .find(|h| h.to == Phase::Queued)
+                .map(|h| h.time.0)
+        })
+        .or_else(|| cx.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    MemberFacts {
+        phase: current,
+        completed: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0),
+        duration_seconds: status.and_then(|s| s.duration_seconds),
+        waiting_since,
+    }
+}
