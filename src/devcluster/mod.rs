@@ -202,6 +202,25 @@ impl ControlPlane {
         Ok(plane)
     }
 
+    /// An existing cluster reached through `kubeconfig` instead of a local control plane (nothing is started or
+    /// stopped). kubectl and helm are taken from [`assets_dir`] if present there, else from `PATH`.
+    pub fn existing(kubeconfig: &Path) -> Self {
+        let bin = assets_dir();
+        let bin = if bin.join("kubectl").exists() {
+            bin
+        } else {
+            PathBuf::from("/usr/bin")
+        };
+        ControlPlane {
+            dir: std::env::temp_dir(),
+            server: String::new(),
+            token: String::new(),
+            kubeconfig: kubeconfig.to_path_buf(),
+            bin,
+            processes: Vec::new(),
+        }
+    }
+
     fn wait_ready(
         &self,
         what: &'static str,

@@ -468,7 +468,16 @@ fn compose(draft: &Draft<'_>, outcome: &Outcome) -> CrewExecutionStatus {
     let observed = draft.observed;
     let phase = draft.phase;
     let steps: Vec<_> = if outcome.records.is_empty() {
-        previous.steps.clone()
+        // Invalid spec: the last known steps, with a step that was running marked as stopped.
+        let mut steps = previous.steps.clone();
+        for step in steps.iter_mut().filter(|s| {
+            phase.is_terminal() && matches!(s.phase, StepPhase::Running | StepPhase::Retrying)
+        }) {
+            step.phase = StepPhase::Cancelled;
+            step.message = Some("stopped: the spec became invalid".into());
+            step.completion_time.get_or_insert(Time(draft.now));
+        }
+        steps
     } else {
         outcome.records.iter().map(|r| r.status.clone()).collect()
     };

@@ -34,12 +34,14 @@ pub fn plane() -> &'static ControlPlane {
         std::thread::spawn(move || {
             let dir = std::env::temp_dir().join(format!("crew-test-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            let started = ControlPlane::start(&dir, None)
-                .map_err(|e| e.to_string())
-                .and_then(|plane| {
-                    install_crds(&plane)?;
-                    Ok(plane)
-                });
+            let plane = match std::env::var_os("CREW_TEST_KUBECONFIG") {
+                Some(kubeconfig) => Ok(ControlPlane::existing(std::path::Path::new(&kubeconfig))),
+                None => ControlPlane::start(&dir, None),
+            };
+            let started = plane.map_err(|e| e.to_string()).and_then(|plane| {
+                install_crds(&plane)?;
+                Ok(plane)
+            });
             let _ = tx.send(started);
             loop {
                 std::thread::park();
