@@ -79,12 +79,17 @@ fn install_crds(plane: &ControlPlane) -> Result<(), String> {
 }
 
 fn kubectl_in(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
-    match Command::new(plane.bin.join("kubectl"))
+    let output = Command::new(plane.bin.join("kubectl"))
         .arg("--kubeconfig")
         .arg(&plane.kubeconfig)
         .args(args)
-        .output()
-    {
+        .output();
+    outcome(output)
+}
+
+/// (success, stdout followed by stderr) of a finished command.
+fn outcome(output: std::io::Result<std::process::Output>) -> (bool, String) {
+    match output {
         Ok(o) => (
             o.status.success(),
             format!(
@@ -244,17 +249,7 @@ impl TestNs {
             .args(args)
             .output()
             .await;
-        match output {
-            Ok(o) => (
-                o.status.success(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-            ),
-            Err(e) => (false, e.to_string()),
-        }
+        outcome(output)
     }
 }
 
