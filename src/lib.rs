@@ -8,6 +8,8 @@ pub mod build;
 pub mod controller;
 pub mod devcluster;
 pub mod error;
+pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod simulator;
 pub mod telemetry;

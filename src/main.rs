@@ -40,6 +40,9 @@ struct RunArgs {
     /// phase Queued, highest priority first, then oldest first.
     #[arg(long, env = "CREW_MAX_RUNNING", value_parser = clap::value_parser!(u32).range(1..))]
     max_running: Option<u32>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "CREW_METRICS_ADDR")]
+    metrics_addr: std::net::SocketAddr,
     /// Name reported as the Event reporting instance (default: $POD_NAME or the host name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
@@ -69,7 +72,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     tracing::info!(namespace = ?config.namespace, version = env!("CARGO_PKG_VERSION"), "crew-operator starting");
     let ctx = controller::context(client, &config);
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    let http = tokio::spawn(crew_operator::http::serve(listener, ctx.clone()));
     controller::run(ctx, config, None).await;
+    http.abort();
     tracing::info!("crew-operator stopped");
     Ok(())
 }

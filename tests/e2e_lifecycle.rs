@@ -437,3 +437,60 @@ async fn kubectl_get_shows_the_columns_and_kubectl_wait_returns() {
     );
     op.stop().await;
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response)
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints_report_what_happened() {
+    let t = TestNs::new("metrics", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(crew_operator::http::serve(listener, op.ctx.clone()));
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    wait_until(Duration::from_secs(20), "readyz", || async {
+        http_get(addr, "/readyz").await.0 == 200
+    })
+    .await;
+    t.create(
+        "metadata: {name: measured}\nspec:\n  image: busybox\n  steps: [{name: a}, {name: b}]\n",
+    )
+    .await;
+    t.wait_phase("measured", "Succeeded", LIMIT).await;
+    wait_until(LIMIT, "executions gauge", || async {
+        http_get(addr, "/metrics")
+            .await
+            .1
+            .contains("crew_executions{phase=\"Succeeded\"} 1")
+    })
+    .await;
+    let (code, text) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for needle in [
+        "crew_reconciles_total{result=\"ok\"}",
+        "crew_reconcile_duration_seconds_bucket",
+        "crew_transitions_total{from=\"Pending\",to=\"Running\"} 1",
+        "crew_transitions_total{from=\"Running\",to=\"Succeeded\"} 1",
+        "crew_api_writes_total{kind=\"status\"} 3",
+        "crew_api_writes_total{kind=\"job_create\"} 2",
+        "crew_step_duration_seconds_count{outcome=\"succeeded\"} 2",
+        "crew_execution_duration_seconds_count{phase=\"Succeeded\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    server.abort();
+    op.stop().await;
+}

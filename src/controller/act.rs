@@ -46,7 +46,7 @@ pub async fn execute(
             ..Default::default()
         };
         match api.delete(&name, &params).await {
-            Ok(_) => ctx.writes.add(WriteKind::ExecutionDelete),
+            Ok(_) => ctx.count_write(WriteKind::ExecutionDelete),
             Err(e) if is_reason(&e, NOT_FOUND) => {}
             Err(e) => return Err(kube_err("delete execution")(e)),
         }
@@ -85,7 +85,7 @@ async fn create_config_map(
         .await
     {
         Ok(_) => {
-            ctx.writes.add(WriteKind::ConfigMap);
+            ctx.count_write(WriteKind::ConfigMap);
             Ok(())
         }
         Err(e) if is_reason(&e, ALREADY_EXISTS) => Ok(()),
@@ -107,7 +107,7 @@ async fn create_job(
         .await
     {
         Ok(_) => {
-            ctx.writes.add(WriteKind::JobCreate);
+            ctx.count_write(WriteKind::JobCreate);
             Ok(())
         }
         Err(e) if is_reason(&e, ALREADY_EXISTS) => {
@@ -137,7 +137,7 @@ async fn delete_job(ctx: &Context, ns: &str, job: &str) -> Result<(), Error> {
     };
     match api.delete(job, &params).await {
         Ok(_) => {
-            ctx.writes.add(WriteKind::JobDelete);
+            ctx.count_write(WriteKind::JobDelete);
             Ok(())
         }
         Err(e) if is_reason(&e, NOT_FOUND) => Ok(()),
@@ -160,7 +160,7 @@ async fn write_status(
         .await
     {
         Ok(_) => {
-            ctx.writes.add(WriteKind::Status);
+            ctx.count_write(WriteKind::Status);
             if let Some(uid) = execution.uid() {
                 ctx.wrote_status_from(&uid, rv.as_deref());
             }
@@ -209,7 +209,7 @@ async fn publish(
         .publish(&event, &execution.object_ref(&()))
         .await
     {
-        Ok(()) => ctx.writes.add(WriteKind::Event),
+        Ok(()) => ctx.count_write(WriteKind::Event),
         Err(e) => tracing::warn!(error = %e, reason = %note.reason, "could not record Event"),
     }
 }

@@ -101,6 +101,12 @@ pub struct Context {
     pub max_running: Option<u32>,
     /// Reconcile requests for executions whose queue has a free slot.
     pub wake: UnboundedSender<ObjectRef<CrewExecution>>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// Set once the executions cache has listed.
+    pub executions_listed: std::sync::atomic::AtomicBool,
+    /// Set once the queues cache has listed.
+    pub queues_listed: std::sync::atomic::AtomicBool,
     /// The receiving end of `wake`, taken by the controller when it starts.
     pub wake_requests: Mutex<Option<UnboundedReceiver<ObjectRef<CrewExecution>>>>,
 }
@@ -115,6 +121,9 @@ impl Context {
             max_running,
             wake,
             wake_requests: Mutex::new(Some(wake_requests)),
+            metrics: crate::metrics::Metrics::default(),
+            executions_listed: std::sync::atomic::AtomicBool::new(false),
+            queues_listed: std::sync::atomic::AtomicBool::new(false),
             client,
             recorder,
             children: ChildIndex::default(),
@@ -123,6 +132,20 @@ impl Context {
             stale_versions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Ready to act: Job and pod caches listed, executions and queues caches listed. (With leader election, also
+    /// holding the lease.)
+    pub fn is_ready(&self) -> bool {
+        self.children.synced()
+            && self.executions_listed.load(Ordering::Relaxed)
+            && self.queues_listed.load(Ordering::Relaxed)
+    }
+
+    /// Counts one API write (for tests, benchmarks and `/metrics`).
+    pub fn count_write(&self, kind: WriteKind) {
+        self.writes.add(kind);
+        self.metrics.write(kind.label());
     }
 
     /// Whether the cached object is the one our last status write was computed from (the cache lags our write).

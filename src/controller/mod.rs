@@ -6,7 +6,7 @@ pub mod context;
 pub mod observe;
 pub mod queues;
 
-use crate::api::{CrewExecution, CrewQueue, Phase};
+use crate::api::{CrewExecution, CrewExecutionStatus, CrewQueue, Phase, StepPhase};
 use crate::build::labels;
 use crate::error::Error;
 use crate::lifecycle::{Observed, decide};
@@ -82,9 +82,21 @@ pub async fn run(
         .for_each(|_| futures::future::ready(()));
     let pods = tokio::spawn(pods);
     let executions = api::<CrewExecution>(&client, &config.namespace);
+    let (execution_store, execution_writer) = reflector::store();
+    let listed = ctx.clone();
+    let execution_events = watcher(executions, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(execution_writer)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                listed
+                    .executions_listed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .applied_objects();
     let mut controller =
-        Controller::new(executions, watcher::Config::default().any_semantic()).owns_stream(jobs);
-    let execution_store = controller.store();
+        Controller::for_stream(execution_events, execution_store.clone()).owns_stream(jobs);
     let _ = ctx.executions.set(execution_store.clone());
     let (queue_store, queue_writer) = reflector::store();
     let _ = ctx.queues.set(queue_store);
@@ -94,6 +106,16 @@ pub async fn run(
     )
     .default_backoff()
     .reflect(queue_writer)
+    .inspect_ok({
+        let listed = ctx.clone();
+        move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                listed
+                    .queues_listed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    })
     .touched_objects();
     controller = controller.watches_stream(queue_changes, move |queue| {
         queues::waiting_in(&execution_store, &queue)
@@ -126,7 +148,12 @@ pub async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     let ns = execution.namespace().unwrap_or_default();
     let name = execution.name_any();
     let span = info_span!("reconcile", namespace = %ns, name = %name);
-    reconcile_one(execution, ctx).instrument(span).await
+    let started = std::time::Instant::now();
+    let result = reconcile_one(execution, ctx.clone()).instrument(span).await;
+    let error = result.as_ref().err().map(Error::metric_label);
+    ctx.metrics
+        .reconciled(started.elapsed().as_secs_f64(), error);
+    result
 }
 
 async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -169,17 +196,62 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         .and_then(|s| s.phase)
         .unwrap_or_default();
     let after = plan.status.as_ref().and_then(|s| s.phase).unwrap_or(before);
-    if written == StatusWrite::Written
-        && after != before
-        && !matches!(after, Phase::Running | Phase::Queued)
-    {
-        queues::wake_queue_of(&ctx, &execution);
+    if written == StatusWrite::Written {
+        if let Some(status) = &plan.status {
+            record_outcomes(&ctx, execution.status.as_ref(), status);
+        }
+        if after != before && !matches!(after, Phase::Running | Phase::Queued) {
+            queues::wake_queue_of(&ctx, &execution);
+        }
     }
     Ok(match (written, plan.requeue_after_seconds) {
         (StatusWrite::Stale, _) => Action::requeue(Duration::from_secs(1)),
         (_, Some(seconds)) => Action::requeue(Duration::from_secs(seconds.max(1))),
         (_, None) => Action::await_change(),
     })
+}
+
+/// Transition, step and execution metrics for a status just written over `previous`.
+fn record_outcomes(
+    ctx: &Context,
+    previous: Option<&CrewExecutionStatus>,
+    status: &CrewExecutionStatus,
+) {
+    // Entries are only appended (the oldest may be dropped by the cap), so the new ones are those after the last
+    // previously known entry.
+    let last_known = previous.and_then(|p| p.history.last());
+    let start = last_known
+        .and_then(|last| status.history.iter().rposition(|e| e == last))
+        .map_or(0, |i| i + 1);
+    for entry in status.history[start..].iter().filter(|e| e.from != e.to) {
+        ctx.metrics
+            .transition(entry.from.as_str(), entry.to.as_str());
+    }
+    for step in &status.steps {
+        let before = previous.and_then(|p| p.steps.iter().find(|s| s.name == step.name));
+        let newly_finished = step.completion_time.is_some()
+            && before.is_none_or(|b| {
+                b.completion_time != step.completion_time || b.attempt != step.attempt
+            });
+        if newly_finished && let Some(seconds) = step.duration_seconds {
+            let outcome = if step.phase == StepPhase::Succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            ctx.metrics.step_finished(outcome, seconds as f64);
+        }
+    }
+    let phase = status.phase.unwrap_or_default();
+    let was_terminal = previous
+        .and_then(|p| p.phase)
+        .is_some_and(Phase::is_terminal);
+    if phase.is_terminal() && !was_terminal {
+        ctx.metrics.execution_finished(
+            phase.as_str(),
+            status.duration_seconds.unwrap_or_default() as f64,
+        );
+    }
 }
 
 fn error_policy(execution: Arc<CrewExecution>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -131,6 +131,11 @@ pub async fn pump(ctx: Arc<Context>) {
             continue;
         };
         let now = crate::lifecycle::timefmt::whole_seconds(Timestamp::now());
+        let all = executions.state();
+        for phase in Phase::ALL {
+            let count = all.iter().filter(|cx| self::phase(cx) == phase).count();
+            ctx.metrics.set_executions(phase.as_str(), count as i64);
+        }
         let mut seen = HashSet::new();
         for queue in queues.state() {
             let namespace = queue.namespace().unwrap_or_default();
@@ -139,9 +144,17 @@ pub async fn pump(ctx: Arc<Context>) {
                 .iter()
                 .filter(|cx| phase(cx) == Phase::Running)
                 .count() as u32;
-            if running < queue.spec.max_running
-                && members.iter().any(|cx| phase(cx) == Phase::Queued)
-            {
+            let waiting = members
+                .iter()
+                .filter(|cx| phase(cx) == Phase::Queued)
+                .count();
+            ctx.metrics.set_queue(
+                &namespace,
+                &queue.name_any(),
+                waiting as i64,
+                i64::from(running),
+            );
+            if running < queue.spec.max_running && waiting > 0 {
                 wake(&ctx, &namespace, Some(&queue.name_any()));
             }
             let facts: Vec<MemberFacts> = members.iter().map(|cx| facts(cx)).collect();
@@ -166,7 +179,7 @@ pub async fn pump(ctx: Arc<Context>) {
                     .await
                 {
                     Ok(_) => {
-                        ctx.writes.add(WriteKind::QueueStatus);
+                        ctx.count_write(WriteKind::QueueStatus);
                         written.insert(key, now);
                     }
                     Err(error) => {

@@ -3,8 +3,9 @@
 //!
 //! One watch on the pods matching a label selector drives everything: each active pod gets a tokio task that
 //! patches `pods/status` to `Running` after [`SimulatorConfig::start_delay`], then to `Succeeded`/`Failed`
-//! after its duration; pods being deleted are force-deleted (grace period 0). API calls are bounded by a
-//! semaphore and retried with a short backoff. Per-pod behaviour comes from annotations (see [`plan`]):
+//! after its duration; pods being deleted are force-deleted (grace period 0). API calls are bounded
+//! ([`MAX_CONCURRENT_REQUESTS`]) and retried with a short backoff; pods are decoded into the slim
+//! [`pod::SimPod`]. Per-pod behaviour comes from annotations (see [`plan`]):
 //!
 //! | annotation                   | value                                  | effect                                          |
 //! |------------------------------|----------------------------------------|-------------------------------------------------|
@@ -15,13 +16,16 @@
 //! | `sim.crew.dev/hang`          | `true` / `false`                       | Running forever                                 |
 //!
 //! Idempotent across restarts: a pod already `Running` finishes `duration` after its `startTime`; a
-//! finished pod is left alone.
+//! finished pod is left alone. Not simulated: container restarts (`restartPolicy: OnFailure`/`Always` pods
+//! still end `Failed` on a non-zero exit code), probes, resources, node binding.
 
 pub mod duration;
 pub mod plan;
 pub mod pod;
 mod runner;
 pub mod status;
+#[cfg(test)]
+mod tests;
 mod tracker;
 pub mod view;
 
@@ -39,7 +43,8 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 use tracker::Tracker;
 
-/// API calls in flight at most.
+/// API calls in flight at most: half for starting pods, half for finishing or deleting them, so that a
+/// burst of new pods does not hold up the completions behind it.
 pub const MAX_CONCURRENT_REQUESTS: usize = 32;
 /// Interval of the summary log (only written when something changed).
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
@@ -175,7 +180,8 @@ pub async fn run(client: Client, config: SimulatorConfig) -> Result<(), Simulato
 
     let shared = Arc::new(Shared {
         client,
-        permits: Semaphore::new(MAX_CONCURRENT_REQUESTS),
+        start_permits: Semaphore::new(MAX_CONCURRENT_REQUESTS / 2),
+        end_permits: Semaphore::new(MAX_CONCURRENT_REQUESTS - MAX_CONCURRENT_REQUESTS / 2),
         start_delay: config.start_delay,
         stats: Stats::default(),
     });

@@ -63,8 +63,10 @@ impl Stats {
 /// What every task shares.
 pub(crate) struct Shared {
     pub client: kube::Client,
-    /// Bounds the API calls in flight.
-    pub permits: Semaphore,
+    /// Bounds the API calls in flight that mark pods Running.
+    pub start_permits: Semaphore,
+    /// Bounds the API calls in flight that terminate or delete pods.
+    pub end_permits: Semaphore,
     /// Pending -> Running delay.
     pub start_delay: Duration,
     pub stats: Stats,
@@ -118,9 +120,17 @@ fn retryable(e: &kube::Error) -> bool {
     }
 }
 
+/// Which pool of API permits a call draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Start,
+    End,
+}
+
 /// Runs `call` with an API permit, retrying transient errors with exponential backoff.
 async fn with_retries<T, F, Fut>(
     shared: &Shared,
+    lane: Lane,
     what: &str,
     id: &PodId,
     mut call: F,
@@ -135,7 +145,11 @@ where
         tries += 1;
         let result = {
             // The semaphore is never closed; without a permit we would merely exceed the bound.
-            let _permit = shared.permits.acquire().await.ok();
+            let permits = match lane {
+                Lane::Start => &shared.start_permits,
+                Lane::End => &shared.end_permits,
+            };
+            let _permit = permits.acquire().await.ok();
             call().await
         };
         match result {
@@ -162,6 +176,7 @@ fn give_up(shared: &Shared, id: &PodId, what: &str, e: &kube::Error) -> TaskOutc
 
 async fn patch_status(
     shared: &Shared,
+    lane: Lane,
     id: &PodId,
     what: &str,
     patch: serde_json::Value,
@@ -169,7 +184,7 @@ async fn patch_status(
     let api: Api<SimPod> = Api::namespaced(shared.client.clone(), &id.namespace);
     let patch = Patch::Merge(patch);
     let params = PatchParams::default();
-    match with_retries(shared, what, id, || {
+    match with_retries(shared, lane, what, id, || {
         api.patch_status(&id.name, &params, &patch)
     })
     .await
@@ -201,7 +216,8 @@ pub(crate) async fn simulate(shared: &Shared, work: Work) -> TaskOutcome {
             }
             let now = Timestamp::now();
             let patch = running_patch(&work.containers, &work.init_containers, now);
-            if let Err(outcome) = patch_status(shared, id, "mark running", patch).await {
+            if let Err(outcome) = patch_status(shared, Lane::Start, id, "mark running", patch).await
+            {
                 return outcome;
             }
             Stats::bump(&shared.stats.started);
@@ -224,7 +240,7 @@ pub(crate) async fn simulate(shared: &Shared, work: Work) -> TaskOutcome {
         finished: Timestamp::now(),
     };
     let patch = terminated_patch(&work.containers, &work.init_containers, started, &end);
-    if let Err(outcome) = patch_status(shared, id, "mark terminated", patch).await {
+    if let Err(outcome) = patch_status(shared, Lane::End, id, "mark terminated", patch).await {
         return outcome;
     }
     debug!(pod = %id, exit_code, "terminated");
@@ -242,7 +258,7 @@ pub(crate) async fn force_delete(shared: &Shared, id: PodId) -> TaskOutcome {
         }),
         ..DeleteParams::default()
     };
-    match with_retries(shared, "force delete", &id, || {
+    match with_retries(shared, Lane::End, "force delete", &id, || {
         api.delete(&id.name, &params)
     })
     .await

@@ -105,10 +105,17 @@ impl Tracker {
             Event::Delete(pod) => {
                 if let Some(id) = PodId::of(&pod) {
                     let key = id.key();
-                    if self.pods.get(&key).is_some_and(|t| t.uid == id.uid) {
+                    if let Some(t) = self.pods.get(&key)
+                        && t.uid == id.uid
+                    {
                         debug!(pod = %id, "deleted before it finished");
                         Stats::bump(&self.shared.stats.deleted);
-                        self.forget(&key);
+                        if t.state == State::Deleting {
+                            // Let the forced delete run out (it will find the pod gone).
+                            self.pods.remove(&key);
+                        } else {
+                            self.forget(&key);
+                        }
                     }
                 }
             }

@@ -1,0 +1,49 @@
+//! The HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the process serves), `/readyz` (the caches
+//! have synced and the operator may act).
+
+use crate::controller::context::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::sync::Arc;
+
+/// The router serving the endpoints for `ctx`.
+pub fn router(ctx: Arc<Context>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(ctx)
+}
+
+async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ctx.metrics.render(),
+    )
+}
+
+async fn ready(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
+    if ctx.is_ready() {
+        (StatusCode::OK, "ok".to_string())
+    } else {
+        let missing = format!(
+            "not ready: caches listed: jobs+pods={} executions={} queues={}",
+            ctx.children.synced(),
+            ctx.executions_listed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            ctx.queues_listed.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        (StatusCode::SERVICE_UNAVAILABLE, missing)
+    }
+}
+
+/// Serves the endpoints on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>) -> std::io::Result<()> {
+    axum::serve(listener, router(ctx)).await
+}

@@ -1,0 +1,230 @@
+//! Prometheus metrics (`crew_` prefix), encoded in the text exposition format for `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label set: (name, value) pairs.
+pub type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles run, by result (`ok`, `error`).
+    pub reconciles: Family<Labels, Counter>,
+    /// Failed reconciles by error kind.
+    pub reconcile_errors: Family<Labels, Counter>,
+    /// Reconcile duration.
+    pub reconcile_duration: Histogram,
+    /// Phase transitions by from/to.
+    pub transitions: Family<Labels, Counter>,
+    /// Executions by phase (refreshed every second from the cache).
+    pub executions: Family<Labels, Gauge>,
+    /// Duration of finished step attempts, by outcome.
+    pub step_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Duration of finished executions, by final phase.
+    pub execution_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Executions waiting per queue.
+    pub queue_depth: Family<Labels, Gauge>,
+    /// Executions running per queue.
+    pub queue_running: Family<Labels, Gauge>,
+    /// API writes by kind.
+    pub api_writes: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("crew");
+        let m = Metrics {
+            registry: Registry::default(),
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            transitions: Family::default(),
+            executions: Family::default(),
+            step_duration: Family::new_with_constructor(seconds_histogram),
+            execution_duration: Family::new_with_constructor(seconds_histogram),
+            queue_depth: Family::default(),
+            queue_running: Family::default(),
+            api_writes: Family::default(),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles run, by result",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles, by error kind",
+            m.reconcile_errors.clone(),
+        );
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Time one reconcile takes",
+            prometheus_client::registry::Unit::Seconds,
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "transitions",
+            "Execution phase transitions, by from and to phase",
+            m.transitions.clone(),
+        );
+        registry.register(
+            "executions",
+            "Executions in the cache, by phase",
+            m.executions.clone(),
+        );
+        registry.register_with_unit(
+            "step_duration",
+            "Duration of finished step attempts, by outcome",
+            prometheus_client::registry::Unit::Seconds,
+            m.step_duration.clone(),
+        );
+        registry.register_with_unit(
+            "execution_duration",
+            "Duration of finished executions, by final phase",
+            prometheus_client::registry::Unit::Seconds,
+            m.execution_duration.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Executions waiting for a slot, per queue",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "queue_running",
+            "Executions running, per queue",
+            m.queue_running.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "API writes made by the operator, by kind",
+            m.api_writes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Counts one reconcile.
+    pub fn reconciled(&self, seconds: f64, error_kind: Option<&str>) {
+        self.reconcile_duration.observe(seconds);
+        let result = if error_kind.is_some() { "error" } else { "ok" };
+        self.reconciles
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
+        if let Some(kind) = error_kind {
+            self.reconcile_errors
+                .get_or_create(&labels(&[("kind", kind)]))
+                .inc();
+        }
+    }
+
+    /// Counts one phase transition.
+    pub fn transition(&self, from: &str, to: &str) {
+        self.transitions
+            .get_or_create(&labels(&[("from", from), ("to", to)]))
+            .inc();
+    }
+
+    /// Counts one API write of `kind`.
+    pub fn write(&self, kind: &str) {
+        self.api_writes
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+
+    /// API writes of `kind` so far.
+    pub fn writes(&self, kind: &str) -> u64 {
+        self.api_writes
+            .get_or_create(&labels(&[("kind", kind)]))
+            .get()
+    }
+
+    /// Records a finished step attempt.
+    pub fn step_finished(&self, outcome: &str, seconds: f64) {
+        self.step_duration
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .observe(seconds);
+    }
+
+    /// Records a finished execution.
+    pub fn execution_finished(&self, phase: &str, seconds: f64) {
+        self.execution_duration
+            .get_or_create(&labels(&[("phase", phase)]))
+            .observe(seconds);
+    }
+
+    /// Sets the executions-by-phase gauge.
+    pub fn set_executions(&self, phase: &str, count: i64) {
+        self.executions
+            .get_or_create(&labels(&[("phase", phase)]))
+            .set(count);
+    }
+
+    /// Sets the per-queue gauges.
+    pub fn set_queue(&self, namespace: &str, queue: &str, waiting: i64, running: i64) {
+        let key = labels(&[("namespace", namespace), ("queue", queue)]);
+        self.queue_depth.get_or_create(&key).set(waiting);
+        self.queue_running.get_or_create(&key).set(running);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_names_with_labels() {
+        let m = Metrics::default();
+        m.reconciled(0.002, None);
+        m.reconciled(0.004, Some("kube"));
+        m.transition("Pending", "Running");
+        m.write("status");
+        m.write("status");
+        m.step_finished("succeeded", 3.0);
+        m.execution_finished("Succeeded", 12.0);
+        m.set_executions("Running", 4);
+        m.set_queue("team-a", "gpu", 5, 2);
+        let text = m.render();
+        for needle in [
+            "crew_reconciles_total{result=\"ok\"} 1",
+            "crew_reconcile_errors_total{kind=\"kube\"} 1",
+            "crew_reconcile_duration_seconds_count 2",
+            "crew_transitions_total{from=\"Pending\",to=\"Running\"} 1",
+            "crew_api_writes_total{kind=\"status\"} 2",
+            "crew_step_duration_seconds_count{outcome=\"succeeded\"} 1",
+            "crew_execution_duration_seconds_sum{phase=\"Succeeded\"} 12.0",
+            "crew_executions{phase=\"Running\"} 4",
+            "crew_queue_depth{namespace=\"team-a\",queue=\"gpu\"} 5",
+            "crew_queue_running{namespace=\"team-a\",queue=\"gpu\"} 2",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert_eq!(m.writes("status"), 2);
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
