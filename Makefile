@@ -25,7 +25,7 @@ lint: ## rustfmt and clippy (warnings are errors)
 unit: ## Unit tests only (no control plane)
 	$(CARGO) test --lib --bins
 
-test: control-plane lint ## Everything: lint, unit tests, CRD freshness, integration tests on a real control plane
+test: control-plane tools lint ## Everything: lint, unit tests, CRD freshness, integration tests on a real control plane
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --all-targets -- --test-threads=4
 
 demo: control-plane ## Start a local control plane, the operator and the pod simulator; apply examples/ and watch
@@ -34,3 +34,12 @@ demo: control-plane ## Start a local control plane, the operator and the pod sim
 
 clean: ## Remove build output (keeps the control-plane cache)
 	$(CARGO) clean
+
+.PHONY: tools chart-crds
+
+tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test)
+	bash tests/tools/install-lua.sh
+
+chart-crds: crds ## Regenerate crds/ (`make crds`) and copy them into the Helm chart (charts/crew-operator/crds/)
+	rm -f charts/crew-operator/crds/*.yaml
+	cp crds/*.yaml charts/crew-operator/crds/

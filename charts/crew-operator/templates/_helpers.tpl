@@ -1,0 +1,115 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "crew-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's objects. */}}
+{{- define "crew-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "crew-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "crew-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "crew-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "crew-operator.labels" -}}
+helm.sh/chart: {{ include "crew-operator.chart" . }}
+{{ include "crew-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "crew-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "crew-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false (an existing ServiceAccount used by nothing else: the chart binds the operator's role to it)" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "crew-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* "true" when leader election is on (enabled: true, or "auto" with replicaCount > 1), else "". */}}
+{{- define "crew-operator.leaderElection" -}}
+{{- $on := .Values.leaderElection.enabled }}
+{{- if eq (toString $on) "auto" }}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- else if $on }}true
+{{- end }}
+{{- end }}
+
+{{/* "true" when the PodDisruptionBudget is rendered (enabled: true, or "auto" with replicaCount > 1), else "". */}}
+{{- define "crew-operator.pdb" -}}
+{{- $on := .Values.podDisruptionBudget.enabled }}
+{{- if eq (toString $on) "auto" }}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- else if $on }}true
+{{- end }}
+{{- end }}
+
+{{/*
+The namespaces the operator watches: validated list (empty = all namespaces). The operator accepts a single
+--namespace today, so more than one fails the render.
+*/}}
+{{- define "crew-operator.watchNamespaces" -}}
+{{- $namespaces := .Values.watchNamespaces | default list }}
+{{- if gt (len $namespaces) 1 }}
+{{- fail (printf "watchNamespaces lists %d namespaces (%s), but the operator watches either all namespaces or exactly one (--namespace) for now: list at most one, or leave it empty for all namespaces" (len $namespaces) (join ", " $namespaces)) }}
+{{- end }}
+{{- toJson $namespaces }}
+{{- end }}
+
+{{/* The RBAC rules of the operator (shared by the ClusterRole and the per-namespace Roles). */}}
+{{- define "crew-operator.rules" -}}
+# CrewExecutions: watched; deleted when ttlSecondsAfterFinished expires.
+- apiGroups: ["crew.dev"]
+  resources: ["crewexecutions"]
+  verbs: ["get", "list", "watch", "delete"]
+# Status is written with server-side apply.
+- apiGroups: ["crew.dev"]
+  resources: ["crewexecutions/status"]
+  verbs: ["get", "patch", "update"]
+# Worker Jobs and ConfigMaps carry an ownerReference with blockOwnerDeletion: true to their execution, which the
+# OwnerReferencesPermissionEnforcement admission plugin only allows with update on the owner's finalizers.
+- apiGroups: ["crew.dev"]
+  resources: ["crewexecutions/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["crew.dev"]
+  resources: ["crewqueues"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["crew.dev"]
+  resources: ["crewqueues/status"]
+  verbs: ["get", "patch", "update"]
+# One worker Job per step attempt; deleted on cancel and timeout.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# The <execution>-crew ConfigMap (spec.crew / spec.inputs) is only ever created.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create"]
+# Worker pods are only read (termination messages, exit codes).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
