@@ -179,12 +179,15 @@ async fn publish(
     ctx: &Context,
 ) {
     let related = note.step.as_ref().and_then(|step| {
-        let job = status?
-            .steps
-            .iter()
-            .find(|s| &s.name == step)?
-            .job_name
-            .clone()?;
+        let job = match &note.job {
+            Some(job) => job.clone(),
+            None => status?
+                .steps
+                .iter()
+                .find(|s| &s.name == step)?
+                .job_name
+                .clone()?,
+        };
         Some(ObjectReference {
             api_version: Some("batch/v1".into()),
             kind: Some("Job".into()),

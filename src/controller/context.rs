@@ -101,6 +101,8 @@ pub struct Context {
     pub max_running: Option<u32>,
     /// Reconcile requests for executions whose queue has a free slot.
     pub wake: UnboundedSender<ObjectRef<CrewExecution>>,
+    /// Per execution UID: when it was admitted to a queue slot, until the cache shows it Running.
+    pub admissions: Mutex<HashMap<String, std::time::Instant>>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// Set once the executions cache has listed.
@@ -122,6 +124,7 @@ impl Context {
             wake,
             wake_requests: Mutex::new(Some(wake_requests)),
             metrics: crate::metrics::Metrics::default(),
+            admissions: Mutex::new(HashMap::new()),
             executions_listed: std::sync::atomic::AtomicBool::new(false),
             queues_listed: std::sync::atomic::AtomicBool::new(false),
             client,

@@ -188,7 +188,21 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,
             status = plan.status.is_some(), events = plan.events.len(), "executing plan");
     }
-    let written = act::execute(&execution, &plan, &ctx).await?;
+    let takes_slot = plan.launch.is_some()
+        || plan
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase == Some(Phase::Running));
+    if !takes_slot {
+        queues::release(&ctx, &execution);
+    }
+    let written = match act::execute(&execution, &plan, &ctx).await {
+        Ok(written) => written,
+        Err(error) => {
+            queues::release(&ctx, &execution);
+            return Err(error);
+        }
+    };
     ctx.record_success(&uid);
     let before = execution
         .status

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 /// Name used for the operator-wide limit in messages.
 pub const GLOBAL_QUEUE: &str = "(operator-wide limit)";
+/// How long an admission waits for the cache to show its execution Running before it is forgotten.
+const RESERVATION_TTL: Duration = Duration::from_secs(60);
 /// Re-write a queue's status this often even when only its clock-driven figures changed.
 const CLOCK_REFRESH: Duration = Duration::from_secs(30);
 
@@ -79,11 +81,47 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
             None => return Admission::Admitted,
         },
     };
+    // Admissions whose Running status the cache has not shown yet count as running (the Job controller's
+    // "expectations"): without this, an execution arriving while another one's admission is in flight could take
+    // the same slot. Computing and reserving under one lock makes concurrent reconciles agree.
+    let Ok(mut reserved) = ctx.admissions.lock() else {
+        return Admission::Wait {
+            queue: label.to_string(),
+            position: 1,
+        };
+    };
     let members: Vec<Member> = members_of(executions, &namespace, execution.spec.queue.as_deref())
         .iter()
-        .map(|cx| Member::new(&cx.name_any(), &cx.spec, phase(cx), created(cx)))
+        .map(|cx| {
+            let mut member = Member::new(&cx.name_any(), &cx.spec, phase(cx), created(cx));
+            let uid = cx.uid().unwrap_or_default();
+            match reserved.get(&uid) {
+                Some(at) if member.waiting && at.elapsed() < RESERVATION_TTL => {
+                    member.running = true;
+                    member.waiting = false;
+                }
+                Some(_) => {
+                    reserved.remove(&uid);
+                }
+                None => {}
+            }
+            member
+        })
         .collect();
-    admit(&members, &execution.name_any(), label, Some(limit))
+    let verdict = admit(&members, &execution.name_any(), label, Some(limit));
+    if verdict == Admission::Admitted
+        && let Some(uid) = execution.uid()
+    {
+        reserved.insert(uid, std::time::Instant::now());
+    }
+    verdict
+}
+
+/// Drops the admission reserved for `execution` (its reconcile did not launch, or failed).
+pub fn release(ctx: &Context, execution: &CrewExecution) {
+    if let (Ok(mut reserved), Some(uid)) = (ctx.admissions.lock(), execution.uid()) {
+        reserved.remove(&uid);
+    }
 }
 
 /// Reconciles the executions still waiting in the queue of `execution` (after it left a slot or changed phase).

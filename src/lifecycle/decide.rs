@@ -258,6 +258,7 @@ fn failed(
             attempt + 1
         );
         draft.note("RetryScheduled", message, &name);
+        draft.relate_last(job_name(draft.observed.name, &name, attempt));
     }
     if spec.suspend {
         draft.transition(
@@ -327,7 +328,7 @@ fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt:
     plan.launch = Some(Launch {
         step: record.spec.clone(),
         attempt,
-        job_name: job,
+        job_name: job.clone(),
     });
     if attempt > 1 {
         draft.note(
@@ -335,6 +336,7 @@ fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt:
             format!("step {name} attempt {attempt} started"),
             &name,
         );
+        draft.relate_last(job.clone());
     }
     outcome.start_time.get_or_insert(draft.now);
     running(draft, outcome, attempt);

@@ -38,6 +38,8 @@ pub struct Draft<'a> {
     pub entries: Vec<HistoryEntry>,
     /// Events that have no history entry (refused transitions, warnings about spec edits).
     pub extra_events: Vec<EventNote>,
+    /// (index into `entries`, Job name): the Job an entry is about, when known exactly.
+    pub entry_jobs: Vec<(usize, String)>,
 }
 
 impl<'a> Draft<'a> {
@@ -56,6 +58,7 @@ impl<'a> Draft<'a> {
             message: previous.message.clone().unwrap_or_default(),
             entries: Vec::new(),
             extra_events: Vec::new(),
+            entry_jobs: Vec::new(),
         }
     }
 
@@ -106,6 +109,13 @@ impl<'a> Draft<'a> {
         });
     }
 
+    /// Names the Job the newest entry is about (its Event relates to that Job).
+    pub fn relate_last(&mut self, job: String) {
+        if let Some(index) = self.entries.len().checked_sub(1) {
+            self.entry_jobs.push((index, job));
+        }
+    }
+
     /// Sets `status.reason` and `status.message`.
     pub fn set_reason(&mut self, reason: &str, message: String) {
         self.reason = reason.to_string();
@@ -119,6 +129,7 @@ impl<'a> Draft<'a> {
             reason: reason.to_string(),
             note,
             step: None,
+            job: None,
         });
     }
 
@@ -133,7 +144,13 @@ impl<'a> Draft<'a> {
     pub fn events(&self) -> Vec<EventNote> {
         self.entries
             .iter()
-            .map(|e| EventNote {
+            .enumerate()
+            .map(|(i, e)| EventNote {
+                job: self
+                    .entry_jobs
+                    .iter()
+                    .find(|(at, _)| *at == i)
+                    .map(|(_, job)| job.clone()),
                 warning: WARNING_REASONS.contains(&e.reason.as_str()),
                 reason: e.reason.clone(),
                 note: event_note(e),

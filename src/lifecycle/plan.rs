@@ -26,6 +26,8 @@ pub struct EventNote {
     /// The step concerned, if any (its Job becomes the Event's related object, which also keeps Events about
     /// different attempts apart).
     pub step: Option<String>,
+    /// The Job the Event is about, when the decision knows it exactly (a retry's failed or new attempt).
+    pub job: Option<String>,
 }
 
 /// The writes one reconcile makes, in the order the shell applies them.
