@@ -5,8 +5,6 @@ mod support;
 
 use crew_operator::api::{CrewExecution, CrewQueue, CrewQueueSpec, StepPhase};
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
@@ -14,28 +12,11 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::{TestNs, phase_of, wait_until};
+use support::{TestNs, events_of, history_reasons, jobs_of, phase_of, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// How often the observers sample the executions.
 const SAMPLE: Duration = Duration::from_millis(150);
-
-async fn events_of(t: &TestNs, name: &str) -> Vec<(String, String)> {
-    let api: Api<Event> = Api::namespaced(t.client.clone(), &t.ns);
-    let mut events: Vec<_> = api
-        .list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect();
-    events.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
-    events
-        .into_iter()
-        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
-        .collect()
-}
 
 async fn wait_event(t: &TestNs, name: &str, kind: &str, reason: &str) {
     wait_until(
@@ -49,14 +30,6 @@ async fn wait_event(t: &TestNs, name: &str, kind: &str, reason: &str) {
         },
     )
     .await;
-}
-
-async fn jobs_of(t: &TestNs, name: &str) -> Vec<Job> {
-    let api: Api<Job> = Api::namespaced(t.client.clone(), &t.ns);
-    api.list(&ListParams::default().labels(&format!("crew.dev/execution={name}")))
-        .await
-        .expect("list jobs")
-        .items
 }
 
 async fn job_names(t: &TestNs, name: &str) -> Vec<String> {
@@ -79,13 +52,6 @@ async fn live_job_names(t: &TestNs, name: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn history_reasons(cx: &CrewExecution) -> Vec<String> {
-    cx.status
-        .as_ref()
-        .map(|s| s.history.iter().map(|h| h.reason.clone()).collect())
-        .unwrap_or_default()
 }
 
 fn reason_of(cx: &CrewExecution) -> String {
@@ -1136,9 +1102,9 @@ async fn operator_sees_queue(op: &support::Operator, t: &TestNs, queue: &str) {
     })
     .await;
     let executions = op.ctx.executions.get().unwrap();
-    executions
-        .wait_until_ready()
+    tokio::time::timeout(LIMIT, executions.wait_until_ready())
         .await
+        .expect("the executions cache lists within the limit")
         .expect("executions cache");
     let key = ObjectRef::<CrewQueue>::new(queue).within(&t.ns);
     wait_until(LIMIT, "the operator's caches", || async {

@@ -3,50 +3,16 @@
 
 mod support;
 
-use crew_operator::api::{CrewExecution, StepPhase};
+use crew_operator::api::StepPhase;
 use crew_operator::controller::context::WriteKind;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::{TestNs, wait_until};
+use support::{TestNs, events_of, history_reasons, jobs_of, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-async fn events_of(t: &TestNs, name: &str) -> Vec<(String, String)> {
-    let api: Api<Event> = Api::namespaced(t.client.clone(), &t.ns);
-    let mut events: Vec<_> = api
-        .list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect();
-    events.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
-    events
-        .into_iter()
-        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
-        .collect()
-}
-
-async fn jobs_of(t: &TestNs, name: &str) -> Vec<Job> {
-    let api: Api<Job> = Api::namespaced(t.client.clone(), &t.ns);
-    api.list(&ListParams::default().labels(&format!("crew.dev/execution={name}")))
-        .await
-        .expect("list jobs")
-        .items
-}
-
-fn history_reasons(cx: &CrewExecution) -> Vec<String> {
-    cx.status
-        .as_ref()
-        .map(|s| s.history.iter().map(|h| h.reason.clone()).collect())
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn one_step_execution_succeeds_with_progress_timings_history_and_events() {

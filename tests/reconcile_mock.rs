@@ -42,6 +42,10 @@ fn mocked() -> (Arc<Context>, ApiHandle) {
     for event in [Event::Init, Event::InitDone] {
         ctx.children.apply_pod_event(&event);
     }
+    ctx.executions_listed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    ctx.queues_listed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     (ctx, handle)
 }
 

@@ -160,7 +160,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     ctx.reconciles
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let uid = execution.uid().unwrap_or_default();
-    if !ctx.children.synced() {
+    if !ctx.is_ready() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     if execution.metadata.deletion_timestamp.is_some() {

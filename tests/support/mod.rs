@@ -283,3 +283,38 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// (type, reason) of the Events about execution `name`, oldest first.
+pub async fn events_of(t: &TestNs, name: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.client.clone(), &t.ns);
+    let mut events: Vec<_> = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    events.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
+    events
+        .into_iter()
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .collect()
+}
+
+/// The Jobs labelled for execution `name`.
+pub async fn jobs_of(t: &TestNs, name: &str) -> Vec<k8s_openapi::api::batch::v1::Job> {
+    let api: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(t.client.clone(), &t.ns);
+    api.list(&kube::api::ListParams::default().labels(&format!("crew.dev/execution={name}")))
+        .await
+        .expect("list jobs")
+        .items
+}
+
+/// The reasons of the execution's history entries, oldest first.
+pub fn history_reasons(cx: &CrewExecution) -> Vec<String> {
+    cx.status
+        .as_ref()
+        .map(|s| s.history.iter().map(|h| h.reason.clone()).collect())
+        .unwrap_or_default()
+}
