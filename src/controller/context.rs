@@ -86,8 +86,6 @@ pub struct Context {
     pub children: ChildIndex,
     /// API writes made.
     pub writes: WriteCounts,
-    /// Reconciles run.
-    pub reconciles: AtomicU64,
     /// Per execution UID: the resourceVersion the last status write was computed from. While the cache still shows
     /// that version, it has not seen our own write and the reconcile waits (no side effects on a stale view).
     pub stale_versions: Mutex<HashMap<String, String>>,
@@ -131,7 +129,6 @@ impl Context {
             recorder,
             children: ChildIndex::default(),
             writes: WriteCounts::default(),
-            reconciles: AtomicU64::new(0),
             stale_versions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }

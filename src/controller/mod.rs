@@ -157,8 +157,6 @@ pub async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
 }
 
 async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let uid = execution.uid().unwrap_or_default();
     if !ctx.is_ready() {
         return Ok(Action::requeue(Duration::from_millis(500)));

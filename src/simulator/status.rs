@@ -58,6 +58,19 @@ fn condition(kind: &str, status: bool, at: &str, reason: Option<&str>) -> Value 
 }
 
 /// Init containers as the kubelet leaves them once the app containers run: terminated, `Completed`.
+/// `{"status": status}`, with the init containers' statuses added when the pod has any.
+fn status_patch(mut status: Value, init_containers: &[ContainerRef], at: &str) -> Value {
+    if !init_containers.is_empty()
+        && let Some(obj) = status.as_object_mut()
+    {
+        obj.insert(
+            "initContainerStatuses".into(),
+            init_statuses(init_containers, at),
+        );
+    }
+    json!({ "status": status })
+}
+
 fn init_statuses(init_containers: &[ContainerRef], at: &str) -> Value {
     init_containers
         .iter()
@@ -100,7 +113,7 @@ pub fn running_patch(
             })
         })
         .collect();
-    let mut status = json!({
+    let status = json!({
         "phase": "Running",
         "startTime": at,
         "conditions": [
@@ -111,15 +124,7 @@ pub fn running_patch(
         ],
         "containerStatuses": statuses,
     });
-    if !init_containers.is_empty()
-        && let Some(obj) = status.as_object_mut()
-    {
-        obj.insert(
-            "initContainerStatuses".into(),
-            init_statuses(init_containers, &at),
-        );
-    }
-    json!({ "status": status })
+    status_patch(status, init_containers, &at)
 }
 
 /// The patch that ends the pod: every container terminated with `end`'s exit code and message; the pod
@@ -160,7 +165,7 @@ pub fn terminated_patch(
             })
         })
         .collect();
-    let mut status = json!({
+    let status = json!({
         "phase": phase,
         "startTime": started_at,
         "conditions": [
@@ -171,15 +176,7 @@ pub fn terminated_patch(
         ],
         "containerStatuses": statuses,
     });
-    if !init_containers.is_empty()
-        && let Some(obj) = status.as_object_mut()
-    {
-        obj.insert(
-            "initContainerStatuses".into(),
-            init_statuses(init_containers, &started_at),
-        );
-    }
-    json!({ "status": status })
+    status_patch(status, init_containers, &started_at)
 }
 
 #[cfg(test)]
