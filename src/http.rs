@@ -1,5 +1,6 @@
-//! The HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the process serves), `/readyz` (the caches
-//! have synced and the operator may act).
+//! The HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the process serves), `/readyz` (every cache
+//! has listed). With leader election a warm standby is ready too, so rolling updates and PodDisruptionBudgets keep
+//! working; the body and the `crew_leader` gauge say which replica leads (the leader exits when it loses the Lease).
 
 use crate::controller::context::Context;
 use axum::Router;
@@ -29,9 +30,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
 }
 
 async fn ready(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
-    if ctx.is_ready() {
-        (StatusCode::OK, "ok".to_string())
-    } else {
+    if !ctx.caches_synced() {
         let missing = format!(
             "not ready: caches listed: jobs+pods={} executions={} queues={}",
             ctx.children.synced(),
@@ -40,6 +39,13 @@ async fn ready(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
             ctx.queues_listed.load(std::sync::atomic::Ordering::Relaxed)
         );
         (StatusCode::SERVICE_UNAVAILABLE, missing)
+    } else if ctx.is_leading() {
+        (StatusCode::OK, "ok".to_string())
+    } else {
+        (
+            StatusCode::OK,
+            "ok: standby, caches warm, not holding the leader Lease".to_string(),
+        )
     }
 }
 

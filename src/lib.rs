@@ -9,6 +9,7 @@ pub mod controller;
 pub mod devcluster;
 pub mod error;
 pub mod http;
+pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod simulator;

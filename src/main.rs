@@ -2,8 +2,10 @@
 
 use clap::{Parser, Subcommand};
 use crew_operator::controller::{self, ControllerConfig};
+use crew_operator::leader::{self, LeaderConfig};
 use crew_operator::telemetry::{self, LogFormat};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::time::Duration;
 
 /// Runs CrewExecutions (a crew of AI agents, or any multi-step batch work) on Kubernetes as queued, retried,
 /// observable worker Jobs.
@@ -17,7 +19,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller (all namespaces unless --namespace is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
 }
@@ -43,9 +45,60 @@ struct RunArgs {
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "CREW_METRICS_ADDR")]
     metrics_addr: std::net::SocketAddr,
-    /// Name reported as the Event reporting instance (default: $POD_NAME or the host name).
+    /// Name reported as the Event reporting instance and used as the leader-election identity (default: $POD_NAME,
+    /// else the host name and process id).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Run as one of several replicas: only the holder of a coordination.k8s.io Lease acts; the others stand by.
+    #[arg(long, env = "CREW_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set,
+        num_args = 0..=1, default_missing_value = "true")]
+    leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "CREW_LEASE_NAME", default_value = "crew-operator")]
+    lease_name: String,
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else --namespace, else "default").
+    #[arg(long, env = "CREW_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a leader's claim lasts without renewal (a killed leader is replaced after about this long).
+    #[arg(long, default_value_t = leader::DEFAULT_LEASE_DURATION.as_secs(), env = "CREW_LEASE_DURATION_SECONDS")]
+    lease_duration_seconds: u64,
+    /// Seconds after its last renewal at which a leader that cannot renew stops (exits); < the lease duration.
+    #[arg(long, default_value_t = leader::DEFAULT_RENEW_DEADLINE.as_secs(), env = "CREW_LEASE_RENEW_DEADLINE_SECONDS")]
+    lease_renew_deadline_seconds: u64,
+    /// Seconds between Lease renewals (leader) or looks (standby); < the renew deadline.
+    #[arg(long, default_value_t = leader::DEFAULT_RETRY_PERIOD.as_secs(), env = "CREW_LEASE_RETRY_PERIOD_SECONDS")]
+    lease_retry_period_seconds: u64,
+}
+
+impl RunArgs {
+    /// The leader-election settings, when it is on.
+    fn leader_config(&self) -> Option<LeaderConfig> {
+        if !self.leader_election {
+            return None;
+        }
+        let namespace = self
+            .lease_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .or_else(|| self.namespace.clone())
+            .unwrap_or_else(|| "default".into());
+        let identity = self.instance.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        Some(LeaderConfig {
+            lease_name: self.lease_name.clone(),
+            namespace,
+            identity,
+            lease_duration: Duration::from_secs(self.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(self.lease_renew_deadline_seconds),
+            retry_period: Duration::from_secs(self.lease_retry_period_seconds),
+        })
+    }
 }
 
 #[tokio::main]
@@ -58,16 +111,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init(args.log_format, &args.log_level);
+    let leader_config = args.leader_config();
+    if let Some(leader) = &leader_config {
+        leader.validate()?;
+    }
     let client = client(args.context.as_deref()).await?;
     let config = ControllerConfig {
         namespace: args.namespace,
-        instance: args.instance,
+        instance: leader_config
+            .as_ref()
+            .map(|l| l.identity.clone())
+            .or(args.instance),
         max_running: args.max_running,
     };
     tracing::info!(namespace = ?config.namespace, version = env!("CARGO_PKG_VERSION"), "crew-operator starting");
@@ -75,7 +135,20 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
     let http = tokio::spawn(crew_operator::http::serve(listener, ctx.clone()));
-    controller::run(ctx, config, None).await;
+    match leader_config {
+        None => controller::run(ctx, config, None).await,
+        Some(leader) => {
+            tracing::info!(lease = %leader.lease_name, namespace = %leader.namespace, identity = %leader.identity,
+                "leader election on: standing by until this replica holds the Lease");
+            if let Err(lost) =
+                leader::run_when_leading(ctx, config, leader, leader::shutdown_signal()).await
+            {
+                // I8: stop at once; no in-flight reconcile may write after the lease is gone.
+                tracing::error!(%lost, "lost leadership; exiting");
+                std::process::exit(1);
+            }
+        }
+    }
     http.abort();
     tracing::info!("crew-operator stopped");
     Ok(())

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub queue_running: Family<Labels, Gauge>,
     /// API writes by kind.
     pub api_writes: Family<Labels, Counter>,
+    /// 1 while this replica leads (always 1 without leader election), 0 on a standby.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -61,7 +63,9 @@ impl Default for Metrics {
             queue_depth: Family::default(),
             queue_running: Family::default(),
             api_writes: Family::default(),
+            leader: Gauge::default(),
         };
+        m.leader.set(1);
         registry.register(
             "reconciles",
             "Reconciles run, by result",
@@ -114,6 +118,11 @@ impl Default for Metrics {
             "api_writes",
             "API writes made by the operator, by kind",
             m.api_writes.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (always 1 without leader election), 0 on a standby",
+            m.leader.clone(),
         );
         Metrics { registry, ..m }
     }

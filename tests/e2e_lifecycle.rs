@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::DeleteParams;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::{TestNs, events_of, history_reasons, jobs_of, wait_until};
+use support::{TestNs, events_of, history_reasons, http_get, jobs_of, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -402,21 +402,6 @@ async fn kubectl_get_shows_the_columns_and_kubectl_wait_returns() {
         "{explain}"
     );
     op.stop().await;
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, response)
 }
 
 #[tokio::test]

@@ -7,8 +7,10 @@ mod support;
 use crew_operator::api::{CrewExecution, CrewQueue};
 use crew_operator::controller::{self, ControllerConfig, context::WriteKind};
 use crew_operator::devcluster::{ControlPlane, create_namespace};
+use crew_operator::leader::{self, LeaderConfig};
 use crew_operator::simulator::{self, SimulatorConfig};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
-use support::phase_of;
+use support::{http_get, phase_of};
 use tracing::Level;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -616,8 +618,21 @@ fn operator_binary_help_lists_run() {
         "--log-format",
         "--metrics-addr",
         "--log-level",
+        "--leader-election",
+        "--lease-name",
+        "--lease-namespace",
     ] {
         assert!(help.contains(flag), "run --help lacks {flag}:\n{help}");
+    }
+    // The environment the chart's Deployment passes is what the binary reads.
+    for env in [
+        "CREW_LEADER_ELECTION",
+        "CREW_LEASE_NAME",
+        "CREW_LEASE_NAMESPACE",
+        "POD_NAME",
+        "POD_NAMESPACE",
+    ] {
+        assert!(help.contains(env), "run --help does not mention {env}");
     }
 }
 
@@ -873,31 +888,6 @@ where
     }
 }
 
-/// (status code, body) of `GET path` on `addr` (HTTP/1.0, so the server closes the connection after the body).
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await;
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 /// `kubectl auth can-i` as the ServiceAccount.
 fn can_i(sa: &str, ns: &str, args: &[&str]) -> bool {
     let mut all = vec!["auth", "can-i", "--as", sa, "-n", ns];
@@ -938,6 +928,8 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         "--create-namespace",
         "--set",
         "image.tag=test",
+        "--set",
+        "leaderElection.enabled=true",
     ]);
     assert!(ok, "helm install failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("STATUS: deployed"), "{stdout}");
@@ -1065,9 +1057,26 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         instance: Some(format!("helm-test-{pid}")),
         max_running: None,
     };
+    // Leader election on, as the chart's Deployment runs it with leaderElection.enabled: the Lease lives in the
+    // release namespace, under the Role the chart adds for it.
     let ctx = controller::context(sa_client.clone(), &config);
-    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
-    let operator = tokio::spawn(controller::run(ctx.clone(), config, Some(shutdown_rx)));
+    let leader_config = LeaderConfig {
+        lease_name: "crew-operator".into(),
+        namespace: release_ns.clone(),
+        identity: format!("helm-test-{pid}"),
+        lease_duration: leader::DEFAULT_LEASE_DURATION,
+        renew_deadline: leader::DEFAULT_RENEW_DEADLINE,
+        retry_period: leader::DEFAULT_RETRY_PERIOD,
+    };
+    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(leader::run_when_leading(
+        ctx.clone(),
+        config,
+        leader_config,
+        async move {
+            let _ = shutdown_rx.await;
+        },
+    ));
     // The endpoints the chart's probes and ServiceMonitor use, as `crew-operator run` serves them.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -1222,7 +1231,7 @@ spec:
     let writes = &ctx.writes;
     println!(
         "operator writes with the chart's RBAC: status={} job_create={} job_delete={} configmap={} events={} \
-         execution_delete={} queue_status={}",
+         execution_delete={} queue_status={} lease={}",
         writes.get(WriteKind::Status),
         writes.get(WriteKind::JobCreate),
         writes.get(WriteKind::JobDelete),
@@ -1230,6 +1239,7 @@ spec:
         writes.get(WriteKind::Event),
         writes.get(WriteKind::ExecutionDelete),
         writes.get(WriteKind::QueueStatus),
+        writes.get(WriteKind::Lease),
     );
     for kind in WriteKind::ALL {
         assert!(writes.get(kind) > 0, "no {} write happened", kind.label());
@@ -1239,8 +1249,16 @@ spec:
     assert!(body.contains("crew_reconciles_total"), "{body}");
     http.abort();
     let _ = shutdown.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(20), operator).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(20), operator).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "clean stop: {stopped:?}");
     simulator.abort();
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &release_ns);
+    let lease = leases.get("crew-operator").await.expect("the Lease exists");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity),
+        None,
+        "released on shutdown"
+    );
 
     // Not one request of the operator (nor of the simulator, nor of this test) was refused.
     assert_eq!(

@@ -27,11 +27,13 @@ pub enum WriteKind {
     ExecutionDelete,
     /// Server-side apply of a queue's status.
     QueueStatus,
+    /// Creation, renewal or release of the leader-election Lease (not per execution).
+    Lease,
 }
 
 impl WriteKind {
     /// Every kind, for reporting.
-    pub const ALL: [WriteKind; 7] = [
+    pub const ALL: [WriteKind; 8] = [
         WriteKind::Status,
         WriteKind::JobCreate,
         WriteKind::JobDelete,
@@ -39,6 +41,7 @@ impl WriteKind {
         WriteKind::Event,
         WriteKind::ExecutionDelete,
         WriteKind::QueueStatus,
+        WriteKind::Lease,
     ];
 
     /// Label for metrics and reports.
@@ -51,13 +54,14 @@ impl WriteKind {
             WriteKind::Event => "event",
             WriteKind::ExecutionDelete => "execution_delete",
             WriteKind::QueueStatus => "queue_status",
+            WriteKind::Lease => "lease",
         }
     }
 }
 
 /// Counters of API writes, by kind.
 #[derive(Default)]
-pub struct WriteCounts([AtomicU64; 7]);
+pub struct WriteCounts([AtomicU64; 8]);
 
 impl WriteCounts {
     /// Counts one write of `kind`.
@@ -109,6 +113,8 @@ pub struct Context {
     pub queues_listed: std::sync::atomic::AtomicBool,
     /// The receiving end of `wake`, taken by the controller when it starts.
     pub wake_requests: Mutex<Option<UnboundedReceiver<ObjectRef<CrewExecution>>>>,
+    /// Whether this replica may act: false while a standby under leader election (true without it).
+    pub leading: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -125,6 +131,7 @@ impl Context {
             admissions: Mutex::new(HashMap::new()),
             executions_listed: std::sync::atomic::AtomicBool::new(false),
             queues_listed: std::sync::atomic::AtomicBool::new(false),
+            leading: std::sync::atomic::AtomicBool::new(true),
             client,
             recorder,
             children: ChildIndex::default(),
@@ -134,12 +141,37 @@ impl Context {
         }
     }
 
-    /// Ready to act: Job and pod caches listed, executions and queues caches listed. (With leader election, also
-    /// holding the lease.)
-    pub fn is_ready(&self) -> bool {
+    /// Every cache has listed: Jobs and pods, executions, queues.
+    pub fn caches_synced(&self) -> bool {
         self.children.synced()
             && self.executions_listed.load(Ordering::Relaxed)
             && self.queues_listed.load(Ordering::Relaxed)
+    }
+
+    /// Whether this replica leads (always, without leader election).
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
+    /// May act: leading, with every cache listed.
+    pub fn is_ready(&self) -> bool {
+        self.is_leading() && self.caches_synced()
+    }
+
+    /// Marks this replica as leading (may act) or standing by, in readiness and in the `crew_leader` gauge.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Relaxed);
+        self.metrics.leader.set(i64::from(leading));
+    }
+
+    /// Asks for a reconcile of every cached execution (when this replica has just become the leader: a standby's
+    /// reconciles did nothing and wait for this).
+    pub fn wake_all(&self) {
+        if let Some(executions) = self.executions.get() {
+            for cx in executions.state() {
+                let _ = self.wake.unbounded_send(ObjectRef::from_obj(cx.as_ref()));
+            }
+        }
     }
 
     /// Counts one API write (for tests, benchmarks and `/metrics`).

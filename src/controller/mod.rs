@@ -158,7 +158,11 @@ pub async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
 
 async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = execution.uid().unwrap_or_default();
-    if !ctx.is_ready() {
+    if !ctx.is_leading() {
+        // A standby keeps its caches warm but acts on nothing; `Context::wake_all` brings it back on leadership.
+        return Ok(Action::await_change());
+    }
+    if !ctx.caches_synced() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     if execution.metadata.deletion_timestamp.is_some() {

@@ -192,6 +192,9 @@ pub async fn pump(ctx: Arc<Context>) {
                 waiting as i64,
                 i64::from(running),
             );
+            if !ctx.is_leading() {
+                continue;
+            }
             if running < queue.spec.max_running && waiting > 0 {
                 wake(&ctx, &namespace, Some(&queue.name_any()));
             }
@@ -227,7 +230,7 @@ pub async fn pump(ctx: Arc<Context>) {
             }
         }
         written.retain(|key, _| seen.contains(key));
-        if let Some(max) = ctx.max_running {
+        if let Some(max) = ctx.max_running.filter(|_| ctx.is_leading()) {
             let members = members_of(executions, "", None);
             let running = members
                 .iter()
