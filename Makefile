@@ -25,7 +25,7 @@ lint: ## rustfmt and clippy (warnings are errors)
 unit: ## Unit tests only (no control plane)
 	$(CARGO) test --lib --bins
 
-test: control-plane tools lint ## Everything: lint, unit tests, CRD freshness, integration tests on a real control plane
+test: control-plane tools lint static-binary ## Everything: lint, static image binary, unit tests, CRD freshness, integration tests on a real control plane
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --all-targets -- --test-threads=4
 
 demo: control-plane ## Start a local control plane, the operator and the pod simulator; apply examples/ and watch
@@ -35,7 +35,14 @@ demo: control-plane ## Start a local control plane, the operator and the pod sim
 clean: ## Remove build output (keeps the control-plane cache)
 	$(CARGO) clean
 
-.PHONY: tools chart-crds
+.PHONY: tools chart-crds bench
+
+# Full sizes by default (many minutes on 2 cores); smoke size: make bench BENCH_ARGS="--sizes 100 --steps 1"
+BENCH_ARGS ?= --sizes 1000,10000 --steps 1,3 --namespaces 10 --out target/bench/results.json
+
+bench: control-plane ## Benchmark the operator against bare Jobs (BENCH_ARGS="--sizes 100 --steps 1" for a smoke run; see BENCHMARKS.md)
+	$(CARGO) build --release --bins
+	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} target/release/crew-bench $(BENCH_ARGS)
 
 tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test)
 	bash tests/tools/install-lua.sh
@@ -43,3 +50,7 @@ tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo C
 chart-crds: crds ## Regenerate crds/ (`make crds`) and copy them into the Helm chart (charts/crew-operator/crds/)
 	rm -f charts/crew-operator/crds/*.yaml
 	cp crds/*.yaml charts/crew-operator/crds/
+
+.PHONY: static-binary
+static-binary: ## Build the operator as the container image does (static) and check it needs no libc and runs
+	bash tests/tools/static-binary.sh
