@@ -86,6 +86,7 @@ pub async fn run(
     let listed = ctx.clone();
     let execution_events = watcher(executions, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(slim)
         .reflect(execution_writer)
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) {
@@ -105,6 +106,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(slim)
     .reflect(queue_writer)
     .inspect_ok({
         let listed = ctx.clone();
@@ -142,6 +144,19 @@ pub async fn run(
     pods.abort();
     pump.abort();
 }
+
+/// Drops what the operator never reads before an object enters a cache: `managedFields` (one entry per writer,
+/// grows with every server-side apply) and kubectl's last-applied annotation (a second copy of the spec). With
+/// thousands of executions cached this is most of their size.
+fn slim<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// One reconcile of one execution (public for the mocked-API tests).
 pub async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -276,4 +291,32 @@ fn error_policy(execution: Arc<CrewExecution>, error: &Error, ctx: Arc<Context>)
     tracing::warn!(namespace = %execution.namespace().unwrap_or_default(), name = %execution.name_any(),
         %error, kind = error.metric_label(), failures, retry_in_seconds = delay, "reconcile failed");
     Action::requeue(Duration::from_secs(delay))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn slim_drops_managed_fields_and_last_applied_but_keeps_other_annotations() {
+        let mut cx = CrewExecution::new(
+            "a",
+            serde_json::from_value(serde_json::json!({"image": "busybox"})).unwrap(),
+        );
+        cx.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        cx.metadata.annotations = Some(
+            [
+                (LAST_APPLIED.to_string(), "{...}".to_string()),
+                ("team".to_string(), "x".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        slim(&mut cx);
+        assert!(cx.metadata.managed_fields.is_none());
+        let annotations = cx.metadata.annotations.unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
+        assert_eq!(cx.spec.image.as_deref(), Some("busybox"));
+    }
 }
