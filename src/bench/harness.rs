@@ -1,0 +1,341 @@
+//! What both runs share: a fresh control plane with the CRDs and the namespaces, the pod simulator as its own
+//! process, the watches that record the timeline, the API server scrape, and waiting for the work to finish.
+
+use super::apiserver_metrics::{RequestCounts, request_counts};
+use super::process::{ChildProcess, sibling_binary};
+use super::procstat;
+use super::prom;
+use super::slim::{SlimExecution, SlimJob};
+use super::timeline::Timeline;
+use super::workload::{namespace_name, parse_execution_name, parse_job_name};
+use crew_operator::build::labels;
+use crew_operator::devcluster::{ControlPlane, create_namespace, install_crds};
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedSender;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::{Api, Client};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Parameters of one run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Chains.
+    pub n: usize,
+    /// Steps per chain.
+    pub steps: usize,
+    /// Namespaces.
+    pub namespaces: usize,
+    /// kube-controller-manager `--kube-api-qps`.
+    pub api_qps: u32,
+    /// Creates in flight at most.
+    pub concurrency: usize,
+    /// Limit on waiting for the work to finish.
+    pub timeout: Duration,
+    /// Log filter of the operator (`--log-level` and `RUST_LOG`).
+    pub operator_log: String,
+    /// Keep each run's directory (control-plane, operator and simulator logs) even when it completed.
+    pub keep_dirs: bool,
+}
+
+/// A fresh control plane plus the pod simulator and the recording watches.
+pub struct Harness {
+    /// Working directory of the control plane.
+    pub dir: PathBuf,
+    /// The control plane.
+    pub plane: ControlPlane,
+    /// Admin client.
+    pub client: Client,
+    /// The pod simulator process.
+    pub simulator: ChildProcess,
+    /// Reference point of every timestamp.
+    pub start: Instant,
+    /// What the watches recorded.
+    pub timeline: Arc<Mutex<Timeline>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Locks the timeline, recovering from a poisoned lock (the data are plain timestamps).
+pub fn lock(timeline: &Mutex<Timeline>) -> std::sync::MutexGuard<'_, Timeline> {
+    timeline
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Harness {
+    /// Starts a control plane in a fresh directory (call from the main thread: the processes die with the
+    /// thread that started them), installs the CRDs, creates the namespaces and starts the pod simulator with
+    /// zero duration and zero start delay in all namespaces.
+    pub async fn start(config: &RunConfig, label: &str) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!("crew-bench-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let plane = ControlPlane::start(&dir, Some(config.api_qps))
+            .map_err(|e| format!("control plane: {e}"))?;
+        let client = plane.client().await.map_err(|e| e.to_string())?;
+        install_crds(&client).await.map_err(|e| e.to_string())?;
+        let namespaces = (0..config.namespaces)
+            .map(namespace_name)
+            .collect::<Vec<_>>();
+        for result in
+            futures::future::join_all(namespaces.iter().map(|ns| create_namespace(&client, ns)))
+                .await
+        {
+            result.map_err(|e| format!("namespace: {e}"))?;
+        }
+        let simulator = ChildProcess::spawn(
+            "crew-pod-simulator",
+            &sibling_binary("crew-pod-simulator")?,
+            &["--duration", "0s", "--start-delay", "0s"].map(String::from),
+            &plane.kubeconfig,
+            &dir.join("simulator.log"),
+            "warn",
+        )?;
+        let timeline = Arc::new(Mutex::new(Timeline::new(config.n, config.steps)));
+        let mut harness = Harness {
+            dir,
+            plane,
+            client,
+            simulator,
+            start: Instant::now(),
+            timeline,
+            tasks: Vec::new(),
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !harness.simulator.alive() {
+            return Err(format!(
+                "the pod simulator exited; see {}",
+                harness.dir.join("simulator.log").display()
+            ));
+        }
+        Ok(harness)
+    }
+
+    /// Time since the harness started.
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Watches the worker Jobs in all namespaces: records first seen and first seen complete. A completed step
+    /// sends `(chain, next step)` to `next` (the baseline creates it); with `last_is_done` the last step's
+    /// completion is the chain's end (baseline). Resolves the returned receiver once the initial list is done.
+    pub fn watch_jobs(
+        &mut self,
+        next: Option<UnboundedSender<(usize, usize)>>,
+        last_is_done: bool,
+    ) -> oneshot::Receiver<()> {
+        let (ready, listed) = oneshot::channel();
+        let api: Api<SlimJob> = Api::all(self.client.clone());
+        let (start, timeline) = (self.start, Arc::clone(&self.timeline));
+        let task = tokio::spawn(async move {
+            let events = watcher(api, watcher::Config::default().labels(labels::EXECUTION))
+                .default_backoff();
+            let mut events = std::pin::pin!(events);
+            let mut ready = Some(ready);
+            let mut failed = HashSet::new();
+            while let Some(event) = events.next().await {
+                let at = start.elapsed();
+                let job = match event {
+                    Ok(Event::Apply(job) | Event::InitApply(job)) => job,
+                    Ok(Event::InitDone) => {
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        eprintln!("job watch: {e}");
+                        continue;
+                    }
+                };
+                let Some((chain, step)) = job.metadata.name.as_deref().and_then(parse_job_name)
+                else {
+                    continue;
+                };
+                let mut t = lock(&timeline);
+                t.job_seen(chain, step, at);
+                if job.succeeded() && t.job_done(chain, step, at) {
+                    if step + 1 < t.steps() {
+                        if let Some(next) = &next {
+                            let _ = next.unbounded_send((chain, step + 1));
+                        }
+                    } else if last_is_done {
+                        t.chain_done(chain, at);
+                    }
+                } else if job.failed() && last_is_done && failed.insert(chain) {
+                    t.chain_failed();
+                }
+            }
+        });
+        self.tasks.push(task);
+        listed
+    }
+
+    /// Watches the CrewExecutions in all namespaces: `Succeeded` ends a chain, `Failed`/`Cancelled` fails it.
+    pub fn watch_executions(&mut self) -> oneshot::Receiver<()> {
+        let (ready, listed) = oneshot::channel();
+        let api: Api<SlimExecution> = Api::all(self.client.clone());
+        let (start, timeline) = (self.start, Arc::clone(&self.timeline));
+        let task = tokio::spawn(async move {
+            let events = watcher(api, watcher::Config::default()).default_backoff();
+            let mut events = std::pin::pin!(events);
+            let mut ready = Some(ready);
+            let mut failed = HashSet::new();
+            while let Some(event) = events.next().await {
+                let at = start.elapsed();
+                let cx = match event {
+                    Ok(Event::Apply(cx) | Event::InitApply(cx)) => cx,
+                    Ok(Event::InitDone) => {
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        eprintln!("execution watch: {e}");
+                        continue;
+                    }
+                };
+                let Some(chain) = cx.metadata.name.as_deref().and_then(parse_execution_name) else {
+                    continue;
+                };
+                match cx.phase() {
+                    "Succeeded" => {
+                        lock(&timeline).chain_done(chain, at);
+                    }
+                    "Failed" | "Cancelled" if failed.insert(chain) => {
+                        lock(&timeline).chain_failed()
+                    }
+                    _ => {}
+                }
+            }
+        });
+        self.tasks.push(task);
+        listed
+    }
+
+    /// Keeps `task` running until [`Harness::finish`].
+    pub fn adopt(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
+    /// kube-apiserver's `apiserver_request_total`, summed by key.
+    pub async fn scrape_apiserver(&self) -> Result<RequestCounts, String> {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        let text = self
+            .client
+            .request_text(request)
+            .await
+            .map_err(|e| format!("GET /metrics of kube-apiserver: {e}"))?;
+        Ok(request_counts(&prom::parse(&text)))
+    }
+
+    /// CPU seconds so far of the control-plane processes, the simulator, this process and `extra`, and of the
+    /// whole machine (`machine`). Over a run, `machine` minus the others is CPU taken by processes the benchmark
+    /// does not measure (anything else running on the machine disturbs the figures).
+    pub fn cpu(&self, extra: &[(&str, u32)]) -> BTreeMap<String, f64> {
+        let names = ["etcd", "kube-apiserver", "kube-controller-manager"];
+        let mut out: BTreeMap<String, f64> = names
+            .iter()
+            .zip(self.plane.pids())
+            .map(|(name, pid)| (name.to_string(), procstat::cpu_seconds(&pid.to_string())))
+            .collect();
+        out.insert(
+            "pod-simulator".into(),
+            procstat::cpu_seconds(&self.simulator.pid().to_string()),
+        );
+        out.insert("crew-bench".into(), procstat::cpu_seconds("self"));
+        for (name, pid) in extra {
+            out.insert(name.to_string(), procstat::cpu_seconds(&pid.to_string()));
+        }
+        out.insert("machine".into(), procstat::machine_busy_seconds());
+        out
+    }
+
+    /// `after - before` per process, plus `unmeasured`: the machine's busy CPU time not spent by the measured
+    /// processes (other processes on the machine, the kernel).
+    pub fn cpu_delta(
+        before: &BTreeMap<String, f64>,
+        after: &BTreeMap<String, f64>,
+    ) -> BTreeMap<String, f64> {
+        let mut out: BTreeMap<String, f64> = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+            .collect();
+        let measured: f64 = out
+            .iter()
+            .filter(|(k, _)| *k != "machine")
+            .map(|(_, v)| v)
+            .sum();
+        if let Some(machine) = out.get("machine").copied() {
+            out.insert("unmeasured".into(), (machine - measured).max(0.0));
+        }
+        out
+    }
+
+    /// Waits until every chain is done or failed, the control plane dies, or `limit` passes; prints progress
+    /// every 10 s. Returns why it stopped early, if it did.
+    pub async fn wait_done(&mut self, n: usize, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        let mut last_report = Instant::now();
+        loop {
+            let (done, failed, line) = {
+                let t = lock(&self.timeline);
+                let (seen, complete) = t.jobs_seen_and_done();
+                (
+                    t.done(),
+                    t.failed(),
+                    format!(
+                        "  [{:>6.1}s] created {}, first Jobs {}, Jobs seen {seen} / complete {complete}, done {}, failed {}",
+                        self.now().as_secs_f64(),
+                        t.created_count(),
+                        t.first_jobs_seen(),
+                        t.done(),
+                        t.failed()
+                    ),
+                )
+            };
+            if done + failed >= n {
+                return None;
+            }
+            if Instant::now() > deadline {
+                return Some(format!("timed out after {limit:?}: {line}"));
+            }
+            if !self.plane.alive() {
+                return Some(format!("the control plane died: {line}"));
+            }
+            if !self.simulator.alive() {
+                return Some(format!("the pod simulator died: {line}"));
+            }
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                eprintln!("{line}");
+                last_report = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the watches, the simulator and the control plane; removes the directory unless `keep`. Returns
+    /// the directory when kept.
+    pub async fn finish(mut self, keep: bool) -> Option<String> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.simulator.stop(Duration::from_secs(5)).await;
+        self.plane.stop();
+        if keep {
+            Some(self.dir.display().to_string())
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            None
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! `crew-bench`: the operator against a baseline that chains bare Jobs itself, on fresh local control planes.
+//! One concern per module; the pure ones (`prom`, `apiserver_metrics`, `stats`, `timeline`, `workload`,
+//! `report`) are unit-tested.
+
+pub mod apiserver_metrics;
+pub mod create;
+pub mod harness;
+pub mod process;
+pub mod procstat;
+pub mod prom;
+pub mod report;
+pub mod run_baseline;
+pub mod run_operator;
+pub mod slim;
+pub mod stats;
+pub mod timeline;
+pub mod workload;
