@@ -176,7 +176,7 @@ fn operator_rules() -> BTreeSet<Triple> {
         ),
         ("", "configmaps", &["create"]),
         ("", "pods", &["get", "list", "watch"]),
-        ("events.k8s.io", "events", &["create", "patch"]),
+        ("events.k8s.io", "events", &["create"]),
     ])
 }
 

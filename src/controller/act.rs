@@ -4,6 +4,7 @@
 //! Events (only once the status they describe is stored, so a failed write does not leave Events about nothing).
 
 use super::context::{Context, WriteKind};
+use super::events::EventDraft;
 use crate::api::{CrewExecution, CrewExecutionStatus, FIELD_MANAGER};
 use crate::build::{
     config_map::crew_config_map, status_patch::status_apply_body, worker_job::worker_job,
@@ -13,7 +14,6 @@ use crate::lifecycle::{EventNote, Launch, Plan};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 
 const ALREADY_EXISTS: &str = "AlreadyExists";
@@ -196,34 +196,16 @@ async fn publish(
             ..Default::default()
         })
     });
-    let event = Event {
-        type_: if note.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: note.reason.clone(),
-        note: Some(truncate(&note.note, 1000)),
-        action: "Reconcile".into(),
-        secondary: related,
+    let draft = EventDraft {
+        warning: note.warning,
+        reason: &note.reason,
+        note: &note.note,
+        action: "Reconcile",
+        regarding: execution.object_ref(&()),
+        related,
     };
-    match ctx
-        .recorder
-        .publish(&event, &execution.object_ref(&()))
-        .await
-    {
+    match ctx.events.publish(draft).await {
         Ok(()) => ctx.count_write(WriteKind::Event),
         Err(e) => tracing::warn!(error = %e, reason = %note.reason, "could not record Event"),
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
 }

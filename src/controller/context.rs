@@ -1,10 +1,10 @@
-//! Shared state of the controller: client, event recorder, child index, counters, per-object bookkeeping.
+//! Shared state of the controller: client, Event publisher, child index, counters, per-object bookkeeping.
 
 use super::child_index::ChildIndex;
+use super::events::EventPublisher;
 use crate::api::{CrewExecution, CrewQueue};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,8 +84,8 @@ impl WriteCounts {
 pub struct Context {
     /// API client.
     pub client: Client,
-    /// One shared Event recorder (it deduplicates repeated Events into series).
-    pub recorder: Recorder,
+    /// Publishes the Events about executions.
+    pub events: EventPublisher,
     /// Jobs and worker outcomes, from the watches.
     pub children: ChildIndex,
     /// API writes made.
@@ -119,7 +119,7 @@ pub struct Context {
 
 impl Context {
     /// A context around `client` with an empty index.
-    pub fn new(client: Client, recorder: Recorder, max_running: Option<u32>) -> Self {
+    pub fn new(client: Client, events: EventPublisher, max_running: Option<u32>) -> Self {
         let (wake, wake_requests) = unbounded();
         Context {
             executions: OnceLock::new(),
@@ -133,7 +133,7 @@ impl Context {
             queues_listed: std::sync::atomic::AtomicBool::new(false),
             leading: std::sync::atomic::AtomicBool::new(true),
             client,
-            recorder,
+            events,
             children: ChildIndex::default(),
             writes: WriteCounts::default(),
             stale_versions: Mutex::new(HashMap::new()),

@@ -18,6 +18,7 @@ pub mod queue;
 pub mod queue_stats;
 pub mod resolve;
 pub mod steps;
+pub mod text;
 pub mod timefmt;
 pub mod transitions;
 

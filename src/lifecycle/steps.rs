@@ -233,11 +233,8 @@ pub fn truncate_result(text: &str) -> String {
     if text.len() <= MAX_RESULT_BYTES {
         return text.to_string();
     }
-    let mut end = MAX_RESULT_BYTES - TRUNCATION_MARKER.len();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{TRUNCATION_MARKER}", &text[..end])
+    let kept = super::text::prefix_within(text, MAX_RESULT_BYTES - TRUNCATION_MARKER.len());
+    format!("{kept}{TRUNCATION_MARKER}")
 }
 
 #[cfg(test)]

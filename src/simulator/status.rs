@@ -35,14 +35,7 @@ pub fn k8s_time(ts: Timestamp) -> String {
 
 /// `message` cut to [`MAX_TERMINATION_MESSAGE_BYTES`] at a character boundary.
 pub fn truncate_message(message: &str) -> &str {
-    if message.len() <= MAX_TERMINATION_MESSAGE_BYTES {
-        return message;
-    }
-    let mut end = MAX_TERMINATION_MESSAGE_BYTES;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message[..end]
+    crate::lifecycle::text::prefix_within(message, MAX_TERMINATION_MESSAGE_BYTES)
 }
 
 fn condition(kind: &str, status: bool, at: &str, reason: Option<&str>) -> Value {

@@ -109,7 +109,8 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+# One Event per transition, created and never updated.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}

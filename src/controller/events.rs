@@ -1,0 +1,143 @@
+//! Kubernetes Events (`events.k8s.io/v1`) about executions: one create per transition.
+//!
+//! kube-runtime's `Recorder` keeps every Event of the last six minutes to merge repeats into series and scans that
+//! cache under a write lock on every publish: at thousands of executions that was most of the operator's memory
+//! growth and a lock all reconciles queued on. The operator's Events never repeat (each is one transition of one
+//! execution, emitted once when the status recording it is stored), so series are not needed: this publisher keeps
+//! no state and needs only `create` on events.
+
+use crate::lifecycle::text::prefix_within;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+/// Who reports the Events.
+#[derive(Clone)]
+pub struct EventPublisher {
+    client: Client,
+    controller: String,
+    instance: String,
+}
+
+/// One Event to publish.
+#[derive(Clone, Debug)]
+pub struct EventDraft<'a> {
+    /// `Warning` instead of `Normal`.
+    pub warning: bool,
+    /// CamelCase reason (e.g. `StepSucceeded`).
+    pub reason: &'a str,
+    /// Human-readable note (at most 1 KiB is sent).
+    pub note: &'a str,
+    /// What the operator was doing.
+    pub action: &'a str,
+    /// The object the Event is about.
+    pub regarding: ObjectReference,
+    /// A second object involved (the step's Job).
+    pub related: Option<ObjectReference>,
+}
+
+/// Longest note the API server accepts (events.k8s.io/v1 validation).
+const MAX_NOTE_BYTES: usize = 1024;
+
+impl EventPublisher {
+    /// A publisher reporting as `controller` / `instance`.
+    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
+        EventPublisher {
+            client,
+            controller: controller.to_string(),
+            instance: instance.to_string(),
+        }
+    }
+
+    /// Creates the Event in the namespace of the object it is about.
+    pub async fn publish(&self, draft: EventDraft<'_>) -> Result<(), kube::Error> {
+        let namespace = draft.regarding.namespace.clone().unwrap_or_default();
+        let event = self.event(draft, jiff::Timestamp::now());
+        Api::<Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await
+            .map(|_| ())
+    }
+
+    /// The Event object for `draft` at `now`.
+    fn event(&self, draft: EventDraft<'_>, now: jiff::Timestamp) -> Event {
+        let regarding_name = draft.regarding.name.clone().unwrap_or_default();
+        Event {
+            metadata: ObjectMeta {
+                // Not generateName: the API server validates it as a whole DNS subdomain, so "name." is refused.
+                name: Some(format!("{regarding_name}.{:x}", now.as_nanosecond())),
+                namespace: draft.regarding.namespace.clone(),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(if draft.warning { "Warning" } else { "Normal" }.into()),
+            reason: Some(draft.reason.to_string()),
+            note: Some(prefix_within(draft.note, MAX_NOTE_BYTES).to_string()),
+            action: Some(draft.action.to_string()),
+            regarding: Some(draft.regarding),
+            related: draft.related,
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publisher() -> EventPublisher {
+        let (service, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        EventPublisher::new(Client::new(service, "default"), "crew-operator", "pod-1")
+    }
+
+    #[tokio::test]
+    async fn events_name_the_reporter_the_object_and_the_job() {
+        let regarding = ObjectReference {
+            api_version: Some("crew.dev/v1alpha1".into()),
+            kind: Some("CrewExecution".into()),
+            name: Some("hello".into()),
+            namespace: Some("team".into()),
+            uid: Some("u1".into()),
+            ..Default::default()
+        };
+        let job = ObjectReference {
+            kind: Some("Job".into()),
+            name: Some("hello-main-1".into()),
+            ..Default::default()
+        };
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        let long = "é".repeat(700);
+        let event = publisher().event(
+            EventDraft {
+                warning: true,
+                reason: "StepFailed",
+                note: &long,
+                action: "Reconcile",
+                regarding: regarding.clone(),
+                related: Some(job.clone()),
+            },
+            now,
+        );
+        assert_eq!(
+            event.metadata.name,
+            Some(format!("hello.{:x}", now.as_nanosecond()))
+        );
+        assert_eq!(event.metadata.namespace.as_deref(), Some("team"));
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert_eq!(event.reason.as_deref(), Some("StepFailed"));
+        assert_eq!(event.regarding, Some(regarding));
+        assert_eq!(event.related, Some(job));
+        assert_eq!(event.reporting_controller.as_deref(), Some("crew-operator"));
+        assert_eq!(event.reporting_instance.as_deref(), Some("pod-1"));
+        assert_eq!(event.event_time, Some(MicroTime(now)));
+        let note = event.note.unwrap();
+        assert!(note.len() <= MAX_NOTE_BYTES && note.len() >= MAX_NOTE_BYTES - 1);
+    }
+}
