@@ -87,8 +87,8 @@ impl RunArgs {
             .or_else(|| self.namespace.clone())
             .unwrap_or_else(|| "default".into());
         let identity = self.instance.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("{}-{}", host.trim(), std::process::id())
+            let host = controller::host_name().unwrap_or_else(|| controller::REPORTER.into());
+            format!("{host}-{}", std::process::id())
         });
         Some(LeaderConfig {
             lease_name: self.lease_name.clone(),

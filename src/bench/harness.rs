@@ -1,10 +1,11 @@
 //! What both runs share: a fresh control plane with the CRDs and the namespaces, the pod simulator as its own
 //! process, the watches that record the timeline, the API server scrape, and waiting for the work to finish.
 
-use super::apiserver_metrics::{RequestCounts, request_counts};
+use super::apiserver_metrics::{RequestCounts, diff, request_counts};
 use super::process::{ChildProcess, sibling_binary};
 use super::procstat;
 use super::prom;
+use super::report::{ApiFigures, Mode, OperatorFigures, RunResult};
 use super::slim::{SlimExecution, SlimJob};
 use super::timeline::Timeline;
 use super::workload::{namespace_name, parse_execution_name, parse_job_name};
@@ -128,82 +129,42 @@ impl Harness {
         next: Option<UnboundedSender<(usize, usize)>>,
         last_is_done: bool,
     ) -> oneshot::Receiver<()> {
-        let (ready, listed) = oneshot::channel();
         let api: Api<SlimJob> = Api::all(self.client.clone());
-        let (start, timeline) = (self.start, Arc::clone(&self.timeline));
-        let task = tokio::spawn(async move {
-            let events = watcher(api, watcher::Config::default().labels(labels::EXECUTION))
-                .default_backoff();
-            let mut events = std::pin::pin!(events);
-            let mut ready = Some(ready);
-            let mut failed = HashSet::new();
-            while let Some(event) = events.next().await {
-                let at = start.elapsed();
-                let job = match event {
-                    Ok(Event::Apply(job) | Event::InitApply(job)) => job,
-                    Ok(Event::InitDone) => {
-                        if let Some(ready) = ready.take() {
-                            let _ = ready.send(());
-                        }
-                        continue;
+        let config = watcher::Config::default().labels(labels::EXECUTION);
+        let timeline = Arc::clone(&self.timeline);
+        let mut failed = HashSet::new();
+        self.watch(api, config, "job", move |job: SlimJob, at| {
+            let Some((chain, step)) = job.metadata.name.as_deref().and_then(parse_job_name) else {
+                return;
+            };
+            let mut t = lock(&timeline);
+            t.job_seen(chain, step, at);
+            if job.succeeded() && t.job_done(chain, step, at) {
+                if step + 1 < t.steps() {
+                    if let Some(next) = &next {
+                        let _ = next.unbounded_send((chain, step + 1));
                     }
-                    Ok(_) => continue,
-                    Err(e) => {
-                        eprintln!("job watch: {e}");
-                        continue;
-                    }
-                };
-                let Some((chain, step)) = job.metadata.name.as_deref().and_then(parse_job_name)
-                else {
-                    continue;
-                };
-                let mut t = lock(&timeline);
-                t.job_seen(chain, step, at);
-                if job.succeeded() && t.job_done(chain, step, at) {
-                    if step + 1 < t.steps() {
-                        if let Some(next) = &next {
-                            let _ = next.unbounded_send((chain, step + 1));
-                        }
-                    } else if last_is_done {
-                        t.chain_done(chain, at);
-                    }
-                } else if job.failed() && last_is_done && failed.insert(chain) {
-                    t.chain_failed();
+                } else if last_is_done {
+                    t.chain_done(chain, at);
                 }
+            } else if job.failed() && last_is_done && failed.insert(chain) {
+                t.chain_failed();
             }
-        });
-        self.tasks.push(task);
-        listed
+        })
     }
 
     /// Watches the CrewExecutions in all namespaces: `Succeeded` ends a chain, `Failed`/`Cancelled` fails it.
     pub fn watch_executions(&mut self) -> oneshot::Receiver<()> {
-        let (ready, listed) = oneshot::channel();
         let api: Api<SlimExecution> = Api::all(self.client.clone());
-        let (start, timeline) = (self.start, Arc::clone(&self.timeline));
-        let task = tokio::spawn(async move {
-            let events = watcher(api, watcher::Config::default()).default_backoff();
-            let mut events = std::pin::pin!(events);
-            let mut ready = Some(ready);
-            let mut failed = HashSet::new();
-            while let Some(event) = events.next().await {
-                let at = start.elapsed();
-                let cx = match event {
-                    Ok(Event::Apply(cx) | Event::InitApply(cx)) => cx,
-                    Ok(Event::InitDone) => {
-                        if let Some(ready) = ready.take() {
-                            let _ = ready.send(());
-                        }
-                        continue;
-                    }
-                    Ok(_) => continue,
-                    Err(e) => {
-                        eprintln!("execution watch: {e}");
-                        continue;
-                    }
-                };
+        let timeline = Arc::clone(&self.timeline);
+        let mut failed = HashSet::new();
+        self.watch(
+            api,
+            watcher::Config::default(),
+            "execution",
+            move |cx: SlimExecution, at| {
                 let Some(chain) = cx.metadata.name.as_deref().and_then(parse_execution_name) else {
-                    continue;
+                    return;
                 };
                 match cx.phase() {
                     "Succeeded" => {
@@ -214,10 +175,85 @@ impl Harness {
                     }
                     _ => {}
                 }
+            },
+        )
+    }
+
+    /// Runs a watch until [`Harness::finish`], calling `seen` with every object applied (listed or changed) and the
+    /// time since the harness started. Resolves the returned receiver once the initial list is done.
+    fn watch<K, F>(
+        &mut self,
+        api: Api<K>,
+        config: watcher::Config,
+        what: &'static str,
+        mut seen: F,
+    ) -> oneshot::Receiver<()>
+    where
+        K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+        F: FnMut(K, Duration) + Send + 'static,
+    {
+        let (ready, listed) = oneshot::channel();
+        let start = self.start;
+        let task = tokio::spawn(async move {
+            let events = watcher(api, config).default_backoff();
+            let mut events = std::pin::pin!(events);
+            let mut ready = Some(ready);
+            while let Some(event) = events.next().await {
+                let at = start.elapsed();
+                match event {
+                    Ok(Event::Apply(object) | Event::InitApply(object)) => seen(object, at),
+                    Ok(Event::InitDone) => {
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("{what} watch: {e}"),
+                }
             }
         });
         self.tasks.push(task);
         listed
+    }
+
+    /// Waits until every watch in `listed` has done its initial list (60 s at most).
+    pub async fn wait_listed(listed: Vec<oneshot::Receiver<()>>) -> Result<(), String> {
+        for listed in listed {
+            tokio::time::timeout(Duration::from_secs(60), listed)
+                .await
+                .map_err(|_| "a watch did not list within 60 s".to_string())?
+                .map_err(|_| "a watch ended before listing".to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The figures of a finished run, from the timeline and the API server scrapes taken before and after.
+    pub fn result(
+        &self,
+        mode: Mode,
+        config: &RunConfig,
+        stopped_early: Option<String>,
+        requests: (&RequestCounts, &RequestCounts),
+        cpu_seconds: BTreeMap<String, f64>,
+        operator: Option<OperatorFigures>,
+    ) -> RunResult {
+        let t = lock(&self.timeline);
+        RunResult {
+            mode,
+            n: config.n,
+            steps: config.steps,
+            completed: stopped_early.is_none() && t.failed() == 0 && t.done() == config.n,
+            done: t.done(),
+            failed: t.failed(),
+            error: stopped_early,
+            wall_seconds: t.wall().as_secs_f64(),
+            throughput_per_second: t.throughput(),
+            latency_ms: t.latencies(mode == Mode::Operator),
+            api: ApiFigures::new(diff(requests.0, requests.1), config.n),
+            operator,
+            cpu_seconds,
+            kept_dir: None,
+        }
     }
 
     /// Keeps `task` running until [`Harness::finish`].

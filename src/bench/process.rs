@@ -30,24 +30,17 @@ impl ChildProcess {
         let err = out
             .try_clone()
             .map_err(|e| format!("clone log handle: {e}"))?;
-        let mut command = Command::new(program);
+        let mut command = std::process::Command::new(program);
         command
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+            .stderr(err);
+        crew_operator::devcluster::process::die_with_parent(&mut command);
+        let mut command = Command::from(command);
+        command.kill_on_drop(true);
         let child = command
             .spawn()
             .map_err(|e| format!("start {}: {e}", program.display()))?;

@@ -2,10 +2,9 @@
 //! would create) as fast as the API server accepts them, and the next step's Job as soon as it sees the previous
 //! one complete; a chain is done when its last Job completed.
 
-use super::apiserver_metrics::diff;
 use super::create::with_retry;
 use super::harness::{Harness, RunConfig, lock};
-use super::report::{ApiFigures, Mode, RunResult};
+use super::report::{Mode, RunResult};
 use super::workload::{baseline_job, namespace_of};
 use futures::StreamExt;
 use futures::channel::mpsc::unbounded;
@@ -39,10 +38,7 @@ pub async fn run(config: &RunConfig) -> RunResult {
 async fn measure(config: &RunConfig, harness: &mut Harness) -> Result<RunResult, String> {
     let (next, requests) = unbounded::<(usize, usize)>();
     let listed = harness.watch_jobs(Some(next.clone()), true);
-    tokio::time::timeout(Duration::from_secs(60), listed)
-        .await
-        .map_err(|_| "the Job watch did not list within 60 s".to_string())?
-        .map_err(|_| "the Job watch ended before listing".to_string())?;
+    Harness::wait_listed(vec![listed]).await?;
     let before = harness.scrape_apiserver().await?;
     let cpu_before = harness.cpu(&[]);
     eprintln!(
@@ -93,21 +89,12 @@ async fn measure(config: &RunConfig, harness: &mut Harness) -> Result<RunResult,
     let after = harness.scrape_apiserver().await?;
     let cpu_after = harness.cpu(&[]);
     let cpu = Harness::cpu_delta(&cpu_before, &cpu_after);
-    let t = lock(&harness.timeline);
-    Ok(RunResult {
-        mode: Mode::Baseline,
-        n: config.n,
-        steps: config.steps,
-        completed: stopped_early.is_none() && t.failed() == 0 && t.done() == config.n,
-        done: t.done(),
-        failed: t.failed(),
-        error: stopped_early,
-        wall_seconds: t.wall().as_secs_f64(),
-        throughput_per_second: t.throughput(),
-        latency_ms: t.latencies(false),
-        api: ApiFigures::new(diff(&before, &after), config.n),
-        operator: None,
-        cpu_seconds: cpu,
-        kept_dir: None,
-    })
+    Ok(harness.result(
+        Mode::Baseline,
+        config,
+        stopped_early,
+        (&before, &after),
+        cpu,
+        None,
+    ))
 }

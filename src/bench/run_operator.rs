@@ -1,13 +1,12 @@
 //! The operator run: CrewExecutions created as fast as the API server accepts them, run by the operator as a
 //! separate process (the release binary), until every one is `Succeeded`.
 
-use super::apiserver_metrics::diff;
 use super::create::with_retry;
 use super::harness::{Harness, RunConfig, lock};
 use super::process::{ChildProcess, free_port, http_get, sibling_binary, wait_http_ok};
 use super::procstat;
 use super::prom;
-use super::report::{ApiFigures, Mode, OperatorFigures, RunResult};
+use super::report::{Mode, OperatorFigures, RunResult};
 use super::workload::{execution, namespace_of};
 use crew_operator::api::CrewExecution;
 use futures::StreamExt;
@@ -103,12 +102,7 @@ async fn measure(
     let operator_pid = operator.pid();
     let jobs_listed = harness.watch_jobs(None, false);
     let executions_listed = harness.watch_executions();
-    for listed in [jobs_listed, executions_listed] {
-        tokio::time::timeout(Duration::from_secs(60), listed)
-            .await
-            .map_err(|_| "watches did not list within 60 s".to_string())?
-            .map_err(|_| "a watch ended before listing".to_string())?;
-    }
+    Harness::wait_listed(vec![jobs_listed, executions_listed]).await?;
     let before = harness.scrape_apiserver().await?;
     let cpu_before = harness.cpu(&[("crew-operator", operator_pid)]);
     eprintln!(
@@ -171,23 +165,14 @@ async fn measure(
         process,
         cpu.get("crew-operator").copied().unwrap_or(0.0),
     );
-    let t = lock(&harness.timeline);
-    Ok(RunResult {
-        mode: Mode::Operator,
-        n: config.n,
-        steps: config.steps,
-        completed: stopped_early.is_none() && t.failed() == 0 && t.done() == config.n,
-        done: t.done(),
-        failed: t.failed(),
-        error: stopped_early,
-        wall_seconds: t.wall().as_secs_f64(),
-        throughput_per_second: t.throughput(),
-        latency_ms: t.latencies(true),
-        api: ApiFigures::new(diff(&before, &after), config.n),
-        operator: Some(figures),
-        cpu_seconds: cpu,
-        kept_dir: None,
-    })
+    Ok(harness.result(
+        Mode::Operator,
+        config,
+        stopped_early,
+        (&before, &after),
+        cpu,
+        Some(figures),
+    ))
 }
 
 #[cfg(test)]

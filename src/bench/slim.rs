@@ -1,32 +1,11 @@
 //! Slim watch types: only the fields the benchmark reads, so that decoding thousands of watch events costs the
 //! benchmark process (which shares the CPUs with everything it measures) as little as possible.
 
+use crew_operator::simulator::pod::slim_meta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::NamespaceResourceScope;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::borrow::Cow;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SlimMeta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    resource_version: Option<String>,
-}
-
-/// Name, namespace and resourceVersion only (what the watcher and the benchmark need).
-fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
-    let m = SlimMeta::deserialize(deserializer)?;
-    Ok(ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        resource_version: m.resource_version,
-        ..ObjectMeta::default()
-    })
-}
 
 /// A `batch/v1` Job: name and `status.succeeded`.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -52,15 +52,21 @@ where
     }
 }
 
+/// This machine's host name (the pod name in a cluster), if it has one.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+}
+
 /// Builds the context for `client`.
 pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
-    let instance = config.instance.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| REPORTER.to_string())
-    });
+    let instance = config
+        .instance
+        .clone()
+        .or_else(host_name)
+        .unwrap_or_else(|| REPORTER.to_string());
     let events = events::EventPublisher::new(client.clone(), REPORTER, &instance);
     Arc::new(Context::new(client, events, config.max_running))
 }

@@ -4,7 +4,7 @@
 //! or from `$CREW_TEST_ASSETS`. Processes are started with a parent-death signal, so they never outlive the
 //! program that started them, even when it crashes; [`ControlPlane`] stops them on drop.
 
-mod process;
+pub mod process;
 mod setup;
 
 pub use setup::{create_namespace, install_crds};

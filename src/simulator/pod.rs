@@ -75,7 +75,9 @@ struct SlimMeta {
     deletion_timestamp: Option<Time>,
 }
 
-fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
+/// Decodes only the metadata fields a watcher and its user read (name, namespace, uid, resourceVersion, labels,
+/// annotations, deletionTimestamp), skipping `managedFields` and the rest (for slim watch types).
+pub fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
     let m = SlimMeta::deserialize(deserializer)?;
     Ok(ObjectMeta {
         name: m.name,
