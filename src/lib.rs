@@ -12,5 +12,6 @@ pub mod http;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
+pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;

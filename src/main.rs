@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use crew_operator::controller::{self, ControllerConfig};
 use crew_operator::leader::{self, LeaderConfig};
+use crew_operator::shutdown;
 use crew_operator::telemetry::{self, LogFormat};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::time::Duration;
@@ -141,12 +142,12 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
     let http = tokio::spawn(crew_operator::http::serve(listener, ctx.clone()));
     match leader_config {
-        None => controller::run(ctx, config, None).await,
+        None => controller::run(ctx, config, shutdown::signal()).await,
         Some(leader) => {
             tracing::info!(lease = %leader.lease_name, namespace = %leader.namespace, identity = %leader.identity,
                 "leader election on: standing by until this replica holds the Lease");
             if let Err(lost) =
-                leader::run_when_leading(ctx, config, leader, leader::shutdown_signal()).await
+                leader::run_when_leading(ctx, config, leader, shutdown::signal()).await
             {
                 // I8: stop at once; no in-flight reconcile may write after the lease is gone.
                 tracing::error!(%lost, "lost leadership; exiting");

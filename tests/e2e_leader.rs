@@ -19,6 +19,7 @@ struct Replica {
     name: String,
     addr: SocketAddr,
     child: tokio::process::Child,
+    log: std::path::PathBuf,
 }
 
 impl Replica {
@@ -28,8 +29,8 @@ impl Replica {
             .expect("free port")
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = std::env::temp_dir().join(format!("{}-{name}.log", t.ns));
-        let log = std::fs::File::create(&log).expect("replica log file");
+        let log_path = std::env::temp_dir().join(format!("{}-{name}.log", t.ns));
+        let log = std::fs::File::create(&log_path).expect("replica log file");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crew-operator"))
             .args(["run", "--namespace", &t.ns, "--leader-election"])
             .args(["--lease-namespace", &t.ns, "--instance", name])
@@ -46,7 +47,13 @@ impl Replica {
             name: name.into(),
             addr,
             child,
+            log: log_path,
         }
+    }
+
+    /// The replica's log, for failure messages.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     async fn readyz(&self) -> u16 {
@@ -215,6 +222,10 @@ async fn a_terminated_leader_hands_over_at_once_and_a_leader_whose_lease_is_take
     let t = TestNs::new("handover", Duration::from_millis(300)).await;
     let first = Replica::start(&t, "replica-a");
     wait_for_holder(&t, "replica-a", LIMIT).await;
+    wait_until(LIMIT, "the leader's caches", || async {
+        first.readyz().await == 200
+    })
+    .await;
     let mut first = first;
     let second = Replica::start(&t, "replica-b");
     wait_until(LIMIT, "the standby's caches", || async {
@@ -227,7 +238,13 @@ async fn a_terminated_leader_hands_over_at_once_and_a_leader_whose_lease_is_take
     // look instead of waiting for the claim to expire.
     let terminated_at = Instant::now();
     first.signal(libc::SIGTERM);
-    assert_eq!(first.exit_code(Duration::from_secs(20)).await, Some(0));
+    let code = first.exit_code(Duration::from_secs(20)).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "the terminated leader exits 0; its log:\n{}",
+        first.log()
+    );
     wait_for_holder(&t, "replica-b", Duration::from_secs(10)).await;
     let handover = terminated_at.elapsed();
     println!(
@@ -260,5 +277,10 @@ async fn a_terminated_leader_hands_over_at_once_and_a_leader_whose_lease_is_take
         .await
         .expect("take the Lease");
     let code = second.exit_code(Duration::from_secs(10)).await;
-    assert_eq!(code, Some(1), "a leader that lost its Lease exits non-zero");
+    assert_eq!(
+        code,
+        Some(1),
+        "a leader that lost its Lease exits non-zero; its log:\n{}",
+        second.log()
+    );
 }

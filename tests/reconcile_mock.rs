@@ -251,3 +251,38 @@ async fn invalid_spec_fails_with_a_warning_and_no_job() {
         .expect("invalid input is not a reconcile error");
     assert_eq!(ctx.writes.get(WriteKind::JobCreate), 0);
 }
+
+/// A stop requested before the first list has come back ends the controller at once: nothing has run yet, and
+/// waiting (kube-runtime's graceful shutdown waits for a cache it no longer fills) hung a SIGTERMed replica.
+#[tokio::test]
+async fn a_stop_before_the_caches_fill_ends_the_controller_at_once() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let config = ControllerConfig::default();
+    let ctx = context(Client::new(service, "default"), &config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(crew_operator::controller::run(ctx, config, async {
+        let _ = stopped.await;
+    }));
+    // The watches' first lists reach the API server, which never answers.
+    let mut listed = Vec::new();
+    for _ in 0..4 {
+        let (request, send) = handle.next_request().await.expect("a list request");
+        listed.push(request.uri().path().to_string());
+        std::mem::forget(send);
+    }
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "/api/v1/pods",
+            "/apis/batch/v1/jobs",
+            "/apis/crew.dev/v1alpha1/crewexecutions",
+            "/apis/crew.dev/v1alpha1/crewqueues",
+        ]
+    );
+    stop.send(()).expect("the controller listens");
+    tokio::time::timeout(std::time::Duration::from_secs(5), run)
+        .await
+        .expect("the controller stops without its caches")
+        .expect("the controller task ends cleanly");
+}

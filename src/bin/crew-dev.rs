@@ -37,7 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_running: None,
     };
     let ctx = controller::context(client.clone(), &config);
-    let operator = tokio::spawn(controller::run(ctx, config, Some(stopped)));
+    let operator = tokio::spawn(controller::run(ctx, config, async {
+        let _ = stopped.await;
+    }));
     let sim_config = SimulatorConfig {
         default_duration: Duration::from_secs(3),
         ..Default::default()

@@ -58,34 +58,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM; never if the handlers cannot be installed.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!("SIGINT received; shutting down"),
-        () = term => info!("SIGTERM received; shutting down"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -113,6 +85,9 @@ async fn main() -> ExitCode {
             }
         },
         // Dropping the run future aborts every pod task.
-        () = shutdown_signal() => ExitCode::SUCCESS,
+        () = crew_operator::shutdown::signal() => {
+            info!("stop requested; shutting down");
+            ExitCode::SUCCESS
+        }
     }
 }

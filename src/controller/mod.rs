@@ -71,11 +71,13 @@ pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
     Arc::new(Context::new(client, events, config.max_running))
 }
 
-/// Runs the controller until `shutdown` fires or is dropped (or until SIGTERM/SIGINT when `shutdown` is None).
+/// Runs the controller until `shutdown` resolves (e.g. [`crate::shutdown::signal`]), then lets the reconciles in
+/// flight finish. A stop requested before the caches have filled returns at once: nothing has run yet, and
+/// kube-runtime's graceful shutdown would wait forever for a cache that is no longer being filled.
 pub async fn run(
     ctx: Arc<Context>,
     config: ControllerConfig,
-    shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let client = ctx.client.clone();
     let selector = watcher::Config::default()
@@ -133,6 +135,7 @@ pub async fn run(
         }
     })
     .touched_objects();
+    let execution_reader = execution_store.clone();
     controller = controller.watches_stream(queue_changes, move |queue| {
         queues::waiting_in(&execution_store, &queue)
     });
@@ -140,23 +143,38 @@ pub async fn run(
         controller = controller.reconcile_on(wake_requests);
     }
     let pump = tokio::spawn(queues::pump(ctx.clone()));
-    controller = match shutdown {
-        Some(signal) => controller.graceful_shutdown_on(async move {
-            let _ = signal.await;
-        }),
-        None => controller.shutdown_on_signal(),
-    };
-    controller
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let controller = controller
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile trigger failed");
             }
             futures::future::ready(())
-        })
-        .await;
+        });
+    let unsynced_stop = async move {
+        shutdown.await;
+        if ready_now(&execution_reader) {
+            std::future::pending::<()>().await;
+        }
+        tracing::info!("stop requested before the caches filled; stopping at once");
+    };
+    tokio::select! {
+        () = controller => {}
+        () = unsynced_stop => {}
+    }
     pods.abort();
     pump.abort();
+}
+
+/// Whether `store` has had its initial list (without waiting for it).
+fn ready_now<K>(store: &reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    futures::FutureExt::now_or_never(store.wait_until_ready()).is_some()
 }
 
 /// Drops what the operator never reads before an object enters a cache: `managedFields` (one entry per writer,

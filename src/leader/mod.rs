@@ -64,7 +64,7 @@ impl LeaderConfig {
 }
 
 /// Runs the controller as one replica among several: its caches fill at once (a warm standby), but it acts only
-/// while it holds the Lease. Returns `Ok` after a clean shutdown (`shutdown` resolved, e.g. [`shutdown_signal`];
+/// while it holds the Lease. Returns `Ok` after a clean shutdown (`shutdown` resolved, e.g. [`crate::shutdown::signal`];
 /// in-flight reconciles finished; the Lease released if held), or the reason leadership was lost: the caller must
 /// then exit immediately.
 pub async fn run_when_leading(
@@ -77,19 +77,11 @@ pub async fn run_when_leading(
     let counter = ctx.clone();
     let on_write = Box::new(move || counter.count_write(WriteKind::Lease));
     let mut elector = Elector::new(ctx.client.clone(), config, on_write);
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let signals = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(());
-    });
-    let controller = controller::run(ctx.clone(), controller_config, Some(stopped));
+    let controller = controller::run(ctx.clone(), controller_config, shutdown);
     tokio::pin!(controller);
     let acquired_at = tokio::select! {
         at = elector.acquire() => at,
-        () = &mut controller => {
-            signals.abort();
-            return Ok(());
-        }
+        () = &mut controller => return Ok(()),
     };
     ctx.set_leading(true);
     ctx.wake_all();
@@ -97,7 +89,6 @@ pub async fn run_when_leading(
         () = &mut controller => None,
         lost = elector.hold(acquired_at) => Some(lost),
     };
-    signals.abort();
     ctx.set_leading(false);
     match lost {
         Some(lost) => Err(lost),
@@ -105,25 +96,6 @@ pub async fn run_when_leading(
             elector.release().await;
             Ok(())
         }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

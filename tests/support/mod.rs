@@ -185,7 +185,9 @@ impl TestNs {
         };
         let ctx = controller::context(self.client.clone(), &config);
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(controller::run(ctx.clone(), config, Some(rx)));
+        let task = tokio::spawn(controller::run(ctx.clone(), config, async {
+            let _ = rx.await;
+        }));
         Operator {
             ctx,
             shutdown: Some(tx),
