@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod build;
+pub mod client;
 pub mod controller;
 pub mod devcluster;
 pub mod error;

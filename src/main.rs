@@ -5,7 +5,6 @@ use crew_operator::controller::{self, ControllerConfig};
 use crew_operator::leader::{self, LeaderConfig};
 use crew_operator::shutdown;
 use crew_operator::telemetry::{self, LogFormat};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::time::Duration;
 
 /// Runs CrewExecutions (a crew of AI agents, or any multi-step batch work) on Kubernetes as queued, retried,
@@ -43,6 +42,11 @@ struct RunArgs {
     /// phase Queued, highest priority first, then oldest first.
     #[arg(long, env = "CREW_MAX_RUNNING", value_parser = clap::value_parser!(u32).range(1..))]
     max_running: Option<u32>,
+    /// Most API requests in flight at once (the rest wait their turn in the operator, first come first served,
+    /// and reuse warm connections instead of opening new ones).
+    #[arg(long, default_value_t = crew_operator::client::DEFAULT_MAX_REQUESTS, env = "CREW_MAX_API_REQUESTS",
+        value_parser = clap::value_parser!(u16).range(1..))]
+    max_api_requests: u16,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "CREW_METRICS_ADDR")]
     metrics_addr: std::net::SocketAddr,
@@ -127,7 +131,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(leader) = &leader_config {
         leader.validate()?;
     }
-    let client = client(args.context.as_deref()).await?;
+    let client =
+        crew_operator::client::connect(args.context.as_deref(), usize::from(args.max_api_requests))
+            .await?;
     let config = ControllerConfig {
         namespace: args.namespace,
         instance: leader_config
@@ -169,18 +175,4 @@ fn limit_malloc_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-}
-
-async fn client(context: Option<&str>) -> Result<kube::Client, Box<dyn std::error::Error>> {
-    let config = match context {
-        Some(context) => {
-            let options = KubeConfigOptions {
-                context: Some(context.to_string()),
-                ..Default::default()
-            };
-            kube::Config::from_custom_kubeconfig(Kubeconfig::read()?, &options).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
 }

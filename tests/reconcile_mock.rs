@@ -126,6 +126,13 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
     respond(send, StatusCode::CREATED, &event);
 
     task.await.unwrap().expect("reconcile succeeds");
+    // The Event is created in the background: counted once its create returns.
+    for _ in 0..100 {
+        if ctx.writes.get(WriteKind::Event) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(
         [WriteKind::JobCreate, WriteKind::Status, WriteKind::Event].map(|k| ctx.writes.get(k)),
         [1, 1, 1]

@@ -40,6 +40,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// Log filter of the operator (`--log-level` and `RUST_LOG`).
     pub operator_log: String,
+    /// Extra arguments for `crew-operator run`.
+    pub operator_args: Vec<String>,
     /// Keep each run's directory (control-plane, operator and simulator logs) even when it completed.
     pub keep_dirs: bool,
 }

@@ -53,6 +53,17 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
     })
 }
 
+/// Sockets process `pid` holds open (its connections to the API server, plus its listeners).
+pub fn open_sockets(pid: &str) -> Option<usize> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        fds.filter_map(Result::ok)
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count(),
+    )
+}
+
 /// Busy CPU time of the whole machine (all CPUs, everything but idle and iowait) from the text of `/proc/stat`,
 /// in clock ticks.
 fn machine_busy_ticks(stat: &str) -> Option<u64> {

@@ -35,6 +35,8 @@ pub struct OperatorFigures {
     pub process: ProcSample,
     /// CPU seconds the operator spent between the first create and the end of the run.
     pub cpu_seconds_during_work: f64,
+    /// Sockets the operator held open at the end of the run (idle pooled connections included).
+    pub open_sockets: usize,
 }
 
 /// The API server's view of a run: `apiserver_request_total` diffed over the run (every client: the benchmark,
@@ -284,10 +286,10 @@ pub fn render_pair(p: &PairResult) -> String {
         let _ = writeln!(out, "    by kind: {}", per_kind(op));
         row(
             &mut out,
-            "operator peak RSS (MiB) / CPU (s)",
+            "operator peak RSS (MiB) / CPU (s) / sockets",
             &format!(
-                "{:.1} / {:.1}",
-                op.process.peak_rss_mib, op.process.cpu_seconds
+                "{:.1} / {:.1} / {}",
+                op.process.peak_rss_mib, op.process.cpu_seconds, op.open_sockets
             ),
             "-",
         );

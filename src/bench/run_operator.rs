@@ -32,6 +32,7 @@ pub fn operator_figures(
     n: usize,
     process: procstat::ProcSample,
     cpu_during_work: f64,
+    open_sockets: usize,
 ) -> OperatorFigures {
     let samples = prom::parse(metrics);
     let writes_by_kind = counter_by(&samples, "crew_api_writes_total", "kind");
@@ -47,6 +48,7 @@ pub fn operator_figures(
         reconcile_errors: counter_by(&samples, "crew_reconcile_errors_total", "kind"),
         process,
         cpu_seconds_during_work: cpu_during_work,
+        open_sockets,
     }
 }
 
@@ -83,13 +85,14 @@ async fn measure(
 ) -> Result<RunResult, String> {
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let args = [
+    let mut args = vec![
         "run".to_string(),
         "--metrics-addr".into(),
         addr.to_string(),
         "--log-level".into(),
         config.operator_log.clone(),
     ];
+    args.extend(config.operator_args.iter().cloned());
     let operator = operator_slot.insert(ChildProcess::spawn(
         "crew-operator",
         &sibling_binary("crew-operator")?,
@@ -164,6 +167,7 @@ async fn measure(
         config.n,
         process,
         cpu.get("crew-operator").copied().unwrap_or(0.0),
+        procstat::open_sockets(&operator_pid.to_string()).unwrap_or(0),
     );
     Ok(harness.result(
         Mode::Operator,
@@ -184,12 +188,13 @@ mod tests {
         let text = "# HELP crew_api_writes API writes\n# TYPE crew_api_writes counter\n\
                     crew_api_writes_total{kind=\"status\"} 200\ncrew_api_writes_total{kind=\"job_create\"} 100\n\
                     crew_api_writes_total{kind=\"event\"} 200\ncrew_reconciles_total{result=\"ok\"} 450\n# EOF\n";
-        let f = operator_figures(text, 100, procstat::ProcSample::default(), 1.5);
+        let f = operator_figures(text, 100, procstat::ProcSample::default(), 1.5, 7);
         assert_eq!(f.writes_by_kind["status"], 200);
         assert_eq!(f.writes_per_execution["job_create"], 1.0);
         assert_eq!(f.writes_per_execution_total, 5.0);
         assert_eq!(f.reconciles["ok"], 450);
         assert!(f.reconcile_errors.is_empty());
         assert_eq!(f.cpu_seconds_during_work, 1.5);
+        assert_eq!(f.open_sockets, 7);
     }
 }

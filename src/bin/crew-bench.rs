@@ -12,7 +12,7 @@
 mod bench;
 
 use bench::harness::RunConfig;
-use bench::report::{BenchConfig, PairResult, Report, render, render_pair};
+use bench::report::{BenchConfig, Mode, PairResult, Report, RunResult, render, render_pair};
 use bench::{run_baseline, run_operator};
 use clap::Parser;
 use std::collections::BTreeMap;
@@ -51,6 +51,12 @@ struct Args {
     /// Keep every run's directory (control-plane, operator and simulator logs); failed runs' are always kept.
     #[arg(long)]
     keep_dirs: bool,
+    /// Extra arguments for `crew-operator run`, whitespace-separated (e.g. "--max-api-requests 64").
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    operator_args: String,
+    /// Run the operator only (for comparing operator settings; the table shows no ratio).
+    #[arg(long)]
+    skip_baseline: bool,
 }
 
 fn machine() -> BTreeMap<String, String> {
@@ -125,14 +131,24 @@ async fn main() -> ExitCode {
                 concurrency: args.concurrency.max(1),
                 timeout,
                 operator_log: args.operator_log.clone(),
+                operator_args: args
+                    .operator_args
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
                 keep_dirs: args.keep_dirs,
             };
             eprintln!("N={n} steps={steps}: operator run on a fresh control plane");
             let operator = run_operator::run(&config).await;
-            eprintln!("N={n} steps={steps}: baseline run on a fresh control plane");
-            let baseline = run_baseline::run(&config).await;
+            let baseline = if args.skip_baseline {
+                RunResult::failed(Mode::Baseline, n, steps, "skipped (--skip-baseline)".into())
+            } else {
+                eprintln!("N={n} steps={steps}: baseline run on a fresh control plane");
+                run_baseline::run(&config).await
+            };
             let pair = PairResult::new(operator, baseline);
-            all_completed &= pair.operator.completed && pair.baseline.completed;
+            all_completed &=
+                pair.operator.completed && (args.skip_baseline || pair.baseline.completed);
             eprintln!("{}", render_pair(&pair));
             report.results.push(pair);
             if let Err(e) = write_json(&args.out, &report) {

@@ -171,7 +171,7 @@ async fn write_status(
     }
 }
 
-/// Records one Event; a failure is logged, never fails the reconcile (Events are best effort).
+/// Queues one Event (created in the background; a failure is logged, never fails the reconcile).
 async fn publish(
     execution: &CrewExecution,
     note: &EventNote,
@@ -204,8 +204,5 @@ async fn publish(
         regarding: execution.object_ref(&()),
         related,
     };
-    match ctx.events.publish(draft).await {
-        Ok(()) => ctx.count_write(WriteKind::Event),
-        Err(e) => tracing::warn!(error = %e, reason = %note.reason, "could not record Event"),
-    }
+    ctx.events.send(draft).await;
 }

@@ -1,7 +1,7 @@
 //! Shared state of the controller: client, Event publisher, child index, counters, per-object bookkeeping.
 
 use super::child_index::ChildIndex;
-use super::events::EventPublisher;
+use super::events::EventQueue;
 use crate::api::{CrewExecution, CrewQueue};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use kube::Client;
@@ -84,8 +84,8 @@ impl WriteCounts {
 pub struct Context {
     /// API client.
     pub client: Client,
-    /// Publishes the Events about executions.
-    pub events: EventPublisher,
+    /// Publishes the Events about executions (in the background).
+    pub events: EventQueue,
     /// Jobs and worker outcomes, from the watches.
     pub children: ChildIndex,
     /// API writes made.
@@ -119,7 +119,7 @@ pub struct Context {
 
 impl Context {
     /// A context around `client` with an empty index.
-    pub fn new(client: Client, events: EventPublisher, max_running: Option<u32>) -> Self {
+    pub fn new(client: Client, events: EventQueue, max_running: Option<u32>) -> Self {
         let (wake, wake_requests) = unbounded();
         Context {
             executions: OnceLock::new(),

@@ -1,4 +1,10 @@
-//! Kubernetes Events (`events.k8s.io/v1`) about executions: one create per transition.
+//! Kubernetes Events (`events.k8s.io/v1`) about executions: one create per transition, sent in the background.
+//!
+//! Events are the least urgent of the operator's writes: a reconcile queues its Events in an [`EventQueue`] and
+//! returns, so neither the next step's Job nor the next reconcile of the same execution waits for them, and at most
+//! [`LANES`] Event creates are in flight, leaving the API server (and the operator's bounded request slots) to Job
+//! creates and status writes during a burst. Each execution's Events go through one lane, in order. A full lane
+//! makes the reconcile wait (memory stays bounded); nothing is dropped.
 //!
 //! kube-runtime's `Recorder` keeps every Event of the last six minutes to merge repeats into series and scans that
 //! cache under a write lock on every publish: at thousands of executions that was most of the operator's memory
@@ -12,6 +18,61 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Event creates in flight at most (one per lane, each lane in order).
+pub const LANES: usize = 4;
+
+/// Events waiting per lane before a reconcile queuing one more waits.
+const LANE_CAPACITY: usize = 512;
+
+/// Told the outcome of each Event create (to count writes and log failures).
+pub type OnPublished = Arc<dyn Fn(&Event, Result<(), kube::Error>) + Send + Sync>;
+
+/// Events waiting to be created, in [`LANES`] ordered lanes drained by background tasks.
+#[derive(Clone)]
+pub struct EventQueue {
+    publisher: EventPublisher,
+    lanes: Arc<[mpsc::Sender<Event>]>,
+}
+
+impl EventQueue {
+    /// Starts the lanes' tasks (needs a Tokio runtime); they end when the last clone of the queue is dropped.
+    pub fn start(publisher: EventPublisher, on_published: OnPublished) -> Self {
+        let lanes: Vec<_> = (0..LANES)
+            .map(|_| {
+                let (lane, mut waiting) = mpsc::channel::<Event>(LANE_CAPACITY);
+                let publisher = publisher.clone();
+                let on_published = on_published.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = waiting.recv().await {
+                        let outcome = publisher.create(&event).await;
+                        on_published(&event, outcome);
+                    }
+                });
+                lane
+            })
+            .collect();
+        EventQueue {
+            publisher,
+            lanes: lanes.into(),
+        }
+    }
+
+    /// Queues the Event for `draft`, stamped now; waits only while its lane is full.
+    pub async fn send(&self, draft: EventDraft<'_>) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        draft.regarding.uid.hash(&mut hasher);
+        draft.regarding.name.hash(&mut hasher);
+        let lane = (hasher.finish() % self.lanes.len() as u64) as usize;
+        let event = self.publisher.event(draft, jiff::Timestamp::now());
+        if self.lanes[lane].send(event).await.is_err() {
+            tracing::warn!("the Event lanes have stopped; Event not recorded");
+        }
+    }
+}
 
 /// Who reports the Events.
 #[derive(Clone)]
@@ -51,12 +112,11 @@ impl EventPublisher {
         }
     }
 
-    /// Creates the Event in the namespace of the object it is about.
-    pub async fn publish(&self, draft: EventDraft<'_>) -> Result<(), kube::Error> {
-        let namespace = draft.regarding.namespace.clone().unwrap_or_default();
-        let event = self.event(draft, jiff::Timestamp::now());
-        Api::<Event>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
+    /// Creates `event` in its namespace.
+    async fn create(&self, event: &Event) -> Result<(), kube::Error> {
+        let namespace = event.metadata.namespace.as_deref().unwrap_or_default();
+        Api::<Event>::namespaced(self.client.clone(), namespace)
+            .create(&PostParams::default(), event)
             .await
             .map(|_| ())
     }

@@ -12,7 +12,7 @@ use crate::build::labels;
 use crate::error::Error;
 use crate::lifecycle::{Observed, decide};
 use act::StatusWrite;
-use context::{Context, error_backoff_seconds};
+use context::{Context, WriteKind, error_backoff_seconds};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -60,15 +60,29 @@ pub fn host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// Builds the context for `client`.
+/// Builds the context for `client` (within a Tokio runtime: it starts the Event lanes).
 pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
     let instance = config
         .instance
         .clone()
         .or_else(host_name)
         .unwrap_or_else(|| REPORTER.to_string());
-    let events = events::EventPublisher::new(client.clone(), REPORTER, &instance);
-    Arc::new(Context::new(client, events, config.max_running))
+    let publisher = events::EventPublisher::new(client.clone(), REPORTER, &instance);
+    Arc::new_cyclic(|context: &std::sync::Weak<Context>| {
+        let context = context.clone();
+        let on_published: events::OnPublished = Arc::new(move |event, outcome| match outcome {
+            Ok(()) => {
+                if let Some(ctx) = context.upgrade() {
+                    ctx.count_write(WriteKind::Event);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, reason = ?event.reason, "could not record Event");
+            }
+        });
+        let events = events::EventQueue::start(publisher, on_published);
+        Context::new(client, events, config.max_running)
+    })
 }
 
 /// Runs the controller until `shutdown` resolves (e.g. [`crate::shutdown::signal`]), then lets the reconciles in
