@@ -1,4 +1,4 @@
-//! The operator's API client: kube's default stack, with a bound on the requests in flight.
+//! The operator's API client: kube's default stack, optionally with a bound on the requests in flight.
 //!
 //! kube's client speaks HTTP/1.1, one request per connection at a time, and its pool opens a new TLS connection
 //! whenever all are busy. Unbounded, a burst of reconciles opened one connection (and one TLS handshake on the
@@ -6,14 +6,16 @@
 //! CPU on an API server that was already the bottleneck. Bounded, requests wait in a first-come-first-served
 //! queue in the operator and reuse a few warm connections. The bound covers a request until its response
 //! headers arrive, so long-running watches hold no slot.
+//!
+//! The bound is off by default. At N = 10 000 executions created at once, a bound of 32 queued so many requests
+//! in the operator that its memory doubled and the first Job came minutes later. HTTP/2 (one multiplexed
+//! connection, as client-go uses) was tried too: 5 sockets instead of 462 at N = 5 000, but the peak memory was
+//! only 13 % lower and the first Job came 7x later (BENCHMARKS.md).
 
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tower::limit::ConcurrencyLimitLayer;
-
-/// Default for `--max-api-requests`.
-pub const DEFAULT_MAX_REQUESTS: u16 = 32;
 
 /// Why no client could be built.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +31,12 @@ pub enum ClientError {
     Build(#[from] kube::Error),
 }
 
-/// A client from the kubeconfig `context` (default: the current context, else in-cluster configuration) with at
-/// most `max_requests` requests in flight.
-pub async fn connect(context: Option<&str>, max_requests: usize) -> Result<Client, ClientError> {
+/// A client from the kubeconfig `context` (default: the current context, else in-cluster configuration) with
+/// at most `max_requests` requests in flight (`None`: unbounded, kube's default).
+pub async fn connect(
+    context: Option<&str>,
+    max_requests: Option<usize>,
+) -> Result<Client, ClientError> {
     let config = match context {
         Some(context) => {
             let options = KubeConfigOptions {
@@ -42,7 +47,10 @@ pub async fn connect(context: Option<&str>, max_requests: usize) -> Result<Clien
         }
         None => Config::infer().await?,
     };
-    Ok(bounded(config, max_requests)?)
+    Ok(match max_requests {
+        Some(max_requests) => bounded(config, max_requests)?,
+        None => Client::try_from(config)?,
+    })
 }
 
 /// A client for `config` with at most `max_requests` (at least 1) requests in flight.

@@ -42,11 +42,11 @@ struct RunArgs {
     /// phase Queued, highest priority first, then oldest first.
     #[arg(long, env = "CREW_MAX_RUNNING", value_parser = clap::value_parser!(u32).range(1..))]
     max_running: Option<u32>,
-    /// Most API requests in flight at once (the rest wait their turn in the operator, first come first served,
-    /// and reuse warm connections instead of opening new ones).
-    #[arg(long, default_value_t = crew_operator::client::DEFAULT_MAX_REQUESTS, env = "CREW_MAX_API_REQUESTS",
-        value_parser = clap::value_parser!(u16).range(1..))]
-    max_api_requests: u16,
+    /// Most API requests in flight at once (default: unlimited). The rest wait their turn in the operator, first
+    /// come first served, and reuse warm connections instead of opening new ones. A low bound saves sockets but,
+    /// under a burst of thousands of executions, queues requests in the operator (see BENCHMARKS.md).
+    #[arg(long, env = "CREW_MAX_API_REQUESTS", value_parser = clap::value_parser!(u16).range(1..))]
+    max_api_requests: Option<u16>,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "CREW_METRICS_ADDR")]
     metrics_addr: std::net::SocketAddr,
@@ -131,9 +131,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(leader) = &leader_config {
         leader.validate()?;
     }
-    let client =
-        crew_operator::client::connect(args.context.as_deref(), usize::from(args.max_api_requests))
-            .await?;
+    let client = crew_operator::client::connect(
+        args.context.as_deref(),
+        args.max_api_requests.map(usize::from),
+    )
+    .await?;
     let config = ControllerConfig {
         namespace: args.namespace,
         instance: leader_config

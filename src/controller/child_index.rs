@@ -10,16 +10,45 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 /// (namespace, name) of a child, or (namespace, execution label) of an execution.
 type Key = (String, String);
 
+/// One execution's Jobs, sorted by name. A vector sized exactly to its contents: most executions have one to a
+/// few Jobs, and a `BTreeMap` node holds room for eleven (2.2 KiB per execution, most of the index at N = 10 000).
+#[derive(Default)]
+struct JobList(Vec<JobRecord>);
+
+impl JobList {
+    fn insert(&mut self, record: JobRecord) {
+        match self.position(&record.summary.name) {
+            Ok(at) => self.0[at] = record,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, record);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Ok(at) = self.position(name) {
+            self.0.remove(at);
+            self.0.shrink_to_fit();
+        }
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|record| record.summary.name.as_str().cmp(name))
+    }
+}
+
 #[derive(Default)]
 struct Jobs {
-    by_execution: HashMap<Key, BTreeMap<String, JobRecord>>,
-    relist: Option<HashMap<Key, BTreeMap<String, JobRecord>>>,
+    by_execution: HashMap<Key, JobList>,
+    relist: Option<HashMap<Key, JobList>>,
     synced: bool,
 }
 
@@ -61,10 +90,7 @@ impl ChildIndex {
                 if let (Some(relist), Some(key), Some(record)) =
                     (jobs.relist.as_mut(), execution_key(job), summarise_job(job))
                 {
-                    relist
-                        .entry(key)
-                        .or_default()
-                        .insert(job.name_any(), record);
+                    relist.entry(key).or_default().insert(record);
                 }
             }
             Event::InitDone => {
@@ -75,10 +101,7 @@ impl ChildIndex {
             }
             Event::Apply(job) => {
                 if let (Some(key), Some(record)) = (execution_key(job), summarise_job(job)) {
-                    jobs.by_execution
-                        .entry(key)
-                        .or_default()
-                        .insert(job.name_any(), record);
+                    jobs.by_execution.entry(key).or_default().insert(record);
                 }
             }
             Event::Delete(job) => {
@@ -86,7 +109,7 @@ impl ChildIndex {
                     && let Some(children) = jobs.by_execution.get_mut(&key)
                 {
                     children.remove(&job.name_any());
-                    if children.is_empty() {
+                    if children.0.is_empty() {
                         jobs.by_execution.remove(&key);
                     }
                 }
@@ -146,7 +169,8 @@ impl ChildIndex {
         };
         let outcomes = self.outcomes.read().ok();
         children
-            .values()
+            .0
+            .iter()
             .map(|record| {
                 let mut job = record.summary.clone();
                 job.owned = record.owner_uid.as_deref() == Some(uid);
@@ -171,8 +195,88 @@ impl ChildIndex {
 
     /// Number of Jobs indexed (for metrics and memory checks).
     pub fn job_count(&self) -> usize {
-        self.jobs
-            .read()
-            .map_or(0, |j| j.by_execution.values().map(BTreeMap::len).sum())
+        self.jobs.read().map_or(0, |j| {
+            j.by_execution.values().map(|list| list.0.len()).sum()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn job(name: &str, step: &str, attempt: u32) -> Job {
+        Job {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some("ns".to_string()),
+                labels: Some(
+                    [
+                        (labels::EXECUTION, "run"),
+                        (labels::STEP, step),
+                        (labels::ATTEMPT, &attempt.to_string()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ),
+                owner_references: Some(vec![OwnerReference {
+                    controller: Some(true),
+                    uid: "uid-1".to_string(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn names(index: &ChildIndex) -> Vec<(String, bool)> {
+        index
+            .jobs_of("ns", "run", "uid-1")
+            .into_iter()
+            .map(|j| (j.name, j.owned))
+            .collect()
+    }
+
+    #[test]
+    fn jobs_are_listed_by_name_replaced_in_place_and_forgotten_when_deleted() {
+        let index = ChildIndex::default();
+        for name in ["run-s2-1", "run-s1-1", "run-s1-2"] {
+            let step = &name[4..6];
+            index.apply_job_event(&Event::Apply(job(name, step, 1)));
+        }
+        index.apply_job_event(&Event::Apply(job("run-s1-1", "s1", 1)));
+        assert_eq!(index.job_count(), 3);
+        let listed = names(&index);
+        assert_eq!(
+            listed,
+            [("run-s1-1", true), ("run-s1-2", true), ("run-s2-1", true)]
+                .map(|(n, o)| (n.to_string(), o))
+        );
+        assert!(
+            index
+                .jobs_of("ns", "run", "other-uid")
+                .iter()
+                .all(|j| !j.owned)
+        );
+        index.apply_job_event(&Event::Delete(job("run-s1-2", "s1", 2)));
+        assert_eq!(names(&index).len(), 2);
+        index.apply_job_event(&Event::Delete(job("run-s1-1", "s1", 1)));
+        index.apply_job_event(&Event::Delete(job("run-s2-1", "s2", 1)));
+        assert_eq!(index.job_count(), 0);
+        assert!(names(&index).is_empty());
+    }
+
+    #[test]
+    fn a_relist_replaces_the_index_only_when_it_is_complete() {
+        let index = ChildIndex::default();
+        index.apply_job_event(&Event::Apply(job("run-s1-1", "s1", 1)));
+        index.apply_job_event(&Event::Init);
+        index.apply_job_event(&Event::InitApply(job("run-s2-1", "s2", 1)));
+        assert_eq!(names(&index), [("run-s1-1".to_string(), true)]);
+        index.apply_job_event(&Event::InitDone);
+        assert_eq!(names(&index), [("run-s2-1".to_string(), true)]);
     }
 }
