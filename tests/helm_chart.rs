@@ -1053,6 +1053,7 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
     });
     // Default values grant a ClusterRole: the operator watches all namespaces, like the Deployment would.
     let config = ControllerConfig {
+        max_concurrent_reconciles: crew_operator::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         namespace: None,
         instance: Some(format!("helm-test-{pid}")),
         max_running: None,

@@ -45,30 +45,32 @@ pub async fn execute(
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        match api.delete(&name, &params).await {
+        match Box::pin(api.delete(&name, &params)).await {
             Ok(_) => ctx.count_write(WriteKind::ExecutionDelete),
             Err(e) if is_reason(&e, NOT_FOUND) => {}
             Err(e) => return Err(kube_err("delete execution")(e)),
         }
         return Ok(StatusWrite::Unchanged);
     }
+    // Each write is boxed: an execution waiting on the API server holds only the future of the write in flight,
+    // not the largest of all of them (the difference is most of the operator's memory when thousands wait).
     if plan.ensure_config_map {
-        create_config_map(execution, ctx, &ns).await?;
+        Box::pin(create_config_map(execution, ctx, &ns)).await?;
     }
     if let Some(launch) = &plan.launch {
-        create_job(execution, launch, ctx, &ns).await?;
+        Box::pin(create_job(execution, launch, ctx, &ns)).await?;
     }
     for job in &plan.delete_jobs {
-        delete_job(ctx, &ns, job).await?;
+        Box::pin(delete_job(ctx, &ns, job)).await?;
     }
     let written = match &plan.status {
-        Some(status) => write_status(execution, status, ctx, &ns).await?,
+        Some(status) => Box::pin(write_status(execution, status, ctx, &ns)).await?,
         None => StatusWrite::Unchanged,
     };
     if written != StatusWrite::Stale {
         let status = plan.status.as_ref().or(execution.status.as_ref());
         for note in &plan.events {
-            publish(execution, note, status, ctx).await;
+            Box::pin(publish(execution, note, status, ctx)).await;
         }
     }
     Ok(written)
@@ -102,11 +104,8 @@ async fn create_job(
     ns: &str,
 ) -> Result<(), Error> {
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    match api
-        .create(&PostParams::default(), &worker_job(execution, launch)?)
-        .await
-    {
-        Ok(_) => {
+    match post_job(ctx, ns, &worker_job(execution, launch)?).await {
+        Ok(()) => {
             ctx.count_write(WriteKind::JobCreate);
             Ok(())
         }
@@ -126,6 +125,28 @@ async fn create_job(
             }
         }
         Err(e) => Err(kube_err("create Job")(e)),
+    }
+}
+
+/// `POST` of `job`, serialized before the request is sent so that a create waiting on a busy API server holds
+/// only its request body (the Job is dropped), and with the response (the created Job) not decoded: nothing reads
+/// it, the watch brings the Job.
+fn post_job(
+    ctx: &Context,
+    ns: &str,
+    job: &Job,
+) -> impl Future<Output = Result<(), kube::Error>> + Send + 'static {
+    let request = serde_json::to_vec(job)
+        .map_err(kube::Error::SerdeError)
+        .and_then(|body| {
+            kube::core::Request::new(Job::url_path(&(), Some(ns)))
+                .create(&PostParams::default(), body)
+                .map_err(kube::Error::BuildRequest)
+        });
+    let client = ctx.client.clone();
+    async move {
+        client.request_text(request?).await?;
+        Ok(())
     }
 }
 

@@ -35,7 +35,7 @@ pub type OnPublished = Arc<dyn Fn(&Event, Result<(), kube::Error>) + Send + Sync
 #[derive(Clone)]
 pub struct EventQueue {
     publisher: EventPublisher,
-    lanes: Arc<[mpsc::Sender<Event>]>,
+    lanes: Arc<[mpsc::Sender<Box<Event>>]>,
 }
 
 impl EventQueue {
@@ -43,7 +43,7 @@ impl EventQueue {
     pub fn start(publisher: EventPublisher, on_published: OnPublished) -> Self {
         let lanes: Vec<_> = (0..LANES)
             .map(|_| {
-                let (lane, mut waiting) = mpsc::channel::<Event>(LANE_CAPACITY);
+                let (lane, mut waiting) = mpsc::channel::<Box<Event>>(LANE_CAPACITY);
                 let publisher = publisher.clone();
                 let on_published = on_published.clone();
                 tokio::spawn(async move {
@@ -67,7 +67,8 @@ impl EventQueue {
         draft.regarding.uid.hash(&mut hasher);
         draft.regarding.name.hash(&mut hasher);
         let lane = (hasher.finish() % self.lanes.len() as u64) as usize;
-        let event = self.publisher.event(draft, jiff::Timestamp::now());
+        // Boxed: a reconcile waiting on a full lane holds a pointer, not a whole Event, in its suspended future.
+        let event = Box::new(self.publisher.event(draft, jiff::Timestamp::now()));
         if self.lanes[lane].send(event).await.is_err() {
             tracing::warn!("the Event lanes have stopped; Event not recorded");
         }
