@@ -42,10 +42,10 @@ struct RunArgs {
     /// phase Queued, highest priority first, then oldest first.
     #[arg(long, env = "CREW_MAX_RUNNING", value_parser = clap::value_parser!(u32).range(1..))]
     max_running: Option<u32>,
-    /// Most reconciles in flight at once (0: unbounded). Executions beyond it wait in the controller's queue, each
-    /// as a small reference instead of a suspended reconcile (~11 KiB) holding a connection.
-    #[arg(long, env = "CREW_MAX_CONCURRENT_RECONCILES",
-        default_value_t = crew_operator::controller::DEFAULT_MAX_CONCURRENT_RECONCILES)]
+    /// Most reconciles in flight at once (0: unbounded, the default). Executions beyond it wait in the controller's
+    /// queue as a small reference instead of a suspended reconcile (~1.5 KiB plus its write in flight), at the
+    /// cost of first-Job latency under a burst (see BENCHMARKS.md).
+    #[arg(long, env = "CREW_MAX_CONCURRENT_RECONCILES", default_value_t = 0)]
     max_concurrent_reconciles: u16,
     /// Most API requests in flight at once (default: unlimited). The rest wait their turn in the operator, first
     /// come first served, and reuse warm connections instead of opening new ones. A low bound saves sockets but,

@@ -1053,10 +1053,10 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
     });
     // Default values grant a ClusterRole: the operator watches all namespaces, like the Deployment would.
     let config = ControllerConfig {
-        max_concurrent_reconciles: crew_operator::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         namespace: None,
         instance: Some(format!("helm-test-{pid}")),
         max_running: None,
+        ..Default::default()
     };
     // Leader election on, as the chart's Deployment runs it with leaderElection.enabled: the Lease lives in the
     // release namespace, under the Role the chart adds for it.

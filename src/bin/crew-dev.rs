@@ -32,10 +32,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (stop_operator, stopped) = tokio::sync::oneshot::channel();
     let config = ControllerConfig {
-        max_concurrent_reconciles: crew_operator::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         namespace: None,
         instance: Some("crew-dev".into()),
         max_running: None,
+        ..Default::default()
     };
     let ctx = controller::context(client.clone(), &config);
     let operator = tokio::spawn(controller::run(ctx, config, async {

@@ -103,14 +103,17 @@ async fn create_job(
     ctx: &Context,
     ns: &str,
 ) -> Result<(), Error> {
-    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    match post_job(ctx, ns, &worker_job(execution, launch)?).await {
-        Ok(()) => {
+    // Serialized in a statement of its own, so that the Job is dropped before the request waits on the API server.
+    let request =
+        post_request(ns, &worker_job(execution, launch)?).map_err(kube_err("create Job"))?;
+    // The response (the created Job) is not decoded: nothing reads it, the watch brings the Job.
+    match ctx.client.request_text(request).await {
+        Ok(_) => {
             ctx.count_write(WriteKind::JobCreate);
             Ok(())
         }
         Err(e) if is_reason(&e, ALREADY_EXISTS) => {
-            let existing = api
+            let existing = Api::<Job>::namespaced(ctx.client.clone(), ns)
                 .get(&launch.job_name)
                 .await
                 .map_err(kube_err("read existing Job"))?;
@@ -128,26 +131,12 @@ async fn create_job(
     }
 }
 
-/// `POST` of `job`, serialized before the request is sent so that a create waiting on a busy API server holds
-/// only its request body (the Job is dropped), and with the response (the created Job) not decoded: nothing reads
-/// it, the watch brings the Job.
-fn post_job(
-    ctx: &Context,
-    ns: &str,
-    job: &Job,
-) -> impl Future<Output = Result<(), kube::Error>> + Send + 'static {
-    let request = serde_json::to_vec(job)
-        .map_err(kube::Error::SerdeError)
-        .and_then(|body| {
-            kube::core::Request::new(Job::url_path(&(), Some(ns)))
-                .create(&PostParams::default(), body)
-                .map_err(kube::Error::BuildRequest)
-        });
-    let client = ctx.client.clone();
-    async move {
-        client.request_text(request?).await?;
-        Ok(())
-    }
+/// The `POST` creating `job` in `ns`.
+fn post_request(ns: &str, job: &Job) -> Result<http::Request<Vec<u8>>, kube::Error> {
+    let body = serde_json::to_vec(job).map_err(kube::Error::SerdeError)?;
+    kube::core::Request::new(Job::url_path(&(), Some(ns)))
+        .create(&PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)
 }
 
 async fn delete_job(ctx: &Context, ns: &str, job: &str) -> Result<(), Error> {
@@ -226,4 +215,38 @@ async fn publish(
         related,
     };
     ctx.events.send(draft).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::CrewExecutionSpec;
+    use crate::lifecycle::resolve::resolve_steps;
+
+    #[tokio::test]
+    async fn a_job_create_waiting_on_the_api_server_does_not_hold_the_job() {
+        let (service, _api) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let ctx = super::super::context(kube::Client::new(service, "default"), &Default::default());
+        let execution = CrewExecution::new(
+            "x",
+            CrewExecutionSpec {
+                image: Some("worker:1".into()),
+                ..Default::default()
+            },
+        );
+        let launch = Launch {
+            step: resolve_steps(&execution.spec).unwrap().remove(0),
+            attempt: 1,
+            job_name: "x-main-1".into(),
+        };
+        let waiting = create_job(&execution, &launch, &ctx, "ns");
+        let size = std::mem::size_of_val(&waiting);
+        assert!(
+            size < std::mem::size_of::<Job>(),
+            "a waiting Job create is {size} bytes"
+        );
+    }
 }

@@ -39,6 +39,14 @@ impl JobList {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, JobRecord> {
+        self.0.iter()
+    }
+
     fn position(&self, name: &str) -> Result<usize, usize> {
         self.0
             .binary_search_by(|record| record.summary.name.as_str().cmp(name))
@@ -109,7 +117,7 @@ impl ChildIndex {
                     && let Some(children) = jobs.by_execution.get_mut(&key)
                 {
                     children.remove(&job.name_any());
-                    if children.0.is_empty() {
+                    if children.is_empty() {
                         jobs.by_execution.remove(&key);
                     }
                 }
@@ -169,7 +177,6 @@ impl ChildIndex {
         };
         let outcomes = self.outcomes.read().ok();
         children
-            .0
             .iter()
             .map(|record| {
                 let mut job = record.summary.clone();
@@ -196,7 +203,7 @@ impl ChildIndex {
     /// Number of Jobs indexed (for metrics and memory checks).
     pub fn job_count(&self) -> usize {
         self.jobs.read().map_or(0, |j| {
-            j.by_execution.values().map(|list| list.0.len()).sum()
+            j.by_execution.values().map(|list| list.iter().len()).sum()
         })
     }
 }

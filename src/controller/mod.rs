@@ -32,12 +32,11 @@ pub struct ControllerConfig {
     pub instance: Option<String>,
     /// Operator-wide limit on running executions that name no queue (None: unlimited).
     pub max_running: Option<u32>,
-    /// Reconciles in flight at once (0: unbounded).
+    /// Reconciles in flight at once (0, the default: unbounded). A bound makes new executions wait behind the
+    /// reconciles of earlier ones stalled on a saturated API server: at N = 10 000, first-Job p99 88 s with 64
+    /// and 49 s with 1 024, against 3 s unbounded (BENCHMARKS.md). The API server queues better than a slot limit.
     pub max_concurrent_reconciles: u16,
 }
-
-/// Default for `--max-concurrent-reconciles` (0: unbounded).
-pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 0;
 
 /// Name the operator reports Events as.
 pub const REPORTER: &str = "crew-operator";

@@ -179,10 +179,10 @@ impl TestNs {
     /// Starts the operator for this namespace with an operator-wide limit on executions without a queue.
     pub fn start_operator_with(&self, max_running: Option<u32>) -> Operator {
         let config = ControllerConfig {
-            max_concurrent_reconciles: crew_operator::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
             namespace: Some(self.ns.clone()),
             instance: Some("test".into()),
             max_running,
+            ..Default::default()
         };
         let ctx = controller::context(self.client.clone(), &config);
         let (tx, rx) = oneshot::channel();
