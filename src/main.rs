@@ -115,8 +115,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
             for (_, yaml) in crew_operator::api::crds::crd_files()? {
-                println!("---\n{yaml}");
+                match writeln!(out, "---\n{yaml}") {
+                    // A reader that has seen enough (`| head`, `| grep -q`) is not an error.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    written => written?,
+                }
             }
             Ok(())
         }
