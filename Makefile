@@ -2,9 +2,13 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 CACHE_DIR ?= $(HOME)/.cache/crew-operator
-K8S_BIN ?= $(CACHE_DIR)/k8s-v1.20.2/bin
+# The current Kubernetes (full suite, demo, bench) and the oldest the project supports (lifecycle and control tests).
+K8S_VERSION ?= v1.37.2
+K8S_OLDEST_VERSION ?= v1.33.13
+K8S_BIN ?= $(CACHE_DIR)/k8s-$(K8S_VERSION)/bin
+K8S_OLDEST_BIN ?= $(CACHE_DIR)/k8s-$(K8S_OLDEST_VERSION)/bin
 
-.PHONY: help build test unit lint crds check-crds control-plane demo clean
+.PHONY: help build test unit lint crds control-plane control-plane-current demo plane clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -12,8 +16,11 @@ help: ## List the targets
 build: ## Build the operator and tools (debug)
 	$(CARGO) build --all-targets
 
-control-plane: ## Obtain kube-apiserver, etcd, kube-controller-manager, kubectl, helm into ~/.cache/crew-operator
-	bash tests/control-plane/install.sh
+control-plane: ## Build both control planes (Kubernetes, etcd, KWOK from Go modules; kubectl, helm) into ~/.cache/crew-operator
+	bash tests/control-plane/install.sh v1.37 v1.33 >/dev/null
+
+control-plane-current: ## Build only the current control plane (enough for demo and bench)
+	bash tests/control-plane/install.sh v1.37 >/dev/null
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --quiet --bin crdgen -- crds
@@ -25,12 +32,18 @@ lint: ## rustfmt and clippy (warnings are errors)
 unit: ## Unit tests only (no control plane)
 	$(CARGO) test --lib --bins
 
-test: control-plane tools lint static-binary ## Everything: lint, static image binary, unit tests, CRD freshness, integration tests on a real control plane
+test: control-plane tools lint static-binary ## Everything: lint, static image binary, unit tests, CRD freshness, integration tests on both control planes
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --all-targets -- --test-threads=4
+	@echo "--- oldest supported Kubernetes ($(K8S_OLDEST_VERSION)): lifecycle and control tests"
+	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test --test e2e_lifecycle --test e2e_control -- --test-threads=4
 
-demo: control-plane ## Start a local control plane, the operator and the pod simulator; apply examples/ and watch
+demo: control-plane-current ## Start a local control plane (KWOK nodes) and the operator; apply examples/ and watch
 	$(CARGO) build --bins
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet --bin crew-dev -- demo examples
+
+plane: control-plane-current ## Start only the local control plane (no operator) until Ctrl-C; prints its KUBECONFIG
+	$(CARGO) build --bin crew-dev
+	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet --bin crew-dev -- plane
 
 clean: ## Remove build output (keeps the control-plane cache)
 	$(CARGO) clean
@@ -40,7 +53,7 @@ clean: ## Remove build output (keeps the control-plane cache)
 # Full sizes by default (many minutes on 2 cores); smoke size: make bench BENCH_ARGS="--sizes 100 --steps 1"
 BENCH_ARGS ?= --sizes 1000,10000 --steps 1,3 --namespaces 10 --out target/bench/results.json
 
-bench: control-plane ## Benchmark the operator against bare Jobs (BENCH_ARGS="--sizes 100 --steps 1" for a smoke run; see BENCHMARKS.md)
+bench: control-plane-current ## Benchmark the operator against bare Jobs (BENCH_ARGS="--sizes 100 --steps 1" for a smoke run; see BENCHMARKS.md)
 	$(CARGO) build --release --bins
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} target/release/crew-bench $(BENCH_ARGS)
 

@@ -1,10 +1,13 @@
 //! `crew-dev demo [DIR]`: the embedded default. Starts a local control plane (etcd, kube-apiserver,
-//! kube-controller-manager), the operator and the pod simulator, applies the executions in DIR (default
-//! `examples/`) to namespace `demo`, and streams `kubectl get cx -w` until Ctrl-C, which stops everything.
+//! kube-controller-manager, kube-scheduler, and KWOK playing the kubelet of a few fake nodes) and the operator,
+//! applies the executions in DIR (default `examples/`) to namespace `demo`, and streams `kubectl get cx -w` until
+//! Ctrl-C, which stops everything.
+//!
+//! `crew-dev plane`: only the control plane (no operator), until Ctrl-C; prints its `KUBECONFIG`. For poking at the
+//! test cluster by hand (its logs stay in the printed directory while it runs).
 
 use crew_operator::controller::{self, ControllerConfig};
 use crew_operator::devcluster::{ControlPlane, create_namespace, install_crds};
-use crew_operator::simulator::{self, SimulatorConfig};
 use crew_operator::telemetry::{self, LogFormat};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,9 +17,15 @@ const NAMESPACE: &str = "demo";
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() != Some("demo") {
-        eprintln!("usage: crew-dev demo [DIR]   (run it through `make demo`)");
-        std::process::exit(2);
+    match args.next().as_deref() {
+        Some("demo") => {}
+        Some("plane") => return plane_only().await,
+        _ => {
+            eprintln!(
+                "usage: crew-dev demo [DIR] | crew-dev plane   (see `make demo`, `make plane`)"
+            );
+            std::process::exit(2);
+        }
     }
     let examples = PathBuf::from(args.next().unwrap_or_else(|| "examples".into()));
     telemetry::init(LogFormat::Text, "warn,crew_operator::controller=info");
@@ -41,11 +50,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let operator = tokio::spawn(controller::run(ctx, config, async {
         let _ = stopped.await;
     }));
-    let sim_config = SimulatorConfig {
-        default_duration: Duration::from_secs(3),
-        ..Default::default()
-    };
-    let sim = tokio::spawn(simulator::run(client.clone(), sim_config));
 
     let kubectl = plane.bin.join("kubectl");
     let apply = tokio::process::Command::new(&kubectl)
@@ -58,7 +62,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !apply.success() {
         eprintln!("kubectl apply -f {} failed", examples.display());
     }
-    println!("\nThe operator and the pod simulator are running. From another shell:");
+    println!(
+        "\nThe operator is running; KWOK plays the kubelet of the fake nodes. From another shell:"
+    );
     println!("  export KUBECONFIG={}", plane.kubeconfig.display());
     println!("  export PATH={}:$PATH", plane.bin.display());
     println!(
@@ -81,9 +87,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = watch.kill().await;
     let _ = stop_operator.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
-    sim.abort();
     drop(plane);
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("stopped; nothing left running.");
+    Ok(())
+}
+
+/// `crew-dev plane`: the control plane alone, until Ctrl-C or SIGTERM.
+async fn plane_only() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("crew-plane-{}", std::process::id()));
+    let plane = ControlPlane::start(&dir, None)?;
+    install_crds(&plane.client().await?).await?;
+    println!(
+        "control plane up (logs in {}); from another shell:",
+        dir.display()
+    );
+    println!("  export KUBECONFIG={}", plane.kubeconfig.display());
+    println!("  export PATH={}:$PATH", plane.bin.display());
+    println!("Press Ctrl-C to stop it.");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    drop(plane);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

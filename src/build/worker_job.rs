@@ -17,7 +17,7 @@ pub const WORKER_CONTAINER: &str = "worker";
 pub const CREW_MOUNT: &str = "/crew";
 const CREW_VOLUME: &str = "crew";
 
-/// The Job running `launch`'s step attempt. Only fields Kubernetes 1.20 knows are used. `backoffLimit` is 0: the
+/// The Job running `launch`'s step attempt. `backoffLimit` is 0: the
 /// operator owns retries so that every attempt is its own visible Job.
 pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, BuildError> {
     let name = execution.metadata.name.clone().unwrap_or_default();

@@ -1,7 +1,8 @@
-//! A local control plane (etcd + kube-apiserver + kube-controller-manager) for tests, the demo and benchmarks.
+//! A local control plane (etcd + kube-apiserver + kube-controller-manager + kube-scheduler, with KWOK playing the
+//! kubelet of a few fake nodes) for tests, the demo and benchmarks.
 //!
-//! The binaries come from `tests/control-plane/install.sh` (cached under `~/.cache/crew-operator/k8s-v1.20.2/bin`)
-//! or from `$CREW_TEST_ASSETS`. Processes are started with a parent-death signal, so they never outlive the
+//! The binaries come from `tests/control-plane/install.sh` (cached under
+//! `~/.cache/crew-operator/k8s-<version>/bin`, [`KUBERNETES_VERSION`] by default) or from `$CREW_TEST_ASSETS`. Processes are started with a parent-death signal, so they never outlive the
 //! program that started them, even when it crashes; [`ControlPlane`] stops them on drop.
 
 pub mod process;
@@ -32,6 +33,9 @@ pub enum DevClusterError {
     Kube(&'static str, String),
 }
 
+/// The Kubernetes version of the default control plane (`tests/control-plane/go/k8s-v1.37`).
+pub const KUBERNETES_VERSION: &str = "v1.37.2";
+
 /// Where the control-plane binaries live.
 pub fn assets_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CREW_TEST_ASSETS") {
@@ -40,7 +44,7 @@ pub fn assets_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
     let cache = std::env::var_os("CREW_CACHE_DIR")
         .map_or_else(|| home.join(".cache/crew-operator"), PathBuf::from);
-    cache.join("k8s-v1.20.2/bin")
+    cache.join(format!("k8s-{KUBERNETES_VERSION}/bin"))
 }
 
 /// A running local control plane.
@@ -72,100 +76,134 @@ fn write(path: &Path, text: &str) -> Result<(), DevClusterError> {
         .map_err(|e| DevClusterError::Io(format!("write {}", path.display()), e))
 }
 
+/// The processes a local control plane runs (kubectl and helm are needed too, by tests and the demo).
+pub const COMPONENTS: [&str; 5] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+];
+/// KWOK's configuration: the Stages that play the kubelet of the fake nodes (see the file for the pod annotations).
+pub const KWOK_CONFIG: &str = include_str!("../../tests/control-plane/kwok/kwok.yaml");
+/// The fake nodes: two general ones and a tainted GPU node.
+pub const NODES: &str = include_str!("../../tests/control-plane/kwok/nodes.yaml");
+
+fn start_etcd(bin: &Path, dir: &Path, url: &str) -> Result<Supervised, DevClusterError> {
+    let peer_url = format!("http://127.0.0.1:{}", free_port()?);
+    Supervised::spawn(
+        &bin.join("etcd"),
+        &dir.join("etcd.log"),
+        &[
+            "--data-dir",
+            &dir.join("etcd").to_string_lossy(),
+            "--listen-client-urls",
+            url,
+            "--advertise-client-urls",
+            url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("default={peer_url}"),
+            "--quota-backend-bytes",
+            "8589934592",
+            "--unsafe-no-fsync",
+        ],
+    )
+}
+
+fn start_apiserver(
+    bin: &Path,
+    dir: &Path,
+    etcd_url: &str,
+    port: u16,
+    key: &Path,
+) -> Result<Supervised, DevClusterError> {
+    let key = key.to_string_lossy();
+    Supervised::spawn(
+        &bin.join("kube-apiserver"),
+        &dir.join("apiserver.log"),
+        &[
+            "--etcd-servers",
+            etcd_url,
+            "--secure-port",
+            &port.to_string(),
+            "--bind-address",
+            "127.0.0.1",
+            "--cert-dir",
+            &dir.join("certs").to_string_lossy(),
+            "--token-auth-file",
+            &dir.join("tokens.csv").to_string_lossy(),
+            "--service-account-key-file",
+            &key,
+            "--service-account-signing-key-file",
+            &key,
+            "--service-account-issuer",
+            "https://kubernetes.default.svc",
+            "--authorization-mode",
+            "RBAC",
+            "--service-cluster-ip-range",
+            "10.0.0.0/24",
+            "--max-requests-inflight",
+            "2000",
+            "--max-mutating-requests-inflight",
+            "1000",
+        ],
+    )
+}
+
+fn generate_key(key: &Path) -> Result<(), DevClusterError> {
+    let status = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(key)
+        .arg("2048")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| DevClusterError::Io("openssl genrsa (install openssl)".into(), e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(DevClusterError::Io(
+            "openssl genrsa".into(),
+            std::io::Error::other("failed"),
+        ))
+    }
+}
+
 impl ControlPlane {
-    /// Starts etcd, kube-apiserver and kube-controller-manager in `dir` (created if missing) and waits until the
-    /// API server is ready and the controller manager has created the default namespace's ServiceAccount.
-    /// `api_qps` raises the controller manager's client rate limits (for benchmarks).
+    /// Starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK in `dir` (created if missing),
+    /// registers the fake [`nodes`] and waits until the API server is ready and every node is `Ready`.
+    /// `api_qps` raises the client rate limits of the controller manager and the scheduler (for benchmarks).
     pub fn start(dir: &Path, api_qps: Option<u32>) -> Result<Self, DevClusterError> {
         let bin = assets_dir();
-        for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+        for name in COMPONENTS {
             if !bin.join(name).exists() {
                 return Err(DevClusterError::MissingBinary(bin.join(name)));
             }
         }
         std::fs::create_dir_all(dir.join("certs"))
             .map_err(|e| DevClusterError::Io("create dir".into(), e))?;
-        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
-        let mut processes = Vec::new();
-        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        processes.push(Supervised::spawn(
-            &bin.join("etcd"),
-            &dir.join("etcd.log"),
-            &[
-                "--data-dir",
-                &dir.join("etcd").to_string_lossy(),
-                "--listen-client-urls",
-                &etcd_url,
-                "--advertise-client-urls",
-                &etcd_url,
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &format!("default={peer_url}"),
-                "--quota-backend-bytes",
-                "8589934592",
-            ],
-        )?);
+        let etcd_url = format!("http://127.0.0.1:{}", free_port()?);
+        let etcd = start_etcd(&bin, dir, &etcd_url)?;
         let key = dir.join("sa.key");
-        let status = std::process::Command::new("openssl")
-            .args(["genrsa", "-out"])
-            .arg(&key)
-            .arg("2048")
-            .stderr(std::process::Stdio::null())
-            .status()
-            .map_err(|e| DevClusterError::Io("openssl genrsa (install openssl)".into(), e))?;
-        if !status.success() {
-            return Err(DevClusterError::Io(
-                "openssl genrsa".into(),
-                std::io::Error::other("failed"),
-            ));
-        }
+        generate_key(&key)?;
         let token = format!("{:032x}", rand_u128());
         write(
             &dir.join("tokens.csv"),
             &format!("{token},admin,admin-uid,system:masters\n"),
         )?;
-        let key_s = key.to_string_lossy().to_string();
-        let certs = dir.join("certs").to_string_lossy().to_string();
-        processes.push(Supervised::spawn(
-            &bin.join("kube-apiserver"),
-            &dir.join("apiserver.log"),
-            &[
-                "--etcd-servers",
-                &etcd_url,
-                "--secure-port",
-                &api_port.to_string(),
-                "--bind-address",
-                "127.0.0.1",
-                "--cert-dir",
-                &certs,
-                "--token-auth-file",
-                &dir.join("tokens.csv").to_string_lossy(),
-                "--service-account-key-file",
-                &key_s,
-                "--service-account-signing-key-file",
-                &key_s,
-                "--service-account-issuer",
-                "https://kubernetes.default.svc",
-                "--authorization-mode",
-                "RBAC",
-                "--service-cluster-ip-range",
-                "10.0.0.0/24",
-                "--max-requests-inflight",
-                "2000",
-                "--max-mutating-requests-inflight",
-                "1000",
-            ],
-        )?);
+        let api_port = free_port()?;
+        let certs = dir.join("certs");
+        let apiserver = start_apiserver(&bin, dir, &etcd_url, api_port, &key)?;
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = dir.join("kubeconfig");
         write(
             &kubeconfig,
             &format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: crew-dev\n  cluster:\n    server: {server}\n    certificate-authority: {certs}/apiserver.crt\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: crew-dev\n  context: {{cluster: crew-dev, user: admin}}\ncurrent-context: crew-dev\n"
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: crew-dev\n  cluster:\n    server: {server}\n    certificate-authority: {}/apiserver.crt\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: crew-dev\n  context: {{cluster: crew-dev, user: admin}}\ncurrent-context: crew-dev\n",
+                certs.display()
             ),
         )?;
         let mut plane = ControlPlane {
@@ -174,7 +212,7 @@ impl ControlPlane {
             token,
             kubeconfig,
             bin: bin.clone(),
-            processes,
+            processes: vec![etcd, apiserver],
         };
         plane.wait_ready(
             "kube-apiserver",
@@ -182,24 +220,132 @@ impl ControlPlane {
             Duration::from_secs(90),
             &dir.join("apiserver.log"),
         )?;
-        let qps = api_qps.unwrap_or(100).to_string();
-        let burst = (api_qps.unwrap_or(100) * 2).to_string();
-        plane.processes.push(Supervised::spawn(&bin.join("kube-controller-manager"), &dir.join("controller-manager.log"), &[
-            "--kubeconfig", &plane.kubeconfig.to_string_lossy(), "--service-account-private-key-file", &key_s,
-            "--root-ca-file", &format!("{certs}/apiserver.crt"), "--use-service-account-credentials=false",
-            "--leader-elect=false", "--secure-port", "0", "--port", "0",
-            "--controllers", "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-attachdetach,-persistentvolume-binder,-ttl",
-            "--kube-api-qps", &qps, "--kube-api-burst", &burst, "--concurrent-gc-syncs", "50",
-        ])?);
-        std::thread::sleep(Duration::from_millis(500));
+        let qps = api_qps.unwrap_or(100);
+        let controller_manager = plane.start_controller_manager(&key, &certs, qps)?;
+        plane.processes.push(controller_manager);
+        let scheduler = plane.start_scheduler(qps)?;
+        plane.processes.push(scheduler);
+        let kwok = plane.start_kwok()?;
+        plane.processes.push(kwok);
+        std::thread::sleep(Duration::from_millis(200));
+        if plane.alive() {
+            plane.register_nodes()?;
+        }
         if !plane.alive() {
             return Err(DevClusterError::NotReady(
-                "kube-controller-manager",
+                "kube-controller-manager, kube-scheduler or kwok",
                 Duration::ZERO,
-                dir.join("controller-manager.log"),
+                dir.to_path_buf(),
             ));
         }
         Ok(plane)
+    }
+
+    fn start_controller_manager(
+        &self,
+        key: &Path,
+        certs: &Path,
+        qps: u32,
+    ) -> Result<Supervised, DevClusterError> {
+        // KWOK's nodes mount no volumes and need no pod CIDRs. The node-lifecycle controller runs: it lifts the
+        // `not-ready` taint that admission puts on every new node once KWOK reports it Ready and renews its Lease.
+        let controllers = "*,-node-ipam-controller,-ttl-controller,\
+            -persistentvolume-attach-detach-controller,-persistentvolume-binder-controller";
+        Supervised::spawn(
+            &self.bin.join("kube-controller-manager"),
+            &self.dir.join("controller-manager.log"),
+            &[
+                "--kubeconfig",
+                &self.kubeconfig.to_string_lossy(),
+                "--service-account-private-key-file",
+                &key.to_string_lossy(),
+                "--root-ca-file",
+                &certs.join("apiserver.crt").to_string_lossy(),
+                "--use-service-account-credentials=false",
+                "--leader-elect=false",
+                "--secure-port",
+                "0",
+                "--controllers",
+                controllers,
+                "--kube-api-qps",
+                &qps.to_string(),
+                "--kube-api-burst",
+                &(qps * 2).to_string(),
+                "--concurrent-gc-syncs",
+                "50",
+            ],
+        )
+    }
+
+    fn start_scheduler(&self, qps: u32) -> Result<Supervised, DevClusterError> {
+        let config = self.dir.join("scheduler.yaml");
+        write(
+            &config,
+            &format!(
+                "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
+                 clientConnection:\n  kubeconfig: {}\n  qps: {qps}\n  burst: {}\n\
+                 leaderElection:\n  leaderElect: false\n",
+                self.kubeconfig.display(),
+                qps * 2
+            ),
+        )?;
+        Supervised::spawn(
+            &self.bin.join("kube-scheduler"),
+            &self.dir.join("scheduler.log"),
+            &["--config", &config.to_string_lossy(), "--secure-port", "0"],
+        )
+    }
+
+    fn start_kwok(&self) -> Result<Supervised, DevClusterError> {
+        let config = self.dir.join("kwok.yaml");
+        write(&config, KWOK_CONFIG)?;
+        Supervised::spawn(
+            &self.bin.join("kwok"),
+            &self.dir.join("kwok.log"),
+            &[
+                "--kubeconfig",
+                &self.kubeconfig.to_string_lossy(),
+                "--config",
+                &config.to_string_lossy(),
+            ],
+        )
+    }
+
+    /// Creates the fake nodes and waits until KWOK has made every one `Ready`.
+    fn register_nodes(&self) -> Result<(), DevClusterError> {
+        let nodes = self.dir.join("nodes.yaml");
+        write(&nodes, NODES)?;
+        self.kubectl(&["apply", "-f", &nodes.to_string_lossy()])?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            "--all",
+            "--timeout=60s",
+        ])
+        .map(drop)
+    }
+
+    /// Runs kubectl against this control plane; its stdout, or its stderr as the error.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, DevClusterError> {
+        let out = std::process::Command::new(self.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .map_err(|e| DevClusterError::Io("run kubectl".into(), e))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(DevClusterError::Kube(
+                "kubectl",
+                format!(
+                    "kubectl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ))
+        }
     }
 
     /// An existing cluster reached through `kubeconfig` instead of a local control plane (nothing is started or
@@ -266,7 +412,7 @@ impl ControlPlane {
         self.processes.iter_mut().all(Supervised::alive)
     }
 
-    /// PIDs of the processes (etcd, kube-apiserver, kube-controller-manager).
+    /// PIDs of the processes, in [`COMPONENTS`] order.
     pub fn pids(&self) -> Vec<u32> {
         self.processes.iter().map(Supervised::pid).collect()
     }

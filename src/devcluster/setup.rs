@@ -2,9 +2,9 @@
 
 use super::DevClusterError;
 use crate::api::FIELD_MANAGER;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use std::time::{Duration, Instant};
 
@@ -63,8 +63,8 @@ pub async fn install_crds(client: &Client) -> Result<(), DevClusterError> {
     Ok(())
 }
 
-/// Creates namespace `name` (if missing) and waits until pods can be created in it: on Kubernetes 1.20 the
-/// ServiceAccount admission refuses pods until the default ServiceAccount has its token Secret.
+/// Creates namespace `name` (if missing) and waits until pods can be created in it: the ServiceAccount admission
+/// refuses pods until the controller manager has made the namespace's `default` ServiceAccount.
 pub async fn create_namespace(client: &Client, name: &str) -> Result<(), DevClusterError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace =
@@ -77,26 +77,15 @@ pub async fn create_namespace(client: &Client, name: &str) -> Result<(), DevClus
         )
         .await
         .map_err(|e| DevClusterError::Kube("create namespace", e.to_string()))?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), name);
-    poll(
-        Duration::from_secs(60),
-        "default ServiceAccount token",
-        || {
-            let secrets = secrets.clone();
-            async move {
-                secrets
-                    .list(&ListParams::default())
-                    .await
-                    .is_ok_and(|list| {
-                        list.items.iter().any(|s| {
-                            s.metadata
-                                .name
-                                .as_deref()
-                                .is_some_and(|n| n.starts_with("default-token-"))
-                        })
-                    })
-            }
-        },
-    )
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    poll(Duration::from_secs(60), "default ServiceAccount", || {
+        let accounts = accounts.clone();
+        async move {
+            accounts
+                .get_opt("default")
+                .await
+                .is_ok_and(|sa| sa.is_some())
+        }
+    })
     .await
 }

@@ -41,7 +41,7 @@ pub fn conditions(
     now: Timestamp,
 ) -> Vec<Condition> {
     let phase = input.phase;
-    // Never an empty string: server-side apply on Kubernetes 1.20 turns "" into null, which the schema refuses.
+    // Never an empty string: a condition's reason is a required CamelCase word (metav1.Condition).
     let reason = if input.reason.is_empty() {
         phase.as_str()
     } else {

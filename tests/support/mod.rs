@@ -1,12 +1,11 @@
-//! Test support for the integration tests: one real control plane per test binary, a namespace per test, the
-//! operator and the pod simulator running in-process, scoped to that namespace.
+//! Test support for the integration tests: one real control plane per test binary (KWOK plays the kubelet of its
+//! fake nodes), a namespace per test, the operator running in-process, scoped to that namespace.
 #![allow(dead_code)]
 
 use crew_operator::api::CrewExecution;
 use crew_operator::controller::context::Context;
 use crew_operator::controller::{self, ControllerConfig};
 use crew_operator::devcluster::{ControlPlane, create_namespace};
-use crew_operator::simulator::{self, SimulatorConfig};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use std::path::PathBuf;
@@ -130,16 +129,21 @@ impl Operator {
     }
 }
 
-/// One test's namespace, with the pod simulator running for it.
+/// The pod annotation that sets a worker pod's run time under KWOK (`tests/control-plane/kwok/kwok.yaml`).
+pub const DURATION_ANNOTATION: &str = "sim.crew.dev/duration";
+
+/// One test's namespace.
 pub struct TestNs {
     pub client: Client,
     pub ns: String,
-    simulator: JoinHandle<()>,
+    /// Run time of worker pods whose execution sets no `sim.crew.dev/duration` (given to [`TestNs::create`]d
+    /// executions as a top-level pod annotation).
+    pub pod_duration: Duration,
 }
 
 impl TestNs {
-    /// A fresh namespace named after `prefix`, ready for pods (its default ServiceAccount has a token), with a pod
-    /// simulator whose default pod duration is `pod_duration`.
+    /// A fresh namespace named after `prefix`, ready for pods (its default ServiceAccount exists), whose
+    /// executions' pods run for `pod_duration` unless they say otherwise.
     pub async fn new(prefix: &str, pod_duration: Duration) -> TestNs {
         let plane = plane();
         let client = plane.client().await.expect("client");
@@ -151,23 +155,10 @@ impl TestNs {
         create_namespace(&client, &ns)
             .await
             .expect("namespace ready for pods");
-        let config = SimulatorConfig {
-            namespace: Some(ns.clone()),
-            default_duration: pod_duration,
-            ..Default::default()
-        };
-        let simulator = tokio::spawn({
-            let client = client.clone();
-            async move {
-                if let Err(e) = simulator::run(client, config).await {
-                    eprintln!("pod simulator stopped: {e}");
-                }
-            }
-        });
         TestNs {
             client,
             ns,
-            simulator,
+            pod_duration,
         }
     }
 
@@ -201,10 +192,16 @@ impl TestNs {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    /// Creates an execution from YAML (the namespace is filled in).
+    /// Creates an execution from YAML (the namespace is filled in, and the namespace's pod duration unless the
+    /// execution sets `sim.crew.dev/duration` itself).
     pub async fn create(&self, yaml: &str) -> CrewExecution {
         let mut cx: CrewExecution = serde_saphyr::from_str(yaml).expect("execution YAML");
         cx.metadata.namespace = Some(self.ns.clone());
+        cx.spec
+            .pod_annotations
+            .get_or_insert_with(Default::default)
+            .entry(DURATION_ANNOTATION.to_string())
+            .or_insert_with(|| format!("{}ms", self.pod_duration.as_millis()));
         self.executions()
             .create(&PostParams::default(), &cx)
             .await
@@ -253,12 +250,6 @@ impl TestNs {
             .output()
             .await;
         outcome(output)
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        self.simulator.abort();
     }
 }
 
