@@ -14,5 +14,4 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod shutdown;
-pub mod simulator;
 pub mod telemetry;

@@ -1,5 +1,5 @@
 //! The lifecycle on a real control plane: kube-apiserver + etcd + kube-controller-manager (Job controller, garbage
-//! collector), with the pod simulator playing the kubelet.
+//! collector), with KWOK playing the kubelet.
 
 mod support;
 

@@ -1,8 +1,7 @@
-//! What both runs share: a fresh control plane with the CRDs and the namespaces, the pod simulator as its own
-//! process, the watches that record the timeline, the API server scrape, and waiting for the work to finish.
+//! What both runs share: a fresh control plane (KWOK playing the kubelet) with the CRDs and the namespaces, the
+//! watches that record the timeline, the API server scrape, and waiting for the work to finish.
 
 use super::apiserver_metrics::{RequestCounts, diff, request_counts};
-use super::process::{ChildProcess, sibling_binary};
 use super::procstat;
 use super::prom;
 use super::report::{ApiFigures, Mode, OperatorFigures, RunResult};
@@ -10,7 +9,7 @@ use super::slim::{SlimExecution, SlimJob};
 use super::timeline::Timeline;
 use super::workload::{namespace_name, parse_execution_name, parse_job_name};
 use crew_operator::build::labels;
-use crew_operator::devcluster::{ControlPlane, create_namespace, install_crds};
+use crew_operator::devcluster::{COMPONENTS, ControlPlane, create_namespace, install_crds};
 use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::WatchStreamExt;
@@ -42,11 +41,11 @@ pub struct RunConfig {
     pub operator_log: String,
     /// Extra arguments for `crew-operator run`.
     pub operator_args: Vec<String>,
-    /// Keep each run's directory (control-plane, operator and simulator logs) even when it completed.
+    /// Keep each run's directory (control-plane and operator logs) even when it completed.
     pub keep_dirs: bool,
 }
 
-/// A fresh control plane plus the pod simulator and the recording watches.
+/// A fresh control plane (KWOK playing the kubelet) and the recording watches.
 pub struct Harness {
     /// Working directory of the control plane.
     pub dir: PathBuf,
@@ -54,8 +53,6 @@ pub struct Harness {
     pub plane: ControlPlane,
     /// Admin client.
     pub client: Client,
-    /// The pod simulator process.
-    pub simulator: ChildProcess,
     /// Reference point of every timestamp.
     pub start: Instant,
     /// What the watches recorded.
@@ -72,8 +69,8 @@ pub fn lock(timeline: &Mutex<Timeline>) -> std::sync::MutexGuard<'_, Timeline> {
 
 impl Harness {
     /// Starts a control plane in a fresh directory (call from the main thread: the processes die with the
-    /// thread that started them), installs the CRDs, creates the namespaces and starts the pod simulator with
-    /// zero duration and zero start delay in all namespaces.
+    /// thread that started them), installs the CRDs and creates the namespaces. Worker pods run for no time: the
+    /// workload asks KWOK for that with `sim.crew.dev/duration: "0"`.
     pub async fn start(config: &RunConfig, label: &str) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("crew-bench-{}-{label}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -90,31 +87,15 @@ impl Harness {
         {
             result.map_err(|e| format!("namespace: {e}"))?;
         }
-        let simulator = ChildProcess::spawn(
-            "crew-pod-simulator",
-            &sibling_binary("crew-pod-simulator")?,
-            &["--duration", "0s", "--start-delay", "0s"].map(String::from),
-            &plane.kubeconfig,
-            &dir.join("simulator.log"),
-            "warn",
-        )?;
         let timeline = Arc::new(Mutex::new(Timeline::new(config.n, config.steps)));
-        let mut harness = Harness {
+        let harness = Harness {
             dir,
             plane,
             client,
-            simulator,
             start: Instant::now(),
             timeline,
             tasks: Vec::new(),
         };
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if !harness.simulator.alive() {
-            return Err(format!(
-                "the pod simulator exited; see {}",
-                harness.dir.join("simulator.log").display()
-            ));
-        }
         Ok(harness)
     }
 
@@ -276,20 +257,15 @@ impl Harness {
         Ok(request_counts(&prom::parse(&text)))
     }
 
-    /// CPU seconds so far of the control-plane processes, the simulator, this process and `extra`, and of the
+    /// CPU seconds so far of the control-plane processes (KWOK included), this process and `extra`, and of the
     /// whole machine (`machine`). Over a run, `machine` minus the others is CPU taken by processes the benchmark
     /// does not measure (anything else running on the machine disturbs the figures).
     pub fn cpu(&self, extra: &[(&str, u32)]) -> BTreeMap<String, f64> {
-        let names = ["etcd", "kube-apiserver", "kube-controller-manager"];
-        let mut out: BTreeMap<String, f64> = names
+        let mut out: BTreeMap<String, f64> = COMPONENTS
             .iter()
             .zip(self.plane.pids())
             .map(|(name, pid)| (name.to_string(), procstat::cpu_seconds(&pid.to_string())))
             .collect();
-        out.insert(
-            "pod-simulator".into(),
-            procstat::cpu_seconds(&self.simulator.pid().to_string()),
-        );
         out.insert("crew-bench".into(), procstat::cpu_seconds("self"));
         for (name, pid) in extra {
             out.insert(name.to_string(), procstat::cpu_seconds(&pid.to_string()));
@@ -350,9 +326,6 @@ impl Harness {
             if !self.plane.alive() {
                 return Some(format!("the control plane died: {line}"));
             }
-            if !self.simulator.alive() {
-                return Some(format!("the pod simulator died: {line}"));
-            }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 eprintln!("{line}");
                 last_report = Instant::now();
@@ -361,13 +334,12 @@ impl Harness {
         }
     }
 
-    /// Stops the watches, the simulator and the control plane; removes the directory unless `keep`. Returns
+    /// Stops the watches and the control plane; removes the directory unless `keep`. Returns
     /// the directory when kept.
     pub async fn finish(mut self, keep: bool) -> Option<String> {
         for task in &self.tasks {
             task.abort();
         }
-        self.simulator.stop(Duration::from_secs(5)).await;
         self.plane.stop();
         if keep {
             Some(self.dir.display().to_string())

@@ -1,4 +1,4 @@
-//! The processes a run starts besides the control plane (the operator, the pod simulator), and plain-HTTP GETs
+//! The processes a run starts besides the control plane (the operator), and plain-HTTP GETs
 //! to the operator's `/readyz` and `/metrics`.
 
 use std::net::SocketAddr;

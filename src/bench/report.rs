@@ -40,7 +40,7 @@ pub struct OperatorFigures {
 }
 
 /// The API server's view of a run: `apiserver_request_total` diffed over the run (every client: the benchmark,
-/// the pod simulator, kube-controller-manager and, in operator runs, the operator).
+/// KWOK, kube-controller-manager, kube-scheduler and, in operator runs, the operator).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ApiFigures {
     /// Requests whose verb writes.
@@ -97,7 +97,7 @@ pub struct RunResult {
     /// The operator's own figures (operator runs only).
     pub operator: Option<OperatorFigures>,
     /// CPU seconds each process spent over the run (etcd, kube-apiserver, kube-controller-manager,
-    /// pod-simulator, crew-bench, crew-operator).
+    /// kube-scheduler, kwok, crew-bench, crew-operator).
     pub cpu_seconds: BTreeMap<String, f64>,
     /// Control-plane working directory, kept when the run failed (logs).
     pub kept_dir: Option<String>,

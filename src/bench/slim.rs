@@ -1,11 +1,12 @@
 //! Slim watch types: only the fields the benchmark reads, so that decoding thousands of watch events costs the
 //! benchmark process (which shares the CPUs with everything it measures) as little as possible.
 
-use crew_operator::simulator::pod::slim_meta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::NamespaceResourceScope;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// A `batch/v1` Job: name and `status.succeeded`.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -149,4 +150,39 @@ mod tests {
         let bare: SlimJob = serde_json::from_value(json!({"metadata": {}})).unwrap();
         assert!(!bare.succeeded());
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    deletion_timestamp: Option<Time>,
+}
+
+/// Decodes only the metadata fields a watcher and its user read (name, namespace, uid, resourceVersion, labels,
+/// annotations, deletionTimestamp), skipping `managedFields` and the rest (for slim watch types).
+pub fn slim_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
+    let m = SlimMeta::deserialize(deserializer)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        labels: m.labels,
+        annotations: m.annotations,
+        deletion_timestamp: m.deletion_timestamp,
+        ..ObjectMeta::default()
+    })
 }

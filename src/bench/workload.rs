@@ -10,7 +10,7 @@ use serde_json::json;
 
 /// Prefix of every execution (and so every Job) name.
 pub const PREFIX: &str = "bench-";
-/// Worker image (never pulled: the pod simulator plays the kubelet).
+/// Worker image (never pulled: KWOK plays the kubelet).
 pub const IMAGE: &str = "busybox:1.36";
 
 /// Name of chain `i` (the execution, and the prefix of its Jobs).
@@ -53,8 +53,11 @@ pub fn parse_execution_name(name: &str) -> Option<usize> {
     name.strip_prefix(PREFIX)?.parse().ok()
 }
 
-/// CrewExecution `i` with `steps` steps in `namespace`: one image, a trivial command, no crew/inputs (so no
-/// ConfigMap), no retries.
+/// The pod annotation that sets a worker pod's run time under KWOK (`tests/control-plane/kwok/kwok.yaml`).
+pub const POD_DURATION_ANNOTATION: &str = "sim.crew.dev/duration";
+
+/// CrewExecution `i` with `steps` steps in `namespace`: one image, a trivial command, pods that finish at once, no
+/// crew/inputs (so no ConfigMap), no retries.
 pub fn execution(
     i: usize,
     namespace: &str,
@@ -68,6 +71,7 @@ pub fn execution(
         "spec": {
             "image": IMAGE,
             "command": ["sh", "-c", "true"],
+            "podAnnotations": {POD_DURATION_ANNOTATION: "0"},
             "steps": steps,
         }
     }))

@@ -1,6 +1,6 @@
 //! crew-bench: measures the operator against a baseline. For every (N, steps) it runs, each on a fresh local
-//! control plane (etcd + kube-apiserver + kube-controller-manager v1.20.2, see `crew_operator::devcluster`) with
-//! the pod simulator playing the kubelet:
+//! control plane (etcd + kube-apiserver + kube-controller-manager + kube-scheduler, see `crew_operator::devcluster`) with
+//! KWOK playing the kubelet:
 //!
 //! - the **operator** run: N CrewExecutions of `steps` steps, run by `crew-operator` as its own process;
 //! - the **baseline** run: no operator; the benchmark chains the same bare Jobs itself.
@@ -48,7 +48,7 @@ struct Args {
     /// Log filter of the operator process (its --log-level and RUST_LOG).
     #[arg(long, default_value = "warn")]
     operator_log: String,
-    /// Keep every run's directory (control-plane, operator and simulator logs); failed runs' are always kept.
+    /// Keep every run's directory (control-plane and operator logs); failed runs' are always kept.
     #[arg(long)]
     keep_dirs: bool,
     /// Extra arguments for `crew-operator run`, whitespace-separated (e.g. "--max-api-requests 64").
@@ -105,7 +105,7 @@ async fn main() -> ExitCode {
             namespaces,
             api_qps: args.api_qps,
             concurrency: args.concurrency,
-            kubernetes_version: "v1.20.2".into(),
+            kubernetes_version: crew_operator::devcluster::kubernetes_version(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
         },
         machine: machine(),

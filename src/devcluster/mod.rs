@@ -47,6 +47,22 @@ pub fn assets_dir() -> PathBuf {
     cache.join(format!("k8s-{KUBERNETES_VERSION}/bin"))
 }
 
+/// The version the kube-apiserver of [`assets_dir`] reports (`v1.37.2`), or [`KUBERNETES_VERSION`] if it cannot
+/// be run.
+pub fn kubernetes_version() -> String {
+    std::process::Command::new(assets_dir().join("kube-apiserver"))
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .find(|word| word.starts_with('v'))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| KUBERNETES_VERSION.to_string())
+}
+
 /// A running local control plane.
 pub struct ControlPlane {
     /// Working directory (data, certificates, logs, kubeconfig).
