@@ -34,8 +34,8 @@ unit: ## Unit tests only (no control plane)
 
 test: control-plane tools lint static-binary ## Everything: lint, static image binary, unit tests, CRD freshness, integration tests on both control planes
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --all-targets -- --test-threads=4
-	@echo "--- oldest supported Kubernetes ($(K8S_OLDEST_VERSION)): lifecycle and control tests"
-	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test --test e2e_lifecycle --test e2e_control -- --test-threads=4
+	@echo "--- oldest supported Kubernetes ($(K8S_OLDEST_VERSION)): lifecycle, control and schema tests"
+	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test --test e2e_lifecycle --test e2e_control --test e2e_schema -- --test-threads=4
 
 demo: control-plane-current ## Start a local control plane (KWOK nodes) and the operator; apply examples/ and watch
 	$(CARGO) build --bins

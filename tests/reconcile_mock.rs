@@ -113,6 +113,8 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
     assert_eq!(body["status"]["history"][0]["reason"], "Started");
     let mut stored = serde_json::to_value(&cx).unwrap();
     stored["status"] = body["status"].clone();
+    // The write changed the object, so the server gave it a new resourceVersion.
+    stored["metadata"]["resourceVersion"] = json!("8");
     respond(send, StatusCode::OK, &stored);
 
     let (method, uri, event, send) = next(&mut api).await;

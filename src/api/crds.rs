@@ -8,23 +8,36 @@ use serde_json::Value;
 ///
 /// `nullable` is removed from the schemas: optional fields are simply omitted, the API server drops nulls of
 /// non-nullable fields, and Kubernetes publishes nullable fields to OpenAPI v2 without their sub-fields, which
-/// would hide them from `kubectl explain`.
+/// would hide them from `kubectl explain`. So are the integer formats Kubernetes does not know (`uint32`,
+/// `uint64`: schemars' names for unsigned types), which `kubectl apply` would warn about; `minimum: 0` or more
+/// says what they meant.
 pub fn crds() -> Result<Vec<Value>, serde_json::Error> {
     let mut crds = vec![
         serde_json::to_value(CrewExecution::crd())?,
         serde_json::to_value(CrewQueue::crd())?,
     ];
-    crds.iter_mut().for_each(strip_nullable);
+    crds.iter_mut().for_each(strip_unknown_to_kubernetes);
     Ok(crds)
 }
 
-fn strip_nullable(value: &mut Value) {
+/// Integer formats Kubernetes validates (the others only earn a warning).
+const KNOWN_INTEGER_FORMATS: [&str; 2] = ["int32", "int64"];
+
+fn strip_unknown_to_kubernetes(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.remove("nullable");
-            map.values_mut().for_each(strip_nullable);
+            let unknown_format = map.get("type").and_then(Value::as_str) == Some("integer")
+                && map
+                    .get("format")
+                    .and_then(Value::as_str)
+                    .is_some_and(|f| !KNOWN_INTEGER_FORMATS.contains(&f));
+            if unknown_format {
+                map.remove("format");
+            }
+            map.values_mut().for_each(strip_unknown_to_kubernetes);
         }
-        Value::Array(items) => items.iter_mut().for_each(strip_nullable),
+        Value::Array(items) => items.iter_mut().for_each(strip_unknown_to_kubernetes),
         _ => {}
     }
 }

@@ -5,7 +5,7 @@
 use super::schema::{free_form_object, string_map};
 use super::status::CrewExecutionStatus;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_BACKOFF_SECONDS: u32 = 300;
 /// Desired state of a CrewExecution: the worker container, the ordered steps, and how the run is controlled.
 ///
 /// The operator never writes `spec`; every default below is applied by the API server (schema defaults) or in code.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "crew.dev",
     version = "v1alpha1",
@@ -34,6 +34,13 @@ pub const DEFAULT_MAX_BACKOFF_SECONDS: u32 = 300;
     derive = "PartialEq",
     derive = "Default",
     shortname = "cx",
+    selectable = ".spec.queue",
+    selectable = ".status.phase",
+    validation = Rule::new(
+        "has(self.spec.steps) && size(self.spec.steps) > 0 ? self.spec.steps.all(s, self.metadata.name.size() + s.name.size() + 5 <= 63) : self.metadata.name.size() + 4 + 5 <= 63"
+    )
+    .message("the name is too long for its Job names: <name>-<step>-<attempt> must fit in 63 characters, so name and step name together may have at most 58 (54 for the name alone without steps)")
+    .reason(Reason::FieldValueInvalid),
     shortname = "crewexec",
     category = "crew",
     doc = "CrewExecution runs a crew of AI agents (or any batch work) through an ordered list of steps, one worker Job per step attempt, and reports phase, progress, timings and history in its status.",
@@ -74,6 +81,9 @@ pub const DEFAULT_MAX_BACKOFF_SECONDS: u32 = 300;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)")
+    .message("spec.cancel cannot be cleared: cancelling is irreversible")
+    .field_path(".cancel"))]
 pub struct CrewExecutionSpec {
     /// Container image of the worker. Every step uses it unless the step names its own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,10 +140,16 @@ pub struct CrewExecutionSpec {
     /// named `main` that uses the top-level container fields.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["name".into()]),
+        validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("step names must be unique")
+    )]
     pub steps: Vec<StepSpec>,
 
-    /// Scheduling priority: higher runs first when executions wait for the same queue. Defaults to 0.
+    /// Scheduling priority: higher runs first when executions wait for the same queue. Defaults to 0; between
+    /// -1000000000 and 1000000000.
     #[serde(default)]
+    #[schemars(range(min = -1_000_000_000, max = 1_000_000_000))]
     pub priority: i32,
 
     /// Name of the CrewQueue (same namespace) whose concurrency limit admits this execution. Unset: the
@@ -149,7 +165,7 @@ pub struct CrewExecutionSpec {
     /// Upper bound on the whole run, counted from its first start (paused time counts). On expiry the running Job is
     /// deleted and the execution fails with reason `TimedOut`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2_147_483_647))]
     pub timeout_seconds: Option<i64>,
 
     /// Pause (true) or resume (false). While suspended no new step starts; a running step is allowed to finish, then
@@ -163,7 +179,7 @@ pub struct CrewExecutionSpec {
 
     /// Delete the execution (and so its Jobs and ConfigMap) this many seconds after it finished. Unset: keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 2_147_483_647))]
     pub ttl_seconds_after_finished: Option<i64>,
 
     /// How many entries `status.history` keeps (the oldest are dropped first). Defaults to 20, at most 100.
@@ -217,7 +233,7 @@ pub struct StepSpec {
     /// Deadline of one attempt of this step, enforced by the Job controller (`activeDeadlineSeconds`). A timed-out
     /// attempt is a failed attempt and may be retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2_147_483_647))]
     pub timeout_seconds: Option<i64>,
 }
 

@@ -63,8 +63,9 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CrewQueueSpec {
-    /// Most executions of this queue that may be Running at once (at least 1). The others wait in phase Queued.
-    #[schemars(range(min = 1))]
+    /// Most executions of this queue that may be Running at once (at least 1, at most 1000000). The others wait in
+    /// phase Queued.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_running: u32,
 }
 

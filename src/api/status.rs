@@ -2,13 +2,19 @@
 
 use super::phase::{Phase, StepPhase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Observed state of a CrewExecution. Derived from the Jobs the execution owns; history and terminal phases are
 /// kept as written.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+///
+/// A new execution reads `observedGeneration: 0` (a schema default) until the operator's first write, so that
+/// kstatus-based waits (`helm install --wait`, Flux, `kubectl wait --for=jsonpath`) see it as in progress, not as
+/// current.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct CrewExecutionStatus {
     /// Lifecycle phase: Pending, Queued, Running, Paused, Succeeded, Failed or Cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +76,7 @@ pub struct CrewExecutionStatus {
     /// Standard conditions: `Ready`, `Reconciling`, `Stalled` (kstatus), `Succeeded` (for `kubectl wait`), and
     /// `Paused`, `Admitted` where they apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 }
 

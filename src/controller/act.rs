@@ -169,9 +169,13 @@ async fn write_status(
         .patch_status(&execution.name_any(), &params, &Patch::Apply(&body))
         .await
     {
-        Ok(_) => {
+        Ok(written) => {
             ctx.count_write(WriteKind::Status);
-            if let Some(uid) = execution.uid() {
+            // A write that changed nothing keeps the resourceVersion: there is then no newer version for the
+            // cache to catch up with, and waiting for one would wait forever.
+            if let Some(uid) = execution.uid()
+                && written.resource_version() != rv
+            {
                 ctx.wrote_status_from(&uid, rv.as_deref());
             }
             Ok(StatusWrite::Written)

@@ -1,7 +1,7 @@
 //! Standard conditions derived from the phase: kstatus (`Ready`, `Reconciling`, `Stalled`), `Succeeded` for
 //! `kubectl wait`, `Paused` and `Admitted`.
 
-use crate::api::Phase;
+use crate::api::{CrewExecutionStatus, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -33,6 +33,22 @@ pub const TYPES: [&str; 6] = [
     "Paused",
     "Admitted",
 ];
+
+/// `status` with only the conditions the operator writes: conditions other writers add to the status (server-side
+/// apply merges `status.conditions` by `type`) are theirs, neither written back nor a reason to write.
+pub fn without_foreign(status: &CrewExecutionStatus) -> std::borrow::Cow<'_, CrewExecutionStatus> {
+    if status.conditions.iter().all(is_ours) {
+        return std::borrow::Cow::Borrowed(status);
+    }
+    let mut own = status.clone();
+    own.conditions.retain(is_ours);
+    std::borrow::Cow::Owned(own)
+}
+
+/// Whether the operator writes conditions of this condition's type.
+pub fn is_ours(condition: &Condition) -> bool {
+    TYPES.contains(&condition.type_.as_str())
+}
 
 /// The full condition list; `lastTransitionTime` is kept from `previous` when a condition's status is unchanged.
 pub fn conditions(

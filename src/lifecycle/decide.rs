@@ -5,7 +5,7 @@
 
 use crate::api::{CrewExecutionStatus, Phase, StepPhase};
 use crate::lifecycle::backoff::{may_retry, retry_delay_seconds};
-use crate::lifecycle::conditions::{ConditionInputs, conditions};
+use crate::lifecycle::conditions::{self, ConditionInputs, conditions};
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::history;
 use crate::lifecycle::names::job_name;
@@ -72,7 +72,7 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
         plan.requeue_within(ttl.max(1) as u64);
     }
     plan.events = draft.events();
-    if status != previous {
+    if status != *conditions::without_foreign(&previous) {
         plan.status = Some(status);
     }
     plan

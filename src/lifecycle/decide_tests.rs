@@ -1382,6 +1382,38 @@ mod story {
         worlds
     }
 
+    /// Another controller adds a condition of its own (server-side apply merges conditions by type): it is no
+    /// reason to write, and the operator's writes never carry it (so never take it over).
+    pub fn another_writers_condition_is_left_alone() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.step(0);
+        let foreign = Condition {
+            type_: "PolicyChecked".into(),
+            status: "True".into(),
+            reason: "Checked".into(),
+            message: "checked by another controller".into(),
+            last_transition_time: time(0),
+            observed_generation: None,
+        };
+        if let Some(status) = w.status.as_mut() {
+            status.conditions.push(foreign);
+        }
+        w.quiet(1);
+        w.succeed(&job("main", 1), 5, "");
+        let plan = w.step(5);
+        let written = plan.status.expect("the success is written");
+        assert!(
+            written
+                .conditions
+                .iter()
+                .all(|c| c.type_ != "PolicyChecked"),
+            "another writer's condition was written back: {:?}",
+            written.conditions
+        );
+        assert_eq!(w.phase(), Succeeded);
+        vec![w]
+    }
+
     pub fn ttl_deletes_after_finish() -> Vec<World> {
         let mut w = World::new(CrewExecutionSpec {
             ttl_seconds_after_finished: Some(100),
@@ -1763,6 +1795,7 @@ stories!(
     invalid_spec_fails,
     invalid_spec_edit_while_running,
     invalid_spec_edit_while_paused_or_queued,
+    another_writers_condition_is_left_alone,
     ttl_deletes_after_finish,
     ttl_zero_after_failure,
     job_name_taken_by_earlier_execution,
