@@ -5,9 +5,9 @@ mod support;
 
 use crew_operator::api::StepPhase;
 use crew_operator::controller::context::WriteKind;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, ListParams};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use support::{TestNs, events_of, history_reasons, http_get, jobs_of, wait_until};
@@ -441,5 +441,69 @@ async fn metrics_and_health_endpoints_report_what_happened() {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
     server.abort();
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn the_scheduler_places_workers_on_general_nodes_and_leaves_a_pod_that_fits_none_pending() {
+    let t = TestNs::new("scheduling", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: fits}\nspec: {image: busybox}\n")
+        .await;
+    // More CPU than any node has: as on a real cluster, the pod stays Pending and the scheduler says why.
+    t.create(
+        "metadata: {name: too-big}\nspec: {image: busybox, resources: {requests: {cpu: \"5000\"}}}\n",
+    )
+    .await;
+    t.wait_phase("fits", "Succeeded", LIMIT).await;
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+    let placed = pods
+        .list(&ListParams::default().labels("crew.dev/execution=fits"))
+        .await
+        .expect("list pods");
+    let node = placed.items[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    assert!(
+        node.starts_with("kwok-node-"),
+        "a worker without a GPU toleration never lands on the tainted GPU node: {node}"
+    );
+    let unschedulable = |pod: &Pod| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            })
+    };
+    let deadline = std::time::Instant::now() + LIMIT;
+    let pending = loop {
+        let found = pods
+            .list(&ListParams::default().labels("crew.dev/execution=too-big"))
+            .await
+            .ok()
+            .and_then(|list| list.items.into_iter().find(|p| unschedulable(p)));
+        if found.is_some() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pod = pending.expect("pending pod");
+    let status = pod.status.expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    let message = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("Insufficient cpu"), "{message}");
     op.stop().await;
 }
