@@ -22,8 +22,10 @@ control-plane: ## Build both control planes (Kubernetes, etcd, KWOK from Go modu
 control-plane-current: ## Build only the current control plane (enough for demo and bench)
 	bash tests/control-plane/install.sh v1.37 >/dev/null
 
-crds: ## Regenerate crds/ from the Rust types
+crds: ## Regenerate both CRD copies from the Rust types: crds/ and the Helm chart's crds/
 	$(CARGO) run --quiet --bin crdgen -- crds
+	rm -f charts/crew-operator/crds/*.yaml
+	cp crds/*.yaml charts/crew-operator/crds/
 
 lint: ## rustfmt and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
@@ -60,9 +62,7 @@ bench: control-plane-current ## Benchmark the operator against bare Jobs (BENCH_
 tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test)
 	bash tests/tools/install-lua.sh
 
-chart-crds: crds ## Regenerate crds/ (`make crds`) and copy them into the Helm chart (charts/crew-operator/crds/)
-	rm -f charts/crew-operator/crds/*.yaml
-	cp crds/*.yaml charts/crew-operator/crds/
+chart-crds: crds ## The same as `make crds` (kept for old habits)
 
 .PHONY: static-binary
 static-binary: ## Build the operator as the container image does (static) and check it needs no libc and runs
