@@ -305,3 +305,32 @@ async fn a_reconcile_waiting_on_the_api_server_holds_little_memory() {
     let size = std::mem::size_of_val(&waiting);
     assert!(size <= 2048, "the reconcile future is {size} bytes");
 }
+
+/// A status write that changes nothing keeps the object's resourceVersion (server-side apply of identical content).
+/// The next reconcile must not wait for the cache to show a newer version: none will come.
+#[tokio::test]
+async fn a_status_write_that_changed_nothing_does_not_hold_the_next_reconcile() {
+    let (ctx, mut api) = mocked();
+    let cx = execution();
+    let task = tokio::spawn(reconcile(Arc::new(cx.clone()), ctx.clone()));
+    let (_, _, job, send) = next(&mut api).await;
+    respond(send, StatusCode::CREATED, &job);
+    let (method, uri, body, send) = next(&mut api).await;
+    assert_eq!(method, Method::PATCH, "{uri}");
+    let mut stored = serde_json::to_value(&cx).unwrap();
+    stored["status"] = body["status"].clone();
+    // Unchanged resourceVersion: the server stored nothing new.
+    respond(send, StatusCode::OK, &stored);
+    let (_, _, event, send) = next(&mut api).await;
+    respond(send, StatusCode::CREATED, &event);
+    task.await.unwrap().expect("reconcile succeeds");
+
+    // The cache still shows resourceVersion 7, and that is all there is: the next reconcile acts on it.
+    let again = tokio::spawn(reconcile(Arc::new(cx), ctx.clone()));
+    let request = tokio::time::timeout(std::time::Duration::from_secs(5), api.next_request()).await;
+    assert!(
+        request.is_ok(),
+        "the next reconcile waited for a resourceVersion that never comes"
+    );
+    again.abort();
+}
