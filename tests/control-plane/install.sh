@@ -130,6 +130,8 @@ if all_cached; then
 fi
 
 # --- 3. Prerequisites --------------------------------------------------------------
+# The machine's Go lives in /usr/local/go (Debian's golang-go is too old); a non-login shell may not have it on PATH.
+command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || die "go not found on PATH (Go >= 1.26 builds the control plane from the Go module proxy)"
 command -v npm >/dev/null || die "npm not found on PATH (helm comes from the npm registry)"
 missing=()
