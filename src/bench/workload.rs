@@ -4,6 +4,7 @@
 use crew_operator::api::CrewExecution;
 use crew_operator::build::BuildError;
 use crew_operator::build::worker_job::worker_job;
+use crew_operator::devcluster::POD_DURATION_ANNOTATION;
 use crew_operator::lifecycle::{Launch, names, resolve_steps};
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::json;
@@ -52,9 +53,6 @@ pub fn parse_job_name(name: &str) -> Option<(usize, usize)> {
 pub fn parse_execution_name(name: &str) -> Option<usize> {
     name.strip_prefix(PREFIX)?.parse().ok()
 }
-
-/// The pod annotation that sets a worker pod's run time under KWOK (`tests/control-plane/kwok/kwok.yaml`).
-pub const POD_DURATION_ANNOTATION: &str = "sim.crew.dev/duration";
 
 /// CrewExecution `i` with `steps` steps in `namespace`: one image, a trivial command, pods that finish at once, no
 /// crew/inputs (so no ConfigMap), no retries.

@@ -102,6 +102,8 @@ pub const COMPONENTS: [&str; 5] = [
 ];
 /// KWOK's configuration: the Stages that play the kubelet of the fake nodes (see the file for the pod annotations).
 pub const KWOK_CONFIG: &str = include_str!("../../tests/control-plane/kwok/kwok.yaml");
+/// The worker-pod annotation that sets how long KWOK keeps a pod of a Job running (`2s`, `250ms`, `0`; 1 s without).
+pub const POD_DURATION_ANNOTATION: &str = "sim.crew.dev/duration";
 /// The fake nodes: two general ones and a tainted GPU node.
 pub const NODES: &str = include_str!("../../tests/control-plane/kwok/nodes.yaml");
 

@@ -5,7 +5,7 @@
 use crew_operator::api::CrewExecution;
 use crew_operator::controller::context::Context;
 use crew_operator::controller::{self, ControllerConfig};
-use crew_operator::devcluster::{ControlPlane, create_namespace};
+use crew_operator::devcluster::{ControlPlane, POD_DURATION_ANNOTATION, create_namespace};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use std::path::PathBuf;
@@ -129,9 +129,6 @@ impl Operator {
     }
 }
 
-/// The pod annotation that sets a worker pod's run time under KWOK (`tests/control-plane/kwok/kwok.yaml`).
-pub const DURATION_ANNOTATION: &str = "sim.crew.dev/duration";
-
 /// One test's namespace.
 pub struct TestNs {
     pub client: Client,
@@ -200,7 +197,7 @@ impl TestNs {
         cx.spec
             .pod_annotations
             .get_or_insert_with(Default::default)
-            .entry(DURATION_ANNOTATION.to_string())
+            .entry(POD_DURATION_ANNOTATION.to_string())
             .or_insert_with(|| format!("{}ms", self.pod_duration.as_millis()));
         self.executions()
             .create(&PostParams::default(), &cx)
