@@ -709,40 +709,25 @@ async fn server_url() -> String {
 /// filled in by the token controller.
 async fn service_account_token(admin: &Client, ns: &str, sa: &str) -> Secret {
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
-    let started = Instant::now();
-    let deadline = started + LIMIT;
-    let mut requested = false;
+    let name = format!("{sa}-helm-test-token");
+    let request = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": name, "annotations": {"kubernetes.io/service-account.name": sa}},
+    });
+    let request: Secret = serde_json::from_value(request).expect("token Secret");
+    secrets
+        .create(&PostParams::default(), &request)
+        .await
+        .expect("request a ServiceAccount token Secret");
+    let deadline = Instant::now() + LIMIT;
     loop {
-        let found = secrets
-            .list(&ListParams::default())
-            .await
-            .expect("list secrets")
-            .items
-            .into_iter()
-            .find(|s| {
-                s.type_.as_deref() == Some("kubernetes.io/service-account-token")
-                    && s.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get("kubernetes.io/service-account.name"))
-                        .is_some_and(|n| n == sa)
-                    && s.data.as_ref().is_some_and(|d| d.contains_key("token"))
-            });
-        if let Some(secret) = found {
+        let secret = secrets.get(&name).await.expect("get the token Secret");
+        if secret
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key("token"))
+        {
             return secret;
-        }
-        if !requested {
-            let request = json!({
-                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-                "metadata": {"name": format!("{sa}-helm-test-token"),
-                             "annotations": {"kubernetes.io/service-account.name": sa}},
-            });
-            let request: Secret = serde_json::from_value(request).expect("token Secret");
-            secrets
-                .create(&PostParams::default(), &request)
-                .await
-                .expect("request a ServiceAccount token Secret");
-            requested = true;
         }
         assert!(
             Instant::now() < deadline,
