@@ -77,10 +77,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .args(["-n", NAMESPACE, "get", "cx", "-w"])
         .kill_on_drop(true)
         .spawn()?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        () = crew_operator::shutdown::signal() => {}
         _ = watch.wait() => {}
     }
     eprintln!("\nstopping...");
@@ -105,11 +103,7 @@ async fn plane_only() -> Result<(), Box<dyn std::error::Error>> {
     println!("  export KUBECONFIG={}", plane.kubeconfig.display());
     println!("  export PATH={}:$PATH", plane.bin.display());
     println!("Press Ctrl-C to stop it.");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    crew_operator::shutdown::signal().await;
     drop(plane);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
