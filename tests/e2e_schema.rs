@@ -9,6 +9,13 @@ use kube::api::{Patch, PatchParams};
 use std::time::{Duration, Instant};
 use support::{TestNs, phase_of};
 
+/// A CrewExecution manifest named `name` with `spec` (flow-style YAML).
+fn execution(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
+}
+
 /// `kubectl apply` of `yaml` in the test's namespace (server-side with `--field-manager` when given).
 async fn apply(t: &TestNs, yaml: &str, manager: Option<&str>) -> (bool, String) {
     let file = tempfile::NamedTempFile::new().expect("temp file");
@@ -34,17 +41,16 @@ async fn assert_refused(t: &TestNs, yaml: &str, expected: &str) {
 #[tokio::test]
 async fn out_of_range_integers_and_bad_step_lists_are_refused_at_apply() {
     let t = TestNs::new("schema-refuse", Duration::from_millis(300)).await;
-    let cx = "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {name: bad}\n";
     // Values the typed client could not decode (i32 / u32 overflow) never reach the operator's watch.
     assert_refused(
         &t,
-        &format!("{cx}spec: {{image: busybox, priority: 2147483648}}\n"),
+        &execution("bad", "{image: busybox, priority: 2147483648}"),
         "spec.priority",
     )
     .await;
     assert_refused(
         &t,
-        &format!("{cx}spec: {{image: busybox, priority: -1000000001}}\n"),
+        &execution("bad", "{image: busybox, priority: -1000000001}"),
         "should be greater than or equal to -1000000000",
     )
     .await;
@@ -56,55 +62,54 @@ async fn out_of_range_integers_and_bad_step_lists_are_refused_at_apply() {
     .await;
     assert_refused(
         &t,
-        &format!("{cx}spec: {{image: busybox, retry: {{limit: 101}}}}\n"),
+        &execution("bad", "{image: busybox, retry: {limit: 101}}"),
         "spec.retry.limit",
     )
     .await;
     for field in ["timeoutSeconds: 0", "timeoutSeconds: 2147483648"] {
         assert_refused(
             &t,
-            &format!("{cx}spec: {{image: busybox, {field}}}\n"),
+            &execution("bad", &format!("{{image: busybox, {field}}}")),
             "spec.timeoutSeconds",
         )
         .await;
     }
     assert_refused(
         &t,
-        &format!(
-            "{cx}spec: {{image: busybox, steps: [{{name: a}}, {{name: b, timeoutSeconds: 0}}]}}\n"
+        &execution(
+            "bad",
+            "{image: busybox, steps: [{name: a}, {name: b, timeoutSeconds: 0}]}",
         ),
         "timeoutSeconds",
     )
     .await;
     assert_refused(
         &t,
-        &format!("{cx}spec: {{image: busybox, steps: [{{name: fetch}}, {{name: write}}, {{name: fetch}}]}}\n"),
+        &execution(
+            "bad",
+            "{image: busybox, steps: [{name: fetch}, {name: write}, {name: fetch}]}",
+        ),
         "step names must be unique",
     )
     .await;
     // <name>-<step>-<attempt> must fit in 63 characters (attempts have at most 3 digits).
-    let named = |name: &str, spec: &str| {
-        format!(
-            "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-        )
-    };
     let steps = "{image: busybox, suspend: true, steps: [{name: a}, {name: research}]}";
     assert_refused(
         &t,
-        &named(&"x".repeat(51), steps),
+        &execution(&"x".repeat(51), steps),
         "the name is too long for its Job names",
     )
     .await;
-    let (ok, out) = apply(&t, &named(&"x".repeat(50), steps), None).await;
+    let (ok, out) = apply(&t, &execution(&"x".repeat(50), steps), None).await;
     assert!(ok, "50 + 8 + 5 = 63 fits: {out}");
     let no_steps = "{image: busybox, suspend: true, priority: 1000000000}";
     assert_refused(
         &t,
-        &named(&"y".repeat(55), no_steps),
+        &execution(&"y".repeat(55), no_steps),
         "the name is too long for its Job names",
     )
     .await;
-    let (ok, out) = apply(&t, &named(&"y".repeat(54), no_steps), None).await;
+    let (ok, out) = apply(&t, &execution(&"y".repeat(54), no_steps), None).await;
     assert!(ok, "54 + main + 5 = 63 fits, and priority 1e9 too: {out}");
 }
 
@@ -112,9 +117,9 @@ async fn out_of_range_integers_and_bad_step_lists_are_refused_at_apply() {
 async fn cancel_cannot_be_cleared_and_the_refusal_says_why() {
     let t = TestNs::new("schema-cancel", Duration::from_millis(300)).await;
     let manifest = |cancel: bool| {
-        format!(
-            "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {{name: stop}}\n\
-             spec: {{image: busybox, suspend: true, cancel: {cancel}}}\n"
+        execution(
+            "stop",
+            &format!("{{image: busybox, suspend: true, cancel: {cancel}}}"),
         )
     };
     let (ok, out) = apply(&t, &manifest(false), None).await;
@@ -179,8 +184,10 @@ async fn server_side_apply_merges_steps_and_conditions_by_key() {
     let t = TestNs::new("schema-merge", Duration::from_millis(300)).await;
     let (ok, out) = apply(
         &t,
-        "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {name: merged}\n\
-         spec: {image: busybox, suspend: true, steps: [{name: fetch}, {name: write}]}\n",
+        &execution(
+            "merged",
+            "{image: busybox, suspend: true, steps: [{name: fetch}, {name: write}]}",
+        ),
         Some("author"),
     )
     .await;
@@ -188,8 +195,7 @@ async fn server_side_apply_merges_steps_and_conditions_by_key() {
     // A second manager sets one field of one step: with a map-list it owns just that, and the steps stay.
     let (ok, out) = apply(
         &t,
-        "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {name: merged}\n\
-         spec: {steps: [{name: write, image: writer:2}]}\n",
+        &execution("merged", "{steps: [{name: write, image: writer:2}]}"),
         Some("tuner"),
     )
     .await;
@@ -377,10 +383,10 @@ async fn helm_install_wait(
 async fn helm_install_wait_returns_when_the_execution_succeeded_and_fails_fast_when_it_failed() {
     let t = TestNs::new("helm-wait", Duration::from_millis(300)).await;
     let operator = t.start_operator();
-    let succeeding = chart_with(
-        "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {name: waited}\n\
-         spec: {image: busybox, podAnnotations: {sim.crew.dev/duration: 4s}}\n",
-    );
+    let succeeding = chart_with(&execution(
+        "waited",
+        "{image: busybox, podAnnotations: {sim.crew.dev/duration: 4s}}",
+    ));
     let (ok, out, took) = helm_install_wait(succeeding.path(), &t.ns, "ok").await;
     assert!(ok, "helm install --wait: {out}");
     let cx: CrewExecution = t.executions().get("waited").await.expect("get");
@@ -391,10 +397,10 @@ async fn helm_install_wait_returns_when_the_execution_succeeded_and_fails_fast_w
     );
     assert!(took >= Duration::from_secs(4), "returned after {took:?}");
 
-    let failing = chart_with(
-        "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {name: broken}\n\
-         spec: {image: busybox, podAnnotations: {sim.crew.dev/duration: 1s, sim.crew.dev/exit-code: \"2\"}}\n",
-    );
+    let failing = chart_with(&execution(
+        "broken",
+        "{image: busybox, podAnnotations: {sim.crew.dev/duration: 1s, sim.crew.dev/exit-code: \"2\"}}",
+    ));
     let (ok, out, took) = helm_install_wait(failing.path(), &t.ns, "failing").await;
     assert!(
         !ok,
