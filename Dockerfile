@@ -21,10 +21,13 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's other crates: crew-api and crew-core are compiled into the operator; the test kit, benchmark and
+# cluster tests are only read as workspace members (cargo needs their manifests) and never built here.
+COPY crates ./crates
 # BuildKit cache mounts keep the crate registry and the build output between builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target "${TARGET}" --bin crew-operator \
+    cargo build --release --locked --target "${TARGET}" -p crew-operator --bin crew-operator \
     && cp "target/${TARGET}/release/crew-operator" /crew-operator \
     && /crew-operator --version
 

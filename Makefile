@@ -13,39 +13,37 @@ K8S_OLDEST_BIN ?= $(CACHE_DIR)/k8s-$(K8S_OLDEST_VERSION)/bin
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-build: ## Build the operator and tools (debug)
-	$(CARGO) build --all-targets
+build: ## Build the operator and every tool of the workspace (debug)
+	$(CARGO) build --workspace --all-targets
 
 control-plane: ## Build both control planes (Kubernetes, etcd, KWOK from Go modules; kubectl, helm) into ~/.cache/crew-operator
-	bash tests/control-plane/install.sh v1.37 v1.33 >/dev/null
+	bash crates/testkit/control-plane/install.sh v1.37 v1.33 >/dev/null
 
 control-plane-current: ## Build only the current control plane (enough for demo and bench)
-	bash tests/control-plane/install.sh v1.37 >/dev/null
+	bash crates/testkit/control-plane/install.sh v1.37 >/dev/null
 
-crds: ## Regenerate both CRD copies from the Rust types: crds/ and the Helm chart's crds/
-	$(CARGO) run --quiet --bin crdgen -- crds
+crds: ## Regenerate both CRD copies from the Rust types (crates/api): crds/ and the Helm chart's crds/
+	$(CARGO) run --quiet -p crew-operator --bin crdgen -- crds
 	rm -f charts/crew-operator/crds/*.yaml
 	cp crds/*.yaml charts/crew-operator/crds/
 
 lint: ## rustfmt and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: ## Unit tests only (no control plane)
-	$(CARGO) test --lib --bins
+unit: ## The fast lane, the same as plain `cargo test`: every test that needs no control plane
+	$(CARGO) test
 
-test: control-plane tools lint static-binary ## Everything: lint, static image binary, unit tests, CRD freshness, integration tests on both control planes
-	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --all-targets -- --test-threads=4
+test: control-plane tools lint static-binary ## Everything: lint, static image binary, the fast lane, the cluster tests (crates/e2e) on both control planes
+	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --workspace --all-targets -- --test-threads=4
 	@echo "--- oldest supported Kubernetes ($(K8S_OLDEST_VERSION)): lifecycle, control and schema tests"
-	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test --test e2e_lifecycle --test e2e_control --test e2e_schema -- --test-threads=4
+	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test -p crew-e2e --test e2e_lifecycle --test e2e_control --test e2e_schema -- --test-threads=4
 
 demo: control-plane-current ## Start a local control plane (KWOK nodes) and the operator; apply examples/ and watch
-	$(CARGO) build --bins
-	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet --bin crew-dev -- demo examples
+	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet -p crew-testkit --bin crew-dev -- demo examples
 
 plane: control-plane-current ## Start only the local control plane (no operator) until Ctrl-C; prints its KUBECONFIG
-	$(CARGO) build --bin crew-dev
-	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet --bin crew-dev -- plane
+	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet -p crew-testkit --bin crew-dev -- plane
 
 clean: ## Remove build output (keeps the control-plane cache)
 	$(CARGO) clean
@@ -56,7 +54,7 @@ clean: ## Remove build output (keeps the control-plane cache)
 BENCH_ARGS ?= --sizes 1000,10000 --steps 1,3 --namespaces 10 --out target/bench/results.json
 
 bench: control-plane-current ## Benchmark the operator against bare Jobs (BENCH_ARGS="--sizes 100 --steps 1" for a smoke run; see BENCHMARKS.md)
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p crew-operator -p crew-bench --bins
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} target/release/crew-bench $(BENCH_ARGS)
 
 tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test)

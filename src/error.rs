@@ -1,6 +1,6 @@
 //! Errors of the I/O shell. Variant names double as metric labels and Warning Event reasons.
 
-use crate::build::BuildError;
+use crew_core::build::BuildError;
 
 /// Why a reconcile failed (transient: retried with per-object backoff).
 #[derive(Debug, thiserror::Error)]

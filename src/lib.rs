@@ -1,17 +1,16 @@
 //! crew-operator: runs CrewExecutions (a crew of AI agents, or any multi-step batch work) as Kubernetes Jobs.
 //!
-//! `lifecycle` is the pure core (no client, no clock); `build` turns its decisions into Kubernetes objects;
-//! `controller` is the thin I/O shell around both.
+//! This crate is the I/O shell: `controller` observes the cluster, asks the pure core (`crew_core::lifecycle`) what
+//! to do and writes what its plan lists (objects from `crew_core::build`); `leader`, `metrics` and `http` serve the
+//! process around it. The API types are in `crew_api`.
 
-pub mod api;
-pub mod build;
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod controller;
-pub mod devcluster;
 pub mod error;
 pub mod http;
 pub mod leader;
-pub mod lifecycle;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

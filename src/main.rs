@@ -117,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Command::Crds => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            for (_, yaml) in crew_operator::api::crds::crd_files()? {
+            for (_, yaml) in crew_api::crds::crd_files()? {
                 match writeln!(out, "---\n{yaml}") {
                     // A reader that has seen enough (`| head`, `| grep -q`) is not an error.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),

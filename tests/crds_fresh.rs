@@ -1,12 +1,12 @@
-//! `crds/` must hold exactly what the Rust types generate (`make crds` regenerates it).
+//! `crds/` and the chart's copy must hold exactly what the Rust types generate (`make crds` regenerates both).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 #[test]
 fn crds_directory_matches_the_rust_types() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let generated = crew_operator::api::crds::crd_files().expect("CRDs serialise");
+    let generated = crew_api::crds::crd_files().expect("CRDs serialise");
     for (name, yaml) in &generated {
         let on_disk = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
         assert!(
@@ -28,7 +28,7 @@ fn crds_directory_matches_the_rust_types() {
 
 #[test]
 fn crd_has_the_names_columns_and_subresource_users_rely_on() {
-    let crd = <crew_operator::api::CrewExecution as kube::CustomResourceExt>::crd();
+    let crd = <crew_api::CrewExecution as kube::CustomResourceExt>::crd();
     let names = &crd.spec.names;
     assert_eq!(
         names.short_names.as_deref(),
@@ -90,6 +90,38 @@ fn crd_has_the_names_columns_and_subresource_users_rely_on() {
         assert!(
             retry[field]["description"].is_string(),
             "spec.retry.{field} has no description"
+        );
+    }
+}
+
+#[test]
+fn chart_crds_are_exact_copies_of_the_repository_crds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".yaml"))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).expect("read CRD"),
+                )
+            })
+            .collect()
+    };
+    let repository = files(&root.join("crds"));
+    let in_chart = files(&root.join("charts/crew-operator/crds"));
+    assert!(!repository.is_empty());
+    assert_eq!(
+        repository.keys().collect::<Vec<_>>(),
+        in_chart.keys().collect::<Vec<_>>(),
+        "charts/crew-operator/crds/ holds other files than crds/: run `make crds`"
+    );
+    for (name, bytes) in &repository {
+        assert!(
+            in_chart[name] == *bytes,
+            "charts/crew-operator/crds/{name} differs from crds/{name}: run `make crds`"
         );
     }
 }

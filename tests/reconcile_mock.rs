@@ -1,6 +1,6 @@
 //! Reconcile against a mocked API server (the controller-rs pattern): the exact requests one reconcile makes.
 
-use crew_operator::api::{CrewExecution, CrewExecutionSpec, Phase};
+use crew_api::{CrewExecution, CrewExecutionSpec, Phase};
 use crew_operator::controller::context::{Context, WriteKind};
 use crew_operator::controller::{ControllerConfig, context, reconcile};
 use crew_operator::error::Error;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = crew_operator::api::crds::crd_files()?;
+    let files = crew_api::crds::crd_files()?;
     match std::env::args().nth(1).map(PathBuf::from) {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;

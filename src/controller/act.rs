@@ -5,12 +5,12 @@
 
 use super::context::{Context, WriteKind};
 use super::events::EventDraft;
-use crate::api::{CrewExecution, CrewExecutionStatus, FIELD_MANAGER};
-use crate::build::{
+use crate::error::{Error, is_reason, kube as kube_err};
+use crew_api::{CrewExecution, CrewExecutionStatus, FIELD_MANAGER};
+use crew_core::build::{
     config_map::crew_config_map, status_patch::status_apply_body, worker_job::worker_job,
 };
-use crate::error::{Error, is_reason, kube as kube_err};
-use crate::lifecycle::{EventNote, Launch, Plan};
+use crew_core::lifecycle::{EventNote, Launch, Plan};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -224,8 +224,8 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::CrewExecutionSpec;
-    use crate::lifecycle::resolve::resolve_steps;
+    use crew_api::CrewExecutionSpec;
+    use crew_core::lifecycle::resolve::resolve_steps;
 
     #[tokio::test]
     async fn a_job_create_waiting_on_the_api_server_does_not_hold_the_job() {

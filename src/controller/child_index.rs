@@ -4,8 +4,8 @@
 //! half-listed view); read by reconciles. Keeps small summaries, not whole objects, so memory stays flat at scale.
 
 use super::observe::{JobRecord, pod_outcome, summarise_job};
-use crate::build::labels;
-use crate::lifecycle::{ObservedJob, WorkerOutcome};
+use crew_core::build::labels;
+use crew_core::lifecycle::{ObservedJob, WorkerOutcome};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -167,7 +167,7 @@ impl ChildIndex {
     pub fn jobs_of(&self, namespace: &str, name: &str, uid: &str) -> Vec<ObservedJob> {
         let key = (
             namespace.to_string(),
-            crate::lifecycle::names::label_value(name),
+            crew_core::lifecycle::names::label_value(name),
         );
         let Ok(jobs) = self.jobs.read() else {
             return Vec::new();

@@ -2,7 +2,7 @@
 
 use super::child_index::ChildIndex;
 use super::events::EventQueue;
-use crate::api::{CrewExecution, CrewQueue};
+use crew_api::{CrewExecution, CrewQueue};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store};

@@ -12,7 +12,7 @@
 //! execution, emitted once when the status recording it is stored), so series are not needed: this publisher keeps
 //! no state and needs only `create` on events.
 
-use crate::lifecycle::text::prefix_within;
+use crew_core::lifecycle::text::prefix_within;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};

@@ -7,12 +7,12 @@ pub mod events;
 pub mod observe;
 pub mod queues;
 
-use crate::api::{CrewExecution, CrewExecutionStatus, CrewQueue, Phase, StepPhase};
-use crate::build::labels;
 use crate::error::Error;
-use crate::lifecycle::{Observed, decide};
 use act::StatusWrite;
 use context::{Context, WriteKind, error_backoff_seconds};
+use crew_api::{CrewExecution, CrewExecutionStatus, CrewQueue, Phase, StepPhase};
+use crew_core::build::labels;
+use crew_core::lifecycle::{Observed, decide};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;

@@ -1,8 +1,8 @@
 //! Summaries of the Jobs and pods the operator watches, and the snapshot handed to the core.
 
-use crate::build::labels;
-use crate::build::worker_job::WORKER_CONTAINER;
-use crate::lifecycle::{JobState, ObservedJob, WorkerOutcome};
+use crew_core::build::labels;
+use crew_core::build::worker_job::WORKER_CONTAINER;
+use crew_core::lifecycle::{JobState, ObservedJob, WorkerOutcome};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;

@@ -3,10 +3,10 @@
 //! `CrewQueue.status` at most once per second per queue.
 
 use super::context::{Context, WriteKind};
-use crate::api::{CrewExecution, CrewQueue, FIELD_MANAGER, Phase};
-use crate::lifecycle::Admission;
-use crate::lifecycle::queue::{Member, admit};
-use crate::lifecycle::queue_stats::{MemberFacts, counts_changed, queue_status};
+use crew_api::{CrewExecution, CrewQueue, FIELD_MANAGER, Phase};
+use crew_core::lifecycle::Admission;
+use crew_core::lifecycle::queue::{Member, admit};
+use crew_core::lifecycle::queue_stats::{MemberFacts, counts_changed, queue_status};
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -168,7 +168,7 @@ pub async fn pump(ctx: Arc<Context>) {
         let (Some(executions), Some(queues)) = (ctx.executions.get(), ctx.queues.get()) else {
             continue;
         };
-        let now = crate::lifecycle::timefmt::whole_seconds(Timestamp::now());
+        let now = crew_core::lifecycle::timefmt::whole_seconds(Timestamp::now());
         let all = executions.state();
         for phase in Phase::ALL {
             let count = all.iter().filter(|cx| self::phase(cx) == phase).count();
@@ -203,7 +203,7 @@ pub async fn pump(ctx: Arc<Context>) {
             let key = (namespace.clone(), queue.name_any());
             seen.insert(key.clone());
             let stale_clock = written.get(&key).is_none_or(|t| {
-                crate::lifecycle::timefmt::seconds_between(*t, now)
+                crew_core::lifecycle::timefmt::seconds_between(*t, now)
                     >= CLOCK_REFRESH.as_secs() as i64
             }) && status.oldest_queued_seconds.is_some();
             if counts_changed(queue.status.as_ref(), &status) || stale_clock {

@@ -5,7 +5,7 @@
 set -euo pipefail
 triple=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-C target-feature=+crt-static"
-cargo build --quiet --release --locked --target "$triple" --bin crew-operator
+cargo build --quiet --release --locked --target "$triple" -p crew-operator --bin crew-operator
 bin="target/$triple/release/crew-operator"
 
 fail() { echo "static-binary: $*" >&2; exit 1; }

@@ -1,0 +1,23 @@
+//! The `crew.dev/v1alpha1` API: the custom resources the operator serves.
+//!
+//! Plain data only: serde + schemars types whose doc comments become the CRD schema descriptions
+//! (`kubectl explain`). Defaults live here (serde defaults mirrored in the schema), never in a write to `spec`.
+
+#![forbid(unsafe_code)]
+
+pub mod crds;
+pub mod execution;
+pub mod phase;
+pub mod queue;
+pub mod schema;
+pub mod status;
+
+pub use execution::{CrewExecution, CrewExecutionSpec, RetryPolicy, StepSpec};
+pub use phase::{Phase, StepPhase};
+pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};
+pub use status::{CrewExecutionStatus, HistoryEntry, Progress, StepStatus};
+
+/// API group of every resource of the operator.
+pub const GROUP: &str = "crew.dev";
+/// Field manager used for every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "crew-operator";

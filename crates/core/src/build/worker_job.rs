@@ -1,0 +1,247 @@
+//! The `batch/v1` Job of one step attempt.
+
+use super::config_map::{CREW_FILE, INPUTS_FILE};
+use super::{BuildError, labels, namespace, owner_reference};
+use crate::lifecycle::Launch;
+use crate::lifecycle::names::config_map_name;
+use crew_api::CrewExecution;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, EnvVar, PodSpec, PodTemplateSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// Name of the worker container (the one whose termination message is read).
+pub const WORKER_CONTAINER: &str = "worker";
+/// Where `crew.json` and `inputs.json` are mounted.
+pub const CREW_MOUNT: &str = "/crew";
+const CREW_VOLUME: &str = "crew";
+
+/// The Job running `launch`'s step attempt. `backoffLimit` is 0: the
+/// operator owns retries so that every attempt is its own visible Job.
+pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, BuildError> {
+    let name = execution.metadata.name.clone().unwrap_or_default();
+    let ns = namespace(execution)?;
+    let step = &launch.step;
+    let labels = labels::step_attempt(&name, &step.name, launch.attempt);
+    let mut env: Vec<EnvVar> = step
+        .env
+        .iter()
+        .filter(|e| !e.name.starts_with("CREW_"))
+        .cloned()
+        .collect();
+    let total = if execution.spec.steps.is_empty() {
+        1
+    } else {
+        execution.spec.steps.len()
+    };
+    env.extend(
+        [
+            ("CREW_EXECUTION", name.clone()),
+            ("CREW_NAMESPACE", ns.clone()),
+            ("CREW_STEP", step.name.clone()),
+            ("CREW_STEP_INDEX", step.index.to_string()),
+            ("CREW_STEP_COUNT", total.to_string()),
+            ("CREW_ATTEMPT", launch.attempt.to_string()),
+            ("CREW_CREW_FILE", format!("{CREW_MOUNT}/{CREW_FILE}")),
+            ("CREW_INPUTS_FILE", format!("{CREW_MOUNT}/{INPUTS_FILE}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| EnvVar {
+            name: k.to_string(),
+            value: Some(v),
+            ..Default::default()
+        }),
+    );
+    let container = Container {
+        name: WORKER_CONTAINER.to_string(),
+        image: Some(step.image.clone()),
+        image_pull_policy: execution.spec.image_pull_policy.clone(),
+        command: step.command.clone(),
+        args: step.args.clone(),
+        env: Some(env),
+        resources: step.resources.clone(),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: CREW_VOLUME.to_string(),
+            mount_path: CREW_MOUNT.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        restart_policy: Some("Never".to_string()),
+        service_account_name: execution.spec.service_account_name.clone(),
+        containers: vec![container],
+        volumes: Some(vec![Volume {
+            name: CREW_VOLUME.to_string(),
+            // Optional: executions without crew/inputs create no ConfigMap (one write less) and see an empty dir.
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(&name),
+                optional: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(launch.job_name.clone()),
+            namespace: Some(ns),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner_reference(execution)?]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            completions: Some(1),
+            parallelism: Some(1),
+            active_deadline_seconds: step.timeout_seconds,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(step.pod_annotations.clone()).filter(|a| !a.is_empty()),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::resolve_steps;
+    use crew_api::{CrewExecutionSpec, StepSpec};
+
+    fn execution(spec: CrewExecutionSpec) -> CrewExecution {
+        let mut cx = CrewExecution::new("report", spec);
+        cx.metadata.namespace = Some("team-a".into());
+        cx.metadata.uid = Some("uid-1".into());
+        cx
+    }
+
+    fn launch_of(cx: &CrewExecution, index: usize, attempt: u32) -> Launch {
+        let step = resolve_steps(&cx.spec).unwrap().remove(index);
+        let job_name = crate::lifecycle::names::job_name("report", &step.name, attempt);
+        Launch {
+            step,
+            attempt,
+            job_name,
+        }
+    }
+
+    fn env_of(job: &Job) -> Vec<(String, String)> {
+        let c = &job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        c.env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn job_carries_identity_ownership_and_contract() {
+        let cx = execution(CrewExecutionSpec {
+            image: Some("worker:1".into()),
+            steps: vec![
+                StepSpec {
+                    name: "plan".into(),
+                    ..Default::default()
+                },
+                StepSpec {
+                    name: "write".into(),
+                    timeout_seconds: Some(30),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let job = worker_job(&cx, &launch_of(&cx, 1, 2)).unwrap();
+        assert_eq!(job.metadata.name.as_deref(), Some("report-write-2"));
+        let labels = job.metadata.labels.clone().unwrap();
+        assert_eq!(labels["crew.dev/execution"], "report");
+        assert_eq!(labels["crew.dev/step"], "write");
+        assert_eq!(labels["crew.dev/attempt"], "2");
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.uid.as_str(), owner.controller, owner.kind.as_str()),
+            ("uid-1", Some(true), "CrewExecution")
+        );
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(
+            (spec.backoff_limit, spec.active_deadline_seconds),
+            (Some(0), Some(30))
+        );
+        assert_eq!(
+            spec.template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .labels
+                .as_ref()
+                .unwrap(),
+            &labels
+        );
+        let env = env_of(&job);
+        for (k, v) in [
+            ("CREW_EXECUTION", "report"),
+            ("CREW_NAMESPACE", "team-a"),
+            ("CREW_STEP", "write"),
+            ("CREW_STEP_INDEX", "1"),
+            ("CREW_ATTEMPT", "2"),
+        ] {
+            assert!(env.contains(&(k.to_string(), v.to_string())), "{k}");
+        }
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let volume = pod.volumes.as_ref().unwrap()[0]
+            .config_map
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (volume.name.as_str(), volume.optional),
+            ("report-crew", Some(true))
+        );
+    }
+
+    #[test]
+    fn user_cannot_shadow_the_crew_variables() {
+        let cx = execution(CrewExecutionSpec {
+            image: Some("w".into()),
+            env: Some(vec![EnvVar {
+                name: "CREW_STEP".into(),
+                value: Some("evil".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let env = env_of(&worker_job(&cx, &launch_of(&cx, 0, 1)).unwrap());
+        let steps: Vec<_> = env.iter().filter(|(k, _)| k == "CREW_STEP").collect();
+        assert_eq!(steps, [&("CREW_STEP".to_string(), "main".to_string())]);
+    }
+
+    #[test]
+    fn unstored_execution_is_an_error_not_a_panic() {
+        let mut cx = execution(CrewExecutionSpec {
+            image: Some("w".into()),
+            ..Default::default()
+        });
+        cx.metadata.uid = None;
+        assert!(worker_job(&cx, &launch_of(&cx, 0, 1)).is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! Standard conditions derived from the phase: kstatus (`Ready`, `Reconciling`, `Stalled`), `Succeeded` for
+//! `kubectl wait`, `Paused` and `Admitted`.
+
+use crew_api::{CrewExecutionStatus, Phase};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Inputs to the conditions beyond the phase.
+#[derive(Clone, Debug, Default)]
+pub struct ConditionInputs<'a> {
+    /// Phase after this reconcile.
+    pub phase: Phase,
+    /// `status.reason` after this reconcile.
+    pub reason: &'a str,
+    /// `status.message` after this reconcile.
+    pub message: &'a str,
+    /// `spec.suspend` is set but a step still runs.
+    pub pause_requested: bool,
+    /// The execution cannot progress without a spec change although its phase is not terminal.
+    pub stalled: bool,
+    /// Admission problem to report (`QueueNotFound`), if any.
+    pub not_admitted: Option<(&'a str, &'a str)>,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+}
+
+/// Condition types, in the order they are written.
+pub const TYPES: [&str; 6] = [
+    "Ready",
+    "Reconciling",
+    "Stalled",
+    "Succeeded",
+    "Paused",
+    "Admitted",
+];
+
+/// `status` with only the conditions the operator writes: conditions other writers add to the status (server-side
+/// apply merges `status.conditions` by `type`) are theirs, neither written back nor a reason to write.
+pub fn without_foreign(status: &CrewExecutionStatus) -> std::borrow::Cow<'_, CrewExecutionStatus> {
+    if status.conditions.iter().all(is_ours) {
+        return std::borrow::Cow::Borrowed(status);
+    }
+    let mut own = status.clone();
+    own.conditions.retain(is_ours);
+    std::borrow::Cow::Owned(own)
+}
+
+/// Whether the operator writes conditions of this condition's type.
+pub fn is_ours(condition: &Condition) -> bool {
+    TYPES.contains(&condition.type_.as_str())
+}
+
+/// The full condition list; `lastTransitionTime` is kept from `previous` when a condition's status is unchanged.
+pub fn conditions(
+    input: &ConditionInputs<'_>,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Vec<Condition> {
+    let phase = input.phase;
+    // Never an empty string: a condition's reason is a required CamelCase word (metav1.Condition).
+    let reason = if input.reason.is_empty() {
+        phase.as_str()
+    } else {
+        input.reason
+    };
+    let phase_message = format!("execution is {phase}");
+    let message = if input.message.is_empty() {
+        phase_message.as_str()
+    } else {
+        input.message
+    };
+    let failed = matches!(phase, Phase::Failed | Phase::Cancelled) || input.stalled;
+    let in_progress = matches!(phase, Phase::Pending | Phase::Queued | Phase::Running);
+    let succeeded = match phase {
+        Phase::Succeeded => "True",
+        Phase::Failed | Phase::Cancelled => "False",
+        _ => "Unknown",
+    };
+    let (paused, paused_reason, paused_message) = if phase == Phase::Paused {
+        ("True", "Paused", "execution is paused (spec.suspend)")
+    } else if input.pause_requested {
+        (
+            "True",
+            "PauseRequested",
+            "pause requested: the running step finishes first",
+        )
+    } else {
+        ("False", "NotPaused", "not paused")
+    };
+    let (admitted, admitted_reason, admitted_message) = match input.not_admitted {
+        Some((r, m)) => ("False", r, m),
+        None if phase == Phase::Queued => ("False", "Queued", message),
+        None => ("True", "Admitted", "admitted"),
+    };
+    let wanted = [
+        (
+            "Ready",
+            bool_status(phase == Phase::Succeeded),
+            reason,
+            message,
+        ),
+        ("Reconciling", bool_status(in_progress), reason, message),
+        ("Stalled", bool_status(failed), reason, message),
+        ("Succeeded", succeeded, reason, message),
+        ("Paused", paused, paused_reason, paused_message),
+        ("Admitted", admitted, admitted_reason, admitted_message),
+    ];
+    wanted
+        .into_iter()
+        .map(|(type_, status, reason, message)| {
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+                .map_or_else(|| Time(now), |c| c.last_transition_time.clone());
+            Condition {
+                type_: type_.to_string(),
+                status: status.to_string(),
+                reason: reason.to_string(),
+                message: message.to_string(),
+                last_transition_time,
+                observed_generation: input.generation,
+            }
+        })
+        .collect()
+}
+
+fn bool_status(value: bool) -> &'static str {
+    if value { "True" } else { "False" }
+}
+
+/// The condition of `type_` in `conditions`, if present.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    fn status_of(conds: &[Condition], type_: &str) -> String {
+        find(conds, type_).unwrap().status.clone()
+    }
+
+    #[test]
+    fn kstatus_view_of_every_phase() {
+        // phase -> (Ready, Reconciling, Stalled, Succeeded)
+        let table = [
+            (Phase::Pending, ["False", "True", "False", "Unknown"]),
+            (Phase::Queued, ["False", "True", "False", "Unknown"]),
+            (Phase::Running, ["False", "True", "False", "Unknown"]),
+            (Phase::Paused, ["False", "False", "False", "Unknown"]),
+            (Phase::Succeeded, ["True", "False", "False", "True"]),
+            (Phase::Failed, ["False", "False", "True", "False"]),
+            (Phase::Cancelled, ["False", "False", "True", "False"]),
+        ];
+        for (phase, expected) in table {
+            let c = conditions(
+                &ConditionInputs {
+                    phase,
+                    reason: "R",
+                    ..Default::default()
+                },
+                &[],
+                at(1),
+            );
+            let got: Vec<String> = ["Ready", "Reconciling", "Stalled", "Succeeded"]
+                .iter()
+                .map(|t| status_of(&c, t))
+                .collect();
+            assert_eq!(got, expected, "{phase}");
+            assert_eq!(c.len(), TYPES.len());
+        }
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let running = ConditionInputs {
+            phase: Phase::Running,
+            reason: "StepRunning",
+            generation: Some(1),
+            ..Default::default()
+        };
+        let first = conditions(&running, &[], at(10));
+        let again = conditions(
+            &ConditionInputs {
+                reason: "Other",
+                ..running.clone()
+            },
+            &first,
+            at(20),
+        );
+        assert!(again.iter().all(|c| c.last_transition_time == Time(at(10))));
+        let done = conditions(
+            &ConditionInputs {
+                phase: Phase::Succeeded,
+                ..running
+            },
+            &again,
+            at(30),
+        );
+        assert_eq!(
+            find(&done, "Ready").unwrap().last_transition_time,
+            Time(at(30))
+        );
+        assert_eq!(
+            find(&done, "Stalled").unwrap().last_transition_time,
+            Time(at(10))
+        );
+    }
+
+    #[test]
+    fn pause_and_admission() {
+        let c = conditions(
+            &ConditionInputs {
+                phase: Phase::Running,
+                pause_requested: true,
+                ..Default::default()
+            },
+            &[],
+            at(1),
+        );
+        assert_eq!(find(&c, "Paused").unwrap().reason, "PauseRequested");
+        let c = conditions(
+            &ConditionInputs {
+                phase: Phase::Pending,
+                not_admitted: Some(("QueueNotFound", "no queue q")),
+                ..Default::default()
+            },
+            &[],
+            at(1),
+        );
+        let admitted = find(&c, "Admitted").unwrap();
+        assert_eq!(
+            (admitted.status.as_str(), admitted.reason.as_str()),
+            ("False", "QueueNotFound")
+        );
+    }
+}

@@ -1,0 +1,582 @@
+//! `decide`: from one observed snapshot and the time, the whole plan of one reconcile.
+//!
+//! Running `decide` again on the state its plan produces yields no further writes (the fixed-point property the
+//! tests check), which is what keeps repeated reconciles silent.
+
+use crate::lifecycle::backoff::{may_retry, retry_delay_seconds};
+use crate::lifecycle::conditions::{self, ConditionInputs, conditions};
+use crate::lifecycle::draft::Draft;
+use crate::lifecycle::history;
+use crate::lifecycle::names::job_name;
+use crate::lifecycle::progress::progress;
+use crate::lifecycle::steps::{LOST_JOB_SECONDS, StepRecord, StepView, step_records};
+use crate::lifecycle::timefmt::{add_seconds, human_duration, seconds_between, whole_seconds};
+use crate::lifecycle::transitions::allowed;
+use crate::lifecycle::{Admission, InvalidSpec, JobState, Launch, Observed, Plan, resolve_steps};
+use crew_api::{CrewExecutionStatus, Phase, StepPhase};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Seconds to wait for the cache to show a Job this operator just created, or a name to be freed.
+pub const CACHE_LAG_REQUEUE_SECONDS: u64 = 5;
+/// Seconds to wait for a finished Job's pod to reach the cache.
+pub const POD_LAG_REQUEUE_SECONDS: u64 = 2;
+
+/// Derived facts that become status fields besides phase, reason and history.
+#[derive(Default)]
+struct Outcome {
+    records: Vec<StepRecord>,
+    completed: usize,
+    current: Option<usize>,
+    start_time: Option<Timestamp>,
+    completion_time: Option<Timestamp>,
+    next_retry_time: Option<Timestamp>,
+    pause_requested: bool,
+    not_admitted: Option<(String, String)>,
+    stalled: bool,
+}
+
+/// Decides one reconcile of one execution.
+pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
+    let now = whole_seconds(now);
+    let previous = observed.status.cloned().unwrap_or_default();
+    let mut draft = Draft::new(observed, &previous, now);
+    let mut plan = Plan::default();
+    if draft.phase.is_terminal() {
+        return decide_finished(draft, plan);
+    }
+    let mut outcome = Outcome {
+        start_time: previous.start_time.as_ref().map(|t| t.0),
+        ..Default::default()
+    };
+    match resolve_steps(observed.spec) {
+        Err(invalid) => decide_invalid(&mut draft, &mut plan, &mut outcome, invalid),
+        Ok(steps) => {
+            outcome.records = step_records(steps, &observed.jobs, &previous, now);
+            if !observed.spec.cancel
+                && outcome
+                    .records
+                    .iter()
+                    .any(|r| r.view == StepView::AwaitingPod)
+            {
+                plan.requeue_within(POD_LAG_REQUEUE_SECONDS);
+                return plan;
+            }
+            decide_steps(&mut draft, &mut plan, &mut outcome);
+        }
+    }
+    let status = compose(&draft, &outcome);
+    if draft.phase.is_terminal()
+        && let Some(ttl) = observed.spec.ttl_seconds_after_finished
+    {
+        plan.requeue_within(ttl.max(1) as u64);
+    }
+    plan.events = draft.events();
+    if status != *conditions::without_foreign(&previous) {
+        plan.status = Some(status);
+    }
+    plan
+}
+
+fn decide_invalid(
+    draft: &mut Draft<'_>,
+    plan: &mut Plan,
+    outcome: &mut Outcome,
+    invalid: InvalidSpec,
+) {
+    let message = format!("invalid spec: {invalid}");
+    outcome.records = Vec::new();
+    // Checked first: a refused transition would warn `InvalidTransition` on every reconcile.
+    if allowed(draft.phase, Phase::Failed) {
+        draft.transition(Phase::Failed, "InvalidSpec", message.clone(), None);
+        outcome.completion_time = Some(draft.now);
+        plan.delete_jobs = active_owned_jobs(draft);
+    } else {
+        draft.set_reason("InvalidSpec", message.clone());
+        draft.warn_once("InvalidSpec", message);
+        outcome.stalled = true;
+    }
+}
+
+fn decide_steps(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
+    let spec = draft.observed.spec;
+    let total = outcome.records.len();
+    let started = outcome
+        .records
+        .iter()
+        .any(|r| r.view != StepView::NotStarted);
+    if started
+        && outcome.start_time.is_none()
+        && matches!(draft.phase, Phase::Pending | Phase::Queued)
+    {
+        // Status was never written after the first Job was created (a restart in between): catch up. A Queued
+        // execution that started before (resumed into a full queue) must keep waiting for its slot instead.
+        let first = outcome.records[0].spec.name.clone();
+        draft.transition(
+            Phase::Running,
+            "Started",
+            format!("started step {first}"),
+            Some(&first),
+        );
+    }
+    if started && outcome.start_time.is_none() {
+        outcome.start_time = outcome
+            .records
+            .iter()
+            .filter_map(|r| r.status.start_time.as_ref().map(|t| t.0))
+            .min();
+    }
+
+    if spec.cancel {
+        return cancel(draft, plan, outcome);
+    }
+    let completed = outcome.records.iter().take_while(|r| r.succeeded()).count();
+    outcome.completed = completed;
+    for record in &outcome.records[..completed.min(total.saturating_sub(1))] {
+        if record.newly_finished() {
+            let next = outcome
+                .records
+                .get(completed)
+                .map_or(String::new(), |r| format!("; next: step {}", r.spec.name));
+            let took = record.status.duration_seconds.unwrap_or_default();
+            draft.note(
+                "StepSucceeded",
+                format!(
+                    "step {} succeeded in {}{next}",
+                    record.spec.name,
+                    human_duration(took)
+                ),
+                &record.spec.name,
+            );
+        }
+    }
+    if timed_out(draft, plan, outcome) {
+        return;
+    }
+    if completed == total {
+        let last = &outcome.records[total - 1];
+        let finished = outcome
+            .records
+            .iter()
+            .filter_map(|r| r.status.completion_time.as_ref().map(|t| t.0))
+            .max();
+        let message = format!("all {total} steps succeeded");
+        draft.transition(
+            Phase::Succeeded,
+            "Succeeded",
+            message,
+            Some(&last.spec.name.clone()),
+        );
+        outcome.completion_time = Some(finished.unwrap_or(draft.now));
+        return;
+    }
+    outcome.current = Some(completed);
+    let view = outcome.records[completed].view.clone();
+    match view {
+        StepView::Active { attempt } => running(draft, outcome, attempt),
+        StepView::Launched { attempt, since } => {
+            if since.is_none_or(|s| seconds_between(s, draft.now) < LOST_JOB_SECONDS) {
+                plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
+                running(draft, outcome, attempt);
+            } else {
+                let record = &mut outcome.records[completed];
+                let job = record.status.job_name.clone().unwrap_or_default();
+                record.status.phase = StepPhase::Failed;
+                record.status.message =
+                    Some(format!("Job {job} disappeared before its outcome was seen"));
+                record.status.completion_time = Some(Time(draft.now));
+                record.recorded = None;
+                failed(draft, plan, outcome, attempt, draft.now);
+            }
+        }
+        StepView::Finished {
+            attempt, finished, ..
+        } => failed(draft, plan, outcome, attempt, finished),
+        StepView::NotStarted | StepView::AwaitingPod => start(draft, plan, outcome, 1),
+    }
+}
+
+fn running(draft: &mut Draft<'_>, outcome: &mut Outcome, attempt: u32) {
+    let record = &outcome.records[outcome.completed];
+    let name = record.spec.name.clone();
+    if draft.phase != Phase::Running {
+        draft.transition(
+            Phase::Running,
+            "Resumed",
+            format!("step {name} is running"),
+            Some(&name),
+        );
+    }
+    outcome.pause_requested = draft.observed.spec.suspend;
+    let total = outcome.records.len();
+    let message = format!(
+        "running step {name} ({}/{total}), attempt {attempt}",
+        outcome.completed + 1
+    );
+    draft.set_reason("StepRunning", message);
+}
+
+fn failed(
+    draft: &mut Draft<'_>,
+    plan: &mut Plan,
+    outcome: &mut Outcome,
+    attempt: u32,
+    finished: Timestamp,
+) {
+    let spec = draft.observed.spec;
+    let policy = spec.retry.clone().unwrap_or_default();
+    let record = &mut outcome.records[outcome.completed];
+    let name = record.spec.name.clone();
+    let detail = record
+        .status
+        .message
+        .clone()
+        .unwrap_or_else(|| "failed".into());
+    let newly = record.newly_finished() || record.recorded.is_none();
+    if !may_retry(&policy, attempt) {
+        record.status.phase = StepPhase::Failed;
+        let (reason, tries) = if policy.limit > 0 {
+            ("RetriesExhausted", format!(" after {attempt} attempts"))
+        } else {
+            ("StepFailed", String::new())
+        };
+        draft.transition(
+            Phase::Failed,
+            reason,
+            format!("step {name} failed{tries}: {detail}"),
+            Some(&name),
+        );
+        outcome.completion_time = Some(finished);
+        return;
+    }
+    record.status.phase = StepPhase::Retrying;
+    let delay = retry_delay_seconds(&policy, attempt);
+    let retry_at = add_seconds(finished, delay as i64);
+    if newly {
+        let message = format!(
+            "step {name} attempt {attempt} failed ({detail}); attempt {} in {delay}s",
+            attempt + 1
+        );
+        draft.note("RetryScheduled", message, &name);
+        draft.relate_last(job_name(draft.observed.name, &name, attempt));
+    }
+    if spec.suspend {
+        draft.transition(
+            Phase::Paused,
+            "Paused",
+            format!("paused before retrying step {name}"),
+            Some(&name),
+        );
+        return;
+    }
+    if draft.now >= retry_at {
+        return start(draft, plan, outcome, attempt + 1);
+    }
+    if !acquire_slot(draft, outcome, &name) {
+        return;
+    }
+    outcome.next_retry_time = Some(retry_at);
+    draft.set_reason(
+        "RetryBackoff",
+        format!("step {name} attempt {} starts at {retry_at}", attempt + 1),
+    );
+    plan.requeue_within(seconds_between(draft.now, retry_at) as u64);
+}
+
+fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt: u32) {
+    let spec = draft.observed.spec;
+    let index = outcome.completed;
+    let name = outcome.records[index].spec.name.clone();
+    if spec.suspend {
+        draft.transition(
+            Phase::Paused,
+            "Paused",
+            format!("paused before step {name}"),
+            Some(&name),
+        );
+        return;
+    }
+    let job = job_name(draft.observed.name, &name, attempt);
+    if draft
+        .observed
+        .jobs
+        .iter()
+        .any(|j| !j.owned && j.name == job)
+    {
+        let message = format!(
+            "Job {job} belongs to an earlier execution of the same name; waiting for it to be deleted"
+        );
+        draft.warn_once("JobNameTaken", message.clone());
+        draft.set_reason("JobNameTaken", message);
+        plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
+        return;
+    }
+    if !acquire_slot(draft, outcome, &name) {
+        return;
+    }
+    let record = &mut outcome.records[index];
+    record.status = crew_api::StepStatus {
+        name: name.clone(),
+        phase: StepPhase::Running,
+        attempt,
+        job_name: Some(job.clone()),
+        start_time: Some(Time(draft.now)),
+        ..Default::default()
+    };
+    plan.ensure_config_map =
+        index == 0 && attempt == 1 && (spec.crew.is_some() || spec.inputs.is_some());
+    plan.launch = Some(Launch {
+        step: record.spec.clone(),
+        attempt,
+        job_name: job.clone(),
+    });
+    if attempt > 1 {
+        draft.note(
+            "StepStarted",
+            format!("step {name} attempt {attempt} started"),
+            &name,
+        );
+        draft.relate_last(job.clone());
+    }
+    outcome.start_time.get_or_insert(draft.now);
+    running(draft, outcome, attempt);
+}
+
+/// Takes a running slot if the execution does not hold one; false when it must wait (Queued / Pending).
+fn acquire_slot(draft: &mut Draft<'_>, outcome: &mut Outcome, step: &str) -> bool {
+    if draft.phase == Phase::Running {
+        return true;
+    }
+    match &draft.observed.admission {
+        Admission::Admitted => {
+            let (reason, verb) = if outcome.start_time.is_none() {
+                ("Started", "started")
+            } else {
+                ("Resumed", "resumed")
+            };
+            draft.transition(
+                Phase::Running,
+                reason,
+                format!("{verb} at step {step}"),
+                Some(step),
+            )
+        }
+        Admission::Wait { queue, .. } => {
+            let message = format!("waiting for a free slot in queue {queue}");
+            draft.transition(Phase::Queued, "Queued", message.clone(), None);
+            draft.set_reason("Queued", message);
+            false
+        }
+        Admission::QueueNotFound(queue) => {
+            let message =
+                format!("queue {queue} does not exist; the execution starts once it does");
+            if draft.phase == Phase::Pending {
+                draft.warn_once("QueueNotFound", message.clone());
+            } else {
+                draft.transition(Phase::Queued, "QueueNotFound", message.clone(), None);
+            }
+            draft.set_reason("QueueNotFound", message.clone());
+            outcome.not_admitted = Some(("QueueNotFound".into(), message));
+            false
+        }
+    }
+}
+
+fn cancel(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
+    let step = stop_current_step(draft, plan, outcome, "cancelled");
+    if draft.transition(
+        Phase::Cancelled,
+        "Cancelled",
+        "cancelled through spec.cancel".into(),
+        step.as_deref(),
+    ) {
+        outcome.completion_time = Some(draft.now);
+    }
+}
+
+/// Fails the execution once `spec.timeoutSeconds` has passed since its first start; else schedules the check.
+fn timed_out(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) -> bool {
+    let (Some(limit), Some(start)) = (draft.observed.spec.timeout_seconds, outcome.start_time)
+    else {
+        return false;
+    };
+    let deadline = add_seconds(start, limit);
+    if draft.now < deadline {
+        plan.requeue_within(seconds_between(draft.now, deadline) as u64);
+        return false;
+    }
+    if outcome.completed == outcome.records.len() {
+        return false;
+    }
+    let message = format!("execution exceeded spec.timeoutSeconds ({limit}s)");
+    if matches!(draft.phase, Phase::Queued | Phase::Paused) {
+        if draft.observed.spec.suspend {
+            return false; // a paused execution fails on resume
+        }
+        draft.transition(
+            Phase::Running,
+            "Resumed",
+            "resumed to time out".into(),
+            None,
+        );
+    }
+    let step = stop_current_step(draft, plan, outcome, "stopped: the execution timed out");
+    if draft.transition(Phase::Failed, "TimedOut", message, step.as_deref()) {
+        outcome.completion_time = Some(draft.now);
+    }
+    true
+}
+
+/// Deletes the running attempt's Job and marks the step; returns its name if one was running.
+fn stop_current_step(
+    draft: &Draft<'_>,
+    plan: &mut Plan,
+    outcome: &mut Outcome,
+    why: &str,
+) -> Option<String> {
+    plan.delete_jobs = active_owned_jobs(draft);
+    let record = outcome
+        .records
+        .iter_mut()
+        .find(|r| !r.succeeded() && r.view != StepView::NotStarted)?;
+    if matches!(
+        record.view,
+        StepView::Active { .. } | StepView::Launched { .. }
+    ) {
+        if let Some(job) = &record.status.job_name
+            && !plan.delete_jobs.contains(job)
+        {
+            plan.delete_jobs.push(job.clone());
+        }
+        record.status.phase = StepPhase::Cancelled;
+        record.status.message = Some(why.to_string());
+        record.status.completion_time = Some(Time(draft.now));
+    }
+    Some(record.spec.name.clone())
+}
+
+fn active_owned_jobs(draft: &Draft<'_>) -> Vec<String> {
+    draft
+        .observed
+        .jobs
+        .iter()
+        .filter(|j| j.owned && j.state == JobState::Active && !j.deleting)
+        .map(|j| j.name.clone())
+        .collect()
+}
+
+fn compose(draft: &Draft<'_>, outcome: &Outcome) -> CrewExecutionStatus {
+    let previous = draft.previous;
+    let observed = draft.observed;
+    let phase = draft.phase;
+    let steps: Vec<_> = if outcome.records.is_empty() {
+        // Invalid spec: the last known steps, with a step that was running marked as stopped.
+        let mut steps = previous.steps.clone();
+        for step in steps.iter_mut().filter(|s| {
+            phase.is_terminal() && matches!(s.phase, StepPhase::Running | StepPhase::Retrying)
+        }) {
+            step.phase = StepPhase::Cancelled;
+            step.message = Some("stopped: the spec became invalid".into());
+            step.completion_time.get_or_insert(Time(draft.now));
+        }
+        steps
+    } else {
+        outcome.records.iter().map(|r| r.status.clone()).collect()
+    };
+    let completed = steps
+        .iter()
+        .take_while(|s| s.phase == StepPhase::Succeeded)
+        .count() as u32;
+    let current = outcome
+        .current
+        .filter(|_| phase == Phase::Running)
+        .and_then(|i| steps.get(i))
+        .map(|s| s.name.as_str());
+    let total = if steps.is_empty() {
+        1
+    } else {
+        steps.len() as u32
+    };
+    let attempt_step = outcome
+        .current
+        .and_then(|i| steps.get(i))
+        .or_else(|| steps.iter().rev().find(|s| s.attempt > 0));
+    let completion = outcome.completion_time.filter(|_| phase.is_terminal());
+    let start = outcome.start_time;
+    let duration = start.zip(completion).map(|(s, c)| seconds_between(s, c));
+    let mut history = previous.history.clone();
+    history::append(
+        &mut history,
+        &draft.entries,
+        history::effective_limit(observed.spec.history_limit),
+    );
+    let inputs = ConditionInputs {
+        phase,
+        reason: &draft.reason,
+        message: &draft.message,
+        pause_requested: outcome.pause_requested,
+        not_admitted: outcome
+            .not_admitted
+            .as_ref()
+            .map(|(r, m)| (r.as_str(), m.as_str())),
+        stalled: outcome.stalled,
+        generation: observed.generation,
+    };
+    CrewExecutionStatus {
+        phase: Some(phase),
+        reason: Some(draft.reason.clone()).filter(|r| !r.is_empty()),
+        message: Some(draft.message.clone()).filter(|m| !m.is_empty()),
+        progress: Some(progress(phase, completed, total, current, None)),
+        attempt: attempt_step.map(|s| s.attempt).filter(|a| *a > 0),
+        start_time: start.map(Time),
+        completion_time: completion.map(Time),
+        duration_seconds: duration,
+        duration: duration.map(human_duration),
+        next_retry_time: outcome.next_retry_time.map(Time),
+        result: steps
+            .iter()
+            .rev()
+            .find(|s| s.completion_time.is_some())
+            .and_then(|s| s.result.clone()),
+        observed_generation: observed.generation,
+        history,
+        conditions: conditions(&inputs, &previous.conditions, draft.now),
+        steps,
+    }
+}
+
+/// Terminal phases are kept as written; only spec-edit warnings, leftover Job clean-up and the TTL act.
+fn decide_finished(mut draft: Draft<'_>, mut plan: Plan) -> Plan {
+    let observed = draft.observed;
+    let previous = draft.previous;
+    plan.delete_jobs = active_owned_jobs(&draft);
+    let mut status = previous.clone();
+    if observed.generation != previous.observed_generation {
+        if previous.phase == Some(Phase::Cancelled) && !observed.spec.cancel {
+            draft.warn(
+                "CancelIrreversible",
+                "spec.cancel was cleared, but a cancelled execution stays cancelled".into(),
+            );
+        }
+        status.observed_generation = observed.generation;
+        for condition in &mut status.conditions {
+            condition.observed_generation = observed.generation;
+        }
+    }
+    if let (Some(ttl), Some(done)) = (
+        observed.spec.ttl_seconds_after_finished,
+        &previous.completion_time,
+    ) {
+        let expiry = add_seconds(done.0, ttl);
+        if draft.now >= expiry {
+            plan.delete_execution = true;
+        } else {
+            plan.requeue_within(seconds_between(draft.now, expiry) as u64);
+        }
+    }
+    plan.events = draft.events();
+    if status != *previous {
+        plan.status = Some(status);
+    }
+    plan
+}

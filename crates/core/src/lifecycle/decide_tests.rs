@@ -1,0 +1,2044 @@
+//! Tests of [`decide`] through a small simulated world.
+//!
+//! `World` holds what the shell would see (spec, last written status, the Jobs of the execution, the queue verdict)
+//! and applies every plan the way the shell does: ConfigMap, Job creation, Job deletion, status write, events. Its
+//! `step` also checks, after every reconcile of every story, that `decide` is at a fixed point (running it again on
+//! the world it produced, at the same time, asks for no write) and the per-reconcile invariants (transition graph,
+//! history chain and cap, monotone attempts, terminal phases stay, one Job per step attempt, at most one live Job).
+//!
+//! Groups: stories (named table cases, one test each), restart/idempotence stories, whole-history checks over every
+//! story, write counts, and a property test over random event sequences.
+
+use crate::lifecycle::conditions::find;
+use crate::lifecycle::history::effective_limit;
+use crate::lifecycle::names::job_name;
+use crate::lifecycle::transitions::allowed;
+use crate::lifecycle::{
+    Admission, EventNote, JobState, Observed, ObservedJob, Plan, WorkerOutcome, decide,
+};
+use crew_api::execution::DEFAULT_HISTORY_LIMIT;
+use crew_api::{
+    CrewExecutionSpec, CrewExecutionStatus, HistoryEntry, Phase, Progress, RetryPolicy, StepPhase,
+    StepSpec, StepStatus,
+};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use proptest::prelude::*;
+use std::collections::HashSet;
+
+/// Name of the simulated execution.
+const NAME: &str = "report";
+/// Time 0 of every story: 2026-01-01T00:00:00Z.
+const EPOCH: i64 = 1_767_225_600;
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(EPOCH + second).unwrap()
+}
+
+fn time(second: i64) -> Time {
+    Time(at(second))
+}
+
+fn job(step: &str, attempt: u32) -> String {
+    job_name(NAME, step, attempt)
+}
+
+fn step_spec(name: &str) -> StepSpec {
+    StepSpec {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// A valid spec with a crew and inputs (so the first launch asks for the ConfigMap); no steps means `main`.
+fn spec(steps: &[&str]) -> CrewExecutionSpec {
+    CrewExecutionSpec {
+        image: Some("worker:1".into()),
+        crew: Some(serde_json::json!({ "agents": [{ "role": "researcher" }] })),
+        inputs: Some(serde_json::json!({ "topic": "tests" })),
+        steps: steps.iter().map(|n| step_spec(n)).collect(),
+        history_limit: DEFAULT_HISTORY_LIMIT,
+        ..Default::default()
+    }
+}
+
+fn retry(limit: u32, backoff_seconds: u32) -> Option<RetryPolicy> {
+    Some(RetryPolicy {
+        limit,
+        backoff_seconds,
+        max_backoff_seconds: 300,
+    })
+}
+
+/// History entries present in `new` but not in `old`: `new` is `old` (maybe with its oldest entries dropped by the
+/// cap) followed by the added entries.
+fn appended(old: &[HistoryEntry], new: &[HistoryEntry]) -> Vec<HistoryEntry> {
+    let overlap = (0..=old.len().min(new.len()))
+        .rev()
+        .find(|&k| new[..k] == old[old.len() - k..])
+        .unwrap_or(0);
+    new[overlap..].to_vec()
+}
+
+/// What the shell sees of one execution, and what it did so far.
+#[derive(Debug)]
+struct World {
+    generation: i64,
+    spec: CrewExecutionSpec,
+    status: Option<CrewExecutionStatus>,
+    jobs: Vec<ObservedJob>,
+    admission: Admission,
+    /// The next reconcile's status write fails (its events are lost with it; Job writes before it happened).
+    lose_next_write: bool,
+    last_write_lost: bool,
+    now: i64,
+    status_writes: usize,
+    job_creates: usize,
+    config_maps: usize,
+    events: Vec<EventNote>,
+    deleted_jobs: Vec<String>,
+    execution_deleted: bool,
+    /// Every (step, attempt) ever launched.
+    launched: HashSet<(String, u32)>,
+    /// Every history entry ever written, uncapped.
+    full_history: Vec<HistoryEntry>,
+    /// Indexes of `full_history` where entries are missing before (one reconcile added more than the cap).
+    history_gaps: Vec<usize>,
+    /// Phase after every reconcile.
+    phases: Vec<Phase>,
+}
+
+impl World {
+    fn new(spec: CrewExecutionSpec) -> Self {
+        World {
+            generation: 1,
+            spec,
+            status: None,
+            jobs: Vec::new(),
+            admission: Admission::Admitted,
+            lose_next_write: false,
+            last_write_lost: false,
+            now: 0,
+            status_writes: 0,
+            job_creates: 0,
+            config_maps: 0,
+            events: Vec::new(),
+            deleted_jobs: Vec::new(),
+            execution_deleted: false,
+            launched: HashSet::new(),
+            full_history: Vec::new(),
+            history_gaps: Vec::new(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// A spec edit: bumps `metadata.generation`.
+    fn edit(&mut self, change: impl FnOnce(&mut CrewExecutionSpec)) {
+        change(&mut self.spec);
+        self.generation += 1;
+    }
+
+    fn decide_at(&self, now: i64) -> Plan {
+        let observed = Observed {
+            name: NAME,
+            generation: Some(self.generation),
+            spec: &self.spec,
+            status: self.status.as_ref(),
+            jobs: self.jobs.clone(),
+            admission: self.admission.clone(),
+        };
+        decide(&observed, at(now))
+    }
+
+    /// One reconcile at `now`: decide, check, apply like the shell, check the fixed point.
+    fn step(&mut self, now: i64) -> Plan {
+        assert!(now >= self.now, "time goes backwards: {now} < {}", self.now);
+        self.now = now;
+        let before = self.status.clone();
+        let plan = self.decide_at(now);
+        self.check_plan(before.as_ref(), &plan, now);
+
+        if plan.ensure_config_map {
+            self.config_maps += 1;
+        }
+        if let Some(launch) = &plan.launch {
+            let key = (launch.step.name.clone(), launch.attempt);
+            assert!(
+                self.launched.insert(key),
+                "t={now}: second launch of step {} attempt {}",
+                launch.step.name,
+                launch.attempt
+            );
+            self.job_creates += 1;
+            if !self.jobs.iter().any(|j| j.name == launch.job_name) {
+                self.jobs.push(ObservedJob {
+                    name: launch.job_name.clone(),
+                    step: launch.step.name.clone(),
+                    attempt: launch.attempt,
+                    owned: true,
+                    state: JobState::Active,
+                    created: Some(at(now)),
+                    started: Some(at(now)),
+                    finished: None,
+                    failure_reason: None,
+                    failure_message: None,
+                    worker: None,
+                    deleting: false,
+                });
+            }
+        }
+        for name in &plan.delete_jobs {
+            self.deleted_jobs.push(name.clone());
+            if let Some(j) = self.jobs.iter_mut().find(|j| &j.name == name) {
+                j.deleting = true;
+            }
+        }
+        let lost = std::mem::take(&mut self.lose_next_write) && plan.status.is_some();
+        self.last_write_lost = lost;
+        if !lost {
+            if let Some(status) = &plan.status {
+                let old = before.as_ref().map_or(&[][..], |s| &s.history[..]);
+                let added = appended(old, &status.history);
+                let limit = effective_limit(self.spec.history_limit);
+                if !added.is_empty() && status.history.len() == limit && status.history == added {
+                    self.history_gaps.push(self.full_history.len());
+                }
+                self.full_history.extend(added);
+                self.status = Some(status.clone());
+                self.status_writes += 1;
+            }
+            self.events.extend(plan.events.iter().cloned());
+        }
+        if plan.delete_execution {
+            self.execution_deleted = true;
+        }
+        self.phases.push(self.phase());
+        self.check_world(now);
+        if !lost {
+            let again = self.decide_at(now);
+            let mut rest = again.clone();
+            // Asking again to delete is harmless. Known gap: the reconcile that makes an execution terminal does not
+            // look at the TTL (only later ones do), so with an already expired TTL the deletion comes one reconcile
+            // late; the shell always reconciles again after its own status write.
+            if plan.delete_execution || self.ttl_expired(now) {
+                rest.delete_execution = false;
+            }
+            assert!(
+                rest.is_noop(),
+                "t={now}: not a fixed point; second plan {again:#?}\nfirst plan {plan:#?}"
+            );
+        }
+        plan
+    }
+
+    /// Invariants of one plan against the status it was decided from.
+    fn check_plan(&self, before: Option<&CrewExecutionStatus>, plan: &Plan, now: i64) {
+        let old_phase = before.and_then(|s| s.phase).unwrap_or_default();
+        let Some(after) = plan.status.as_ref().or(before) else {
+            assert!(plan.launch.is_none(), "t={now}: launch without status");
+            return;
+        };
+        let new_phase = after.phase.unwrap_or_default();
+        if old_phase.is_terminal() {
+            assert_eq!(new_phase, old_phase, "t={now}: terminal phase changed");
+            assert!(plan.launch.is_none(), "t={now}: launch after {old_phase}");
+        }
+        // History: capped, never shrinking below the cap, a chain of allowed moves ending in the new phase.
+        let limit = effective_limit(self.spec.history_limit);
+        let old_history = before.map_or(&[][..], |s| &s.history[..]);
+        assert!(after.history.len() <= limit, "t={now}: history over cap");
+        assert!(
+            after.history.len() >= old_history.len().min(limit),
+            "t={now}: history shrank"
+        );
+        let added = appended(old_history, &after.history);
+        let complete = after.history.len() == old_history.len() + added.len();
+        let mut phase = if complete {
+            old_phase
+        } else {
+            added.first().map_or(old_phase, |e| e.from)
+        };
+        for entry in &added {
+            assert_eq!(entry.from, phase, "t={now}: broken chain at {entry:?}");
+            assert!(
+                entry.from == entry.to || allowed(entry.from, entry.to),
+                "t={now}: transition not allowed: {entry:?}"
+            );
+            assert_eq!(entry.time, time(now), "t={now}: entry time");
+            phase = entry.to;
+        }
+        assert_eq!(phase, new_phase, "t={now}: phase changed without history");
+        // Progress.
+        if let Some(p) = &after.progress {
+            assert!(p.completed_steps <= p.total_steps, "t={now}: {p:?}");
+            assert!(p.percent <= 100, "t={now}: {p:?}");
+            if new_phase == Phase::Succeeded {
+                assert_eq!(p.percent, 100);
+            }
+        }
+        // Attempts never go back.
+        assert_ne!(after.attempt, Some(0));
+        if let Some(before) = before {
+            for s in &after.steps {
+                if let Some(old) = before.steps.iter().find(|o| o.name == s.name) {
+                    assert!(
+                        s.attempt >= old.attempt,
+                        "t={now}: step {} attempt {} -> {}",
+                        s.name,
+                        old.attempt,
+                        s.attempt
+                    );
+                }
+            }
+        }
+        assert!(
+            plan.events.iter().all(|e| e.reason != "InvalidTransition"),
+            "t={now}: decide attempted a refused transition: {:?}",
+            plan.events
+        );
+        if !plan.delete_jobs.is_empty() {
+            assert!(
+                new_phase.is_terminal(),
+                "t={now}: deletes Jobs in {new_phase}"
+            );
+        }
+        if let Some(launch) = &plan.launch {
+            assert_eq!(
+                new_phase,
+                Phase::Running,
+                "t={now}: launch while {new_phase}"
+            );
+            assert!(launch.attempt >= 1);
+            assert_eq!(launch.job_name, job(&launch.step.name, launch.attempt));
+            let recorded = after
+                .steps
+                .iter()
+                .find(|s| s.name == launch.step.name)
+                .expect("launched step in status");
+            assert_eq!(
+                (
+                    recorded.phase,
+                    recorded.attempt,
+                    recorded.job_name.as_deref()
+                ),
+                (
+                    StepPhase::Running,
+                    launch.attempt,
+                    Some(launch.job_name.as_str())
+                ),
+                "t={now}"
+            );
+            assert_eq!(
+                after
+                    .progress
+                    .as_ref()
+                    .and_then(|p| p.current_step.as_deref()),
+                Some(launch.step.name.as_str())
+            );
+            assert_eq!(after.attempt, Some(launch.attempt));
+            assert!(
+                self.live_job().is_none(),
+                "t={now}: launch while {:?} runs",
+                self.live_job()
+            );
+        }
+    }
+
+    /// Invariants of the world after a plan was applied.
+    fn check_world(&self, now: i64) {
+        let active = self
+            .jobs
+            .iter()
+            .filter(|j| j.owned && j.state == JobState::Active)
+            .count();
+        assert!(active <= 1, "t={now}: {active} active Jobs");
+        if self.phase().is_terminal() {
+            assert!(
+                self.live_job().is_none(),
+                "t={now}: {} with a live Job",
+                self.phase()
+            );
+        }
+    }
+
+    /// Whether the execution is finished and its TTL has run out at `now`.
+    fn ttl_expired(&self, now: i64) -> bool {
+        let done = self
+            .status
+            .as_ref()
+            .filter(|s| s.phase.is_some_and(Phase::is_terminal))
+            .and_then(|s| s.completion_time.as_ref());
+        match (done, self.spec.ttl_seconds_after_finished) {
+            (Some(done), Some(ttl)) => done.0.as_second() + ttl <= at(now).as_second(),
+            _ => false,
+        }
+    }
+
+    /// The owned, active Job not being deleted.
+    fn live_job(&self) -> Option<&ObservedJob> {
+        self.jobs
+            .iter()
+            .find(|j| j.owned && j.state == JobState::Active && !j.deleting)
+    }
+
+    fn finish(
+        &mut self,
+        name: &str,
+        t: i64,
+        state: JobState,
+        change: impl FnOnce(&mut ObservedJob),
+    ) {
+        let j = self
+            .jobs
+            .iter_mut()
+            .find(|j| j.name == name)
+            .unwrap_or_else(|| panic!("no Job {name}"));
+        assert_eq!(j.state, JobState::Active, "{name} already finished");
+        j.state = state;
+        j.finished = Some(at(t));
+        change(j);
+    }
+
+    /// The Job succeeds and its pod's termination (exit 0, `result`) is in the cache.
+    fn succeed(&mut self, name: &str, t: i64, result: &str) {
+        self.finish(name, t, JobState::Succeeded, |j| {
+            j.worker = Some(WorkerOutcome {
+                exit_code: 0,
+                reason: Some("Completed".into()),
+                message: Some(result.into()),
+            });
+        });
+    }
+
+    /// The Job fails (backoff limit reached) and its pod's termination is in the cache.
+    fn fail(&mut self, name: &str, t: i64, exit_code: i32, message: &str) {
+        self.finish(name, t, JobState::Failed, |j| {
+            j.failure_reason = Some("BackoffLimitExceeded".into());
+            j.failure_message = Some("Job has reached the specified backoff limit".into());
+            j.worker = Some(WorkerOutcome {
+                exit_code,
+                reason: Some("Error".into()),
+                message: Some(message.into()),
+            });
+        });
+    }
+
+    /// The Job controller killed the Job at its `activeDeadlineSeconds`.
+    fn exceed_deadline(&mut self, name: &str, t: i64) {
+        self.finish(name, t, JobState::Failed, |j| {
+            j.failure_reason = Some("DeadlineExceeded".into());
+            j.failure_message = Some("Job was active longer than specified deadline".into());
+        });
+    }
+
+    fn status(&self) -> &CrewExecutionStatus {
+        self.status.as_ref().expect("status written")
+    }
+
+    fn phase(&self) -> Phase {
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or_default()
+    }
+
+    fn reason(&self) -> &str {
+        self.status().reason.as_deref().unwrap_or_default()
+    }
+
+    fn message(&self) -> &str {
+        self.status().message.as_deref().unwrap_or_default()
+    }
+
+    fn progress(&self) -> &Progress {
+        self.status().progress.as_ref().expect("progress")
+    }
+
+    fn step_status(&self, name: &str) -> &StepStatus {
+        self.status()
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no step {name} in status"))
+    }
+
+    fn cond(&self, type_: &str) -> &Condition {
+        find(&self.status().conditions, type_).unwrap_or_else(|| panic!("no condition {type_}"))
+    }
+
+    /// `(status, reason)` of a condition.
+    fn cond_is(&self, type_: &str) -> (&str, &str) {
+        let c = self.cond(type_);
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    fn event_reasons(&self) -> Vec<&str> {
+        self.events.iter().map(|e| e.reason.as_str()).collect()
+    }
+
+    fn warnings(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter(|e| e.warning)
+            .map(|e| e.reason.as_str())
+            .collect()
+    }
+
+    /// `(from, to, reason)` of every entry in `status.history`.
+    fn history(&self) -> Vec<(Phase, Phase, &str)> {
+        self.status()
+            .history
+            .iter()
+            .map(|e| (e.from, e.to, e.reason.as_str()))
+            .collect()
+    }
+
+    fn last_entry(&self) -> &HistoryEntry {
+        self.status().history.last().expect("history")
+    }
+
+    /// Runs a reconcile that must not write anything; returns its requeue timer.
+    fn quiet(&mut self, now: i64) -> Option<u64> {
+        let plan = self.step(now);
+        assert!(plan.is_noop(), "t={now}: expected no writes, got {plan:#?}");
+        plan.requeue_after_seconds
+    }
+}
+
+/// Checks over a whole life: the uncapped history is a chain of allowed moves, terminal phases never change.
+fn check_whole_life(label: &str, w: &World) {
+    let mut phase = Phase::Pending;
+    for (i, entry) in w.full_history.iter().enumerate() {
+        if w.history_gaps.contains(&i) {
+            phase = entry.from;
+        }
+        assert_eq!(entry.from, phase, "{label}: broken chain at {entry:?}");
+        assert!(
+            entry.from == entry.to || allowed(entry.from, entry.to),
+            "{label}: {} -> {} not allowed",
+            entry.from,
+            entry.to
+        );
+        phase = entry.to;
+    }
+    assert_eq!(phase, w.phase(), "{label}: final phase");
+    if let Some(first) = w.phases.iter().position(|p| p.is_terminal()) {
+        assert!(
+            w.phases[first..].iter().all(|p| *p == w.phases[first]),
+            "{label}: left a terminal phase: {:?}",
+            w.phases
+        );
+    }
+    for pair in w.full_history.windows(2) {
+        assert!(
+            pair[0].time <= pair[1].time,
+            "{label}: history out of order"
+        );
+    }
+}
+
+/// Story functions: each runs one scripted life with its assertions and returns the worlds it built.
+mod story {
+    use super::*;
+    use Phase::*;
+
+    pub fn one_step_success() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        let plan = w.step(0);
+        let launch = plan.launch.expect("the first reconcile launches");
+        assert_eq!(
+            (
+                launch.job_name.as_str(),
+                launch.attempt,
+                launch.step.name.as_str()
+            ),
+            ("report-main-1", 1, "main")
+        );
+        assert_eq!(launch.step.image, "worker:1");
+        assert!(plan.ensure_config_map);
+        assert_eq!((w.phase(), w.reason()), (Running, "StepRunning"));
+        assert_eq!(w.message(), "running step main (1/1), attempt 1");
+        assert_eq!(w.progress().display, "0/1 (0%)");
+        assert_eq!(w.progress().current_step.as_deref(), Some("main"));
+        assert_eq!(w.status().start_time, Some(time(0)));
+        assert_eq!(w.status().attempt, Some(1));
+        assert_eq!(w.status().observed_generation, Some(1));
+        assert_eq!(w.cond_is("Reconciling"), ("True", "StepRunning"));
+        assert_eq!(w.cond_is("Succeeded").0, "Unknown");
+        assert_eq!(w.cond_is("Paused"), ("False", "NotPaused"));
+        assert_eq!(w.cond_is("Admitted"), ("True", "Admitted"));
+        assert_eq!(w.quiet(10), None);
+
+        w.succeed(&job("main", 1), 30, "the report");
+        w.step(30);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(
+            (
+                w.status_writes,
+                w.events.len(),
+                w.job_creates,
+                w.config_maps
+            ),
+            (2, 2, 1, 1)
+        );
+        println!(
+            "one-step success: {} status writes, {} events, {} job creates, {} config maps",
+            w.status_writes,
+            w.events.len(),
+            w.job_creates,
+            w.config_maps
+        );
+        assert_eq!(w.event_reasons(), ["Started", "Succeeded"]);
+        assert!(w.warnings().is_empty());
+        assert_eq!(w.events[0].note, "Pending -> Running: started at step main");
+        assert_eq!(
+            w.events[1].note,
+            "Running -> Succeeded: all 1 steps succeeded"
+        );
+        assert_eq!(
+            w.history(),
+            [
+                (Pending, Running, "Started"),
+                (Running, Succeeded, "Succeeded")
+            ]
+        );
+        assert_eq!(w.status().history[0].time, time(0));
+        assert_eq!(w.status().history[1].time, time(30));
+        assert_eq!(w.status().history[1].step.as_deref(), Some("main"));
+        let p = w.progress();
+        assert_eq!(
+            (
+                p.percent,
+                p.completed_steps,
+                p.total_steps,
+                p.display.as_str()
+            ),
+            (100, 1, 1, "1/1 (100%)")
+        );
+        assert_eq!(p.current_step, None);
+        let s = w.status();
+        assert_eq!(
+            (s.start_time.clone(), s.completion_time.clone()),
+            (Some(time(0)), Some(time(30)))
+        );
+        assert_eq!(
+            (s.duration_seconds, s.duration.as_deref()),
+            (Some(30), Some("30s"))
+        );
+        assert_eq!(s.result.as_deref(), Some("the report"));
+        assert_eq!(s.next_retry_time, None);
+        let main = w.step_status("main");
+        assert_eq!(
+            (
+                main.phase,
+                main.attempt,
+                main.exit_code,
+                main.duration_seconds
+            ),
+            (StepPhase::Succeeded, 1, Some(0), Some(30))
+        );
+        assert_eq!(main.result.as_deref(), Some("the report"));
+        assert_eq!(main.message.as_deref(), Some("succeeded"));
+        assert_eq!(w.cond_is("Succeeded"), ("True", "Succeeded"));
+        assert_eq!(w.cond_is("Ready"), ("True", "Succeeded"));
+        assert_eq!(w.cond_is("Reconciling").0, "False");
+        assert_eq!(w.cond_is("Stalled").0, "False");
+        assert_eq!(w.cond("Ready").last_transition_time, time(30));
+        assert_eq!(w.cond("Stalled").last_transition_time, time(0));
+        assert_eq!(w.quiet(1000), None);
+        vec![w]
+    }
+
+    pub fn three_step_success() -> Vec<World> {
+        let mut w = World::new(spec(&["plan", "research", "write"]));
+        let first = w.step(0).launch.expect("launch plan");
+        assert_eq!(first.job_name, "report-plan-1");
+        assert_eq!(w.progress().display, "0/3 (0%)");
+        w.succeed(&job("plan", 1), 10, "outline");
+        let second = w.step(10);
+        assert_eq!(
+            second.launch.map(|l| l.job_name).as_deref(),
+            Some("report-research-1")
+        );
+        assert!(!second.ensure_config_map, "the ConfigMap is made once");
+        assert_eq!(w.progress().display, "1/3 (33%)");
+        assert_eq!(w.progress().current_step.as_deref(), Some("research"));
+        assert_eq!(w.step_status("plan").phase, StepPhase::Succeeded);
+        assert_eq!(w.step_status("write").phase, StepPhase::Pending);
+        assert_eq!(
+            w.last_entry().message.as_deref(),
+            Some("step plan succeeded in 10s; next: step research")
+        );
+        assert_eq!(w.status().result.as_deref(), Some("outline"));
+        w.quiet(15);
+        w.succeed(&job("research", 1), 25, "notes");
+        w.step(25);
+        assert_eq!(w.progress().display, "2/3 (66%)");
+        w.succeed(&job("write", 1), 45, "final");
+        w.step(45);
+        w.quiet(50);
+        assert_eq!(w.phase(), Succeeded);
+        println!(
+            "three-step success: {} status writes, {} events, {} job creates, {} config maps",
+            w.status_writes,
+            w.events.len(),
+            w.job_creates,
+            w.config_maps
+        );
+        assert_eq!(
+            (
+                w.status_writes,
+                w.events.len(),
+                w.job_creates,
+                w.config_maps
+            ),
+            (4, 4, 3, 1)
+        );
+        assert_eq!(
+            w.event_reasons(),
+            ["Started", "StepSucceeded", "StepSucceeded", "Succeeded"]
+        );
+        assert_eq!(
+            w.history(),
+            [
+                (Pending, Running, "Started"),
+                (Running, Running, "StepSucceeded"),
+                (Running, Running, "StepSucceeded"),
+                (Running, Succeeded, "Succeeded"),
+            ]
+        );
+        let steps: Vec<_> = w
+            .status()
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.phase, s.duration_seconds))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("plan", StepPhase::Succeeded, Some(10)),
+                ("research", StepPhase::Succeeded, Some(15)),
+                ("write", StepPhase::Succeeded, Some(20)),
+            ]
+        );
+        assert_eq!(w.progress().display, "3/3 (100%)");
+        assert_eq!(w.status().duration_seconds, Some(45));
+        assert_eq!(w.status().result.as_deref(), Some("final"));
+        vec![w]
+    }
+
+    pub fn failing_step_without_retry() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.step(0);
+        w.fail(&job("main", 1), 20, 3, "boom: quota exceeded");
+        let plan = w.step(20);
+        assert!(plan.launch.is_none() && plan.delete_jobs.is_empty());
+        assert_eq!((w.phase(), w.reason()), (Failed, "StepFailed"));
+        assert_eq!(w.message(), "step main failed: exit code 3 (Error)");
+        let main = w.step_status("main");
+        assert_eq!(
+            (main.phase, main.attempt, main.exit_code),
+            (StepPhase::Failed, 1, Some(3))
+        );
+        assert_eq!(main.message.as_deref(), Some("exit code 3 (Error)"));
+        assert_eq!(main.result.as_deref(), Some("boom: quota exceeded"));
+        assert_eq!(main.completion_time, Some(time(20)));
+        let last = w.last_entry();
+        assert_eq!(
+            (last.from, last.to, last.reason.as_str()),
+            (Running, Failed, "StepFailed")
+        );
+        assert!(last.message.as_deref().unwrap().contains("exit code 3"));
+        assert_eq!(w.event_reasons(), ["Started", "StepFailed"]);
+        assert_eq!(w.warnings(), ["StepFailed"]);
+        assert_eq!(w.status().completion_time, Some(time(20)));
+        assert_eq!(w.status().duration_seconds, Some(20));
+        assert_eq!(w.status().result.as_deref(), Some("boom: quota exceeded"));
+        assert_eq!(w.progress().display, "0/1 (0%)");
+        assert_eq!(w.cond_is("Stalled"), ("True", "StepFailed"));
+        assert_eq!(w.cond_is("Succeeded"), ("False", "StepFailed"));
+        assert_eq!(w.cond_is("Ready").0, "False");
+        assert_eq!(w.cond_is("Reconciling").0, "False");
+        assert_eq!(w.quiet(100), None);
+        assert_eq!(w.job_creates, 1);
+        vec![w]
+    }
+
+    pub fn retries_then_success() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(2, 10),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.fail(&job("main", 1), 20, 1, "flaky");
+        let plan = w.step(20);
+        assert!(plan.launch.is_none());
+        assert_eq!(plan.requeue_after_seconds, Some(10), "requeue = backoff");
+        assert_eq!((w.phase(), w.reason()), (Running, "RetryBackoff"));
+        assert_eq!(w.status().next_retry_time, Some(time(30)));
+        let main = w.step_status("main");
+        assert_eq!(
+            (main.phase, main.attempt, main.exit_code),
+            (StepPhase::Retrying, 1, Some(1))
+        );
+        let last = w.last_entry();
+        assert_eq!(
+            (last.from, last.to, last.reason.as_str()),
+            (Running, Running, "RetryScheduled")
+        );
+        assert_eq!(
+            last.message.as_deref(),
+            Some("step main attempt 1 failed (exit code 1 (Error)); attempt 2 in 10s")
+        );
+        assert_eq!(w.warnings(), ["RetryScheduled"]);
+        assert_eq!(w.progress().current_step.as_deref(), Some("main"));
+        assert_eq!(w.cond_is("Reconciling"), ("True", "RetryBackoff"));
+        assert_eq!(w.quiet(25), Some(5));
+
+        let plan = w.step(30);
+        let launch = plan.launch.expect("attempt 2");
+        assert_eq!(launch.attempt, 2);
+        assert!(launch.job_name.ends_with("-2"), "{}", launch.job_name);
+        assert!(!plan.ensure_config_map);
+        assert_eq!(w.status().attempt, Some(2));
+        assert_eq!(w.status().next_retry_time, None);
+        assert_eq!(w.reason(), "StepRunning");
+        assert_eq!(w.message(), "running step main (1/1), attempt 2");
+        assert_eq!(w.last_entry().reason, "StepStarted");
+        assert_eq!(w.step_status("main").start_time, Some(time(30)));
+        assert_eq!(w.step_status("main").exit_code, None);
+
+        w.succeed(&job("main", 2), 50, "ok");
+        w.step(50);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(w.status().attempt, Some(2));
+        assert_eq!(w.step_status("main").attempt, 2);
+        assert_eq!(w.step_status("main").duration_seconds, Some(20));
+        assert_eq!(w.status().duration_seconds, Some(50));
+        assert_eq!(
+            w.event_reasons(),
+            ["Started", "RetryScheduled", "StepStarted", "Succeeded"]
+        );
+        assert_eq!((w.status_writes, w.job_creates), (4, 2));
+        vec![w]
+    }
+
+    pub fn retries_exhausted() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(2, 5),
+            ..spec(&[])
+        });
+        w.step(0);
+        let mut requeues = Vec::new();
+        let mut t = 0;
+        for attempt in 1..=3 {
+            let running = w.live_job().expect("a running attempt").clone();
+            assert_eq!(
+                (running.name.clone(), running.attempt),
+                (job("main", attempt), attempt)
+            );
+            t += 10;
+            w.fail(&running.name, t, 2, "still broken");
+            let plan = w.step(t);
+            if let Some(delay) = plan.requeue_after_seconds {
+                requeues.push(delay);
+                t += delay as i64;
+                w.step(t);
+            }
+        }
+        assert_eq!(requeues, [5, 10], "backoff doubles");
+        assert_eq!((w.phase(), w.reason()), (Failed, "RetriesExhausted"));
+        assert_eq!(
+            w.message(),
+            "step main failed after 3 attempts: exit code 2 (Error)"
+        );
+        assert_eq!(w.step_status("main").phase, StepPhase::Failed);
+        assert_eq!(w.status().attempt, Some(3));
+        assert_eq!(
+            w.warnings(),
+            ["RetryScheduled", "RetryScheduled", "RetriesExhausted"]
+        );
+        assert_eq!(w.job_creates, 3);
+        vec![w]
+    }
+
+    pub fn step_deadline_is_a_failed_attempt() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(1, 10),
+            steps: vec![StepSpec {
+                timeout_seconds: Some(30),
+                ..step_spec("main")
+            }],
+            ..spec(&[])
+        });
+        let launch = w.step(0).launch.unwrap();
+        assert_eq!(launch.step.timeout_seconds, Some(30));
+        // No pod outcome, but a deadline failure is recorded at once (no pod grace).
+        w.exceed_deadline(&job("main", 1), 30);
+        let plan = w.step(30);
+        assert_eq!(plan.requeue_after_seconds, Some(10));
+        let main = w.step_status("main");
+        assert_eq!((main.phase, main.exit_code), (StepPhase::Retrying, None));
+        assert_eq!(
+            main.message.as_deref(),
+            Some("timed out: Job was active longer than specified deadline")
+        );
+        assert_eq!(w.last_entry().reason, "RetryScheduled");
+        assert!(w.step(40).launch.is_some());
+        w.exceed_deadline(&job("main", 2), 70);
+        w.step(70);
+        assert_eq!((w.phase(), w.reason()), (Failed, "RetriesExhausted"));
+        assert!(w.message().contains("timed out"), "{}", w.message());
+        vec![w]
+    }
+
+    pub fn execution_timeout() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            timeout_seconds: Some(60),
+            ..spec(&["a", "b"])
+        });
+        w.step(0);
+        assert_eq!(w.quiet(1), Some(59), "timer to the execution deadline");
+        w.succeed(&job("a", 1), 30, "a");
+        let plan = w.step(30);
+        assert!(plan.launch.is_some());
+        assert_eq!(plan.requeue_after_seconds, Some(30));
+        let plan = w.step(60);
+        assert_eq!(plan.delete_jobs, [job("b", 1)]);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Failed, "TimedOut"));
+        assert_eq!(w.message(), "execution exceeded spec.timeoutSeconds (60s)");
+        let b = w.step_status("b");
+        assert_eq!(b.phase, StepPhase::Cancelled);
+        assert_eq!(
+            b.message.as_deref(),
+            Some("stopped: the execution timed out")
+        );
+        assert_eq!(b.completion_time, Some(time(60)));
+        assert_eq!(w.step_status("a").phase, StepPhase::Succeeded);
+        let last = w.last_entry();
+        assert_eq!(
+            (
+                last.from,
+                last.to,
+                last.reason.as_str(),
+                last.step.as_deref()
+            ),
+            (Running, Failed, "TimedOut", Some("b"))
+        );
+        assert_eq!(w.warnings(), ["TimedOut"]);
+        assert_eq!(w.status().duration_seconds, Some(60));
+        assert_eq!(w.progress().display, "1/2 (50%)");
+        assert_eq!(w.cond_is("Stalled"), ("True", "TimedOut"));
+        // The killed Job's failure changes nothing.
+        w.fail(&job("b", 1), 62, 137, "");
+        assert_eq!(w.quiet(62), None);
+        vec![w]
+    }
+
+    /// Paused time counts toward `spec.timeoutSeconds`; a paused execution fails on resume.
+    pub fn execution_timeout_while_paused() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            timeout_seconds: Some(60),
+            ..spec(&["a", "b"])
+        });
+        w.step(0);
+        w.edit(|s| s.suspend = true);
+        w.step(5);
+        w.succeed(&job("a", 1), 20, "a");
+        w.step(20);
+        assert_eq!(w.phase(), Paused);
+        assert_eq!(w.quiet(30), Some(30));
+        assert_eq!(
+            w.quiet(100),
+            None,
+            "no timer while paused past the deadline"
+        );
+        assert_eq!(w.phase(), Paused);
+        w.edit(|s| s.suspend = false);
+        let plan = w.step(120);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Failed, "TimedOut"));
+        let tail: Vec<_> = w.history().into_iter().rev().take(2).collect();
+        assert_eq!(
+            tail,
+            [(Running, Failed, "TimedOut"), (Paused, Running, "Resumed")]
+        );
+        vec![w]
+    }
+
+    /// Cancel from every live phase: Cancelled, the running Job (if any) deleted, nothing launched.
+    pub fn cancel_from_every_live_phase() -> Vec<World> {
+        type Setup = fn(&mut World);
+        let cases: [(&str, Phase, Option<&str>, Setup); 7] = [
+            ("pending, never written", Pending, None, |_| {}),
+            ("pending, queue missing", Pending, None, |w| {
+                w.admission = Admission::QueueNotFound("q".into());
+                w.step(0);
+            }),
+            ("queued", Queued, None, |w| {
+                w.admission = Admission::Wait {
+                    queue: "q".into(),
+                    position: 2,
+                };
+                w.step(0);
+            }),
+            ("running", Running, Some("report-a-1"), |w| {
+                w.step(0);
+            }),
+            ("running, second step", Running, Some("report-b-1"), |w| {
+                w.step(0);
+                w.succeed(&job("a", 1), 3, "");
+                w.step(3);
+            }),
+            ("running, retry backoff", Running, None, |w| {
+                w.edit(|s| s.retry = retry(1, 100));
+                w.step(0);
+                w.fail(&job("a", 1), 3, 1, "");
+                w.step(3);
+            }),
+            ("paused", Paused, None, |w| {
+                w.edit(|s| s.suspend = true);
+                w.step(0);
+            }),
+        ];
+        let mut worlds = Vec::new();
+        for (label, phase, running, setup) in cases {
+            let mut w = World::new(spec(&["a", "b"]));
+            setup(&mut w);
+            assert_eq!(w.phase(), phase, "{label}");
+            assert_eq!(w.live_job().map(|j| j.name.as_str()), running, "{label}");
+            let events_before = w.events.len();
+            w.edit(|s| s.cancel = true);
+            let plan = w.step(10);
+            assert!(plan.launch.is_none(), "{label}");
+            assert_eq!(
+                plan.delete_jobs,
+                running.map(String::from).into_iter().collect::<Vec<_>>(),
+                "{label}"
+            );
+            assert_eq!((w.phase(), w.reason()), (Cancelled, "Cancelled"), "{label}");
+            let last = w.last_entry();
+            assert_eq!((last.from, last.to), (phase, Cancelled), "{label}");
+            assert_eq!(w.event_reasons()[events_before..], ["Cancelled"], "{label}");
+            assert!(!w.events.last().unwrap().warning, "{label}");
+            assert_eq!(w.status().completion_time, Some(time(10)), "{label}");
+            assert_eq!(w.cond_is("Succeeded").0, "False", "{label}");
+            assert_eq!(w.cond_is("Reconciling").0, "False", "{label}");
+            if let Some(name) = running {
+                let step = &name["report-".len()..name.len() - 2];
+                let s = w.step_status(step);
+                assert_eq!(s.phase, StepPhase::Cancelled, "{label}");
+                assert_eq!(s.message.as_deref(), Some("cancelled"), "{label}");
+                assert_eq!(last.step.as_deref(), Some(step), "{label}");
+            }
+            assert_eq!(w.quiet(20), None, "{label}");
+            worlds.push(w);
+        }
+        worlds
+    }
+
+    pub fn clearing_cancel_is_irreversible() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.step(0);
+        w.edit(|s| s.cancel = true);
+        w.step(5);
+        assert_eq!(w.phase(), Cancelled);
+        let writes = w.status_writes;
+        w.edit(|s| s.cancel = false);
+        let plan = w.step(10);
+        assert_eq!(plan.events.len(), 1);
+        assert_eq!(
+            (plan.events[0].warning, plan.events[0].reason.as_str()),
+            (true, "CancelIrreversible")
+        );
+        assert_eq!(w.phase(), Cancelled);
+        assert_eq!(w.status().observed_generation, Some(w.generation));
+        assert!(
+            w.status()
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(w.generation))
+        );
+        assert_eq!(w.status_writes, writes + 1, "observedGeneration moves");
+        assert_eq!(w.quiet(11), None, "warned once");
+        assert_eq!(w.quiet(500), None);
+        assert_eq!(w.warnings(), ["CancelIrreversible"]);
+        vec![w]
+    }
+
+    pub fn suspend_before_start() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            suspend: true,
+            ..spec(&[])
+        });
+        let plan = w.step(0);
+        assert!(plan.launch.is_none() && !plan.ensure_config_map);
+        assert_eq!((w.phase(), w.reason()), (Paused, "Paused"));
+        assert_eq!(w.message(), "paused before step main");
+        assert_eq!(w.cond_is("Paused"), ("True", "Paused"));
+        assert_eq!(w.cond_is("Reconciling").0, "False");
+        assert_eq!(w.status().start_time, None);
+        assert_eq!(w.progress().current_step, None);
+        assert_eq!(w.history(), [(Pending, Paused, "Paused")]);
+        assert_eq!(w.quiet(100), None);
+        w.edit(|s| s.suspend = false);
+        let plan = w.step(200);
+        assert!(plan.launch.is_some() && plan.ensure_config_map);
+        assert_eq!(w.last_entry().reason, "Started", "first start from Paused");
+        assert_eq!(w.status().start_time, Some(time(200)));
+        assert_eq!(w.cond_is("Paused"), ("False", "NotPaused"));
+        vec![w]
+    }
+
+    pub fn suspend_while_running_then_resume() -> Vec<World> {
+        let mut w = World::new(spec(&["a", "b"]));
+        w.step(0);
+        w.edit(|s| s.suspend = true);
+        let plan = w.step(5);
+        assert!(
+            plan.status.is_some(),
+            "condition and observedGeneration change"
+        );
+        assert!(plan.launch.is_none() && plan.delete_jobs.is_empty());
+        assert!(plan.events.is_empty());
+        assert_eq!((w.phase(), w.reason()), (Running, "StepRunning"));
+        assert_eq!(w.cond_is("Paused"), ("True", "PauseRequested"));
+        assert_eq!(w.cond_is("Reconciling").0, "True");
+        w.succeed(&job("a", 1), 20, "a");
+        let plan = w.step(20);
+        assert!(plan.launch.is_none(), "no new step while suspended");
+        assert_eq!((w.phase(), w.reason()), (Paused, "Paused"));
+        assert_eq!(w.message(), "paused before step b");
+        assert_eq!(w.cond_is("Paused"), ("True", "Paused"));
+        assert_eq!(w.progress().display, "1/2 (50%)");
+        assert_eq!(w.progress().current_step, None);
+        assert_eq!(w.step_status("b").phase, StepPhase::Pending);
+        let tail: Vec<_> = w.history().into_iter().rev().take(2).collect();
+        assert_eq!(
+            tail,
+            [
+                (Running, Paused, "Paused"),
+                (Running, Running, "StepSucceeded")
+            ]
+        );
+        assert_eq!(w.quiet(100), None);
+
+        w.edit(|s| s.suspend = false);
+        let plan = w.step(120);
+        let launch = plan.launch.expect("the next step launches on resume");
+        assert_eq!(launch.job_name, job("b", 1));
+        assert_eq!(
+            (w.phase(), w.last_entry().reason.as_str()),
+            (Running, "Resumed")
+        );
+        assert_eq!(w.cond_is("Paused"), ("False", "NotPaused"));
+        assert_eq!(w.status().start_time, Some(time(0)), "first start is kept");
+        w.succeed(&job("b", 1), 150, "b");
+        w.step(150);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(w.status().duration_seconds, Some(150), "paused time counts");
+        assert_eq!(
+            w.event_reasons(),
+            ["Started", "StepSucceeded", "Paused", "Resumed", "Succeeded"]
+        );
+        vec![w]
+    }
+
+    /// Suspended while a failed step waits for its retry: Paused; on resume the retry runs.
+    pub fn suspend_during_retry_backoff() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(1, 30),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.fail(&job("main", 1), 10, 1, "");
+        w.step(10);
+        assert_eq!(w.reason(), "RetryBackoff");
+        w.edit(|s| s.suspend = true);
+        let plan = w.step(15);
+        assert!(plan.launch.is_none());
+        assert_eq!(
+            (w.phase(), w.message()),
+            (Paused, "paused before retrying step main")
+        );
+        assert_eq!(w.status().next_retry_time, None);
+        assert_eq!(w.step_status("main").phase, StepPhase::Retrying);
+        assert_eq!(w.quiet(100), None, "no retry while paused");
+        w.edit(|s| s.suspend = false);
+        let plan = w.step(110);
+        assert_eq!(plan.launch.map(|l| l.attempt), Some(2));
+        assert_eq!(w.last_entry().reason, "StepStarted");
+        assert_eq!(w.warnings(), ["RetryScheduled"], "retry noted once");
+        vec![w]
+    }
+
+    /// Resumed while its queue is full: the execution waits in Queued (it used to be caught up to Running by the
+    /// restart catch-up on the next reconcile, launching the next step past the queue).
+    pub fn resume_into_full_queue_waits() -> Vec<World> {
+        let mut w = World::new(spec(&["a", "b"]));
+        w.step(0);
+        w.edit(|s| s.suspend = true);
+        w.succeed(&job("a", 1), 10, "a");
+        w.step(10);
+        assert_eq!(w.phase(), Paused);
+        w.admission = Admission::Wait {
+            queue: "q".into(),
+            position: 1,
+        };
+        w.edit(|s| s.suspend = false);
+        let plan = w.step(20);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Queued, "Queued"));
+        assert_eq!(w.last_entry().from, Paused);
+        assert_eq!(w.quiet(21), None, "stays queued");
+        assert_eq!(w.quiet(60), None);
+        w.admission = Admission::Admitted;
+        let plan = w.step(70);
+        assert_eq!(plan.launch.map(|l| l.job_name), Some(job("b", 1)));
+        assert_eq!(
+            w.history()[w.history().len() - 1],
+            (Queued, Running, "Resumed")
+        );
+        assert_eq!(w.status().start_time, Some(time(0)));
+        vec![w]
+    }
+
+    pub fn admission_wait_queues() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            queue: Some("gpu".into()),
+            ..spec(&[])
+        });
+        w.admission = Admission::Wait {
+            queue: "gpu".into(),
+            position: 2,
+        };
+        let plan = w.step(0);
+        assert!(plan.launch.is_none() && !plan.ensure_config_map);
+        assert_eq!((w.phase(), w.reason()), (Queued, "Queued"));
+        assert_eq!(w.message(), "waiting for a free slot in queue gpu");
+        assert_eq!(w.cond_is("Admitted"), ("False", "Queued"));
+        assert_eq!(w.cond_is("Reconciling").0, "True");
+        assert_eq!(w.event_reasons(), ["Queued"]);
+        w.admission = Admission::Wait {
+            queue: "gpu".into(),
+            position: 1,
+        };
+        assert_eq!(w.quiet(10), None);
+        w.admission = Admission::Admitted;
+        let plan = w.step(20);
+        assert!(plan.launch.is_some());
+        assert_eq!(w.last_entry().reason, "Started");
+        assert_eq!(
+            w.history(),
+            [(Pending, Queued, "Queued"), (Queued, Running, "Started")]
+        );
+        assert_eq!(
+            w.status().start_time,
+            Some(time(20)),
+            "queued time is not run time"
+        );
+        assert_eq!(w.cond_is("Admitted"), ("True", "Admitted"));
+        vec![w]
+    }
+
+    pub fn queue_not_found_warns_once() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            queue: Some("missing".into()),
+            ..spec(&[])
+        });
+        w.admission = Admission::QueueNotFound("missing".into());
+        let plan = w.step(0);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Pending, "QueueNotFound"));
+        assert_eq!(w.cond_is("Admitted"), ("False", "QueueNotFound"));
+        assert_eq!(
+            w.cond("Admitted").message,
+            "queue missing does not exist; the execution starts once it does"
+        );
+        assert_eq!(w.warnings(), ["QueueNotFound"]);
+        assert!(w.status().history.is_empty());
+        assert_eq!(w.quiet(30), None, "not repeated");
+        assert_eq!(w.quiet(300), None);
+        assert_eq!(w.events.len(), 1);
+        w.admission = Admission::Admitted;
+        assert!(w.step(400).launch.is_some());
+        assert_eq!(w.history(), [(Pending, Running, "Started")]);
+        assert_eq!(w.cond_is("Admitted"), ("True", "Admitted"));
+        vec![w]
+    }
+
+    pub fn invalid_spec_fails() -> Vec<World> {
+        let cases: [(&str, CrewExecutionSpec, &str); 3] = [
+            (
+                "no image",
+                CrewExecutionSpec {
+                    image: None,
+                    ..spec(&[])
+                },
+                "has no image",
+            ),
+            (
+                "duplicate step names",
+                spec(&["a", "b", "a"]),
+                "used more than once",
+            ),
+            (
+                "step without image",
+                CrewExecutionSpec {
+                    image: None,
+                    steps: vec![
+                        StepSpec {
+                            image: Some("x:1".into()),
+                            ..step_spec("a")
+                        },
+                        step_spec("b"),
+                    ],
+                    ..spec(&[])
+                },
+                "step \"b\" has no image",
+            ),
+        ];
+        let mut worlds = Vec::new();
+        for (label, spec, needle) in cases {
+            let mut w = World::new(spec);
+            let plan = w.step(0);
+            assert!(plan.launch.is_none() && !plan.ensure_config_map, "{label}");
+            assert_eq!((w.phase(), w.reason()), (Failed, "InvalidSpec"), "{label}");
+            assert!(w.message().starts_with("invalid spec: "), "{label}");
+            assert!(w.message().contains(needle), "{label}: {}", w.message());
+            assert_eq!(w.cond_is("Stalled"), ("True", "InvalidSpec"), "{label}");
+            assert_eq!(w.cond_is("Succeeded").0, "False", "{label}");
+            assert_eq!(w.warnings(), ["InvalidSpec"], "{label}");
+            assert_eq!(w.history(), [(Pending, Failed, "InvalidSpec")], "{label}");
+            assert_eq!(w.status().completion_time, Some(time(0)), "{label}");
+            assert_eq!(w.quiet(10), None, "{label}");
+            assert_eq!(w.job_creates, 0, "{label}");
+            worlds.push(w);
+        }
+        worlds
+    }
+
+    /// A spec edited into an invalid one while its step runs: the Job is deleted and the execution fails.
+    pub fn invalid_spec_edit_while_running() -> Vec<World> {
+        let mut w = World::new(spec(&["a", "b"]));
+        w.step(0);
+        w.edit(|s| s.steps.push(step_spec("a")));
+        let plan = w.step(5);
+        assert_eq!(plan.delete_jobs, [job("a", 1)]);
+        assert_eq!((w.phase(), w.reason()), (Failed, "InvalidSpec"));
+        assert_eq!(w.warnings(), ["InvalidSpec"]);
+        assert_eq!(w.quiet(6), None);
+        vec![w]
+    }
+
+    /// An invalid spec while Paused (or Queued), where Failed is not a permitted move: the execution stalls with
+    /// one warning and stays quiet afterwards.
+    pub fn invalid_spec_edit_while_paused_or_queued() -> Vec<World> {
+        type Setup = fn(&mut World);
+        let cases: [(&str, Phase, Setup); 2] = [
+            ("paused", Paused, |w| {
+                w.edit(|s| s.suspend = true);
+                w.step(0);
+            }),
+            ("queued", Queued, |w| {
+                w.admission = Admission::Wait {
+                    queue: "q".into(),
+                    position: 1,
+                };
+                w.step(0);
+            }),
+        ];
+        let mut worlds = Vec::new();
+        for (label, phase, setup) in cases {
+            let mut w = World::new(spec(&["a"]));
+            setup(&mut w);
+            assert_eq!(w.phase(), phase, "{label}");
+            let before = w.events.len();
+            w.edit(|s| s.image = None);
+            let plan = w.step(10);
+            assert!(plan.launch.is_none(), "{label}");
+            assert_eq!((w.phase(), w.reason()), (phase, "InvalidSpec"), "{label}");
+            assert_eq!(w.cond_is("Stalled"), ("True", "InvalidSpec"), "{label}");
+            let new: Vec<_> = w.events[before..]
+                .iter()
+                .map(|e| e.reason.as_str())
+                .collect();
+            assert_eq!(new, ["InvalidSpec"], "{label}");
+            assert_eq!(w.quiet(20), None, "{label}");
+            // Fixing the spec lets it go on.
+            w.edit(|s| s.image = Some("worker:2".into()));
+            w.admission = Admission::Admitted;
+            w.edit(|s| s.suspend = false);
+            let plan = w.step(30);
+            assert_eq!(
+                plan.launch.map(|l| l.step.image).as_deref(),
+                Some("worker:2"),
+                "{label}"
+            );
+            assert_eq!(w.cond_is("Stalled").0, "False", "{label}");
+            worlds.push(w);
+        }
+        worlds
+    }
+
+    /// Another controller adds a condition of its own (server-side apply merges conditions by type): it is no
+    /// reason to write, and the operator's writes never carry it (so never take it over).
+    pub fn another_writers_condition_is_left_alone() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.step(0);
+        let foreign = Condition {
+            type_: "PolicyChecked".into(),
+            status: "True".into(),
+            reason: "Checked".into(),
+            message: "checked by another controller".into(),
+            last_transition_time: time(0),
+            observed_generation: None,
+        };
+        if let Some(status) = w.status.as_mut() {
+            status.conditions.push(foreign);
+        }
+        w.quiet(1);
+        w.succeed(&job("main", 1), 5, "");
+        let plan = w.step(5);
+        let written = plan.status.expect("the success is written");
+        assert!(
+            written
+                .conditions
+                .iter()
+                .all(|c| c.type_ != "PolicyChecked"),
+            "another writer's condition was written back: {:?}",
+            written.conditions
+        );
+        assert_eq!(w.phase(), Succeeded);
+        vec![w]
+    }
+
+    pub fn ttl_deletes_after_finish() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            ttl_seconds_after_finished: Some(100),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.succeed(&job("main", 1), 30, "");
+        let plan = w.step(30);
+        assert!(!plan.delete_execution);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(w.quiet(31), Some(99));
+        assert_eq!(w.quiet(129), Some(1));
+        let plan = w.step(130);
+        assert!(plan.delete_execution);
+        assert!(plan.status.is_none() && plan.events.is_empty());
+        assert!(w.execution_deleted);
+        vec![w]
+    }
+
+    pub fn ttl_zero_after_failure() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            ttl_seconds_after_finished: Some(0),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.fail(&job("main", 1), 5, 1, "");
+        w.step(5);
+        assert_eq!(w.phase(), Failed);
+        assert!(w.step(6).delete_execution);
+        vec![w]
+    }
+
+    pub fn job_name_taken_by_earlier_execution() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.jobs.push(ObservedJob {
+            name: job("main", 1),
+            step: "main".into(),
+            attempt: 1,
+            owned: false,
+            state: JobState::Succeeded,
+            created: Some(at(-1000)),
+            started: Some(at(-1000)),
+            finished: Some(at(-900)),
+            failure_reason: None,
+            failure_message: None,
+            worker: Some(WorkerOutcome::default()),
+            deleting: true,
+        });
+        let plan = w.step(0);
+        assert!(plan.launch.is_none());
+        assert!(plan.delete_jobs.is_empty(), "not ours to delete");
+        assert_eq!(plan.requeue_after_seconds, Some(5));
+        assert_eq!(w.reason(), "JobNameTaken");
+        assert!(w.message().contains("report-main-1"), "{}", w.message());
+        assert_eq!(w.warnings(), ["JobNameTaken"]);
+        assert!(!w.phase().is_terminal());
+        let steps = &w.status().steps;
+        assert_eq!(
+            steps[0].phase,
+            StepPhase::Pending,
+            "the old Job is not our attempt"
+        );
+        assert_eq!(w.quiet(5), Some(5), "warned once");
+        w.jobs.clear();
+        let plan = w.step(10);
+        assert_eq!(
+            plan.launch.map(|l| l.job_name).as_deref(),
+            Some("report-main-1")
+        );
+        assert_eq!(w.reason(), "StepRunning");
+        assert_eq!(w.warnings(), ["JobNameTaken"]);
+        w.succeed(&job("main", 1), 20, "");
+        w.step(20);
+        assert_eq!(w.phase(), Succeeded);
+        vec![w]
+    }
+
+    /// A finished Job whose pod outcome is not in the cache: wait up to 10s, then record it without exit code.
+    pub fn missing_pod_outcome() -> Vec<World> {
+        let mut worlds = Vec::new();
+        for succeeded in [true, false] {
+            let label = if succeeded { "succeeded" } else { "failed" };
+            let mut w = World::new(spec(&[]));
+            w.step(0);
+            let state = if succeeded {
+                JobState::Succeeded
+            } else {
+                JobState::Failed
+            };
+            w.finish(&job("main", 1), 30, state, |j| {
+                if !succeeded {
+                    j.failure_reason = Some("BackoffLimitExceeded".into());
+                    j.failure_message = Some("Job has reached the specified backoff limit".into());
+                }
+            });
+            for t in [30, 35, 39] {
+                let plan = w.step(t);
+                assert!(plan.is_noop(), "{label} t={t}: {plan:#?}");
+                assert_eq!(plan.requeue_after_seconds, Some(2), "{label} t={t}");
+            }
+            assert_eq!(w.phase(), Running, "{label}");
+            w.step(40);
+            let main = w.step_status("main");
+            assert_eq!(
+                (main.exit_code, main.result.as_deref()),
+                (None, None),
+                "{label}"
+            );
+            assert_eq!(
+                main.completion_time,
+                Some(time(30)),
+                "{label}: the Job's time"
+            );
+            if succeeded {
+                assert_eq!(w.phase(), Succeeded);
+                assert_eq!(w.status().completion_time, Some(time(30)));
+            } else {
+                assert_eq!((w.phase(), w.reason()), (Failed, "StepFailed"));
+                assert_eq!(
+                    main.message.as_deref(),
+                    Some("Job has reached the specified backoff limit")
+                );
+            }
+            worlds.push(w);
+        }
+        worlds
+    }
+
+    /// Status says a Job was created but the cache does not show it: wait, and after 60s count a failed attempt.
+    pub fn launched_job_missing_from_cache() -> Vec<World> {
+        let mut worlds = Vec::new();
+        for limit in [0, 1] {
+            let mut w = World::new(CrewExecutionSpec {
+                retry: retry(limit, 10),
+                ..spec(&[])
+            });
+            w.step(0);
+            w.jobs.clear();
+            for t in [1, 30, 59] {
+                assert_eq!(w.quiet(t), Some(5), "limit {limit} t={t}");
+            }
+            assert_eq!(w.phase(), Running);
+            let plan = w.step(60);
+            assert!(plan.launch.is_none());
+            let main = w.step_status("main");
+            assert_eq!(
+                main.message.as_deref(),
+                Some("Job report-main-1 disappeared before its outcome was seen")
+            );
+            assert_eq!(main.exit_code, None);
+            if limit == 0 {
+                assert_eq!((w.phase(), w.reason()), (Failed, "StepFailed"));
+                assert_eq!(main.phase, StepPhase::Failed);
+            } else {
+                assert_eq!((w.phase(), w.reason()), (Running, "RetryBackoff"));
+                assert_eq!(main.phase, StepPhase::Retrying);
+                assert_eq!(w.status().next_retry_time, Some(time(70)));
+                assert_eq!(w.warnings(), ["RetryScheduled"]);
+                assert_eq!(w.quiet(65), Some(5));
+                assert_eq!(w.step(70).launch.map(|l| l.attempt), Some(2));
+                w.succeed(&job("main", 2), 80, "");
+                w.step(80);
+                assert_eq!(w.phase(), Succeeded);
+            }
+            worlds.push(w);
+        }
+        worlds
+    }
+
+    pub fn history_cap_keeps_newest() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            history_limit: 3,
+            ..spec(&["a", "b", "c"])
+        });
+        w.step(0);
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let t = 10 * (i as i64 + 1);
+            w.succeed(&job(name, 1), t, "");
+            w.step(t);
+        }
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(w.full_history.len(), 4);
+        assert_eq!(
+            w.history(),
+            [
+                (Running, Running, "StepSucceeded"),
+                (Running, Running, "StepSucceeded"),
+                (Running, Succeeded, "Succeeded"),
+            ]
+        );
+        assert_eq!(w.status().history[..], w.full_history[1..]);
+        assert_eq!(w.status().history[0].step.as_deref(), Some("a"));
+        vec![w]
+    }
+
+    // ---- restart / idempotence ----
+
+    /// The first Job was created but the status write was lost: no second Job, and the status catches up.
+    pub fn restart_after_first_launch() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.lose_next_write = true;
+        let plan = w.step(0);
+        assert!(plan.launch.is_some());
+        assert!(w.status.is_none(), "write lost");
+        assert!(w.events.is_empty(), "events go with the write");
+        let plan = w.step(3);
+        assert!(plan.launch.is_none(), "no second Job");
+        assert_eq!((w.phase(), w.reason()), (Running, "StepRunning"));
+        assert_eq!(w.history(), [(Pending, Running, "Started")]);
+        assert_eq!(w.last_entry().message.as_deref(), Some("started step main"));
+        assert_eq!(w.event_reasons(), ["Started"]);
+        assert_eq!(
+            w.status().start_time,
+            Some(time(0)),
+            "from the Job's creation"
+        );
+        assert_eq!(w.step_status("main").start_time, Some(time(0)));
+        assert_eq!((w.job_creates, w.status_writes), (1, 1));
+        w.succeed(&job("main", 1), 10, "");
+        w.step(10);
+        assert_eq!(w.status().duration_seconds, Some(10));
+        vec![w]
+    }
+
+    /// Status lost while waiting in the queue and then admitted and launched: catches up from Queued.
+    pub fn restart_after_launch_from_queue() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.admission = Admission::Wait {
+            queue: "q".into(),
+            position: 1,
+        };
+        w.step(0);
+        w.admission = Admission::Admitted;
+        w.lose_next_write = true;
+        assert!(w.step(5).launch.is_some());
+        assert_eq!(w.phase(), Queued);
+        w.admission = Admission::Wait {
+            queue: "q".into(),
+            position: 1,
+        };
+        let plan = w.step(6);
+        assert!(plan.launch.is_none());
+        assert_eq!(w.phase(), Running, "a running Job holds its slot");
+        assert_eq!(w.last_entry().reason, "Started");
+        vec![w]
+    }
+
+    /// Resumed into a full queue, then admitted and launched, but that write was lost: the running Job is seen and
+    /// the execution resumes (no second Job, no catch-up "Started").
+    pub fn restart_after_resume_from_queue() -> Vec<World> {
+        let mut w = World::new(spec(&["a", "b"]));
+        w.step(0);
+        w.edit(|s| s.suspend = true);
+        w.succeed(&job("a", 1), 10, "a");
+        w.step(10);
+        w.admission = Admission::Wait {
+            queue: "q".into(),
+            position: 1,
+        };
+        w.edit(|s| s.suspend = false);
+        w.step(20);
+        assert_eq!(w.phase(), Queued);
+        w.admission = Admission::Admitted;
+        w.lose_next_write = true;
+        assert!(w.step(30).launch.is_some());
+        assert_eq!(w.phase(), Queued);
+        w.admission = Admission::Wait {
+            queue: "q".into(),
+            position: 1,
+        };
+        let plan = w.step(31);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Running, "StepRunning"));
+        assert_eq!(w.last_entry().reason, "Resumed");
+        assert_eq!(w.step_status("b").start_time, Some(time(30)));
+        vec![w]
+    }
+
+    /// Status lost after the second step's Job was created: no second Job, the first step's success is noted.
+    pub fn restart_mid_run() -> Vec<World> {
+        let mut w = World::new(spec(&["plan", "research", "write"]));
+        w.step(0);
+        w.succeed(&job("plan", 1), 10, "");
+        w.lose_next_write = true;
+        assert!(w.step(10).launch.is_some());
+        assert_eq!(
+            w.step_status("plan").phase,
+            StepPhase::Running,
+            "write lost"
+        );
+        let plan = w.step(12);
+        assert!(plan.launch.is_none());
+        assert_eq!(w.last_entry().reason, "StepSucceeded");
+        assert_eq!(w.progress().current_step.as_deref(), Some("research"));
+        assert_eq!(w.step_status("research").phase, StepPhase::Running);
+        assert_eq!(w.step_status("research").start_time, Some(time(10)));
+        assert_eq!(w.job_creates, 2);
+        vec![w]
+    }
+
+    /// Status lost after a retry's Job was created: no third Job, the attempt number is caught up.
+    pub fn restart_after_retry_launch() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(3, 10),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.fail(&job("main", 1), 5, 1, "");
+        w.step(5);
+        w.lose_next_write = true;
+        assert_eq!(w.step(15).launch.map(|l| l.attempt), Some(2));
+        assert_eq!(w.status().attempt, Some(1));
+        let plan = w.step(16);
+        assert!(plan.launch.is_none());
+        assert_eq!(w.status().attempt, Some(2));
+        assert_eq!(w.step_status("main").phase, StepPhase::Running);
+        assert_eq!(
+            w.step_status("main").job_name.as_deref(),
+            Some("report-main-2")
+        );
+        assert_eq!(w.status().next_retry_time, None);
+        assert_eq!(w.reason(), "StepRunning");
+        assert_eq!(w.job_creates, 2);
+        vec![w]
+    }
+
+    /// The Cancelled write is lost: the next reconcile cancels again (deleting the Job again is harmless).
+    pub fn restart_terminal_write_lost() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.step(0);
+        w.edit(|s| s.cancel = true);
+        w.lose_next_write = true;
+        let plan = w.step(5);
+        assert_eq!(plan.delete_jobs, [job("main", 1)]);
+        assert_eq!(w.phase(), Running, "write lost");
+        let plan = w.step(6);
+        assert_eq!(
+            plan.delete_jobs,
+            [job("main", 1)],
+            "deleted again, harmlessly"
+        );
+        assert_eq!(w.phase(), Cancelled);
+        assert_eq!(w.event_reasons(), ["Started", "Cancelled"]);
+        vec![w]
+    }
+}
+
+macro_rules! stories {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                story::$name();
+            }
+        )*
+
+        /// Every story, by name.
+        const STORIES: &[(&str, fn() -> Vec<World>)] = &[$((stringify!($name), story::$name)),*];
+    };
+}
+
+stories!(
+    one_step_success,
+    three_step_success,
+    failing_step_without_retry,
+    retries_then_success,
+    retries_exhausted,
+    step_deadline_is_a_failed_attempt,
+    execution_timeout,
+    execution_timeout_while_paused,
+    cancel_from_every_live_phase,
+    clearing_cancel_is_irreversible,
+    suspend_before_start,
+    suspend_while_running_then_resume,
+    suspend_during_retry_backoff,
+    resume_into_full_queue_waits,
+    admission_wait_queues,
+    queue_not_found_warns_once,
+    invalid_spec_fails,
+    invalid_spec_edit_while_running,
+    invalid_spec_edit_while_paused_or_queued,
+    another_writers_condition_is_left_alone,
+    ttl_deletes_after_finish,
+    ttl_zero_after_failure,
+    job_name_taken_by_earlier_execution,
+    missing_pod_outcome,
+    launched_job_missing_from_cache,
+    history_cap_keeps_newest,
+    restart_after_first_launch,
+    restart_after_launch_from_queue,
+    restart_after_resume_from_queue,
+    restart_mid_run,
+    restart_after_retry_launch,
+    restart_terminal_write_lost,
+);
+
+#[test]
+fn every_story_history_respects_the_transition_graph() {
+    let mut checked = 0;
+    for (name, run) in STORIES {
+        for (i, w) in run().iter().enumerate() {
+            check_whole_life(&format!("{name}[{i}]"), w);
+            checked += 1;
+        }
+    }
+    assert!(checked >= STORIES.len());
+}
+
+/// Writes of a clean run of `n` steps: n+1 status writes and events, n Jobs, one ConfigMap.
+#[test]
+fn write_counts_per_clean_run() {
+    for n in 1..=4usize {
+        let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut w = World::new(spec(&refs));
+        w.step(0);
+        for (i, name) in names.iter().enumerate() {
+            let t = 10 * (i as i64 + 1);
+            w.succeed(&job(name, 1), t, "ok");
+            w.step(t);
+            w.quiet(t + 1);
+        }
+        assert_eq!(w.phase(), Phase::Succeeded);
+        println!(
+            "{n}-step run: {} status writes, {} events, {} job creates, {} config maps",
+            w.status_writes,
+            w.events.len(),
+            w.job_creates,
+            w.config_maps
+        );
+        assert_eq!(
+            (
+                w.status_writes,
+                w.events.len(),
+                w.job_creates,
+                w.config_maps
+            ),
+            (n + 1, n + 1, n, 1)
+        );
+    }
+    let mut w = World::new(CrewExecutionSpec {
+        crew: None,
+        inputs: None,
+        ..spec(&[])
+    });
+    assert!(
+        !w.step(0).ensure_config_map,
+        "no ConfigMap without crew or inputs"
+    );
+}
+
+/// Sub-second parts of `now` are dropped: the status written survives an API round trip unchanged.
+#[test]
+fn sub_second_time_is_truncated() {
+    let w = World::new(spec(&[]));
+    let observed = Observed {
+        name: NAME,
+        generation: Some(1),
+        spec: &w.spec,
+        status: None,
+        jobs: Vec::new(),
+        admission: Admission::Admitted,
+    };
+    let now = at(0)
+        .checked_add(jiff::SignedDuration::from_millis(750))
+        .unwrap();
+    let status = decide(&observed, now).status.unwrap();
+    assert_eq!(status.start_time, Some(time(0)));
+    assert_eq!(status.history[0].time, time(0));
+}
+
+// ---- property test ----
+
+#[derive(Clone, Debug)]
+enum Act {
+    Advance(i64),
+    Succeed(bool),
+    Fail(i32),
+    Deadline,
+    FinishWithoutPod(bool),
+    ToggleSuspend,
+    Cancel,
+    Admit(u8),
+    LoseNextWrite,
+    PurgeDeleted,
+    Reconcile,
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![
+        5 => (1i64..120).prop_map(Act::Advance),
+        4 => any::<bool>().prop_map(Act::Succeed),
+        3 => (1i32..256).prop_map(Act::Fail),
+        1 => Just(Act::Deadline),
+        1 => any::<bool>().prop_map(Act::FinishWithoutPod),
+        2 => Just(Act::ToggleSuspend),
+        1 => Just(Act::Cancel),
+        2 => (0u8..3).prop_map(Act::Admit),
+        1 => Just(Act::LoseNextWrite),
+        1 => Just(Act::PurgeDeleted),
+        1 => Just(Act::Reconcile),
+    ]
+}
+
+fn arb_spec() -> impl Strategy<Value = CrewExecutionSpec> {
+    (
+        1usize..=4,
+        0u32..=3,
+        0u32..=20,
+        prop::option::of(30i64..600),
+        2u32..=20,
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(
+            |(steps, limit, backoff, timeout, history_limit, suspend, crew, cancel)| {
+                let names: Vec<String> = (0..steps).map(|i| format!("s{i}")).collect();
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let base = spec(&refs);
+                CrewExecutionSpec {
+                    retry: retry(limit, backoff),
+                    timeout_seconds: timeout,
+                    history_limit,
+                    suspend,
+                    cancel,
+                    queue: Some("q".into()),
+                    crew: base.crew.clone().filter(|_| crew),
+                    ..base
+                }
+            },
+        )
+}
+
+fn admission(kind: u8) -> Admission {
+    match kind {
+        0 => Admission::Admitted,
+        1 => Admission::Wait {
+            queue: "q".into(),
+            position: 3,
+        },
+        _ => Admission::QueueNotFound("q".into()),
+    }
+}
+
+fn any_active_job(w: &World) -> Option<String> {
+    w.jobs
+        .iter()
+        .find(|j| j.owned && j.state == JobState::Active)
+        .map(|j| j.name.clone())
+}
+
+fn run_random(spec: CrewExecutionSpec, first_admission: u8, acts: Vec<Act>) {
+    let mut w = World::new(spec);
+    w.admission = admission(first_admission);
+    let mut now = 0;
+    w.step(now);
+    for a in acts {
+        match a {
+            Act::Advance(d) => now += d,
+            Act::Succeed(with_result) => {
+                if let Some(name) = any_active_job(&w) {
+                    w.succeed(&name, now, if with_result { "done" } else { "" });
+                }
+            }
+            Act::Fail(code) => {
+                if let Some(name) = any_active_job(&w) {
+                    w.fail(&name, now, code, "failed");
+                }
+            }
+            Act::Deadline => {
+                if let Some(name) = any_active_job(&w) {
+                    w.exceed_deadline(&name, now);
+                }
+            }
+            Act::FinishWithoutPod(ok) => {
+                if let Some(name) = any_active_job(&w) {
+                    let state = if ok {
+                        JobState::Succeeded
+                    } else {
+                        JobState::Failed
+                    };
+                    w.finish(&name, now, state, |_| {});
+                }
+            }
+            Act::ToggleSuspend => w.edit(|s| s.suspend = !s.suspend),
+            Act::Cancel => w.edit(|s| s.cancel = true),
+            Act::Admit(kind) => w.admission = admission(kind),
+            Act::LoseNextWrite => w.lose_next_write = !w.last_write_lost,
+            Act::PurgeDeleted => w.jobs.retain(|j| !j.deleting),
+            Act::Reconcile => {}
+        }
+        w.step(now);
+    }
+
+    // Resume, admit and let every Job succeed: the run must end.
+    w.lose_next_write = false;
+    if w.spec.suspend {
+        w.edit(|s| s.suspend = false);
+    }
+    w.admission = Admission::Admitted;
+    for _ in 0..200 {
+        w.step(now);
+        if w.phase().is_terminal() {
+            break;
+        }
+        if let Some(job) = w.live_job().map(|j| j.name.clone()) {
+            w.succeed(&job, now, "ok");
+        }
+        now += 11;
+    }
+    assert!(w.phase().is_terminal(), "did not finish: {:#?}", w.status);
+    w.step(now + 1000);
+    check_whole_life("random run", &w);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_runs_keep_the_invariants(
+        spec in arb_spec(),
+        first_admission in 0u8..3,
+        acts in prop::collection::vec(act(), 0..60),
+    ) {
+        run_random(spec, first_admission, acts);
+    }
+}

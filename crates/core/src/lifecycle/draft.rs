@@ -1,0 +1,171 @@
+//! The status being decided: phase moves guarded by the transition graph, new history entries, extra events.
+
+use crate::lifecycle::transitions::allowed;
+use crate::lifecycle::{EventNote, Observed};
+use crew_api::{CrewExecutionStatus, HistoryEntry, Phase};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Reasons recorded as Warning Events; everything else is Normal.
+pub const WARNING_REASONS: [&str; 10] = [
+    "Failed",
+    "StepFailed",
+    "RetryScheduled",
+    "RetriesExhausted",
+    "TimedOut",
+    "InvalidSpec",
+    "InvalidTransition",
+    "CancelIrreversible",
+    "QueueNotFound",
+    "JobNameTaken",
+];
+
+/// Accumulates one reconcile's decision.
+pub struct Draft<'a> {
+    /// The snapshot decided on.
+    pub observed: &'a Observed<'a>,
+    /// Status as last written.
+    pub previous: &'a CrewExecutionStatus,
+    /// Decision time (whole seconds).
+    pub now: Timestamp,
+    /// Phase as decided so far.
+    pub phase: Phase,
+    /// `status.reason` to write.
+    pub reason: String,
+    /// `status.message` to write.
+    pub message: String,
+    /// History entries added by this reconcile, oldest first.
+    pub entries: Vec<HistoryEntry>,
+    /// Events that have no history entry (refused transitions, warnings about spec edits).
+    pub extra_events: Vec<EventNote>,
+    /// (index into `entries`, Job name): the Job an entry is about, when known exactly.
+    pub entry_jobs: Vec<(usize, String)>,
+}
+
+impl<'a> Draft<'a> {
+    /// A draft starting from the last written status.
+    pub fn new(
+        observed: &'a Observed<'a>,
+        previous: &'a CrewExecutionStatus,
+        now: Timestamp,
+    ) -> Self {
+        Draft {
+            observed,
+            previous,
+            now,
+            phase: previous.phase.unwrap_or_default(),
+            reason: previous.reason.clone().unwrap_or_default(),
+            message: previous.message.clone().unwrap_or_default(),
+            entries: Vec::new(),
+            extra_events: Vec::new(),
+            entry_jobs: Vec::new(),
+        }
+    }
+
+    /// Moves to `to` if the graph allows it, recording a history entry; a refused move keeps the phase and
+    /// records a Warning Event `InvalidTransition`. Staying in the same phase records nothing.
+    pub fn transition(
+        &mut self,
+        to: Phase,
+        reason: &str,
+        message: String,
+        step: Option<&str>,
+    ) -> bool {
+        if to == self.phase {
+            return true;
+        }
+        if !allowed(self.phase, to) {
+            self.warn(
+                "InvalidTransition",
+                format!(
+                    "refused transition {} -> {to} ({reason}: {message})",
+                    self.phase
+                ),
+            );
+            return false;
+        }
+        self.entries.push(HistoryEntry {
+            time: Time(self.now),
+            from: self.phase,
+            to,
+            reason: reason.to_string(),
+            message: Some(message.clone()),
+            step: step.map(str::to_string),
+        });
+        self.phase = to;
+        self.set_reason(reason, message);
+        true
+    }
+
+    /// Records a step outcome that does not change the phase.
+    pub fn note(&mut self, reason: &str, message: String, step: &str) {
+        self.entries.push(HistoryEntry {
+            time: Time(self.now),
+            from: self.phase,
+            to: self.phase,
+            reason: reason.to_string(),
+            message: Some(message),
+            step: Some(step.to_string()),
+        });
+    }
+
+    /// Names the Job the newest entry is about (its Event relates to that Job).
+    pub fn relate_last(&mut self, job: String) {
+        if let Some(index) = self.entries.len().checked_sub(1) {
+            self.entry_jobs.push((index, job));
+        }
+    }
+
+    /// Sets `status.reason` and `status.message`.
+    pub fn set_reason(&mut self, reason: &str, message: String) {
+        self.reason = reason.to_string();
+        self.message = message;
+    }
+
+    /// Records a Warning Event with no history entry.
+    pub fn warn(&mut self, reason: &str, note: String) {
+        self.extra_events.push(EventNote {
+            warning: true,
+            reason: reason.to_string(),
+            note,
+            step: None,
+            job: None,
+        });
+    }
+
+    /// Records a Warning Event only when `status.reason` was not already `reason` (edge-triggered).
+    pub fn warn_once(&mut self, reason: &str, note: String) {
+        if self.previous.reason.as_deref() != Some(reason) {
+            self.warn(reason, note);
+        }
+    }
+
+    /// One Event per new history entry, then the extra events.
+    pub fn events(&self) -> Vec<EventNote> {
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| EventNote {
+                job: self
+                    .entry_jobs
+                    .iter()
+                    .find(|(at, _)| *at == i)
+                    .map(|(_, job)| job.clone()),
+                warning: WARNING_REASONS.contains(&e.reason.as_str()),
+                reason: e.reason.clone(),
+                note: event_note(e),
+                step: e.step.clone(),
+            })
+            .chain(self.extra_events.iter().cloned())
+            .collect()
+    }
+}
+
+fn event_note(entry: &HistoryEntry) -> String {
+    let message = entry.message.as_deref().unwrap_or_default();
+    if entry.from == entry.to {
+        message.to_string()
+    } else {
+        format!("{} -> {}: {message}", entry.from, entry.to)
+    }
+}

@@ -1,0 +1,90 @@
+//! The snapshot `decide` works from: the execution as cached plus a summary of the Jobs it owns.
+
+use crew_api::{CrewExecutionSpec, CrewExecutionStatus};
+use jiff::Timestamp;
+
+/// Where a Job stands, as the Job controller reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Created, pod pending or running.
+    Active,
+    /// The Job's `Complete` condition is true.
+    Succeeded,
+    /// The Job's `Failed` condition is true (pod failed, deadline exceeded, ...).
+    Failed,
+}
+
+/// What the worker container's termination said (from the Job's pod).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerOutcome {
+    /// Exit code of the worker container.
+    pub exit_code: i32,
+    /// The container runtime's short reason (`Completed`, `Error`, `OOMKilled`, ...).
+    pub reason: Option<String>,
+    /// The termination message the worker wrote (its result).
+    pub message: Option<String>,
+}
+
+/// One Job labelled as belonging to the execution, summarised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedJob {
+    /// Job name.
+    pub name: String,
+    /// `crew.dev/step` label.
+    pub step: String,
+    /// `crew.dev/attempt` label.
+    pub attempt: u32,
+    /// Whether the Job's controller owner reference is this execution (same UID). Jobs of a deleted execution
+    /// with the same name are not ours.
+    pub owned: bool,
+    /// Job controller's verdict.
+    pub state: JobState,
+    /// Creation time.
+    pub created: Option<Timestamp>,
+    /// `status.startTime`.
+    pub started: Option<Timestamp>,
+    /// When it succeeded or failed.
+    pub finished: Option<Timestamp>,
+    /// Reason of the Job's `Failed` condition (`DeadlineExceeded`, `BackoffLimitExceeded`).
+    pub failure_reason: Option<String>,
+    /// Message of the Job's `Failed` condition.
+    pub failure_message: Option<String>,
+    /// The worker's termination, once its pod is seen terminated.
+    pub worker: Option<WorkerOutcome>,
+    /// Whether the Job is being deleted.
+    pub deleting: bool,
+}
+
+/// Whether the execution may take a running slot now.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// A slot is free (or no limit applies).
+    #[default]
+    Admitted,
+    /// All slots of the queue are taken; `position` counts from 1.
+    Wait {
+        /// Queue name (or `*` for the operator-wide limit).
+        queue: String,
+        /// Place in the admission order.
+        position: u32,
+    },
+    /// `spec.queue` names a CrewQueue that does not exist.
+    QueueNotFound(String),
+}
+
+/// Everything `decide` needs, and nothing it should not see.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    /// Execution name.
+    pub name: &'a str,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Desired state.
+    pub spec: &'a CrewExecutionSpec,
+    /// Status as last written (None before the first write).
+    pub status: Option<&'a CrewExecutionStatus>,
+    /// Jobs carrying this execution's label (owned or not).
+    pub jobs: Vec<ObservedJob>,
+    /// Queue verdict.
+    pub admission: Admission,
+}

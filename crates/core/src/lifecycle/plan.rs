@@ -1,0 +1,70 @@
+//! What `decide` asks the shell to do.
+
+use crate::lifecycle::ResolvedStep;
+use crew_api::CrewExecutionStatus;
+
+/// Start one step attempt: create its Job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    /// The step with its resolved worker container.
+    pub step: ResolvedStep,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Deterministic Job name.
+    pub job_name: String,
+}
+
+/// A Kubernetes Event to record about the execution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventNote {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// CamelCase reason, same as the matching history entry's.
+    pub reason: String,
+    /// Human-readable note.
+    pub note: String,
+    /// The step concerned, if any (its Job becomes the Event's related object, which also keeps Events about
+    /// different attempts apart).
+    pub step: Option<String>,
+    /// The Job the Event is about, when the decision knows it exactly (a retry's failed or new attempt).
+    pub job: Option<String>,
+}
+
+/// The writes one reconcile makes, in the order the shell applies them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Create the ConfigMap with `crew.json` / `inputs.json` (before the first Job; AlreadyExists is fine).
+    pub ensure_config_map: bool,
+    /// Jobs to create.
+    pub launch: Option<Launch>,
+    /// Jobs to delete (cancel, execution timeout).
+    pub delete_jobs: Vec<String>,
+    /// The new status; `None` when nothing changed (no write).
+    pub status: Option<CrewExecutionStatus>,
+    /// Events to record once the status write succeeded.
+    pub events: Vec<EventNote>,
+    /// Reconcile again after this many seconds (timers: backoff, timeouts, TTL, cache lag).
+    pub requeue_after_seconds: Option<u64>,
+    /// Delete the execution itself (TTL after finish).
+    pub delete_execution: bool,
+}
+
+impl Plan {
+    /// Whether the plan asks for no write at all.
+    pub fn is_noop(&self) -> bool {
+        !self.ensure_config_map
+            && self.launch.is_none()
+            && self.delete_jobs.is_empty()
+            && self.status.is_none()
+            && self.events.is_empty()
+            && !self.delete_execution
+    }
+
+    /// Keeps the earliest of the requeue timers.
+    pub fn requeue_within(&mut self, seconds: u64) {
+        self.requeue_after_seconds = Some(
+            self.requeue_after_seconds
+                .map_or(seconds, |s| s.min(seconds)),
+        );
+    }
+}

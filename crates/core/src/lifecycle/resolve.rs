@@ -1,0 +1,337 @@
+//! Validation of a spec and resolution of each step's effective worker container (inheritance from the
+//! top-level fields).
+
+use crew_api::CrewExecutionSpec;
+use crew_api::execution::MAX_STEPS;
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+/// Name of the implicit step of an execution without `spec.steps`.
+pub const DEFAULT_STEP: &str = "main";
+/// Largest serialised size of `spec.crew` plus `spec.inputs` (they travel in one ConfigMap, limit 1 MiB).
+pub const MAX_PAYLOAD_BYTES: usize = 900 * 1024;
+
+/// One step with every inherited field filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedStep {
+    /// Position in the execution, from 0.
+    pub index: usize,
+    /// Step name.
+    pub name: String,
+    /// Worker image.
+    pub image: String,
+    /// Entrypoint, if set anywhere.
+    pub command: Option<Vec<String>>,
+    /// Arguments, if set anywhere.
+    pub args: Option<Vec<String>>,
+    /// `spec.env` merged with the step's own env (step wins), in first-seen order.
+    pub env: Vec<EnvVar>,
+    /// Compute resources, if set anywhere.
+    pub resources: Option<ResourceRequirements>,
+    /// Pod annotations, top-level merged with the step's.
+    pub pod_annotations: BTreeMap<String, String>,
+    /// The Job's `activeDeadlineSeconds`.
+    pub timeout_seconds: Option<i64>,
+}
+
+/// Why a spec cannot run. The text becomes the `InvalidSpec` message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidSpec(pub String);
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Validates `spec` and returns its steps in order (one step `main` when none are declared).
+pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, InvalidSpec> {
+    let mut problems = Vec::new();
+    if spec.steps.len() > MAX_STEPS {
+        problems.push(format!(
+            "at most {MAX_STEPS} steps are allowed, found {}",
+            spec.steps.len()
+        ));
+    }
+    let payload = json_len(&spec.crew) + json_len(&spec.inputs);
+    if payload > MAX_PAYLOAD_BYTES {
+        problems.push(format!(
+            "spec.crew and spec.inputs take {payload} bytes; at most {MAX_PAYLOAD_BYTES} fit"
+        ));
+    }
+    check_positive(&mut problems, "spec.timeoutSeconds", spec.timeout_seconds);
+    if spec.ttl_seconds_after_finished.is_some_and(|t| t < 0) {
+        problems.push("spec.ttlSecondsAfterFinished must not be negative".into());
+    }
+    if let Some(retry) = &spec.retry
+        && retry.max_backoff_seconds < retry.backoff_seconds
+    {
+        problems
+            .push("spec.retry.maxBackoffSeconds must not be smaller than backoffSeconds".into());
+    }
+    let mut seen = HashSet::new();
+    let steps: Vec<ResolvedStep> = if spec.steps.is_empty() {
+        vec![resolve_one(spec, 0, DEFAULT_STEP, None, &mut problems)]
+    } else {
+        spec.steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| {
+                if !is_dns_label(&step.name) {
+                    problems.push(format!(
+                        "step name {:?} is not a DNS label (a-z, 0-9, '-', at most 63)",
+                        step.name
+                    ));
+                }
+                if !seen.insert(step.name.as_str()) {
+                    problems.push(format!("step name {:?} is used more than once", step.name));
+                }
+                check_positive(
+                    &mut problems,
+                    &format!("step {:?} timeoutSeconds", step.name),
+                    step.timeout_seconds,
+                );
+                resolve_one(spec, index, &step.name, Some(step), &mut problems)
+            })
+            .collect()
+    };
+    if problems.is_empty() {
+        Ok(steps)
+    } else {
+        Err(InvalidSpec(problems.join("; ")))
+    }
+}
+
+fn resolve_one(
+    spec: &CrewExecutionSpec,
+    index: usize,
+    name: &str,
+    step: Option<&crew_api::StepSpec>,
+    problems: &mut Vec<String>,
+) -> ResolvedStep {
+    let image = step
+        .and_then(|s| s.image.clone())
+        .or_else(|| spec.image.clone())
+        .unwrap_or_default();
+    if image.trim().is_empty() {
+        problems.push(format!(
+            "step {name:?} has no image (set spec.image or the step's image)"
+        ));
+    }
+    let mut env: Vec<EnvVar> = spec.env.clone().unwrap_or_default();
+    for var in step.and_then(|s| s.env.clone()).unwrap_or_default() {
+        match env.iter_mut().find(|e| e.name == var.name) {
+            Some(existing) => *existing = var,
+            None => env.push(var),
+        }
+    }
+    let mut pod_annotations = spec.pod_annotations.clone().unwrap_or_default();
+    pod_annotations.extend(
+        step.and_then(|s| s.pod_annotations.clone())
+            .unwrap_or_default(),
+    );
+    ResolvedStep {
+        index,
+        name: name.to_string(),
+        image,
+        command: step
+            .and_then(|s| s.command.clone())
+            .or_else(|| spec.command.clone()),
+        args: step
+            .and_then(|s| s.args.clone())
+            .or_else(|| spec.args.clone()),
+        env,
+        resources: step
+            .and_then(|s| s.resources.clone())
+            .or_else(|| spec.resources.clone()),
+        pod_annotations,
+        timeout_seconds: step.and_then(|s| s.timeout_seconds),
+    }
+}
+
+fn check_positive(problems: &mut Vec<String>, what: &str, value: Option<i64>) {
+    if value.is_some_and(|v| v < 1) {
+        problems.push(format!("{what} must be at least 1"));
+    }
+}
+
+fn json_len(value: &Option<serde_json::Value>) -> usize {
+    value
+        .as_ref()
+        .and_then(|v| serde_json::to_vec(v).ok())
+        .map_or(0, |v| v.len())
+}
+
+/// RFC 1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric, 1 to 63 characters.
+pub fn is_dns_label(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crew_api::{RetryPolicy, StepSpec};
+
+    fn env(name: &str, value: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    fn step(name: &str) -> StepSpec {
+        StepSpec {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn base() -> CrewExecutionSpec {
+        CrewExecutionSpec {
+            image: Some("worker:1".into()),
+            history_limit: 20,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn no_steps_means_one_main_step() {
+        let steps = resolve_steps(&base()).unwrap();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(
+            (steps[0].name.as_str(), steps[0].image.as_str()),
+            ("main", "worker:1")
+        );
+    }
+
+    #[test]
+    fn steps_inherit_what_they_do_not_set() {
+        let mut spec = base();
+        spec.command = Some(vec!["python".into()]);
+        spec.args = Some(vec!["run.py".into()]);
+        spec.env = Some(vec![env("A", "top"), env("B", "top")]);
+        spec.pod_annotations = Some([("x".to_string(), "1".to_string())].into());
+        spec.steps = vec![
+            step("plan"),
+            StepSpec {
+                image: Some("other:2".into()),
+                args: Some(vec!["write.py".into()]),
+                env: Some(vec![env("B", "step"), env("C", "step")]),
+                pod_annotations: Some([("x".to_string(), "2".to_string())].into()),
+                timeout_seconds: Some(30),
+                ..step("write")
+            },
+        ];
+        let steps = resolve_steps(&spec).unwrap();
+        assert_eq!(steps[0].image, "worker:1");
+        assert_eq!(steps[0].args, Some(vec!["run.py".to_string()]));
+        assert_eq!(steps[1].image, "other:2");
+        assert_eq!(steps[1].command, Some(vec!["python".to_string()]));
+        assert_eq!(steps[1].args, Some(vec!["write.py".to_string()]));
+        let merged: Vec<_> = steps[1]
+            .env
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_deref().unwrap()))
+            .collect();
+        assert_eq!(merged, [("A", "top"), ("B", "step"), ("C", "step")]);
+        assert_eq!(steps[1].pod_annotations["x"], "2");
+        assert_eq!((steps[1].index, steps[1].timeout_seconds), (1, Some(30)));
+    }
+
+    #[test]
+    fn invalid_specs_are_explained() {
+        let cases: Vec<(&str, CrewExecutionSpec, &str)> = vec![
+            (
+                "no image",
+                CrewExecutionSpec {
+                    image: None,
+                    ..base()
+                },
+                "has no image",
+            ),
+            (
+                "duplicate",
+                CrewExecutionSpec {
+                    steps: vec![step("a"), step("a")],
+                    ..base()
+                },
+                "used more than once",
+            ),
+            (
+                "bad name",
+                CrewExecutionSpec {
+                    steps: vec![step("Bad_Name")],
+                    ..base()
+                },
+                "not a DNS label",
+            ),
+            (
+                "timeout",
+                CrewExecutionSpec {
+                    timeout_seconds: Some(0),
+                    ..base()
+                },
+                "spec.timeoutSeconds",
+            ),
+            (
+                "ttl",
+                CrewExecutionSpec {
+                    ttl_seconds_after_finished: Some(-1),
+                    ..base()
+                },
+                "ttlSecondsAfterFinished",
+            ),
+            (
+                "backoff",
+                CrewExecutionSpec {
+                    retry: Some(RetryPolicy {
+                        limit: 1,
+                        backoff_seconds: 10,
+                        max_backoff_seconds: 5,
+                    }),
+                    ..base()
+                },
+                "maxBackoffSeconds",
+            ),
+            (
+                "too many",
+                CrewExecutionSpec {
+                    steps: (0..65).map(|i| step(&format!("s{i}"))).collect(),
+                    ..base()
+                },
+                "at most 64",
+            ),
+            (
+                "payload",
+                CrewExecutionSpec {
+                    inputs: Some(serde_json::json!({ "blob": "x".repeat(MAX_PAYLOAD_BYTES) })),
+                    ..base()
+                },
+                "bytes",
+            ),
+        ];
+        for (label, spec, needle) in cases {
+            let err = resolve_steps(&spec).expect_err(label);
+            assert!(err.0.contains(needle), "{label}: {err}");
+        }
+    }
+
+    #[test]
+    fn dns_labels() {
+        for ok in ["a", "a-b", "0", "abc123", &"a".repeat(63)] {
+            assert!(is_dns_label(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
+}

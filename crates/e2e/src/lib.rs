@@ -1,0 +1,1 @@
+//! The cluster tests live in `tests/`; this library is empty.

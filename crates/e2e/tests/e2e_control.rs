@@ -1,0 +1,1155 @@
+//! Execution control on a real control plane: queues and priorities, retries, timeouts, pause / resume, cancel,
+//! TTL, queue statistics, the operator-wide limit, and operator restarts in the middle of all that.
+
+mod support;
+
+use crew_api::{CrewExecution, CrewQueue, CrewQueueSpec, StepPhase};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use support::{TestNs, events_of, history_reasons, jobs_of, phase_of, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(60);
+/// How often the observers sample the executions.
+const SAMPLE: Duration = Duration::from_millis(150);
+
+async fn wait_event(t: &TestNs, name: &str, kind: &str, reason: &str) {
+    wait_until(
+        LIMIT,
+        &format!("{kind} Event {reason} of {name}"),
+        || async {
+            events_of(t, name)
+                .await
+                .iter()
+                .any(|(k, r)| k == kind && r == reason)
+        },
+    )
+    .await;
+}
+
+async fn job_names(t: &TestNs, name: &str) -> Vec<String> {
+    let mut names: Vec<_> = jobs_of(t, name)
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Jobs of `name` that exist and are not being deleted.
+async fn live_job_names(t: &TestNs, name: &str) -> Vec<String> {
+    let mut names: Vec<_> = jobs_of(t, name)
+        .await
+        .into_iter()
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+fn reason_of(cx: &CrewExecution) -> String {
+    cx.status
+        .as_ref()
+        .and_then(|s| s.reason.clone())
+        .unwrap_or_default()
+}
+
+fn condition(cx: &CrewExecution, type_: &str) -> Option<Condition> {
+    cx.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+/// (status, reason) of the condition `type_` ("" when absent).
+fn condition_of(cx: &CrewExecution, type_: &str) -> (String, String) {
+    condition(cx, type_).map_or_else(Default::default, |c| (c.status, c.reason))
+}
+
+fn step_phase(cx: &CrewExecution, index: usize) -> Option<StepPhase> {
+    cx.status.as_ref()?.steps.get(index).map(|s| s.phase)
+}
+
+async fn create_queue(t: &TestNs, name: &str, max_running: u32) {
+    let api: Api<CrewQueue> = Api::namespaced(t.client.clone(), &t.ns);
+    let mut queue = CrewQueue::new(name, CrewQueueSpec { max_running });
+    queue.metadata.namespace = Some(t.ns.clone());
+    api.create(&PostParams::default(), &queue)
+        .await
+        .expect("create queue");
+}
+
+/// Merge-patches the execution's spec (`suspend`, `cancel`, ...), as `kubectl patch --type merge` would.
+async fn patch_spec(t: &TestNs, name: &str, spec: serde_json::Value) {
+    t.executions()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .expect("patch spec");
+}
+
+/// What polling the executions every [`SAMPLE`] saw.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// When each execution was first seen Running.
+    started: BTreeMap<String, Instant>,
+    /// Most executions seen Running in one sample.
+    max_running: usize,
+    /// Executions seen in phase Queued with condition Admitted=False.
+    seen_waiting: BTreeSet<String>,
+    /// Every `status.reason` seen, per execution.
+    reasons: BTreeMap<String, BTreeSet<String>>,
+    /// The executions as last seen (all terminal).
+    last: BTreeMap<String, CrewExecution>,
+}
+
+/// Samples the executions `names` every [`SAMPLE`] until all of them reached a terminal phase.
+async fn observe_until_finished(
+    api: Api<CrewExecution>,
+    names: Vec<String>,
+    limit: Duration,
+) -> Timeline {
+    let deadline = Instant::now() + limit;
+    let mut timeline = Timeline::default();
+    loop {
+        let items = api
+            .list(&ListParams::default())
+            .await
+            .expect("list executions")
+            .items;
+        let at = Instant::now();
+        let mut running = 0;
+        let mut finished = 0;
+        let mut phases = BTreeMap::new();
+        for cx in items
+            .into_iter()
+            .filter(|cx| names.contains(&cx.name_any()))
+        {
+            let name = cx.name_any();
+            let phase = phase_of(&cx);
+            match phase.as_str() {
+                "Running" => {
+                    running += 1;
+                    timeline.started.entry(name.clone()).or_insert(at);
+                }
+                "Queued" if condition_of(&cx, "Admitted").0 == "False" => {
+                    timeline.seen_waiting.insert(name.clone());
+                }
+                "Succeeded" | "Failed" | "Cancelled" => finished += 1,
+                _ => {}
+            }
+            timeline
+                .reasons
+                .entry(name.clone())
+                .or_default()
+                .insert(reason_of(&cx));
+            phases.insert(name.clone(), phase);
+            timeline.last.insert(name, cx);
+        }
+        timeline.max_running = timeline.max_running.max(running);
+        if finished == names.len() {
+            return timeline;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "executions not finished within {limit:?}: {phases:?}"
+        );
+        tokio::time::sleep(SAMPLE).await;
+    }
+}
+
+/// Sleeps until the wall clock is past the start of the next whole second (creation timestamps have whole-second
+/// resolution, so objects created on either side compare strictly).
+async fn next_second() {
+    let ms = Timestamp::now().subsec_millisecond();
+    tokio::time::sleep(Duration::from_millis((1000 - ms as u64) + 50)).await;
+}
+
+fn created(cx: &CrewExecution) -> Timestamp {
+    cx.metadata.creation_timestamp.clone().unwrap().0
+}
+
+#[tokio::test]
+async fn queue_admits_highest_priority_then_first_come_never_exceeding_max_running() {
+    let t = TestNs::new("priority", Duration::from_secs(2)).await;
+    create_queue(&t, "gpu", 2).await;
+    // Three creation batches, each in its own second. Within one priority, later batches get names that sort
+    // first, so only creation order (not the name tie-break) explains a first-come-first-served start order.
+    let batches: [&[(i32, &str)]; 3] = [
+        &[(0, "p0-c"), (5, "p5-c"), (1, "p1-c")],
+        &[(0, "p0-b"), (10, "p10-b"), (5, "p5-b")],
+        &[(0, "p0-a"), (10, "p10-a"), (5, "p5-a"), (1, "p1-a")],
+    ];
+    let mut batch_times = Vec::new();
+    for batch in batches {
+        let mut times = BTreeSet::new();
+        for (priority, name) in batch {
+            let cx = t
+                .create(&format!(
+                    "metadata: {{name: {name}}}\nspec: {{image: busybox, queue: gpu, priority: {priority}}}\n"
+                ))
+                .await;
+            times.insert(created(&cx));
+        }
+        batch_times.push(times);
+        next_second().await;
+    }
+    for pair in batch_times.windows(2) {
+        assert!(
+            pair[0].last() < pair[1].first(),
+            "creation batches must be in distinct seconds: {batch_times:?}"
+        );
+    }
+    let expected = [
+        "p10-b", "p10-a", "p5-c", "p5-b", "p5-a", "p1-c", "p1-a", "p0-c", "p0-b", "p0-a",
+    ];
+    // Started after the executions exist, so the very first admission decision sees all ten.
+    let op = t.start_operator();
+    let names: Vec<String> = expected.iter().map(|n| n.to_string()).collect();
+    let timeline = observe_until_finished(t.executions(), names.clone(), LIMIT * 2).await;
+
+    assert!(
+        timeline.max_running <= 2,
+        "at most maxRunning=2 Running at once, saw {}",
+        timeline.max_running
+    );
+    assert_eq!(timeline.max_running, 2, "both slots were used");
+    for name in &names {
+        let cx = &timeline.last[name];
+        assert_eq!(phase_of(cx), "Succeeded", "{name}");
+        assert!(timeline.started.contains_key(name), "{name} seen Running");
+    }
+    let mut order: Vec<(&Instant, &String)> =
+        timeline.started.iter().map(|(n, i)| (i, n)).collect();
+    order.sort();
+    let origin = *order[0].0;
+    let shown: Vec<String> = order
+        .iter()
+        .map(|(i, n)| format!("{n}@{}ms", i.duration_since(origin).as_millis()))
+        .collect();
+    println!("start order: {shown:?}");
+    // Two executions admitted together start within a few hundred ms of each other (either may be seen first);
+    // the next pair only after a 2 s pod finished. So an execution seen starting more than 700 ms before one that
+    // precedes it in the admission order was admitted out of order.
+    let tolerance = Duration::from_millis(700);
+    for (i, earlier) in expected.iter().enumerate() {
+        for later in &expected[i + 1..] {
+            let (a, b) = (timeline.started[*earlier], timeline.started[*later]);
+            assert!(
+                a <= b + tolerance,
+                "{earlier} must start no later than {later}; start order: {shown:?}"
+            );
+        }
+    }
+    for name in &expected[..2] {
+        assert_eq!(
+            history_reasons(&timeline.last[*name]),
+            ["Started", "Succeeded"],
+            "{name} was admitted at once"
+        );
+    }
+    for name in &expected[2..] {
+        assert!(
+            timeline.seen_waiting.contains(*name),
+            "{name} was seen Queued with Admitted=False"
+        );
+        assert_eq!(
+            history_reasons(&timeline.last[*name]),
+            ["Queued", "Started", "Succeeded"],
+            "{name}"
+        );
+    }
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn failed_attempts_are_retried_with_backoff_until_success() {
+    let t = TestNs::new("retry", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        r#"
+metadata: {name: flaky}
+spec:
+  image: busybox
+  retry: {limit: 3, backoffSeconds: 1, maxBackoffSeconds: 2}
+  podAnnotations: {sim.crew.dev/fail-attempts: "2"}
+"#,
+    )
+    .await;
+    // Poll through the run to catch the backoff state.
+    let deadline = Instant::now() + LIMIT;
+    let mut backoff_seen = None;
+    let cx = loop {
+        let cx = t.executions().get("flaky").await.expect("get");
+        if let Some(status) = &cx.status
+            && status.reason.as_deref() == Some("RetryBackoff")
+            && backoff_seen.is_none()
+        {
+            backoff_seen = Some(status.clone());
+        }
+        if phase_of(&cx) == "Succeeded" {
+            break cx;
+        }
+        assert!(Instant::now() < deadline, "not Succeeded: {:#?}", cx.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let backoff = backoff_seen.expect("status.reason RetryBackoff observed during a backoff");
+    assert!(
+        backoff.next_retry_time.is_some(),
+        "nextRetryTime set while in backoff"
+    );
+    assert_eq!(
+        backoff.phase.map(|p| p.to_string()).as_deref(),
+        Some("Running"),
+        "the execution stays Running while it waits for its retry"
+    );
+    assert_eq!(backoff.steps[0].phase, StepPhase::Retrying);
+
+    let status = cx.status.clone().unwrap();
+    assert_eq!(status.steps[0].attempt, 3);
+    assert_eq!(status.steps[0].phase, StepPhase::Succeeded);
+    assert_eq!(status.steps[0].job_name.as_deref(), Some("flaky-main-3"));
+    assert_eq!(status.attempt, Some(3));
+    assert!(status.next_retry_time.is_none(), "no retry pending");
+    assert_eq!(
+        history_reasons(&cx),
+        [
+            "Started",
+            "RetryScheduled",
+            "StepStarted",
+            "RetryScheduled",
+            "StepStarted",
+            "Succeeded"
+        ]
+    );
+    let jobs = jobs_of(&t, "flaky").await;
+    let mut names: Vec<_> = jobs
+        .iter()
+        .filter_map(|j| j.metadata.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["flaky-main-1", "flaky-main-2", "flaky-main-3"]);
+    // Each retry waited its backoff after the previous attempt failed: 1 s, then 2 s.
+    let job = |n: &str| {
+        jobs.iter()
+            .find(|j| j.metadata.name.as_deref() == Some(n))
+            .unwrap()
+    };
+    let failed_at = |n: &str| {
+        job(n)
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.type_ == "Failed" && c.status == "True")
+            })
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| panic!("{n} failed"))
+            .0
+    };
+    let created_at = |n: &str| job(n).metadata.creation_timestamp.clone().unwrap().0;
+    assert!(
+        created_at("flaky-main-2")
+            >= failed_at("flaky-main-1") + jiff::SignedDuration::from_secs(1)
+    );
+    assert!(
+        created_at("flaky-main-3")
+            >= failed_at("flaky-main-2") + jiff::SignedDuration::from_secs(2)
+    );
+    wait_until(LIMIT, "one Event per history entry", || async {
+        events_of(&t, "flaky").await.len() >= 6
+    })
+    .await;
+    let events = events_of(&t, "flaky").await;
+    let count = |kind: &str, reason: &str| {
+        events
+            .iter()
+            .filter(|(k, r)| k == kind && r == reason)
+            .count()
+    };
+    assert_eq!(count("Warning", "RetryScheduled"), 2, "{events:?}");
+    assert_eq!(count("Normal", "StepStarted"), 2, "{events:?}");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn exhausted_retries_fail_the_execution_with_the_last_exit_code() {
+    let t = TestNs::new("exhausted", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        r#"
+metadata: {name: doomed}
+spec:
+  image: busybox
+  retry: {limit: 1, backoffSeconds: 1}
+  podAnnotations: {sim.crew.dev/exit-code: "7"}
+"#,
+    )
+    .await;
+    let cx = t.wait_phase("doomed", "Failed", LIMIT).await;
+    let status = cx.status.clone().unwrap();
+    assert_eq!(status.reason.as_deref(), Some("RetriesExhausted"));
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("after 2 attempts"),
+        "{:?}",
+        status.message
+    );
+    let step = &status.steps[0];
+    assert_eq!(
+        (step.phase, step.attempt, step.exit_code),
+        (StepPhase::Failed, 2, Some(7))
+    );
+    assert_eq!(
+        history_reasons(&cx),
+        [
+            "Started",
+            "RetryScheduled",
+            "StepStarted",
+            "RetriesExhausted"
+        ]
+    );
+    assert_eq!(
+        condition_of(&cx, "Stalled"),
+        ("True".to_string(), "RetriesExhausted".to_string())
+    );
+    assert_eq!(
+        job_names(&t, "doomed").await,
+        ["doomed-main-1", "doomed-main-2"]
+    );
+    wait_event(&t, "doomed", "Warning", "RetriesExhausted").await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn step_timeout_is_enforced_by_the_job_controller() {
+    let t = TestNs::new("step-timeout", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        r#"
+metadata: {name: slowpoke}
+spec:
+  image: busybox
+  steps:
+  - name: think
+    timeoutSeconds: 2
+    podAnnotations: {sim.crew.dev/hang: "true"}
+"#,
+    )
+    .await;
+    let cx = t.wait_phase("slowpoke", "Failed", LIMIT).await;
+    let status = cx.status.clone().unwrap();
+    assert_eq!(status.reason.as_deref(), Some("StepFailed"));
+    let step = &status.steps[0];
+    assert_eq!((step.phase, step.attempt), (StepPhase::Failed, 1));
+    let message = step.message.clone().unwrap_or_default();
+    assert!(message.contains("timed out"), "step message: {message}");
+    assert!(
+        step.duration_seconds.is_some_and(|d| d >= 1),
+        "ran until its deadline: {:?}",
+        step.duration_seconds
+    );
+    assert_eq!(history_reasons(&cx), ["Started", "StepFailed"]);
+    let jobs = jobs_of(&t, "slowpoke").await;
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(
+        job.spec.as_ref().unwrap().active_deadline_seconds,
+        Some(2),
+        "the step timeout is the Job's activeDeadlineSeconds"
+    );
+    let failed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")
+        .expect("Job condition Failed");
+    assert_eq!(failed.reason.as_deref(), Some("DeadlineExceeded"));
+    wait_event(&t, "slowpoke", "Warning", "StepFailed").await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn execution_timeout_fails_the_run_and_deletes_the_running_job() {
+    let t = TestNs::new("exec-timeout", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    let begin = Instant::now();
+    t.create(
+        r#"
+metadata: {name: endless}
+spec:
+  image: busybox
+  timeoutSeconds: 3
+  steps:
+  - {name: first, podAnnotations: {sim.crew.dev/duration: 200ms}}
+  - {name: forever, podAnnotations: {sim.crew.dev/hang: "true"}}
+"#,
+    )
+    .await;
+    t.wait_for("endless", LIMIT, |cx| {
+        step_phase(cx, 1) == Some(StepPhase::Running) || phase_of(cx) == "Failed"
+    })
+    .await;
+    let cx = t
+        .wait_phase("endless", "Failed", Duration::from_secs(20))
+        .await;
+    let took = begin.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_secs(12),
+        "timed out after about 3 s, took {took:?}"
+    );
+    let status = cx.status.clone().unwrap();
+    assert_eq!(status.reason.as_deref(), Some("TimedOut"));
+    assert!(
+        status.message.as_deref().unwrap_or_default().contains("3s"),
+        "{:?}",
+        status.message
+    );
+    assert_eq!(status.steps[0].phase, StepPhase::Succeeded);
+    assert_eq!(status.steps[1].phase, StepPhase::Cancelled);
+    assert_eq!(
+        history_reasons(&cx),
+        ["Started", "StepSucceeded", "TimedOut"]
+    );
+    assert!(
+        status
+            .duration_seconds
+            .is_some_and(|d| (3..=8).contains(&d))
+    );
+    wait_until(LIMIT, "the running Job deleted", || async {
+        live_job_names(&t, "endless").await == ["endless-first-1"]
+    })
+    .await;
+    wait_event(&t, "endless", "Warning", "TimedOut").await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn pause_while_running_lets_the_step_finish_then_resume_runs_the_rest() {
+    let t = TestNs::new("pause-run", Duration::from_secs(3)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: pausable}\nspec:\n  image: busybox\n  steps: [{name: one}, {name: two}]\n")
+        .await;
+    t.wait_for("pausable", LIMIT, |cx| {
+        step_phase(cx, 0) == Some(StepPhase::Running)
+    })
+    .await;
+    patch_spec(&t, "pausable", json!({"suspend": true})).await;
+    let cx = t
+        .wait_for("pausable", Duration::from_secs(10), |cx| {
+            condition_of(cx, "Paused").1 == "PauseRequested"
+        })
+        .await;
+    assert_eq!(phase_of(&cx), "Running", "the running step goes on");
+    assert_eq!(condition_of(&cx, "Paused").0, "True");
+    assert_eq!(step_phase(&cx, 0), Some(StepPhase::Running));
+
+    let cx = t.wait_phase("pausable", "Paused", LIMIT).await;
+    assert_eq!(step_phase(&cx, 0), Some(StepPhase::Succeeded));
+    assert_eq!(step_phase(&cx, 1), Some(StepPhase::Pending));
+    assert_eq!(
+        condition_of(&cx, "Paused"),
+        ("True".to_string(), "Paused".to_string())
+    );
+    assert_eq!(
+        cx.status
+            .as_ref()
+            .unwrap()
+            .progress
+            .as_ref()
+            .unwrap()
+            .display,
+        "1/2 (50%)"
+    );
+    // It stays paused: no Job for step two appears.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        phase_of(&t.executions().get("pausable").await.unwrap()),
+        "Paused"
+    );
+    assert_eq!(job_names(&t, "pausable").await, ["pausable-one-1"]);
+
+    patch_spec(&t, "pausable", json!({"suspend": false})).await;
+    let cx = t
+        .wait_phase("pausable", "Running", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        condition_of(&cx, "Paused"),
+        ("False".to_string(), "NotPaused".to_string())
+    );
+    let cx = t.wait_phase("pausable", "Succeeded", LIMIT).await;
+    assert_eq!(
+        history_reasons(&cx),
+        ["Started", "StepSucceeded", "Paused", "Resumed", "Succeeded"]
+    );
+    assert_eq!(
+        job_names(&t, "pausable").await,
+        ["pausable-one-1", "pausable-two-1"]
+    );
+    wait_event(&t, "pausable", "Normal", "Paused").await;
+    wait_event(&t, "pausable", "Normal", "Resumed").await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn pause_while_queued_keeps_the_execution_out_of_a_freed_slot_until_resumed() {
+    let t = TestNs::new("pause-queued", Duration::from_millis(500)).await;
+    create_queue(&t, "single", 1).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: holder}\nspec: {image: busybox, queue: single, podAnnotations: {sim.crew.dev/duration: 6s}}\n")
+        .await;
+    t.wait_phase("holder", "Running", LIMIT).await;
+    t.create("metadata: {name: waiter}\nspec: {image: busybox, queue: single}\n")
+        .await;
+    let cx = t.wait_phase("waiter", "Queued", LIMIT).await;
+    assert_eq!(
+        condition_of(&cx, "Admitted"),
+        ("False".to_string(), "Queued".to_string())
+    );
+    patch_spec(&t, "waiter", json!({"suspend": true})).await;
+    let cx = t
+        .wait_phase("waiter", "Paused", Duration::from_secs(10))
+        .await;
+    assert_eq!(condition_of(&cx, "Paused").0, "True");
+    t.wait_phase("holder", "Succeeded", LIMIT).await;
+    // The slot is free, but a paused execution does not take it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cx = t.executions().get("waiter").await.unwrap();
+    assert_eq!(phase_of(&cx), "Paused");
+    assert!(
+        job_names(&t, "waiter").await.is_empty(),
+        "no Job while paused"
+    );
+
+    patch_spec(&t, "waiter", json!({"suspend": false})).await;
+    let cx = t.wait_phase("waiter", "Succeeded", LIMIT).await;
+    assert_eq!(
+        history_reasons(&cx),
+        ["Queued", "Paused", "Started", "Succeeded"]
+    );
+    assert_eq!(job_names(&t, "waiter").await, ["waiter-main-1"]);
+    op.stop().await;
+}
+
+/// Cancels `name` (expected in phase `from`), checks the outcome, then tries to clear `spec.cancel` and checks
+/// that the API server refuses and the execution stays cancelled.
+async fn cancel_and_check(t: &TestNs, name: &str, from: &str) -> CrewExecution {
+    assert_eq!(
+        phase_of(&t.executions().get(name).await.unwrap()),
+        from,
+        "{name}"
+    );
+    patch_spec(t, name, json!({"cancel": true})).await;
+    let cx = t
+        .wait_phase(name, "Cancelled", Duration::from_secs(15))
+        .await;
+    let status = cx.status.clone().unwrap();
+    assert_eq!(status.reason.as_deref(), Some("Cancelled"), "{name}");
+    assert!(status.completion_time.is_some(), "{name}");
+    let last = status.history.last().unwrap();
+    assert_eq!(
+        (
+            last.from.to_string(),
+            last.to.to_string(),
+            last.reason.as_str()
+        ),
+        (from.to_string(), "Cancelled".to_string(), "Cancelled"),
+        "{name}"
+    );
+    assert_eq!(
+        condition_of(&cx, "Stalled"),
+        ("True".to_string(), "Cancelled".to_string())
+    );
+    wait_event(t, name, "Normal", "Cancelled").await;
+
+    // The API server refuses to clear it (a CEL transition rule); the operator's own guard, for servers that would
+    // let it through, is covered by the `clearing_cancel_is_irreversible` story of the core.
+    let cleared = t
+        .executions()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": {"cancel": false} })),
+        )
+        .await;
+    let refusal = cleared
+        .expect_err("clearing spec.cancel is refused")
+        .to_string();
+    assert!(
+        refusal.contains("cancelling is irreversible"),
+        "{name}: {refusal}"
+    );
+    let after = t.executions().get(name).await.expect("get");
+    assert_eq!(phase_of(&after), "Cancelled", "{name} stays cancelled");
+    assert_eq!(
+        history_reasons(&after),
+        history_reasons(&cx),
+        "{name}: clearing cancel adds no history"
+    );
+    cx
+}
+
+#[tokio::test]
+async fn cancel_from_every_non_terminal_phase_is_final() {
+    let t = TestNs::new("cancel", Duration::from_millis(500)).await;
+    create_queue(&t, "one", 1).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: pending}\nspec: {image: busybox, queue: missing}\n")
+        .await;
+    t.create("metadata: {name: running}\nspec: {image: busybox, queue: one, podAnnotations: {sim.crew.dev/hang: \"true\"}}\n")
+        .await;
+    t.create("metadata: {name: paused}\nspec: {image: busybox, suspend: true}\n")
+        .await;
+    t.wait_phase("running", "Running", LIMIT).await;
+    t.create("metadata: {name: queued}\nspec: {image: busybox, queue: one}\n")
+        .await;
+
+    // Pending: its queue does not exist.
+    let cx = t
+        .wait_for("pending", LIMIT, |cx| reason_of(cx) == "QueueNotFound")
+        .await;
+    assert_eq!(phase_of(&cx), "Pending");
+    assert_eq!(
+        condition_of(&cx, "Admitted"),
+        ("False".to_string(), "QueueNotFound".to_string())
+    );
+    wait_event(&t, "pending", "Warning", "QueueNotFound").await;
+    t.wait_phase("queued", "Queued", LIMIT).await;
+    t.wait_phase("paused", "Paused", LIMIT).await;
+
+    // Queued first, while the running one still holds the only slot.
+    cancel_and_check(&t, "queued", "Queued").await;
+    assert!(job_names(&t, "queued").await.is_empty());
+
+    let cx = cancel_and_check(&t, "running", "Running").await;
+    let step = &cx.status.as_ref().unwrap().steps[0];
+    assert_eq!(step.phase, StepPhase::Cancelled);
+    assert_eq!(step.job_name.as_deref(), Some("running-main-1"));
+    wait_until(LIMIT, "the running Job deleted", || async {
+        live_job_names(&t, "running").await.is_empty()
+    })
+    .await;
+
+    cancel_and_check(&t, "pending", "Pending").await;
+    cancel_and_check(&t, "paused", "Paused").await;
+    for name in ["pending", "paused"] {
+        assert!(job_names(&t, name).await.is_empty(), "{name} never ran");
+    }
+    // The freed slot admits nobody: the cancelled waiter stays cancelled.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        phase_of(&t.executions().get("queued").await.unwrap()),
+        "Cancelled"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn execution_waits_for_a_missing_queue_and_runs_once_it_is_created() {
+    let t = TestNs::new("later", Duration::from_millis(500)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: patient}\nspec: {image: busybox, queue: later}\n")
+        .await;
+    let cx = t
+        .wait_for("patient", LIMIT, |cx| reason_of(cx) == "QueueNotFound")
+        .await;
+    assert_eq!(phase_of(&cx), "Pending");
+    assert_eq!(
+        condition_of(&cx, "Admitted"),
+        ("False".to_string(), "QueueNotFound".to_string())
+    );
+    assert!(
+        cx.status
+            .as_ref()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("later"),
+        "the message names the queue"
+    );
+    wait_event(&t, "patient", "Warning", "QueueNotFound").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cx = t.executions().get("patient").await.unwrap();
+    assert_eq!(phase_of(&cx), "Pending", "stays Pending without its queue");
+    assert!(job_names(&t, "patient").await.is_empty());
+
+    create_queue(&t, "later", 1).await;
+    let cx = t.wait_phase("patient", "Succeeded", LIMIT).await;
+    assert_eq!(history_reasons(&cx), ["Started", "Succeeded"]);
+    assert_eq!(
+        condition_of(&cx, "Admitted"),
+        ("True".to_string(), "Admitted".to_string())
+    );
+    assert_eq!(job_names(&t, "patient").await, ["patient-main-1"]);
+    let warnings = events_of(&t, "patient")
+        .await
+        .iter()
+        .filter(|(k, r)| k == "Warning" && r == "QueueNotFound")
+        .count();
+    assert_eq!(warnings, 1, "QueueNotFound is warned once");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn finished_execution_is_deleted_after_its_ttl() {
+    let t = TestNs::new("ttl", Duration::from_millis(500)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: ephemeral}\nspec: {image: busybox, ttlSecondsAfterFinished: 2}\n")
+        .await;
+    let cx = t.wait_phase("ephemeral", "Succeeded", LIMIT).await;
+    let completed = cx.status.unwrap().completion_time.unwrap().0;
+    assert_eq!(job_names(&t, "ephemeral").await, ["ephemeral-main-1"]);
+    let api = t.executions();
+    wait_until(Duration::from_secs(20), "the execution deleted", || async {
+        api.get_opt("ephemeral").await.expect("get").is_none()
+    })
+    .await;
+    let gone = Timestamp::now();
+    assert!(
+        gone >= completed + jiff::SignedDuration::from_secs(2),
+        "deleted no earlier than 2 s after completion ({completed}), seen gone at {gone}"
+    );
+    assert!(
+        gone <= completed + jiff::SignedDuration::from_secs(12),
+        "deleted soon after its TTL ({completed}), seen gone at {gone}"
+    );
+    wait_until(LIMIT, "its Jobs garbage-collected", || async {
+        jobs_of(&t, "ephemeral").await.is_empty()
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn queue_status_counts_a_mixed_batch_and_kubectl_shows_it() {
+    let t = TestNs::new("stats", Duration::from_millis(500)).await;
+    create_queue(&t, "stats", 3).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: stop}\nspec: {image: busybox, queue: stats, priority: 9, podAnnotations: {sim.crew.dev/hang: \"true\"}}\n")
+        .await;
+    for name in ["ok-1", "ok-2", "ok-3"] {
+        t.create(&format!(
+            "metadata: {{name: {name}}}\nspec: {{image: busybox, queue: stats}}\n"
+        ))
+        .await;
+    }
+    for name in ["bad-1", "bad-2"] {
+        t.create(&format!(
+            "metadata: {{name: {name}}}\nspec: {{image: busybox, queue: stats, podAnnotations: {{sim.crew.dev/exit-code: \"2\"}}}}\n"
+        ))
+        .await;
+    }
+    t.wait_phase("stop", "Running", LIMIT).await;
+    let names: Vec<String> = ["ok-1", "ok-2", "ok-3", "bad-1", "bad-2"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let timeline = observe_until_finished(t.executions(), names.clone(), LIMIT).await;
+    assert!(
+        timeline.max_running <= 2,
+        "with `stop` holding one of 3 slots at most 2 others run, saw {}",
+        timeline.max_running
+    );
+    patch_spec(&t, "stop", json!({"cancel": true})).await;
+    t.wait_phase("stop", "Cancelled", LIMIT).await;
+
+    let queues: Api<CrewQueue> = Api::namespaced(t.client.clone(), &t.ns);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = queues.get("stats").await.expect("get queue").status;
+        if let Some(s) = &status
+            && (s.succeeded, s.failed, s.cancelled, s.running, s.queued) == (3, 2, 1, 0, 0)
+        {
+            break s.clone();
+        }
+        assert!(Instant::now() < deadline, "queue status: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((status.pending, status.paused), (0, 0));
+    assert_eq!(status.success_rate, Some(50), "3 of 6 finished succeeded");
+    assert_eq!(status.oldest_queued_seconds, None, "nobody waits");
+    assert_eq!(status.observed_generation, Some(1));
+    assert!(status.update_time.is_some());
+    let mut durations: Vec<u64> = Vec::new();
+    for cx in t
+        .executions()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        durations.push(cx.status.unwrap().duration_seconds.expect("duration") as u64);
+    }
+    durations.sort();
+    assert_eq!(durations.len(), 6);
+    assert_eq!(
+        status.average_duration_seconds,
+        Some(durations.iter().sum::<u64>() / 6),
+        "mean of {durations:?}"
+    );
+    assert_eq!(
+        status.p95_duration_seconds,
+        Some(durations[5]),
+        "nearest-rank p95 of six is the largest: {durations:?}"
+    );
+
+    let (ok, table) = t.kubectl(&["get", "cq"]).await;
+    assert!(ok, "{table}");
+    let mut lines = table.lines();
+    let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "MAX",
+            "RUNNING",
+            "QUEUED",
+            "SUCCEEDED",
+            "FAILED",
+            "SUCCESS%",
+            "AGE"
+        ]
+    );
+    let row: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        ["stats", "3", "0", "0", "3", "2", "50"],
+        "{table}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn operator_restart_during_a_retry_backoff_keeps_the_retry_time() {
+    let t = TestNs::new("restart-backoff", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        r#"
+metadata: {name: phoenix}
+spec:
+  image: busybox
+  retry: {limit: 2, backoffSeconds: 4}
+  podAnnotations: {sim.crew.dev/fail-attempts: "1"}
+"#,
+    )
+    .await;
+    let cx = t
+        .wait_for("phoenix", LIMIT, |cx| reason_of(cx) == "RetryBackoff")
+        .await;
+    op.kill().await;
+    let retry_at = cx
+        .status
+        .as_ref()
+        .unwrap()
+        .next_retry_time
+        .clone()
+        .expect("nextRetryTime in backoff")
+        .0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(job_names(&t, "phoenix").await, ["phoenix-main-1"]);
+    let op = t.start_operator();
+    let cx = t.wait_phase("phoenix", "Succeeded", LIMIT).await;
+    let jobs = jobs_of(&t, "phoenix").await;
+    let mut names: Vec<_> = jobs
+        .iter()
+        .filter_map(|j| j.metadata.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["phoenix-main-1", "phoenix-main-2"],
+        "exactly one Job per attempt"
+    );
+    let second = jobs
+        .iter()
+        .find(|j| j.metadata.name.as_deref() == Some("phoenix-main-2"))
+        .unwrap();
+    let launched = second.metadata.creation_timestamp.clone().unwrap().0;
+    assert!(
+        launched >= retry_at,
+        "attempt 2 launched at {launched}, before nextRetryTime {retry_at}"
+    );
+    assert!(
+        launched <= retry_at + jiff::SignedDuration::from_secs(5),
+        "attempt 2 launched at {launched}, long after nextRetryTime {retry_at}"
+    );
+    let status = cx.status.clone().unwrap();
+    assert_eq!(status.steps[0].attempt, 2);
+    assert!(status.steps[0].start_time.as_ref().unwrap().0 >= retry_at);
+    assert_eq!(
+        history_reasons(&cx),
+        ["Started", "RetryScheduled", "StepStarted", "Succeeded"],
+        "no history entry duplicated by the restart"
+    );
+    wait_event(&t, "phoenix", "Normal", "Succeeded").await;
+    let retries = events_of(&t, "phoenix")
+        .await
+        .iter()
+        .filter(|(k, r)| k == "Warning" && r == "RetryScheduled")
+        .count();
+    assert_eq!(
+        retries, 1,
+        "no RetryScheduled Event repeated by the restart"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn operator_restart_during_a_queue_wait_keeps_the_limit() {
+    let t = TestNs::new("restart-queue", Duration::from_millis(500)).await;
+    create_queue(&t, "solo", 1).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: first}\nspec: {image: busybox, queue: solo, podAnnotations: {sim.crew.dev/duration: 3s}}\n")
+        .await;
+    t.wait_phase("first", "Running", LIMIT).await;
+    t.create("metadata: {name: second}\nspec: {image: busybox, queue: solo, podAnnotations: {sim.crew.dev/duration: 1s}}\n")
+        .await;
+    t.wait_phase("second", "Queued", LIMIT).await;
+    let observer = tokio::spawn(observe_until_finished(
+        t.executions(),
+        vec!["first".into(), "second".into()],
+        LIMIT,
+    ));
+    op.kill().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let op = t.start_operator();
+    let timeline = observer.await.expect("observer");
+    assert_eq!(timeline.max_running, 1, "never two Running at once");
+    for name in ["first", "second"] {
+        assert_eq!(phase_of(&timeline.last[name]), "Succeeded", "{name}");
+    }
+    assert!(
+        !timeline.reasons["second"].contains("QueueNotFound"),
+        "the restart never reported the queue missing: {:?}",
+        timeline.reasons["second"]
+    );
+    let first = timeline.last["first"].status.clone().unwrap();
+    let second = timeline.last["second"].status.clone().unwrap();
+    assert!(
+        second.start_time.unwrap().0 >= first.completion_time.unwrap().0,
+        "second started after first finished"
+    );
+    assert_eq!(
+        history_reasons(&timeline.last["second"]),
+        ["Queued", "Started", "Succeeded"]
+    );
+    assert_eq!(job_names(&t, "first").await, ["first-main-1"]);
+    assert_eq!(job_names(&t, "second").await, ["second-main-1"]);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn operator_wide_limit_runs_executions_without_a_queue_one_at_a_time() {
+    let t = TestNs::new("global", Duration::from_millis(1500)).await;
+    let op = t.start_operator_with(Some(1));
+    t.create("metadata: {name: early}\nspec: {image: busybox}\n")
+        .await;
+    t.wait_phase("early", "Running", LIMIT).await;
+    // Created later, and the low-priority one first: priority beats creation order.
+    t.create("metadata: {name: low}\nspec: {image: busybox}\n")
+        .await;
+    t.create("metadata: {name: high}\nspec: {image: busybox, priority: 5}\n")
+        .await;
+    let cx = t.wait_phase("low", "Queued", LIMIT).await;
+    assert!(
+        cx.status
+            .as_ref()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("operator-wide limit"),
+        "{:?}",
+        cx.status.as_ref().unwrap().message
+    );
+    let names: Vec<String> = ["early", "low", "high"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let timeline = observe_until_finished(t.executions(), names, LIMIT).await;
+    assert_eq!(timeline.max_running, 1, "never more than one Running");
+    for name in ["early", "low", "high"] {
+        assert_eq!(phase_of(&timeline.last[name]), "Succeeded", "{name}");
+    }
+    for name in ["low", "high"] {
+        assert!(timeline.seen_waiting.contains(name), "{name} waited");
+    }
+    assert!(
+        timeline.started["early"] < timeline.started["high"]
+            && timeline.started["high"] < timeline.started["low"],
+        "start order early, high, low: {:?}",
+        timeline.started
+    );
+    let end = |n: &str| timeline.last[n].status.clone().unwrap();
+    assert!(end("high").start_time.unwrap().0 >= end("early").completion_time.unwrap().0);
+    assert!(end("low").start_time.unwrap().0 >= end("high").completion_time.unwrap().0);
+    op.stop().await;
+}
+
+/// Waits until the operator has listed its caches and sees `queue`, so that what is created next reaches it one
+/// watch event at a time.
+async fn operator_sees_queue(op: &support::Operator, t: &TestNs, queue: &str) {
+    wait_until(LIMIT, "the controller to start", || async {
+        op.ctx.executions.get().is_some()
+    })
+    .await;
+    let executions = op.ctx.executions.get().unwrap();
+    tokio::time::timeout(LIMIT, executions.wait_until_ready())
+        .await
+        .expect("the executions cache lists within the limit")
+        .expect("executions cache");
+    let key = ObjectRef::<CrewQueue>::new(queue).within(&t.ns);
+    wait_until(LIMIT, "the operator's caches", || async {
+        op.ctx.children.synced() && op.ctx.queues.get().and_then(|q| q.get(&key)).is_some()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn queue_limit_holds_when_a_higher_priority_execution_arrives_during_an_admission() {
+    let t = TestNs::new("admit-race", Duration::from_secs(2)).await;
+    create_queue(&t, "narrow", 1).await;
+    let op = t.start_operator();
+    operator_sees_queue(&op, &t, "narrow").await;
+    // Back to back, as `kubectl apply -f dir/` would: `low` takes the free slot; `high` arrives while low's
+    // admission (Job create + status write) is still on its way to the cache.
+    t.create("metadata: {name: low}\nspec: {image: busybox, queue: narrow}\n")
+        .await;
+    t.create("metadata: {name: high}\nspec: {image: busybox, queue: narrow, priority: 10}\n")
+        .await;
+    let names = vec!["low".to_string(), "high".to_string()];
+    let timeline = observe_until_finished(t.executions(), names, LIMIT).await;
+    for name in ["low", "high"] {
+        assert_eq!(phase_of(&timeline.last[name]), "Succeeded", "{name}");
+    }
+    let span = |n: &str| {
+        let s = timeline.last[n].status.clone().unwrap();
+        (s.start_time.unwrap().0, s.completion_time.unwrap().0)
+    };
+    let (low, high) = (span("low"), span("high"));
+    assert!(
+        high.0 >= low.1 || low.0 >= high.1,
+        "maxRunning 1: the runs must not overlap, low ran {low:?}, high ran {high:?}"
+    );
+    assert_eq!(timeline.max_running, 1, "never two Running at once");
+    op.stop().await;
+}

@@ -1,0 +1,509 @@
+//! The lifecycle on a real control plane: kube-apiserver + etcd + kube-controller-manager (Job controller, garbage
+//! collector), with KWOK playing the kubelet.
+
+mod support;
+
+use crew_api::StepPhase;
+use crew_operator::controller::context::WriteKind;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use support::{TestNs, events_of, history_reasons, http_get, jobs_of, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn one_step_execution_succeeds_with_progress_timings_history_and_events() {
+    let t = TestNs::new("one-step", Duration::from_millis(1500)).await;
+    let op = t.start_operator();
+    t.create(
+        r#"
+metadata: {name: hello}
+spec:
+  image: busybox
+  podAnnotations: {sim.crew.dev/message: '{"answer": 42}'}
+"#,
+    )
+    .await;
+    let cx = t.wait_phase("hello", "Succeeded", LIMIT).await;
+    let status = cx.status.clone().unwrap();
+    let progress = status.progress.clone().unwrap();
+    assert_eq!(
+        (progress.percent, progress.display.as_str()),
+        (100, "1/1 (100%)")
+    );
+    assert!(status.start_time.is_some() && status.completion_time.is_some());
+    assert!(
+        status.duration_seconds.is_some_and(|d| d >= 1),
+        "duration {:?}",
+        status.duration_seconds
+    );
+    assert_eq!(status.steps.len(), 1);
+    let step = &status.steps[0];
+    assert_eq!(
+        (step.name.as_str(), step.phase, step.attempt, step.exit_code),
+        ("main", StepPhase::Succeeded, 1, Some(0))
+    );
+    assert_eq!(step.job_name.as_deref(), Some("hello-main-1"));
+    assert_eq!(step.result.as_deref(), Some(r#"{"answer": 42}"#));
+    assert_eq!(status.result.as_deref(), Some(r#"{"answer": 42}"#));
+    assert_eq!(history_reasons(&cx), ["Started", "Succeeded"]);
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Succeeded")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+    wait_until(LIMIT, "events", || async {
+        events_of(&t, "hello").await.len() >= 2
+    })
+    .await;
+    let events = events_of(&t, "hello").await;
+    assert_eq!(
+        events,
+        [
+            ("Normal".to_string(), "Started".to_string()),
+            ("Normal".into(), "Succeeded".into())
+        ]
+    );
+    let writes = &op.ctx.writes;
+    println!(
+        "one-step execution writes: status={} job_create={} events={} configmap={} total={}",
+        writes.get(WriteKind::Status),
+        writes.get(WriteKind::JobCreate),
+        writes.get(WriteKind::Event),
+        writes.get(WriteKind::ConfigMap),
+        writes.total()
+    );
+    assert_eq!(writes.get(WriteKind::Status), 2);
+    assert_eq!(writes.get(WriteKind::JobCreate), 1);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn three_step_execution_runs_steps_in_order_and_counts_its_writes() {
+    let t = TestNs::new("three-step", Duration::from_millis(500)).await;
+    let op = t.start_operator();
+    t.create(
+        r#"
+metadata: {name: crew}
+spec:
+  image: busybox
+  crew: {agents: [{role: researcher}, {role: writer}], process: sequential}
+  inputs: {topic: operators}
+  steps:
+  - {name: research}
+  - {name: write, podAnnotations: {sim.crew.dev/message: draft}}
+  - {name: review, image: reviewer:2, podAnnotations: {sim.crew.dev/message: approved}}
+"#,
+    )
+    .await;
+    let cx = t.wait_phase("crew", "Succeeded", LIMIT).await;
+    let status = cx.status.clone().unwrap();
+    let names: Vec<_> = status
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.phase))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("research", StepPhase::Succeeded),
+            ("write", StepPhase::Succeeded),
+            ("review", StepPhase::Succeeded)
+        ]
+    );
+    let starts: Vec<_> = status
+        .steps
+        .iter()
+        .map(|s| s.start_time.clone().unwrap().0)
+        .collect();
+    let ends: Vec<_> = status
+        .steps
+        .iter()
+        .map(|s| s.completion_time.clone().unwrap().0)
+        .collect();
+    assert!(
+        starts[1] >= ends[0] && starts[2] >= ends[1],
+        "steps ran in order: {starts:?} {ends:?}"
+    );
+    assert_eq!(status.progress.as_ref().unwrap().display, "3/3 (100%)");
+    assert_eq!(status.result.as_deref(), Some("approved"));
+    assert_eq!(
+        history_reasons(&cx),
+        ["Started", "StepSucceeded", "StepSucceeded", "Succeeded"]
+    );
+    let jobs = jobs_of(&t, "crew").await;
+    let job_names: BTreeSet<_> = jobs
+        .iter()
+        .filter_map(|j| j.metadata.name.clone())
+        .collect();
+    assert_eq!(
+        job_names,
+        BTreeSet::from([
+            "crew-research-1".into(),
+            "crew-write-1".into(),
+            "crew-review-1".into()
+        ])
+    );
+    let review = jobs
+        .iter()
+        .find(|j| j.metadata.name.as_deref() == Some("crew-review-1"))
+        .unwrap();
+    let container = &review
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(container.image.as_deref(), Some("reviewer:2"));
+    let cm: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
+    let data = cm
+        .get("crew-crew")
+        .await
+        .expect("crew ConfigMap")
+        .data
+        .unwrap();
+    assert!(data["crew.json"].contains("researcher") && data["inputs.json"].contains("operators"));
+    wait_until(LIMIT, "events", || async {
+        events_of(&t, "crew").await.len() >= 4
+    })
+    .await;
+    let writes = &op.ctx.writes;
+    println!(
+        "three-step execution writes: status={} job_create={} events={} configmap={} total={}",
+        writes.get(WriteKind::Status),
+        writes.get(WriteKind::JobCreate),
+        writes.get(WriteKind::Event),
+        writes.get(WriteKind::ConfigMap),
+        writes.total()
+    );
+    assert_eq!(writes.get(WriteKind::JobCreate), 3);
+    assert_eq!(writes.get(WriteKind::Status), 4);
+    assert_eq!(writes.get(WriteKind::Event), 4);
+    assert_eq!(writes.get(WriteKind::ConfigMap), 1);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn failing_step_fails_the_execution_with_exit_code_and_message() {
+    let t = TestNs::new("failing", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        r#"
+metadata: {name: broken}
+spec:
+  image: busybox
+  steps:
+  - {name: ok}
+  - {name: boom, podAnnotations: {sim.crew.dev/exit-code: "3", sim.crew.dev/message: "model quota exceeded"}}
+  - {name: never}
+"#,
+    )
+    .await;
+    let cx = t.wait_phase("broken", "Failed", LIMIT).await;
+    let status = cx.status.clone().unwrap();
+    assert_eq!(status.reason.as_deref(), Some("StepFailed"));
+    let boom = &status.steps[1];
+    assert_eq!((boom.phase, boom.exit_code), (StepPhase::Failed, Some(3)));
+    assert_eq!(boom.result.as_deref(), Some("model quota exceeded"));
+    assert!(boom.message.as_deref().unwrap().contains("exit code 3"));
+    assert_eq!(status.steps[2].phase, StepPhase::Pending);
+    assert_eq!(status.progress.as_ref().unwrap().display, "1/3 (33%)");
+    assert_eq!(
+        history_reasons(&cx).last().map(String::as_str),
+        Some("StepFailed")
+    );
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(stalled.status, "True");
+    assert_eq!(
+        jobs_of(&t, "broken").await.len(),
+        2,
+        "the step after the failure never ran"
+    );
+    wait_until(LIMIT, "warning event", || async {
+        events_of(&t, "broken")
+            .await
+            .iter()
+            .any(|(kind, reason)| kind == "Warning" && reason == "StepFailed")
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_an_execution_garbage_collects_its_jobs_and_config_map() {
+    let t = TestNs::new("gc", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: doomed}\nspec: {image: busybox, inputs: {x: 1}}\n")
+        .await;
+    t.wait_phase("doomed", "Succeeded", LIMIT).await;
+    assert_eq!(jobs_of(&t, "doomed").await.len(), 1);
+    t.executions()
+        .delete("doomed", &DeleteParams::background())
+        .await
+        .expect("delete");
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
+    wait_until(LIMIT, "garbage collection", || async {
+        jobs_of(&t, "doomed").await.is_empty()
+            && cms.get_opt("doomed-crew").await.ok().flatten().is_none()
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn operator_restart_mid_execution_creates_no_duplicate_job_and_keeps_history() {
+    let t = TestNs::new("restart", Duration::from_millis(1500)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: sturdy}\nspec:\n  image: busybox\n  steps: [{name: a}, {name: b}, {name: c}]\n").await;
+    t.wait_for("sturdy", LIMIT, |cx| {
+        cx.status.as_ref().is_some_and(|s| {
+            s.steps
+                .get(1)
+                .is_some_and(|b| b.phase == StepPhase::Running)
+        })
+    })
+    .await;
+    op.kill().await;
+    let before = t.executions().get("sturdy").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await; // step b finishes while no operator runs
+    let op = t.start_operator();
+    let cx = t.wait_phase("sturdy", "Succeeded", LIMIT).await;
+    let history_before = before.status.unwrap().history;
+    let history_after = cx.status.clone().unwrap().history;
+    assert_eq!(
+        &history_after[..history_before.len()],
+        &history_before[..],
+        "history kept as written"
+    );
+    assert_eq!(
+        history_reasons(&cx),
+        ["Started", "StepSucceeded", "StepSucceeded", "Succeeded"]
+    );
+    let mut names: Vec<_> = jobs_of(&t, "sturdy")
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["sturdy-a-1", "sturdy-b-1", "sturdy-c-1"],
+        "exactly one Job per step attempt"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_spec_fails_alone_and_a_valid_neighbour_still_succeeds() {
+    let t = TestNs::new("invalid", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    // Accepted by the API server (duplicate step names no longer are), refused by the operator: no image.
+    t.create("metadata: {name: bad}\nspec:\n  steps: [{name: a}, {name: b}]\n")
+        .await;
+    t.create("metadata: {name: good}\nspec: {image: busybox}\n")
+        .await;
+    let bad = t.wait_phase("bad", "Failed", LIMIT).await;
+    let status = bad.status.clone().unwrap();
+    assert_eq!(status.reason.as_deref(), Some("InvalidSpec"));
+    let message = status.message.clone().unwrap();
+    assert!(message.contains("no image"), "{message}");
+    assert_eq!(
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap()
+            .status,
+        "True"
+    );
+    t.wait_phase("good", "Succeeded", LIMIT).await;
+    assert!(jobs_of(&t, "bad").await.is_empty());
+    wait_until(LIMIT, "InvalidSpec warning", || async {
+        events_of(&t, "bad")
+            .await
+            .contains(&("Warning".to_string(), "InvalidSpec".to_string()))
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn kubectl_get_shows_the_columns_and_kubectl_wait_returns() {
+    let t = TestNs::new("kubectl", Duration::from_millis(1000)).await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: shown}\nspec:\n  image: busybox\n  steps: [{name: one}, {name: two}]\n",
+    )
+    .await;
+    let (ok, out) = t
+        .kubectl(&[
+            "wait",
+            "--for=condition=Succeeded",
+            "--timeout=60s",
+            "cx/shown",
+        ])
+        .await;
+    assert!(ok, "kubectl wait: {out}");
+    let (ok, table) = t.kubectl(&["get", "cx"]).await;
+    assert!(ok, "{table}");
+    let header: Vec<_> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "PHASE", "PROGRESS", "STEP", "ATTEMPT", "DURATION", "AGE"
+        ]
+    );
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("shown")
+            && row.contains("Succeeded")
+            && row.contains("2/2")
+            && row.contains("(100%)"),
+        "{row}"
+    );
+    let (ok, out) = t.kubectl(&["get", "crewexec,crew"]).await;
+    assert!(
+        ok && out.contains("shown"),
+        "short name and category: {out}"
+    );
+    let (ok, explain) = t
+        .kubectl(&[
+            "explain",
+            "crewexecution.spec.retry",
+            "--output=plaintext-openapiv2",
+        ])
+        .await;
+    assert!(
+        ok && explain.contains("How failed step attempts are retried"),
+        "{explain}"
+    );
+    let (ok, explain) = t
+        .kubectl(&[
+            "explain",
+            "crewexecution.spec.retry.backoffSeconds",
+            "--output=plaintext-openapiv2",
+        ])
+        .await;
+    assert!(
+        ok && explain.contains("doubles with every further attempt"),
+        "{explain}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints_report_what_happened() {
+    let t = TestNs::new("metrics", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(crew_operator::http::serve(listener, op.ctx.clone()));
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    wait_until(Duration::from_secs(20), "readyz", || async {
+        http_get(addr, "/readyz").await.0 == 200
+    })
+    .await;
+    t.create(
+        "metadata: {name: measured}\nspec:\n  image: busybox\n  steps: [{name: a}, {name: b}]\n",
+    )
+    .await;
+    t.wait_phase("measured", "Succeeded", LIMIT).await;
+    wait_until(LIMIT, "executions gauge", || async {
+        http_get(addr, "/metrics")
+            .await
+            .1
+            .contains("crew_executions{phase=\"Succeeded\"} 1")
+    })
+    .await;
+    let (code, text) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for needle in [
+        "crew_reconciles_total{result=\"ok\"}",
+        "crew_reconcile_duration_seconds_bucket",
+        "crew_transitions_total{from=\"Pending\",to=\"Running\"} 1",
+        "crew_transitions_total{from=\"Running\",to=\"Succeeded\"} 1",
+        "crew_api_writes_total{kind=\"status\"} 3",
+        "crew_api_writes_total{kind=\"job_create\"} 2",
+        "crew_step_duration_seconds_count{outcome=\"succeeded\"} 2",
+        "crew_execution_duration_seconds_count{phase=\"Succeeded\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    server.abort();
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn the_scheduler_places_workers_on_general_nodes_and_leaves_a_pod_that_fits_none_pending() {
+    let t = TestNs::new("scheduling", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: fits}\nspec: {image: busybox}\n")
+        .await;
+    // More CPU than any node has: as on a real cluster, the pod stays Pending and the scheduler says why.
+    t.create(
+        "metadata: {name: too-big}\nspec: {image: busybox, resources: {requests: {cpu: \"5000\"}}}\n",
+    )
+    .await;
+    t.wait_phase("fits", "Succeeded", LIMIT).await;
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+    let placed = pods
+        .list(&ListParams::default().labels("crew.dev/execution=fits"))
+        .await
+        .expect("list pods");
+    let node = placed.items[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    assert!(
+        node.starts_with("kwok-node-"),
+        "a worker without a GPU toleration never lands on the tainted GPU node: {node}"
+    );
+    let unschedulable = |pod: &Pod| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            })
+    };
+    let deadline = std::time::Instant::now() + LIMIT;
+    let pending = loop {
+        let found = pods
+            .list(&ListParams::default().labels("crew.dev/execution=too-big"))
+            .await
+            .ok()
+            .and_then(|list| list.items.into_iter().find(|p| unschedulable(p)));
+        if found.is_some() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pod = pending.expect("pending pod");
+    let status = pod.status.expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    let message = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("Insufficient cpu"), "{message}");
+    op.stop().await;
+}

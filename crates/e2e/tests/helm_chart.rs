@@ -1,0 +1,1177 @@
+//! The Helm chart (charts/crew-operator): CRD copies, lint, rendering with default and non-default values, the
+//! values schema, the Argo CD health checks, the operator binary's CLI, and a real `helm install` on the test
+//! control plane whose RBAC is then proven sufficient by running the operator with the chart's ServiceAccount.
+
+mod support;
+
+use crew_api::{CrewExecution, CrewQueue};
+use crew_operator::controller::{self, ControllerConfig, context::WriteKind};
+use crew_operator::leader::{self, LeaderConfig};
+use crew_testkit::{ControlPlane, create_namespace};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+use support::{http_get, phase_of};
+use tracing::Level;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// The test control plane (after installing this binary's tracing subscriber).
+fn plane() -> &'static ControlPlane {
+    init_tracing();
+    support::plane()
+}
+
+fn repo() -> PathBuf {
+    support::repo_root()
+}
+
+fn chart() -> PathBuf {
+    repo().join("charts/crew-operator")
+}
+
+/// Runs helm from the control-plane binaries; returns (success, stdout, stderr).
+fn helm(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(plane().bin.join("helm"))
+        .args(args)
+        .output()
+        .expect("run helm");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `helm <args> --kubeconfig <test control plane>`.
+fn helm_on_cluster(args: &[&str]) -> (bool, String, String) {
+    let kubeconfig = plane().kubeconfig.to_string_lossy().into_owned();
+    let mut all = args.to_vec();
+    all.extend(["--kubeconfig", kubeconfig.as_str()]);
+    helm(&all)
+}
+
+/// `helm template` of the chart with `--set` values; panics when rendering fails.
+fn render(sets: &[&str]) -> Vec<Value> {
+    let (ok, stdout, stderr) = template(sets);
+    assert!(ok, "helm template {sets:?} failed: {stderr}");
+    parse(&stdout)
+}
+
+fn template(sets: &[&str]) -> (bool, String, String) {
+    let chart = chart().to_string_lossy().into_owned();
+    let mut args = vec![
+        "template",
+        "crew",
+        chart.as_str(),
+        "--namespace",
+        "crew-system",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    helm(&args)
+}
+
+/// The documents of a multi-document YAML stream, as JSON values (empty documents skipped).
+fn parse(yaml: &str) -> Vec<Value> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("rendered YAML parses");
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = docs
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found = of_kind(docs, kind);
+    assert_eq!(found.len(), 1, "exactly one {kind} expected");
+    found[0]
+}
+
+type Triple = (String, String, String);
+
+/// The (apiGroup, resource, verb) triples of RBAC rules.
+fn triples(rules: &Value) -> BTreeSet<Triple> {
+    let mut out = BTreeSet::new();
+    for rule in rules.as_array().expect("rules is a list") {
+        let strings = |key: &str| -> Vec<String> {
+            rule[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("rule without {key}: {rule}"))
+                .iter()
+                .map(|v| v.as_str().expect("string").to_string())
+                .collect()
+        };
+        for group in strings("apiGroups") {
+            for resource in strings("resources") {
+                for verb in strings("verbs") {
+                    out.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn expected(rules: &[(&str, &str, &[&str])]) -> BTreeSet<Triple> {
+    rules
+        .iter()
+        .flat_map(|(group, resource, verbs)| {
+            verbs
+                .iter()
+                .map(|verb| (group.to_string(), resource.to_string(), verb.to_string()))
+        })
+        .collect()
+}
+
+/// Exactly what the operator calls (src/controller/): nothing more.
+fn operator_rules() -> BTreeSet<Triple> {
+    expected(&[
+        (
+            "crew.dev",
+            "crewexecutions",
+            &["get", "list", "watch", "delete"],
+        ),
+        (
+            "crew.dev",
+            "crewexecutions/status",
+            &["get", "patch", "update"],
+        ),
+        ("crew.dev", "crewexecutions/finalizers", &["update"]),
+        ("crew.dev", "crewqueues", &["get", "list", "watch"]),
+        ("crew.dev", "crewqueues/status", &["get", "patch", "update"]),
+        (
+            "batch",
+            "jobs",
+            &["get", "list", "watch", "create", "delete"],
+        ),
+        ("", "configmaps", &["create"]),
+        ("", "pods", &["get", "list", "watch"]),
+        ("events.k8s.io", "events", &["create"]),
+    ])
+}
+
+fn lease_rules() -> BTreeSet<Triple> {
+    expected(&[(
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    )])
+}
+
+/// Every string anywhere in `value`.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// No wildcard, no secrets, no privilege-escalation verbs in any RBAC object.
+fn assert_least_privilege(docs: &[Value]) {
+    for doc in docs.iter().filter(|d| {
+        matches!(
+            d["kind"].as_str(),
+            Some("ClusterRole" | "Role" | "ClusterRoleBinding" | "RoleBinding")
+        )
+    }) {
+        let mut all = Vec::new();
+        strings(&doc["rules"], &mut all);
+        for s in &all {
+            assert!(!s.contains('*'), "wildcard in {}: {doc}", doc["kind"]);
+            for forbidden in ["secrets", "escalate", "bind", "impersonate"] {
+                assert_ne!(s, forbidden, "{forbidden} granted: {doc}");
+            }
+        }
+        let mut text = Vec::new();
+        strings(doc, &mut text);
+        assert!(
+            !text.iter().any(|s| s == "*" || s == "secrets"),
+            "wildcard or secrets in {doc}"
+        );
+    }
+}
+
+fn deployment_container(docs: &[Value]) -> &Value {
+    let deployment = one(docs, "Deployment");
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1);
+    &containers[0]
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    deployment_container(docs)["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect()
+}
+
+/// Whether `flag value` appears in `args`.
+fn has_flag(args: &[String], flag: &str, value: &str) -> bool {
+    args.windows(2).any(|w| w[0] == flag && w[1] == value)
+}
+
+/// The restricted Pod Security Standard, as far as the Deployment sets it.
+fn assert_restricted(docs: &[Value]) {
+    let pod = &one(docs, "Deployment")["spec"]["template"]["spec"];
+    let psc = &pod["securityContext"];
+    assert_eq!(psc["runAsNonRoot"], true, "{psc}");
+    assert_eq!(psc["runAsUser"], 65532, "{psc}");
+    assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault", "{psc}");
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert!(pod[host].is_null() || pod[host] == false, "{host} set");
+    }
+    assert!(pod["volumes"].is_null(), "no volumes expected");
+    let sc = &deployment_container(docs)["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true, "{sc}");
+    assert_eq!(sc["runAsUser"], 65532, "{sc}");
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{sc}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{sc}");
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{sc}");
+    assert!(sc["capabilities"]["add"].is_null(), "{sc}");
+    assert!(sc["privileged"].is_null() || sc["privileged"] == false);
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{sc}");
+}
+
+/// The container's port, probes and POD_NAME.
+fn assert_container_basics(docs: &[Value]) {
+    let container = deployment_container(docs);
+    assert_eq!(
+        container["ports"],
+        json!([{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["port"],
+        "http-metrics"
+    );
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["port"],
+        "http-metrics"
+    );
+    let env = container["env"].as_array().expect("env");
+    let pod_name = env
+        .iter()
+        .find(|e| e["name"] == "POD_NAME")
+        .expect("POD_NAME");
+    assert_eq!(
+        pod_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    let service = one(docs, "Service");
+    assert_eq!(service["spec"]["ports"][0]["name"], "http-metrics");
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(
+        service["spec"]["selector"],
+        one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+}
+
+/// The rendered arguments are accepted by the real binary (`--help` after them: clap validates them first).
+fn assert_binary_accepts(args: &[String]) {
+    let output = Command::new(support::operator_bin())
+        .args(args)
+        .arg("--help")
+        .output()
+        .expect("run crew-operator");
+    assert!(
+        output.status.success(),
+        "crew-operator rejects the chart's args {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn helm_lint_passes_also_strict() {
+    let chart = chart().to_string_lossy().into_owned();
+    for extra in [
+        &[][..],
+        &["--strict"][..],
+        &[
+            "--strict",
+            "--set",
+            "replicaCount=2",
+            "--set",
+            "watchNamespaces={team-a}",
+            "--set",
+            "maxRunning=5",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ][..],
+    ] {
+        let mut args = vec!["lint", chart.as_str()];
+        args.extend(extra);
+        let (ok, stdout, stderr) = helm(&args);
+        assert!(ok, "helm {args:?} failed:\n{stdout}{stderr}");
+        assert!(
+            stdout.contains("0 chart(s) failed"),
+            "helm {args:?}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn default_values_render_a_restricted_cluster_wide_operator() {
+    let docs = render(&[]);
+    assert_eq!(
+        kinds(&docs),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    assert_restricted(&docs);
+    assert_container_basics(&docs);
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let sa = one(&docs, "ServiceAccount");
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    assert_eq!(sa["metadata"]["namespace"], "crew-system");
+    let args = args(&docs);
+    assert_eq!(
+        args,
+        [
+            "run",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "--metrics-addr",
+            "0.0.0.0:8080"
+        ],
+        "no --namespace, no --max-running by default"
+    );
+    assert_binary_accepts(&args);
+    assert_eq!(
+        deployment_container(&docs)["image"],
+        "crew-operator:0.1.0",
+        "image tag defaults to appVersion"
+    );
+    let env = &deployment_container(&docs)["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "CREW_LEADER_ELECTION" && e["value"] == "false")
+    );
+    let role = one(&docs, "ClusterRole");
+    assert_eq!(triples(&role["rules"]), operator_rules());
+    let binding = one(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "crew-system"}])
+    );
+    assert_least_privilege(&docs);
+}
+
+#[test]
+fn non_default_values_render_namespaced_rbac_leader_election_pdb_and_service_monitor() {
+    let docs = render(&[
+        "replicaCount=2",
+        "watchNamespaces={team-a}",
+        "maxRunning=5",
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.serviceMonitor.interval=15s",
+        "logFormat=text",
+        "logLevel=debug",
+    ]);
+    assert_eq!(
+        kinds(&docs),
+        [
+            "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ]
+    );
+    assert_restricted(&docs);
+    assert_container_basics(&docs);
+    assert_eq!(one(&docs, "Deployment")["spec"]["replicas"], 2);
+    let args = args(&docs);
+    assert!(has_flag(&args, "--namespace", "team-a"), "{args:?}");
+    assert!(has_flag(&args, "--max-running", "5"), "{args:?}");
+    assert!(has_flag(&args, "--log-format", "text"), "{args:?}");
+    assert!(has_flag(&args, "--log-level", "debug"), "{args:?}");
+    assert_eq!(args[0], "run");
+    assert_binary_accepts(&args);
+
+    // The operator's Role lives in the watched namespace; the leases Role in the release namespace.
+    let roles = of_kind(&docs, "Role");
+    let operator = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "team-a")
+        .expect("Role in team-a");
+    assert_eq!(triples(&operator["rules"]), operator_rules());
+    let leases = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "crew-system")
+        .expect("leases Role in the release namespace");
+    assert_eq!(triples(&leases["rules"]), lease_rules());
+    for rule in leases["rules"].as_array().unwrap() {
+        if rule["verbs"] != json!(["create"]) {
+            assert_eq!(rule["resourceNames"], json!(["crew-operator"]), "{rule}");
+        }
+    }
+    let all: BTreeSet<Triple> = roles.iter().flat_map(|r| triples(&r["rules"])).collect();
+    assert_eq!(all, &operator_rules() | &lease_rules());
+    for binding in of_kind(&docs, "RoleBinding") {
+        assert_eq!(binding["subjects"][0]["namespace"], "crew-system");
+        assert_eq!(binding["subjects"][0]["name"], "crew-crew-operator");
+    }
+    assert_least_privilege(&docs);
+
+    let env = deployment_container(&docs)["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(value("CREW_LEADER_ELECTION"), Some(json!("true")));
+    assert_eq!(value("CREW_LEASE_NAME"), Some(json!("crew-operator")));
+    assert_eq!(value("CREW_LEASE_NAMESPACE"), Some(json!("crew-system")));
+
+    let pdb = one(&docs, "PodDisruptionBudget");
+    assert_eq!(
+        pdb["apiVersion"], "policy/v1",
+        "offline rendering assumes a current server"
+    );
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        one(&docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    let monitor = one(&docs, "ServiceMonitor");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(
+        monitor["spec"]["endpoints"],
+        json!([{"port": "http-metrics", "path": "/metrics", "interval": "15s"}])
+    );
+}
+
+#[test]
+fn switches_override_auto_and_replicas_alone_turn_on_pdb_and_leases() {
+    let kinds_with = |sets: &[&str]| kinds(&render(sets));
+    let two = kinds_with(&["replicaCount=2"]);
+    assert!(two.contains(&"PodDisruptionBudget".to_string()), "{two:?}");
+    assert!(two.contains(&"Role".to_string()), "{two:?}");
+    let off = kinds_with(&[
+        "replicaCount=2",
+        "podDisruptionBudget.enabled=false",
+        "leaderElection.enabled=false",
+    ]);
+    assert!(!off.contains(&"PodDisruptionBudget".to_string()), "{off:?}");
+    assert!(!off.contains(&"Role".to_string()), "{off:?}");
+    let on = kinds_with(&[
+        "podDisruptionBudget.enabled=true",
+        "leaderElection.enabled=true",
+    ]);
+    assert!(on.contains(&"PodDisruptionBudget".to_string()), "{on:?}");
+    assert!(on.contains(&"Role".to_string()), "{on:?}");
+    let existing = render(&[
+        "serviceAccount.create=false",
+        "serviceAccount.name=ops-crew",
+    ]);
+    assert!(of_kind(&existing, "ServiceAccount").is_empty());
+    assert_eq!(
+        one(&existing, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+        "ops-crew"
+    );
+    assert_eq!(
+        one(&existing, "ClusterRoleBinding")["subjects"][0]["name"],
+        "ops-crew"
+    );
+}
+
+#[test]
+fn values_schema_and_templates_reject_bad_values() {
+    for (set, why) in [
+        ("logFormat=xml", "logFormat"),
+        ("replicaCount=0", "replicaCount"),
+        ("maxRunning=0", "maxRunning"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("leaderElection.enabled=maybe", "enabled"),
+        ("metrics.port=0", "port"),
+        ("unknownKey=1", "unknownKey"),
+    ] {
+        let (ok, _, stderr) = template(&[set]);
+        assert!(!ok, "--set {set} should be rejected");
+        assert!(
+            stderr.contains("schema") && stderr.contains(why),
+            "--set {set}: unexpected error: {stderr}"
+        );
+    }
+    let (ok, _, stderr) = template(&["watchNamespaces={team-a,team-b}"]);
+    assert!(!ok, "two namespaces should fail the render");
+    assert!(
+        stderr.contains("watchNamespaces lists 2 namespaces (team-a, team-b)"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = template(&["serviceAccount.create=false"]);
+    assert!(
+        !ok && stderr.contains("serviceAccount.name is required"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn argo_cd_health_checks_pass_their_lua_tests() {
+    let script = chart().join("health/test.lua");
+    let output = match Command::new("lua5.4").arg(&script).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "lua5.4 is not installed (CI is set, so this fails): run `make tools` (tests/tools/install-lua.sh)"
+            );
+            eprintln!(
+                "\n!!! SKIPPED argo_cd_health_checks_pass_their_lua_tests: lua5.4 is not installed.\n\
+                 !!! Run `make tools` (tests/tools/install-lua.sh) to install it; with CI set this test fails.\n"
+            );
+            return;
+        }
+        Err(e) => panic!("run lua5.4: {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "health-check tests failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    // Argo CD's interpreter speaks Lua 5.1: run the same tests there when it is installed.
+    if let Ok(output) = Command::new("lua5.1").arg(&script).output() {
+        assert!(
+            output.status.success(),
+            "health-check tests failed under Lua 5.1:\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+#[test]
+fn pdb_is_policy_v1_and_the_server_accepts_it() {
+    plane();
+    let chart = chart().to_string_lossy().into_owned();
+    let (ok, stdout, stderr) = helm_on_cluster(&[
+        "template",
+        "crew",
+        &chart,
+        "--namespace",
+        "default",
+        "--dry-run=server",
+        "--set",
+        "replicaCount=2",
+    ]);
+    assert!(ok, "helm template --dry-run=server: {stderr}");
+    let docs = parse(&stdout);
+    assert_eq!(one(&docs, "PodDisruptionBudget")["apiVersion"], "policy/v1");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// helm install, and the operator running with nothing but the chart's RBAC.
+
+/// The API server URL: the test control plane's, or the current context's of an existing cluster's kubeconfig.
+async fn server_url() -> String {
+    let plane = plane();
+    if !plane.server.is_empty() {
+        return plane.server.clone();
+    }
+    let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    config.cluster_url.to_string().trim_end_matches('/').into()
+}
+
+/// A token Secret for ServiceAccount `sa`: requested explicitly (servers since 1.24 make none by themselves), then
+/// filled in by the token controller.
+async fn service_account_token(admin: &Client, ns: &str, sa: &str) -> Secret {
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
+    let name = format!("{sa}-helm-test-token");
+    let request = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": name, "annotations": {"kubernetes.io/service-account.name": sa}},
+    });
+    let request: Secret = serde_json::from_value(request).expect("token Secret");
+    secrets
+        .create(&PostParams::default(), &request)
+        .await
+        .expect("request a ServiceAccount token Secret");
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let secret = secrets.get(&name).await.expect("get the token Secret");
+        if secret
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key("token"))
+        {
+            return secret;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token controller did not fill the token Secret of ServiceAccount {ns}/{sa}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A client that authenticates as the ServiceAccount of `secret` (its bearer token, its CA).
+async fn client_from_token(secret: &Secret, dir: &Path) -> Client {
+    let data = secret.data.as_ref().expect("token Secret data");
+    let token = String::from_utf8(data["token"].0.clone()).expect("token is UTF-8");
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, &data["ca.crt"].0).expect("write ca.crt");
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+         users:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: sa\n  context: {{cluster: c, user: sa}}\n\
+         current-context: sa\n",
+        server_url().await,
+        ca.display()
+    );
+    let kubeconfig = Kubeconfig::from_yaml(&kubeconfig).expect("ServiceAccount kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("ServiceAccount config");
+    Client::try_from(config).expect("ServiceAccount client")
+}
+
+/// Every response with status 403 that an in-process kube client received ("METHOD URL"), seen through the
+/// client's own `HTTP` tracing spans (kube-client records `http.status_code` on them).
+static FORBIDDEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[derive(Default)]
+struct HttpSpan {
+    method: String,
+    url: String,
+    status: Option<u64>,
+}
+
+impl Visit for HttpSpan {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "http.method" => self.method = format!("{value:?}"),
+            "http.url" => self.url = format!("{value:?}"),
+            _ => {}
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "http.status_code" {
+            self.status = Some(value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_u64(field, value as u64);
+    }
+}
+
+/// Tracing layer that collects the 403 responses into [`FORBIDDEN`].
+struct ForbiddenRecorder;
+
+impl<S> tracing_subscriber::Layer<S> for ForbiddenRecorder
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        if attrs.metadata().name() != "HTTP" {
+            return;
+        }
+        let mut fields = HttpSpan::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(fields) = extensions.get_mut::<HttpSpan>() else {
+            return;
+        };
+        values.record(fields);
+        if fields.status.take() == Some(403) {
+            let seen = format!("{} {}", fields.method, fields.url);
+            FORBIDDEN
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(seen);
+        }
+    }
+}
+
+/// Installs the test binary's tracing subscriber (before `support::plane()` would install its own): log output as
+/// in the other tests (RUST_LOG, default warn), plus the [`ForbiddenRecorder`] on kube-client's debug spans.
+fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(filter),
+            )
+            .with(
+                ForbiddenRecorder
+                    .with_filter(Targets::new().with_target("kube_client", Level::DEBUG)),
+            )
+            .try_init();
+    });
+}
+
+fn forbidden() -> Vec<String> {
+    FORBIDDEN.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Polls `check` until it holds; after [`LIMIT`] panics, naming the requests the API server refused meanwhile.
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + LIMIT;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {LIMIT:?} waiting for {what}; requests refused with 403: {:#?}",
+            forbidden()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `kubectl auth can-i` as the ServiceAccount.
+fn can_i(sa: &str, ns: &str, args: &[&str]) -> bool {
+    let mut all = vec!["auth", "can-i", "--as", sa, "-n", ns];
+    all.extend(args);
+    let (_, out) = support::kubectl(&all);
+    out.trim_start().starts_with("yes")
+}
+
+async fn events_reasons(admin: &Client, ns: &str, name: &str) -> BTreeSet<String> {
+    let api: Api<Event> = Api::namespaced(admin.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
+    let started = Instant::now();
+    let plane = plane();
+    let admin = plane.client().await.expect("admin client");
+    let pid = std::process::id();
+    let release = format!("crew-{pid}");
+    let release_ns = format!("crew-system-{pid}");
+    let chart = chart().to_string_lossy().into_owned();
+
+    // --- install -------------------------------------------------------------------------------------------
+    let (ok, stdout, stderr) = helm_on_cluster(&[
+        "install",
+        &release,
+        &chart,
+        "--namespace",
+        &release_ns,
+        "--create-namespace",
+        "--set",
+        "image.tag=test",
+        "--set",
+        "leaderElection.enabled=true",
+    ]);
+    assert!(ok, "helm install failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("STATUS: deployed"), "{stdout}");
+    assert!(
+        stdout.contains("kubectl get cx") && stdout.contains("kubectl apply"),
+        "NOTES: {stdout}"
+    );
+    // The first execution NOTES.txt tells the user to apply (run below, in the test namespace).
+    let notes_example: String = stdout
+        .lines()
+        .skip_while(|l| !l.ends_with("<<'YAML'"))
+        .skip(1)
+        .take_while(|l| *l != "YAML")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut notes_example: CrewExecution =
+        serde_saphyr::from_str(&notes_example).expect("the NOTES example is a CrewExecution");
+    // The test support applied crds/ before (so Helm skipped its identical crds/ copies): they are served.
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for name in ["crewexecutions.crew.dev", "crewqueues.crew.dev"] {
+        crds.get(name).await.expect("CRD installed");
+    }
+    let fullname = format!("{release}-crew-operator");
+    let (ok, out) = support::kubectl(&[
+        "get",
+        "clusterrole,clusterrolebinding",
+        &fullname,
+        "-o",
+        "name",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = support::kubectl(&[
+        "-n",
+        &release_ns,
+        "get",
+        "serviceaccount,deployment,service",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        ok && out.contains("deployment.apps/") && out.contains("serviceaccount/"),
+        "{out}"
+    );
+
+    // --- least privilege, as the API server sees it ----------------------------------------------------------
+    let sa_user = format!("system:serviceaccount:{release_ns}:{fullname}");
+    for (args, allowed) in [
+        (&["create", "jobs.batch"][..], true),
+        (&["delete", "crewexecutions.crew.dev"][..], true),
+        (
+            &["patch", "crewexecutions.crew.dev", "--subresource=status"][..],
+            true,
+        ),
+        (
+            &[
+                "update",
+                "crewexecutions.crew.dev",
+                "--subresource=finalizers",
+            ][..],
+            true,
+        ),
+        (&["watch", "crewqueues.crew.dev"][..], true),
+        (&["create", "events.events.k8s.io"][..], true),
+        (&["get", "secrets"][..], false),
+        (&["list", "secrets"][..], false),
+        (&["create", "pods"][..], false),
+        (&["get", "configmaps"][..], false),
+        (&["update", "crewexecutions.crew.dev"][..], false),
+        (&["create", "crewexecutions.crew.dev"][..], false),
+        (&["update", "crewqueues.crew.dev"][..], false),
+        (&["create", "leases.coordination.k8s.io"][..], false),
+        (
+            &["create", "rolebindings.rbac.authorization.k8s.io"][..],
+            false,
+        ),
+        (&["*", "*"][..], false),
+    ] {
+        assert_eq!(
+            can_i(&sa_user, "default", args),
+            allowed,
+            "can-i {args:?} as the chart's ServiceAccount"
+        );
+    }
+
+    // --- the operator with the ServiceAccount's token -------------------------------------------------------
+    let secret = service_account_token(&admin, &release_ns, &fullname).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sa_client = client_from_token(&secret, dir.path()).await;
+    let secrets: Api<Secret> = Api::namespaced(sa_client.clone(), &release_ns);
+    match secrets.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("the ServiceAccount must not list Secrets: {other:?}"),
+    }
+    // The refusal just seen is recorded: the recorder is a working witness of 403s.
+    assert!(
+        forbidden()
+            .iter()
+            .any(|f| f.starts_with("GET ")
+                && f.contains(&format!("/namespaces/{release_ns}/secrets"))),
+        "the 403 recorder did not see the refused Secret list: {:?}",
+        forbidden()
+    );
+    FORBIDDEN.lock().unwrap_or_else(|e| e.into_inner()).clear();
+
+    let ns = format!("helm-rbac-{pid}");
+    create_namespace(&admin, &ns)
+        .await
+        .expect("namespace ready for pods");
+    // Default values grant a ClusterRole: the operator watches all namespaces, like the Deployment would.
+    let config = ControllerConfig {
+        namespace: None,
+        instance: Some(format!("helm-test-{pid}")),
+        max_running: None,
+        ..Default::default()
+    };
+    // Leader election on, as the chart's Deployment runs it with leaderElection.enabled: the Lease lives in the
+    // release namespace, under the Role the chart adds for it.
+    let ctx = controller::context(sa_client.clone(), &config);
+    let leader_config = LeaderConfig {
+        lease_name: "crew-operator".into(),
+        namespace: release_ns.clone(),
+        identity: format!("helm-test-{pid}"),
+        lease_duration: leader::DEFAULT_LEASE_DURATION,
+        renew_deadline: leader::DEFAULT_RENEW_DEADLINE,
+        retry_period: leader::DEFAULT_RETRY_PERIOD,
+    };
+    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(leader::run_when_leading(
+        ctx.clone(),
+        config,
+        leader_config,
+        async move {
+            let _ = shutdown_rx.await;
+        },
+    ));
+    // The endpoints the chart's probes and ServiceMonitor use, as `crew-operator run` serves them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let http_addr = listener.local_addr().expect("local address");
+    let http = tokio::spawn(crew_operator::http::serve(listener, ctx.clone()));
+    assert_eq!(http_get(http_addr, "/healthz").await.0, 200);
+    eventually(
+        "/readyz answers 200 (caches listed with the chart's RBAC)",
+        || async { http_get(http_addr, "/readyz").await.0 == 200 },
+    )
+    .await;
+
+    let queues: Api<CrewQueue> = Api::namespaced(admin.clone(), &ns);
+    let queue: CrewQueue = serde_saphyr::from_str(
+        "apiVersion: crew.dev/v1alpha1\nkind: CrewQueue\nmetadata: {name: crews}\nspec: {maxRunning: 1}\n",
+    )
+    .expect("queue YAML");
+    queues
+        .create(&PostParams::default(), &queue)
+        .await
+        .expect("create queue");
+    let executions: Api<CrewExecution> = Api::namespaced(admin.clone(), &ns);
+    let execution: CrewExecution = serde_saphyr::from_str(
+        r#"
+apiVersion: crew.dev/v1alpha1
+kind: CrewExecution
+metadata: {name: report}
+spec:
+  image: busybox
+  queue: crews
+  inputs: {topic: rbac}
+  steps:
+  - {name: research}
+  - {name: write, podAnnotations: {sim.crew.dev/message: done}}
+"#,
+    )
+    .expect("execution YAML");
+    executions
+        .create(&PostParams::default(), &execution)
+        .await
+        .expect("create execution");
+    notes_example.metadata.namespace = Some(ns.clone());
+    executions
+        .create(&PostParams::default(), &notes_example)
+        .await
+        .expect("create the NOTES example");
+    let hang: CrewExecution = serde_saphyr::from_str(
+        r#"
+apiVersion: crew.dev/v1alpha1
+kind: CrewExecution
+metadata: {name: stuck}
+spec:
+  image: busybox
+  podAnnotations: {sim.crew.dev/hang: "true"}
+"#,
+    )
+    .expect("execution YAML");
+    executions
+        .create(&PostParams::default(), &hang)
+        .await
+        .expect("create execution");
+
+    // Jobs, ConfigMap, status, queue admission: the two-step execution succeeds.
+    let deadline = Instant::now() + LIMIT;
+    let done = loop {
+        let cx = executions.get("report").await.expect("get execution");
+        if phase_of(&cx) == "Succeeded" {
+            break cx;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "report did not succeed with the chart's RBAC; status: {:#?}\nforbidden requests: {:#?}",
+            cx.status,
+            forbidden()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let steps = &done.status.as_ref().unwrap().steps;
+    assert_eq!(steps.len(), 2);
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
+    config_maps
+        .get("report-crew")
+        .await
+        .expect("the operator created the crew ConfigMap");
+    eventually("the NOTES example Succeeded", || async {
+        executions
+            .get("hello")
+            .await
+            .is_ok_and(|cx| phase_of(&cx) == "Succeeded")
+    })
+    .await;
+    // Events (events.k8s.io create).
+    eventually("Started and Succeeded Events", || async {
+        let reasons = events_reasons(&admin, &ns, "report").await;
+        reasons.contains("Started") && reasons.contains("Succeeded")
+    })
+    .await;
+    // Queue watch and queue status writes.
+    eventually("CrewQueue status succeeded=1", || async {
+        queues
+            .get("crews")
+            .await
+            .ok()
+            .and_then(|q| q.status)
+            .is_some_and(|s| s.succeeded == 1 && s.running == 0)
+    })
+    .await;
+    // Job deletion: cancel the hanging execution.
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
+    eventually("stuck is Running", || async {
+        executions
+            .get("stuck")
+            .await
+            .is_ok_and(|cx| phase_of(&cx) == "Running")
+    })
+    .await;
+    executions
+        .patch(
+            "stuck",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .expect("cancel");
+    eventually("stuck Cancelled and its Job deleted", || async {
+        let cancelled = executions
+            .get("stuck")
+            .await
+            .is_ok_and(|cx| phase_of(&cx) == "Cancelled");
+        let job_gone = jobs
+            .get("stuck-main-1")
+            .await
+            .map_or(true, |j| j.metadata.deletion_timestamp.is_some());
+        cancelled && job_gone
+    })
+    .await;
+    // Execution deletion: ttlSecondsAfterFinished.
+    executions
+        .patch(
+            "report",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ttlSecondsAfterFinished": 1}})),
+        )
+        .await
+        .expect("set TTL");
+    eventually("report deleted by its TTL", || async {
+        matches!(executions.get("report").await, Err(kube::Error::Api(s)) if s.code == 404)
+    })
+    .await;
+
+    let writes = &ctx.writes;
+    println!(
+        "operator writes with the chart's RBAC: status={} job_create={} job_delete={} configmap={} events={} \
+         execution_delete={} queue_status={} lease={}",
+        writes.get(WriteKind::Status),
+        writes.get(WriteKind::JobCreate),
+        writes.get(WriteKind::JobDelete),
+        writes.get(WriteKind::ConfigMap),
+        writes.get(WriteKind::Event),
+        writes.get(WriteKind::ExecutionDelete),
+        writes.get(WriteKind::QueueStatus),
+        writes.get(WriteKind::Lease),
+    );
+    for kind in WriteKind::ALL {
+        assert!(writes.get(kind) > 0, "no {} write happened", kind.label());
+    }
+    let (code, body) = http_get(http_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("crew_reconciles_total"), "{body}");
+    http.abort();
+    let _ = shutdown.send(());
+    let stopped = tokio::time::timeout(Duration::from_secs(20), operator).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "clean stop: {stopped:?}");
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &release_ns);
+    let lease = leases.get("crew-operator").await.expect("the Lease exists");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity),
+        None,
+        "released on shutdown"
+    );
+
+    // Not one request of the operator (nor of this test) was refused.
+    assert_eq!(
+        forbidden(),
+        Vec::<String>::new(),
+        "the API server refused requests during the run: a rule is missing from the chart"
+    );
+
+    // --- uninstall ---------------------------------------------------------------------------------------------
+    let (ok, stdout, stderr) =
+        helm_on_cluster(&["uninstall", &release, "--namespace", &release_ns]);
+    assert!(ok, "helm uninstall: {stdout}{stderr}");
+    let (_, out) = support::kubectl(&["get", "clusterrole", &fullname]);
+    assert!(out.contains("NotFound"), "ClusterRole left behind: {out}");
+    for name in ["crewexecutions.crew.dev", "crewqueues.crew.dev"] {
+        crds.get(name)
+            .await
+            .expect("CRDs stay after uninstall (Helm never deletes crds/)");
+    }
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for namespace in [&ns, &release_ns] {
+        let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
+    }
+    println!("helm install + RBAC proof took {:?}", started.elapsed());
+}

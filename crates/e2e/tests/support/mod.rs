@@ -1,0 +1,362 @@
+//! Test support for the integration tests: one real control plane per test binary (KWOK plays the kubelet of its
+//! fake nodes), a namespace per test, the operator running in-process, scoped to that namespace.
+#![allow(dead_code)]
+
+use crew_api::CrewExecution;
+use crew_operator::controller::context::Context;
+use crew_operator::controller::{self, ControllerConfig};
+use crew_testkit::{ControlPlane, POD_DURATION_ANNOTATION, create_namespace};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+
+/// The repository's root (this crate is `crates/e2e`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// The `crew-operator` binary of this build, for the tests that run it as a process (leader election, the chart's
+/// arguments). `cargo test --workspace` builds it beside the `deps/` directory this test runs from (cargo sets
+/// `CARGO_BIN_EXE_*` only for a package's own binaries); `CREW_OPERATOR_BIN` overrides.
+pub fn operator_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CREW_OPERATOR_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("crew-operator"))
+        .expect("the test binary sits in target/<profile>/deps");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (`cargo build --bin crew-operator`, `make test` does) or set CREW_OPERATOR_BIN",
+        bin.display()
+    );
+    bin
+}
+static NEXT_NS: AtomicU32 = AtomicU32::new(0);
+
+/// The control plane of this test binary, started on first use. Its processes are started from a thread that
+/// lives as long as the test binary, so they die with it (parent-death signal) even if a test panics.
+pub fn plane() -> &'static ControlPlane {
+    PLANE.get_or_init(|| {
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let dir = std::env::temp_dir().join(format!("crew-test-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let plane = match std::env::var_os("CREW_TEST_KUBECONFIG") {
+                Some(kubeconfig) => Ok(ControlPlane::existing(std::path::Path::new(&kubeconfig))),
+                None => ControlPlane::start(&dir, None),
+            };
+            let started = plane.map_err(|e| e.to_string()).and_then(|plane| {
+                install_crds(&plane)?;
+                Ok(plane)
+            });
+            let _ = tx.send(started);
+            loop {
+                std::thread::park();
+            }
+        });
+        match rx.recv() {
+            Ok(Ok(plane)) => plane,
+            Ok(Err(e)) => panic!("control plane did not start: {e}"),
+            Err(e) => panic!("control plane thread died: {e}"),
+        }
+    })
+}
+
+fn install_crds(plane: &ControlPlane) -> Result<(), String> {
+    let crds = repo_root().join("crds");
+    let out = kubectl_in(plane, &["apply", "-f", &crds.to_string_lossy()]);
+    if !out.0 {
+        return Err(format!("kubectl apply crds/: {}", out.1));
+    }
+    let out = kubectl_in(
+        plane,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ],
+    );
+    if out.0 {
+        Ok(())
+    } else {
+        Err(format!("CRDs not established: {}", out.1))
+    }
+}
+
+fn kubectl_in(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
+    let output = Command::new(plane.bin.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&plane.kubeconfig)
+        .args(args)
+        .output();
+    outcome(output)
+}
+
+/// (success, stdout followed by stderr) of a finished command.
+fn outcome(output: std::io::Result<std::process::Output>) -> (bool, String) {
+    match output {
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+/// Runs kubectl against the test control plane; returns (success, stdout+stderr).
+pub fn kubectl(args: &[&str]) -> (bool, String) {
+    kubectl_in(plane(), args)
+}
+
+/// The operator running in-process.
+pub struct Operator {
+    pub ctx: Arc<Context>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Operator {
+    /// Graceful stop (finishes in-flight reconciles).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+    }
+
+    /// Abrupt stop, as a crash would (the task is dropped wherever it is).
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// One test's namespace.
+pub struct TestNs {
+    pub client: Client,
+    pub ns: String,
+    /// Run time of worker pods whose execution sets no `sim.crew.dev/duration` (given to [`TestNs::create`]d
+    /// executions as a top-level pod annotation).
+    pub pod_duration: Duration,
+}
+
+impl TestNs {
+    /// A fresh namespace named after `prefix`, ready for pods (its default ServiceAccount exists), whose
+    /// executions' pods run for `pod_duration` unless they say otherwise.
+    pub async fn new(prefix: &str, pod_duration: Duration) -> TestNs {
+        let plane = plane();
+        let client = plane.client().await.expect("client");
+        let ns = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT_NS.fetch_add(1, Ordering::Relaxed)
+        );
+        create_namespace(&client, &ns)
+            .await
+            .expect("namespace ready for pods");
+        TestNs {
+            client,
+            ns,
+            pod_duration,
+        }
+    }
+
+    /// Starts the operator, watching only this namespace.
+    pub fn start_operator(&self) -> Operator {
+        self.start_operator_with(None)
+    }
+
+    /// Starts the operator for this namespace with an operator-wide limit on executions without a queue.
+    pub fn start_operator_with(&self, max_running: Option<u32>) -> Operator {
+        let config = ControllerConfig {
+            namespace: Some(self.ns.clone()),
+            instance: Some("test".into()),
+            max_running,
+            ..Default::default()
+        };
+        let ctx = controller::context(self.client.clone(), &config);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(controller::run(ctx.clone(), config, async {
+            let _ = rx.await;
+        }));
+        Operator {
+            ctx,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// API of executions in this namespace.
+    pub fn executions(&self) -> Api<CrewExecution> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates an execution from YAML (the namespace is filled in, and the namespace's pod duration unless the
+    /// execution sets `sim.crew.dev/duration` itself).
+    pub async fn create(&self, yaml: &str) -> CrewExecution {
+        let mut cx: CrewExecution = serde_saphyr::from_str(yaml).expect("execution YAML");
+        cx.metadata.namespace = Some(self.ns.clone());
+        cx.spec
+            .pod_annotations
+            .get_or_insert_with(Default::default)
+            .entry(POD_DURATION_ANNOTATION.to_string())
+            .or_insert_with(|| format!("{}ms", self.pod_duration.as_millis()));
+        self.executions()
+            .create(&PostParams::default(), &cx)
+            .await
+            .expect("create execution")
+    }
+
+    /// Polls the execution until `done` holds (panics with the last seen status after `limit`).
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        limit: Duration,
+        done: impl Fn(&CrewExecution) -> bool,
+    ) -> CrewExecution {
+        let api = self.executions();
+        let deadline = Instant::now() + limit;
+        loop {
+            let last = api.get(name).await.ok();
+            if let Some(cx) = &last
+                && done(cx)
+            {
+                return cx.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{name}: condition not met within {limit:?}; last status: {:#?}",
+                    last.and_then(|c| c.status)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls until the execution reaches `phase`.
+    pub async fn wait_phase(&self, name: &str, phase: &str, limit: Duration) -> CrewExecution {
+        self.wait_for(name, limit, |cx| phase_of(cx) == phase).await
+    }
+
+    /// kubectl in this namespace (async: the operator keeps running meanwhile).
+    pub async fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let plane = plane();
+        let output = tokio::process::Command::new(plane.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&plane.kubeconfig)
+            .args(["-n", self.ns.as_str()])
+            .args(args)
+            .output()
+            .await;
+        outcome(output)
+    }
+}
+
+/// `status.phase` as a string ("" before the first status write).
+pub fn phase_of(cx: &CrewExecution) -> String {
+    cx.status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+}
+
+/// Polls `check` every 100 ms until it holds; panics after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// (type, reason) of the Events about execution `name`, oldest first.
+pub async fn events_of(t: &TestNs, name: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.client.clone(), &t.ns);
+    let mut events: Vec<_> = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    events.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
+    events
+        .into_iter()
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .collect()
+}
+
+/// The Jobs labelled for execution `name`.
+pub async fn jobs_of(t: &TestNs, name: &str) -> Vec<k8s_openapi::api::batch::v1::Job> {
+    let api: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(t.client.clone(), &t.ns);
+    api.list(&kube::api::ListParams::default().labels(&format!("crew.dev/execution={name}")))
+        .await
+        .expect("list jobs")
+        .items
+}
+
+/// The reasons of the execution's history entries, oldest first.
+pub fn history_reasons(cx: &CrewExecution) -> Vec<String> {
+    cx.status
+        .as_ref()
+        .map(|s| s.history.iter().map(|h| h.reason.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// (status code, body) of `GET path` on `addr` (HTTP/1.0, so the server closes the connection after the body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}

@@ -1,0 +1,110 @@
+//! `crew-dev demo [DIR]`: the embedded default. Starts a local control plane (etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler, and KWOK playing the kubelet of a few fake nodes) and the operator,
+//! applies the executions in DIR (default `examples/`) to namespace `demo`, and streams `kubectl get cx -w` until
+//! Ctrl-C, which stops everything.
+//!
+//! `crew-dev plane`: only the control plane (no operator), until Ctrl-C; prints its `KUBECONFIG`. For poking at the
+//! test cluster by hand (its logs stay in the printed directory while it runs).
+
+use crew_operator::controller::{self, ControllerConfig};
+use crew_operator::telemetry::{self, LogFormat};
+use crew_testkit::{ControlPlane, create_namespace, install_crds};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const NAMESPACE: &str = "demo";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("demo") => {}
+        Some("plane") => return plane_only().await,
+        _ => {
+            eprintln!(
+                "usage: crew-dev demo [DIR] | crew-dev plane   (see `make demo`, `make plane`)"
+            );
+            std::process::exit(2);
+        }
+    }
+    let examples = PathBuf::from(args.next().unwrap_or_else(|| "examples".into()));
+    telemetry::init(LogFormat::Text, "warn,crew_operator::controller=info");
+    let dir = std::env::temp_dir().join(format!("crew-dev-{}", std::process::id()));
+    eprintln!(
+        "starting a local control plane in {} (first start takes ~10 s)...",
+        dir.display()
+    );
+    let plane = ControlPlane::start(&dir, None)?;
+    let client = plane.client().await?;
+    install_crds(&client).await?;
+    create_namespace(&client, NAMESPACE).await?;
+
+    let (stop_operator, stopped) = tokio::sync::oneshot::channel();
+    let config = ControllerConfig {
+        namespace: None,
+        instance: Some("crew-dev".into()),
+        max_running: None,
+        ..Default::default()
+    };
+    let ctx = controller::context(client.clone(), &config);
+    let operator = tokio::spawn(controller::run(ctx, config, async {
+        let _ = stopped.await;
+    }));
+
+    let kubectl = plane.bin.join("kubectl");
+    let apply = tokio::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&plane.kubeconfig)
+        .args(["-n", NAMESPACE, "apply", "-f"])
+        .arg(&examples)
+        .status()
+        .await?;
+    if !apply.success() {
+        eprintln!("kubectl apply -f {} failed", examples.display());
+    }
+    println!(
+        "\nThe operator is running; KWOK plays the kubelet of the fake nodes. From another shell:"
+    );
+    println!("  export KUBECONFIG={}", plane.kubeconfig.display());
+    println!("  export PATH={}:$PATH", plane.bin.display());
+    println!(
+        "  kubectl -n {NAMESPACE} get cx            # or: kubectl -n {NAMESPACE} describe cx market-report"
+    );
+    println!("Press Ctrl-C to stop everything.\n");
+    let mut watch = tokio::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&plane.kubeconfig)
+        .args(["-n", NAMESPACE, "get", "cx", "-w"])
+        .kill_on_drop(true)
+        .spawn()?;
+    tokio::select! {
+        () = crew_operator::shutdown::signal() => {}
+        _ = watch.wait() => {}
+    }
+    eprintln!("\nstopping...");
+    let _ = watch.kill().await;
+    let _ = stop_operator.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    drop(plane);
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("stopped; nothing left running.");
+    Ok(())
+}
+
+/// `crew-dev plane`: the control plane alone, until Ctrl-C or SIGTERM.
+async fn plane_only() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("crew-plane-{}", std::process::id()));
+    let plane = ControlPlane::start(&dir, None)?;
+    install_crds(&plane.client().await?).await?;
+    println!(
+        "control plane up (logs in {}); from another shell:",
+        dir.display()
+    );
+    println!("  export KUBECONFIG={}", plane.kubeconfig.display());
+    println!("  export PATH={}:$PATH", plane.bin.display());
+    println!("Press Ctrl-C to stop it.");
+    crew_operator::shutdown::signal().await;
+    drop(plane);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
