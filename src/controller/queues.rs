@@ -43,6 +43,12 @@ fn same_queue(a: &CrewExecution, namespace: &str, queue: Option<&str>) -> bool {
     }
 }
 
+/// An execution's identity in a queue: `namespace/name` (names repeat across namespaces, and the operator-wide
+/// limit counts them all).
+fn member_key(cx: &CrewExecution) -> String {
+    format!("{}/{}", cx.namespace().unwrap_or_default(), cx.name_any())
+}
+
 fn members_of(
     store: &Store<CrewExecution>,
     namespace: &str,
@@ -93,7 +99,7 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
     let members: Vec<Member> = members_of(executions, &namespace, execution.spec.queue.as_deref())
         .iter()
         .map(|cx| {
-            let mut member = Member::new(&cx.name_any(), &cx.spec, phase(cx), created(cx));
+            let mut member = Member::new(&member_key(cx), &cx.spec, phase(cx), created(cx));
             let uid = cx.uid().unwrap_or_default();
             match reserved.get(&uid) {
                 Some(at) if member.waiting && at.elapsed() < RESERVATION_TTL => {
@@ -108,7 +114,7 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
             member
         })
         .collect();
-    let verdict = admit(&members, &execution.name_any(), label, Some(limit));
+    let verdict = admit(&members, &member_key(execution), label, Some(limit));
     if verdict == Admission::Admitted
         && let Some(uid) = execution.uid()
     {

@@ -12,8 +12,9 @@ use std::cmp::Ordering;
 /// One execution as the queue sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
-    /// Execution name (unique within the namespace, and queues are namespaced).
-    pub name: String,
+    /// The execution's identity across everything the queue counts: `namespace/name` (the operator-wide
+    /// `--max-running` limit counts executions of every namespace, where names repeat).
+    pub key: String,
     /// `spec.priority`.
     pub priority: i32,
     /// `metadata.creationTimestamp`.
@@ -26,10 +27,10 @@ pub struct Member {
 
 impl Member {
     /// The queue's view of an execution with `spec` in `phase`.
-    pub fn new(name: &str, spec: &CrewExecutionSpec, phase: Phase, created: Timestamp) -> Member {
+    pub fn new(key: &str, spec: &CrewExecutionSpec, phase: Phase, created: Timestamp) -> Member {
         let running = phase == Phase::Running;
         Member {
-            name: name.to_string(),
+            key: key.to_string(),
             priority: spec.priority,
             created,
             running,
@@ -43,17 +44,17 @@ pub fn admission_order(a: &Member, b: &Member) -> Ordering {
     b.priority
         .cmp(&a.priority)
         .then(a.created.cmp(&b.created))
-        .then_with(|| a.name.cmp(&b.name))
+        .then_with(|| a.key.cmp(&b.key))
 }
 
-/// The verdict for `who` in a queue named `queue` holding `members`, with at most `max_running` running
+/// The verdict for `who` (a [`Member::key`]) in a queue named `queue` holding `members`, with at most `max_running` running
 /// (`None`: unlimited). A running member keeps its slot; a waiting one is admitted when its place in the admission
 /// order is within the free slots.
 pub fn admit(members: &[Member], who: &str, queue: &str, max_running: Option<u32>) -> Admission {
     let Some(max) = max_running else {
         return Admission::Admitted;
     };
-    let Some(me) = members.iter().find(|m| m.name == who) else {
+    let Some(me) = members.iter().find(|m| m.key == who) else {
         return Admission::Admitted;
     };
     if me.running {
@@ -63,7 +64,7 @@ pub fn admit(members: &[Member], who: &str, queue: &str, max_running: Option<u32
     let free = u64::from(max).saturating_sub(running);
     let ahead = members
         .iter()
-        .filter(|m| m.waiting && m.name != who && admission_order(m, me) == Ordering::Less)
+        .filter(|m| m.waiting && m.key != who && admission_order(m, me) == Ordering::Less)
         .count() as u64;
     if ahead < free {
         Admission::Admitted
@@ -82,7 +83,7 @@ mod tests {
 
     fn member(name: &str, priority: i32, created: i64, running: bool) -> Member {
         Member {
-            name: name.into(),
+            key: name.into(),
             priority,
             created: Timestamp::from_second(created).unwrap(),
             running,
@@ -93,11 +94,38 @@ mod tests {
     fn admitted(members: &[Member], max: u32) -> Vec<String> {
         members
             .iter()
-            .filter(|m| {
-                !m.running && admit(members, &m.name, "q", Some(max)) == Admission::Admitted
-            })
-            .map(|m| m.name.clone())
+            .filter(|m| !m.running && admit(members, &m.key, "q", Some(max)) == Admission::Admitted)
+            .map(|m| m.key.clone())
             .collect()
+    }
+
+    /// The operator-wide limit counts executions of every namespace: two that share a name are two members, so
+    /// one running never admits the other (review finding 6).
+    #[test]
+    fn executions_sharing_a_name_in_two_namespaces_are_two_members() {
+        let members = [
+            member("team-a/nightly", 0, 0, true),
+            member("team-b/nightly", 0, 5, false),
+            member("team-b/other", 0, 1, false),
+        ];
+        assert_eq!(
+            admit(&members, "team-b/nightly", "*", Some(1)),
+            Admission::Wait {
+                queue: "*".into(),
+                position: 2
+            }
+        );
+        assert_eq!(
+            admit(&members, "team-b/other", "*", Some(1)),
+            Admission::Wait {
+                queue: "*".into(),
+                position: 1
+            }
+        );
+        assert_eq!(
+            admit(&members, "team-a/nightly", "*", Some(1)),
+            Admission::Admitted
+        );
     }
 
     #[test]
@@ -109,7 +137,7 @@ mod tests {
             member("d", 0, 1, false),
         ];
         members.sort_by(admission_order);
-        let names: Vec<_> = members.iter().map(|m| m.name.as_str()).collect();
+        let names: Vec<_> = members.iter().map(|m| m.key.as_str()).collect();
         assert_eq!(names, ["a", "b", "c", "d"]);
     }
 
@@ -184,7 +212,7 @@ mod tests {
             // Everyone admitted precedes everyone left waiting.
             let mut waiting: Vec<&Member> = members.iter().filter(|m| m.waiting).collect();
             waiting.sort_by(|a, b| admission_order(a, b));
-            let first: std::collections::BTreeSet<&str> = waiting.iter().take(newly.len()).map(|m| m.name.as_str()).collect();
+            let first: std::collections::BTreeSet<&str> = waiting.iter().take(newly.len()).map(|m| m.key.as_str()).collect();
             let chosen: std::collections::BTreeSet<&str> = newly.iter().map(String::as_str).collect();
             prop_assert_eq!(first, chosen);
         }

@@ -155,6 +155,21 @@ impl Operator {
     }
 }
 
+/// Starts the operator in-process with `config` (`namespace: None` watches every namespace, as `crew-operator run`
+/// does by default: only for test binaries of their own, since it acts on every other test's namespace too).
+pub fn start_operator(client: &Client, config: ControllerConfig) -> Operator {
+    let ctx = controller::context(client.clone(), &config);
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(controller::run(ctx.clone(), config, async {
+        let _ = rx.await;
+    }));
+    Operator {
+        ctx,
+        shutdown: Some(tx),
+        task,
+    }
+}
+
 /// One test's namespace.
 pub struct TestNs {
     pub client: Client,
@@ -192,22 +207,15 @@ impl TestNs {
 
     /// Starts the operator for this namespace with an operator-wide limit on executions without a queue.
     pub fn start_operator_with(&self, max_running: Option<u32>) -> Operator {
-        let config = ControllerConfig {
-            namespace: Some(self.ns.clone()),
-            instance: Some("test".into()),
-            max_running,
-            ..Default::default()
-        };
-        let ctx = controller::context(self.client.clone(), &config);
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(controller::run(ctx.clone(), config, async {
-            let _ = rx.await;
-        }));
-        Operator {
-            ctx,
-            shutdown: Some(tx),
-            task,
-        }
+        start_operator(
+            &self.client,
+            ControllerConfig {
+                namespace: Some(self.ns.clone()),
+                instance: Some("test".into()),
+                max_running,
+                ..Default::default()
+            },
+        )
     }
 
     /// API of executions in this namespace.
