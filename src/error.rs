@@ -1,6 +1,7 @@
 //! Errors of the I/O shell. Variant names double as metric labels and Warning Event reasons.
 
 use crew_core::build::BuildError;
+use crew_core::lifecycle::JobRejection;
 
 /// Why a reconcile failed (transient: retried with per-object backoff).
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,9 @@ pub enum Error {
     /// A Job with the deterministic name exists but another execution controls it.
     #[error("Job {0} exists but is not owned by this execution")]
     JobNameTaken(String),
+    /// The API server refused a Job create (the reconcile decides again with it: the attempt fails).
+    #[error("Job {} rejected: {}", .0.job_name, .0.message)]
+    JobRejected(JobRejection),
 }
 
 impl Error {
@@ -29,6 +33,7 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::Build(_) => "build",
             Error::JobNameTaken(_) => "job_name_taken",
+            Error::JobRejected(_) => "job_rejected",
         }
     }
 }

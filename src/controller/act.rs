@@ -10,13 +10,14 @@ use crew_api::{CrewExecution, CrewExecutionStatus, FIELD_MANAGER};
 use crew_core::build::{
     config_map::crew_config_map, status_patch::status_apply_body, worker_job::worker_job,
 };
-use crew_core::lifecycle::{EventNote, Launch, Plan};
+use crew_core::lifecycle::draft::entry_event;
+use crew_core::lifecycle::{EventNote, JobRejection, Launch, Plan};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::{Api, Resource, ResourceExt};
 
-const ALREADY_EXISTS: &str = "AlreadyExists";
+pub(crate) const ALREADY_EXISTS: &str = "AlreadyExists";
 const NOT_FOUND: &str = "NotFound";
 const CONFLICT: &str = "Conflict";
 
@@ -127,8 +128,30 @@ async fn create_job(
                 Err(Error::JobNameTaken(launch.job_name.clone()))
             }
         }
-        Err(e) => Err(kube_err("create Job")(e)),
+        Err(e) => Err(match rejection(&launch.job_name, &e) {
+            Some(rejection) => Error::JobRejected(rejection),
+            None => kube_err("create Job")(e),
+        }),
     }
+}
+
+/// The API server's refusal of a Job create, when it answered one. 400 and 422 mean the spec makes an invalid Job,
+/// which no retry cures; any other answer (403 from quota or an admission policy, 429, 5xx from a failing webhook
+/// or an overloaded server) may pass later. No answer at all (a connection error, a timeout) is not a refusal: the
+/// Job may exist, and the reconcile is retried with its error backoff.
+pub fn rejection(job_name: &str, error: &kube::Error) -> Option<JobRejection> {
+    let kube::Error::Api(status) = error else {
+        return None;
+    };
+    Some(JobRejection {
+        job_name: job_name.to_string(),
+        permanent: matches!(status.code, 400 | 422),
+        message: if status.message.is_empty() {
+            format!("{} ({})", status.reason, status.code)
+        } else {
+            status.message.clone()
+        },
+    })
 }
 
 /// The `POST` creating `job` in `ns`.
@@ -217,8 +240,43 @@ async fn publish(
         action: "Reconcile",
         regarding: execution.object_ref(&()),
         related,
+        entry_key: note.entry_key.as_deref(),
+        time: note.time,
     };
     ctx.events.send(draft).await;
+}
+
+/// How recent an execution's newest history entry must be for its Event to be sent again when this replica starts
+/// acting: enough to cover a crash and a restart, and well inside the API server's Event TTL (1 h by default), so
+/// that an Event that existed and expired is not made again.
+pub const RESEND_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
+/// Sends again the Event of every cached execution's newest history entry younger than [`RESEND_WINDOW`]. A crash
+/// between a status write and its Event lost that Event; for every other execution the create hits
+/// `AlreadyExists` (the Event is named after its entry), so this costs at most one request per recently active
+/// execution per start and never makes a duplicate. Run once the caches are filled and this replica leads.
+pub async fn resend_recent_events(ctx: &Context, now: jiff::Timestamp) {
+    let Some(executions) = ctx.executions.get() else {
+        return;
+    };
+    for execution in executions.state() {
+        let Some(status) = execution.status.as_ref() else {
+            continue;
+        };
+        let Some(newest) = status.history.last() else {
+            continue;
+        };
+        if now.duration_since(newest.time.0) > RESEND_WINDOW {
+            continue;
+        }
+        Box::pin(publish(
+            &execution,
+            &entry_event(newest, None),
+            Some(status),
+            ctx,
+        ))
+        .await;
+    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,17 @@
 //! creates and status writes during a burst. Each execution's Events go through one lane, in order. A full lane
 //! makes the reconcile wait (memory stays bounded); nothing is dropped.
 //!
+//! An Event recording a history entry is named after it (`crew_core::lifecycle::names::event_name`): creating it
+//! twice makes one Event (`AlreadyExists`), so after a crash between a status write and its Event the operator can
+//! send the newest entry's Event again ([`resend_recent`]) with no risk of a duplicate.
+//!
 //! kube-runtime's `Recorder` keeps every Event of the last six minutes to merge repeats into series and scans that
 //! cache under a write lock on every publish: at thousands of executions that was most of the operator's memory
 //! growth and a lock all reconciles queued on. The operator's Events never repeat (each is one transition of one
 //! execution, emitted once when the status recording it is stored), so series are not needed: this publisher keeps
 //! no state and needs only `create` on events.
 
+use crew_core::lifecycle::names::{event_name, event_name_at};
 use crew_core::lifecycle::text::prefix_within;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
@@ -98,6 +103,10 @@ pub struct EventDraft<'a> {
     pub regarding: ObjectReference,
     /// A second object involved (the step's Job).
     pub related: Option<ObjectReference>,
+    /// The history entry the Event records (`EventNote::entry_key`): it names the Event.
+    pub entry_key: Option<&'a str>,
+    /// When it happened (None: when it is sent).
+    pub time: Option<jiff::Timestamp>,
 }
 
 /// Longest note the API server accepts (events.k8s.io/v1 validation).
@@ -122,17 +131,25 @@ impl EventPublisher {
             .map(|_| ())
     }
 
-    /// The Event object for `draft` at `now`.
+    /// The Event object for `draft`, sent at `now`.
     fn event(&self, draft: EventDraft<'_>, now: jiff::Timestamp) -> Event {
-        let regarding_name = draft.regarding.name.clone().unwrap_or_default();
+        let regarding_name = draft.regarding.name.as_deref().unwrap_or_default();
+        // Not generateName: the API server validates it as a whole DNS subdomain, so "name." is refused.
+        let name = match draft.entry_key {
+            Some(key) => event_name(
+                regarding_name,
+                draft.regarding.uid.as_deref().unwrap_or_default(),
+                key,
+            ),
+            None => event_name_at(regarding_name, now.as_nanosecond()),
+        };
         Event {
             metadata: ObjectMeta {
-                // Not generateName: the API server validates it as a whole DNS subdomain, so "name." is refused.
-                name: Some(format!("{regarding_name}.{:x}", now.as_nanosecond())),
+                name: Some(name),
                 namespace: draft.regarding.namespace.clone(),
                 ..Default::default()
             },
-            event_time: Some(MicroTime(now)),
+            event_time: Some(MicroTime(draft.time.unwrap_or(now))),
             type_: Some(if draft.warning { "Warning" } else { "Normal" }.into()),
             reason: Some(draft.reason.to_string()),
             note: Some(prefix_within(draft.note, MAX_NOTE_BYTES).to_string()),
@@ -183,6 +200,8 @@ mod tests {
                 action: "Reconcile",
                 regarding: regarding.clone(),
                 related: Some(job.clone()),
+                entry_key: None,
+                time: None,
             },
             now,
         );
@@ -200,5 +219,41 @@ mod tests {
         assert_eq!(event.event_time, Some(MicroTime(now)));
         let note = event.note.unwrap();
         assert!(note.len() <= MAX_NOTE_BYTES && note.len() >= MAX_NOTE_BYTES - 1);
+    }
+
+    /// An Event recording a history entry is named after the entry and dated by it: sending it again later gives
+    /// the same object (the API server answers `AlreadyExists`), never a second Event.
+    #[tokio::test]
+    async fn an_entry_event_is_the_same_object_whenever_it_is_sent() {
+        let regarding = ObjectReference {
+            name: Some("hello".into()),
+            namespace: Some("team".into()),
+            uid: Some("u1".into()),
+            ..Default::default()
+        };
+        let happened = jiff::Timestamp::from_second(1_000).unwrap();
+        let draft = EventDraft {
+            warning: false,
+            reason: "StepSucceeded",
+            note: "step main succeeded",
+            action: "Reconcile",
+            regarding,
+            related: None,
+            entry_key: Some("1000|Running|Succeeded|StepSucceeded|main|"),
+            time: Some(happened),
+        };
+        let publisher = publisher();
+        let first = publisher.event(draft.clone(), jiff::Timestamp::from_second(1_001).unwrap());
+        let again = publisher.event(draft, jiff::Timestamp::from_second(1_300).unwrap());
+        assert_eq!(first, again);
+        assert_eq!(first.event_time, Some(MicroTime(happened)));
+        assert!(
+            first
+                .metadata
+                .name
+                .as_deref()
+                .unwrap()
+                .starts_with("hello.")
+        );
     }
 }

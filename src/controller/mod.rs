@@ -7,7 +7,7 @@ pub mod events;
 pub mod observe;
 pub mod queues;
 
-use crate::error::Error;
+use crate::error::{Error, is_reason};
 use act::StatusWrite;
 use context::{Context, WriteKind, error_backoff_seconds};
 use crew_api::{CrewExecution, CrewExecutionStatus, CrewQueue, Phase, StepPhase};
@@ -74,6 +74,9 @@ pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
                 if let Some(ctx) = context.upgrade() {
                     ctx.count_write(WriteKind::Event);
                 }
+            }
+            Err(error) if is_reason(&error, act::ALREADY_EXISTS) => {
+                tracing::debug!(name = ?event.metadata.name, "Event already recorded");
             }
             Err(error) => {
                 tracing::warn!(%error, reason = ?event.reason, "could not record Event");
@@ -157,6 +160,16 @@ pub async fn run(
         controller = controller.reconcile_on(wake_requests);
     }
     let pump = tokio::spawn(queues::pump(ctx.clone()));
+    // Once this replica may act (caches filled, leading): the Events a crash may have lost.
+    let resend = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            while !ctx.is_ready() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            act::resend_recent_events(&ctx, jiff::Timestamp::now()).await;
+        }
+    });
     let shutdown = futures::FutureExt::shared(shutdown);
     let controller = controller
         .graceful_shutdown_on(shutdown.clone())
@@ -180,6 +193,7 @@ pub async fn run(
     }
     pods.abort();
     pump.abort();
+    resend.abort();
 }
 
 /// Whether `store` has had its initial list (without waiting for it).
@@ -245,21 +259,36 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
             &uid,
         ),
         admission: queues::admission(&ctx, &execution),
+        rejected: None,
     };
-    let plan = decide(&observed, jiff::Timestamp::now());
+    let now = jiff::Timestamp::now();
+    let plan = decide(&observed, now);
     if !plan.is_noop() {
         tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,
             status = plan.status.is_some(), events = plan.events.len(), "executing plan");
     }
-    let takes_slot = plan.launch.is_some()
-        || plan
-            .status
-            .as_ref()
-            .is_some_and(|s| s.phase == Some(Phase::Running));
-    if !takes_slot {
+    if !takes_slot(&plan) {
         queues::release(&ctx, &execution);
     }
-    let written = match act::execute(&execution, &plan, &ctx).await {
+    let (plan, outcome) = match act::execute(&execution, &plan, &ctx).await {
+        // The API server refused the Job: decide again knowing it (the attempt fails, visibly) and write that.
+        Err(Error::JobRejected(rejection)) => {
+            tracing::info!(job = %rejection.job_name, permanent = rejection.permanent,
+                message = %rejection.message, "Job create refused");
+            let observed = Observed {
+                rejected: Some(rejection),
+                ..observed
+            };
+            let plan = decide(&observed, now);
+            if !takes_slot(&plan) {
+                queues::release(&ctx, &execution);
+            }
+            let outcome = act::execute(&execution, &plan, &ctx).await;
+            (plan, outcome)
+        }
+        outcome => (plan, outcome),
+    };
+    let written = match outcome {
         Ok(written) => written,
         Err(error) => {
             queues::release(&ctx, &execution);
@@ -286,6 +315,15 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         (_, Some(seconds)) => Action::requeue(Duration::from_secs(seconds.max(1))),
         (_, None) => Action::await_change(),
     })
+}
+
+/// Whether executing `plan` holds a running slot (a launch, or a Running status).
+fn takes_slot(plan: &crew_core::lifecycle::Plan) -> bool {
+    plan.launch.is_some()
+        || plan
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase == Some(Phase::Running))
 }
 
 /// Transition, step and execution metrics for a status just written over `previous`.

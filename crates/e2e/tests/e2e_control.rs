@@ -1153,3 +1153,87 @@ async fn queue_limit_holds_when_a_higher_priority_execution_arrives_during_an_ad
     assert_eq!(timeline.max_running, 1, "never two Running at once");
     op.stop().await;
 }
+
+/// Review finding 2: a spec the schema accepts but the Job API refuses (here a pod annotation key that is not a
+/// qualified name: 422) used to retry the create forever with no status and block its queue. It now fails at once
+/// with `JobRejected` and the API's message, and the queue's next member runs.
+#[tokio::test]
+async fn a_job_the_api_refuses_fails_its_run_at_once_and_frees_the_queue() {
+    let t = TestNs::new("rejected", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    create_queue(&t, "q", 1).await;
+    t.create(
+        "metadata: {name: bad}\nspec: {image: busybox, queue: q, retry: {limit: 3}, podAnnotations: {\"not a key\": x}}\n",
+    )
+    .await;
+    let bad = t.wait_phase("bad", "Failed", Duration::from_secs(20)).await;
+    assert_eq!(reason_of(&bad), "JobRejected");
+    let status = bad.status.clone().unwrap();
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("rejected by the API server") && message.contains("not a key"),
+        "{message}"
+    );
+    assert_eq!(status.steps[0].phase, StepPhase::Failed);
+    assert_eq!(
+        status.steps[0].attempt, 1,
+        "no retry of a refusal no retry cures"
+    );
+    assert!(job_names(&t, "bad").await.is_empty());
+    wait_event(&t, "bad", "Warning", "JobRejected").await;
+
+    t.create("metadata: {name: good}\nspec: {image: busybox, queue: q}\n")
+        .await;
+    t.wait_phase("good", "Succeeded", LIMIT).await;
+    op.stop().await;
+}
+
+/// A refusal that may pass later (a ResourceQuota allowing no Job: 403) is a failed attempt under the retry
+/// policy, and the run ends `JobRejected` once no retry is left, with the quota's message.
+#[tokio::test]
+async fn a_job_refused_by_a_quota_is_retried_under_the_policy_then_fails() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let t = TestNs::new("quota", Duration::from_millis(300)).await;
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "no-jobs"},
+        "spec": {"hard": {"count/jobs.batch": "0"}}
+    }))
+    .expect("quota");
+    Api::<ResourceQuota>::namespaced(t.client.clone(), &t.ns)
+        .create(&PostParams::default(), &quota)
+        .await
+        .expect("create quota");
+    // The quota admission plugin refuses creates only once the quota controller has computed its usage.
+    wait_until(LIMIT, "quota usage computed", || async {
+        Api::<ResourceQuota>::namespaced(t.client.clone(), &t.ns)
+            .get("no-jobs")
+            .await
+            .ok()
+            .and_then(|q| q.status?.used)
+            .is_some_and(|used| used.contains_key("count/jobs.batch"))
+    })
+    .await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: capped}\nspec: {image: busybox, retry: {limit: 1, backoffSeconds: 1}}\n",
+    )
+    .await;
+    let capped = t.wait_phase("capped", "Failed", LIMIT).await;
+    assert_eq!(reason_of(&capped), "JobRejected");
+    let status = capped.status.clone().unwrap();
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("exceeded quota"),
+        "{:?}",
+        status.message
+    );
+    assert_eq!(status.steps[0].attempt, 2, "retried once under the policy");
+    assert_eq!(
+        history_reasons(&capped),
+        ["Started", "RetryScheduled", "JobRejected"]
+    );
+    op.stop().await;
+}

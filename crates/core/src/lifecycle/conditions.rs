@@ -16,8 +16,6 @@ pub struct ConditionInputs<'a> {
     pub message: &'a str,
     /// `spec.suspend` is set but a step still runs.
     pub pause_requested: bool,
-    /// The execution cannot progress without a spec change although its phase is not terminal.
-    pub stalled: bool,
     /// Admission problem to report (`QueueNotFound`), if any.
     pub not_admitted: Option<(&'a str, &'a str)>,
     /// `metadata.generation`.
@@ -69,7 +67,7 @@ pub fn conditions(
     } else {
         input.message
     };
-    let failed = matches!(phase, Phase::Failed | Phase::Cancelled) || input.stalled;
+    let failed = matches!(phase, Phase::Failed | Phase::Cancelled);
     let in_progress = matches!(phase, Phase::Pending | Phase::Queued | Phase::Running);
     let succeeded = match phase {
         Phase::Succeeded => "True",

@@ -11,8 +11,9 @@ use crate::lifecycle::names::job_name;
 use crate::lifecycle::progress::progress;
 use crate::lifecycle::steps::{LOST_JOB_SECONDS, StepRecord, StepView, step_records};
 use crate::lifecycle::timefmt::{add_seconds, human_duration, seconds_between, whole_seconds};
-use crate::lifecycle::transitions::allowed;
-use crate::lifecycle::{Admission, InvalidSpec, JobState, Launch, Observed, Plan, resolve_steps};
+use crate::lifecycle::{
+    Admission, InvalidSpec, JobRejection, JobState, Launch, Observed, Plan, resolve_steps,
+};
 use crew_api::{CrewExecutionStatus, Phase, StepPhase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -33,7 +34,6 @@ struct Outcome {
     next_retry_time: Option<Timestamp>,
     pause_requested: bool,
     not_admitted: Option<(String, String)>,
-    stalled: bool,
 }
 
 /// Decides one reconcile of one execution.
@@ -86,16 +86,11 @@ fn decide_invalid(
 ) {
     let message = format!("invalid spec: {invalid}");
     outcome.records = Vec::new();
-    // Checked first: a refused transition would warn `InvalidTransition` on every reconcile.
-    if allowed(draft.phase, Phase::Failed) {
-        draft.transition(Phase::Failed, "InvalidSpec", message.clone(), None);
-        outcome.completion_time = Some(draft.now);
-        plan.delete_jobs = active_owned_jobs(draft);
-    } else {
-        draft.set_reason("InvalidSpec", message.clone());
-        draft.warn_once("InvalidSpec", message);
-        outcome.stalled = true;
-    }
+    // Every live phase may fail: an invalid spec ends the run wherever it stands (a stalled Queued member would
+    // hold the head of its queue).
+    draft.transition(Phase::Failed, "InvalidSpec", message, None);
+    outcome.completion_time = Some(draft.now);
+    plan.delete_jobs = active_owned_jobs(draft);
 }
 
 fn decide_steps(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
@@ -269,7 +264,14 @@ fn failed(
         );
         return;
     }
-    if draft.now >= retry_at {
+    // After a refused Job create the next attempt waits for the next reconcile (which follows the status write at
+    // once when no backoff is due): one attempt per reconcile, each recorded.
+    let refused_now = draft
+        .observed
+        .rejected
+        .as_ref()
+        .is_some_and(|r| r.job_name == job_name(draft.observed.name, &name, attempt));
+    if draft.now >= retry_at && !refused_now {
         return start(draft, plan, outcome, attempt + 1);
     }
     if !acquire_slot(draft, outcome, &name) {
@@ -280,7 +282,50 @@ fn failed(
         "RetryBackoff",
         format!("step {name} attempt {} starts at {retry_at}", attempt + 1),
     );
-    plan.requeue_within(seconds_between(draft.now, retry_at) as u64);
+    plan.requeue_within((seconds_between(draft.now, retry_at) as u64).max(1));
+}
+
+/// The API server refused the Job of this attempt: the attempt failed, with reason `JobRejected` and the API's
+/// message. A refusal no retry can cure ends the run at once; any other goes through the retry policy like a
+/// failed Job, so every run ends, with a reason, instead of retrying the create forever.
+fn rejected(
+    draft: &mut Draft<'_>,
+    plan: &mut Plan,
+    outcome: &mut Outcome,
+    attempt: u32,
+    rejection: &JobRejection,
+) {
+    let index = outcome.completed;
+    let name = outcome.records[index].spec.name.clone();
+    let message = format!(
+        "Job {} rejected by the API server: {}",
+        rejection.job_name, rejection.message
+    );
+    let record = &mut outcome.records[index];
+    record.status = crew_api::StepStatus {
+        name: name.clone(),
+        phase: StepPhase::Failed,
+        attempt,
+        start_time: Some(Time(draft.now)),
+        completion_time: Some(Time(draft.now)),
+        duration_seconds: Some(0),
+        message: Some(message.clone()),
+        ..Default::default()
+    };
+    record.recorded = None;
+    outcome.start_time.get_or_insert(draft.now);
+    let policy = draft.observed.spec.retry.clone().unwrap_or_default();
+    if rejection.permanent || !may_retry(&policy, attempt) {
+        draft.transition(
+            Phase::Failed,
+            "JobRejected",
+            format!("step {name} attempt {attempt}: {message}"),
+            Some(&name),
+        );
+        outcome.completion_time = Some(draft.now);
+        return;
+    }
+    failed(draft, plan, outcome, attempt, draft.now);
 }
 
 fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt: u32) {
@@ -313,6 +358,14 @@ fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt:
     }
     if !acquire_slot(draft, outcome, &name) {
         return;
+    }
+    if let Some(rejection) = draft
+        .observed
+        .rejected
+        .as_ref()
+        .filter(|r| r.job_name == job)
+    {
+        return rejected(draft, plan, outcome, attempt, rejection);
     }
     let record = &mut outcome.records[index];
     record.status = crew_api::StepStatus {
@@ -519,7 +572,6 @@ fn compose(draft: &Draft<'_>, outcome: &Outcome) -> CrewExecutionStatus {
             .not_admitted
             .as_ref()
             .map(|(r, m)| (r.as_str(), m.as_str())),
-        stalled: outcome.stalled,
         generation: observed.generation,
     };
     CrewExecutionStatus {

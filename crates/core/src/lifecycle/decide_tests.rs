@@ -14,7 +14,8 @@ use crate::lifecycle::history::effective_limit;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::transitions::allowed;
 use crate::lifecycle::{
-    Admission, EventNote, JobState, Observed, ObservedJob, Plan, WorkerOutcome, decide,
+    Admission, EventNote, JobRejection, JobState, Observed, ObservedJob, Plan, WorkerOutcome,
+    decide,
 };
 use crew_api::execution::DEFAULT_HISTORY_LIMIT;
 use crew_api::{
@@ -90,6 +91,8 @@ struct World {
     admission: Admission,
     /// The next reconcile's status write fails (its events are lost with it; Job writes before it happened).
     lose_next_write: bool,
+    /// The API server refuses the next Job create: (permanent, message). The shell then decides again.
+    reject_next_launch: Option<(bool, String)>,
     last_write_lost: bool,
     now: i64,
     status_writes: usize,
@@ -117,6 +120,7 @@ impl World {
             jobs: Vec::new(),
             admission: Admission::Admitted,
             lose_next_write: false,
+            reject_next_launch: None,
             last_write_lost: false,
             now: 0,
             status_writes: 0,
@@ -139,6 +143,10 @@ impl World {
     }
 
     fn decide_at(&self, now: i64) -> Plan {
+        self.decide_rejected(now, None)
+    }
+
+    fn decide_rejected(&self, now: i64, rejected: Option<JobRejection>) -> Plan {
         let observed = Observed {
             name: NAME,
             generation: Some(self.generation),
@@ -146,6 +154,7 @@ impl World {
             status: self.status.as_ref(),
             jobs: self.jobs.clone(),
             admission: self.admission.clone(),
+            rejected,
         };
         decide(&observed, at(now))
     }
@@ -155,7 +164,27 @@ impl World {
         assert!(now >= self.now, "time goes backwards: {now} < {}", self.now);
         self.now = now;
         let before = self.status.clone();
-        let plan = self.decide_at(now);
+        let mut plan = self.decide_at(now);
+        let mut rejected_job = None;
+        if let Some(launch) = &plan.launch
+            && let Some((permanent, message)) = self.reject_next_launch.take()
+        {
+            // As the shell does: the ConfigMap was created, the Job refused; decide again knowing it.
+            if plan.ensure_config_map {
+                self.config_maps += 1;
+            }
+            let rejection = JobRejection {
+                job_name: launch.job_name.clone(),
+                permanent,
+                message,
+            };
+            rejected_job = Some(launch.job_name.clone());
+            plan = self.decide_rejected(now, Some(rejection));
+            assert!(
+                plan.launch.is_none() && !plan.ensure_config_map,
+                "t={now}: launch right after a refused create: {plan:#?}"
+            );
+        }
         self.check_plan(before.as_ref(), &plan, now);
 
         if plan.ensure_config_map {
@@ -214,7 +243,14 @@ impl World {
         }
         self.phases.push(self.phase());
         self.check_world(now);
-        if !lost {
+        if let Some(job) = rejected_job.filter(|_| !lost) {
+            // Not a fixed point when the retry is due at once: the next reconcile starts the next attempt.
+            let again = self.decide_at(now);
+            assert!(
+                again.launch.as_ref().is_none_or(|l| l.job_name != job),
+                "t={now}: the refused Job is created again"
+            );
+        } else if !lost {
             let again = self.decide_at(now);
             let mut rest = again.clone();
             // Asking again to delete is harmless. Known gap: the reconcile that makes an execution terminal does not
@@ -1332,8 +1368,8 @@ mod story {
         vec![w]
     }
 
-    /// An invalid spec while Paused (or Queued), where Failed is not a permitted move: the execution stalls with
-    /// one warning and stays quiet afterwards.
+    /// An invalid spec while Paused or Queued fails the run like anywhere else: a stalled member used to keep its
+    /// place at the head of its queue forever (review finding 5).
     pub fn invalid_spec_edit_while_paused_or_queued() -> Vec<World> {
         type Setup = fn(&mut World);
         let cases: [(&str, Phase, Setup); 2] = [
@@ -1358,7 +1394,7 @@ mod story {
             w.edit(|s| s.image = None);
             let plan = w.step(10);
             assert!(plan.launch.is_none(), "{label}");
-            assert_eq!((w.phase(), w.reason()), (phase, "InvalidSpec"), "{label}");
+            assert_eq!((w.phase(), w.reason()), (Failed, "InvalidSpec"), "{label}");
             assert_eq!(w.cond_is("Stalled"), ("True", "InvalidSpec"), "{label}");
             let new: Vec<_> = w.events[before..]
                 .iter()
@@ -1366,20 +1402,165 @@ mod story {
                 .collect();
             assert_eq!(new, ["InvalidSpec"], "{label}");
             assert_eq!(w.quiet(20), None, "{label}");
-            // Fixing the spec lets it go on.
-            w.edit(|s| s.image = Some("worker:2".into()));
-            w.admission = Admission::Admitted;
-            w.edit(|s| s.suspend = false);
-            let plan = w.step(30);
-            assert_eq!(
-                plan.launch.map(|l| l.step.image).as_deref(),
-                Some("worker:2"),
-                "{label}"
-            );
-            assert_eq!(w.cond_is("Stalled").0, "False", "{label}");
             worlds.push(w);
         }
         worlds
+    }
+
+    /// The retry limit lowered to 0 while a failed attempt waits, paused or queued: the run fails at once (it used
+    /// to stay Paused/Queued forever, refusing the move and warning on every reconcile).
+    pub fn retry_limit_lowered_while_paused_or_queued() -> Vec<World> {
+        let mut worlds = Vec::new();
+        for queued in [false, true] {
+            let label = if queued { "queued" } else { "paused" };
+            let mut w = World::new(CrewExecutionSpec {
+                retry: retry(2, 60),
+                ..spec(&[])
+            });
+            w.step(0);
+            w.fail(&job("main", 1), 5, 1, "boom");
+            w.step(5);
+            assert_eq!(
+                (w.phase(), w.reason()),
+                (Running, "RetryBackoff"),
+                "{label}"
+            );
+            w.edit(|s| s.suspend = true);
+            w.step(6);
+            assert_eq!(w.phase(), Paused, "{label}");
+            if queued {
+                w.admission = Admission::Wait {
+                    queue: "q".into(),
+                    position: 1,
+                };
+                w.edit(|s| s.suspend = false);
+                w.step(7);
+                assert_eq!(w.phase(), Queued, "{label}");
+            }
+            w.edit(|s| s.retry = retry(0, 60));
+            let plan = w.step(8);
+            assert!(plan.launch.is_none(), "{label}");
+            assert_eq!((w.phase(), w.reason()), (Failed, "StepFailed"), "{label}");
+            assert!(!w.event_reasons().contains(&"InvalidTransition"), "{label}");
+            assert_eq!(w.quiet(20), None, "{label}");
+            worlds.push(w);
+        }
+        worlds
+    }
+
+    /// The steps still to run removed from the spec while paused or queued between steps: the run succeeds with
+    /// the steps it ran.
+    pub fn remaining_steps_removed_while_paused_or_queued() -> Vec<World> {
+        let mut worlds = Vec::new();
+        for queued in [false, true] {
+            let label = if queued { "queued" } else { "paused" };
+            let mut w = World::new(spec(&["a", "b"]));
+            w.step(0);
+            w.edit(|s| s.suspend = true);
+            w.step(1);
+            w.succeed(&job("a", 1), 5, "a done");
+            w.step(5);
+            assert_eq!(w.phase(), Paused, "{label}");
+            if queued {
+                w.admission = Admission::Wait {
+                    queue: "q".into(),
+                    position: 1,
+                };
+                w.edit(|s| s.suspend = false);
+                w.step(6);
+                assert_eq!(w.phase(), Queued, "{label}");
+            }
+            w.edit(|s| s.steps.truncate(1));
+            let plan = w.step(8);
+            assert!(plan.launch.is_none(), "{label}");
+            assert_eq!(w.phase(), Succeeded, "{label}");
+            assert!(!w.event_reasons().contains(&"InvalidTransition"), "{label}");
+            assert_eq!(w.quiet(20), None, "{label}");
+            worlds.push(w);
+        }
+        worlds
+    }
+
+    /// The API server refuses the Job for a reason no retry can cure (422: a pod annotation key that is not a
+    /// qualified name): the run fails at once with `JobRejected` and the API's message, even with retries left
+    /// (review finding 2: it used to retry the create forever with no status).
+    pub fn invalid_job_fails_the_run_at_once() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(3, 10),
+            ..spec(&["a", "b"])
+        });
+        w.reject_next_launch = Some((
+            true,
+            "metadata.annotations: Invalid value: \"not a key\"".into(),
+        ));
+        let plan = w.step(0);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Failed, "JobRejected"));
+        assert!(
+            w.message()
+                .contains("Job report-a-1 rejected by the API server"),
+            "{}",
+            w.message()
+        );
+        assert!(w.message().contains("not a key"), "{}", w.message());
+        let a = w.step_status("a");
+        assert_eq!((a.phase, a.attempt), (StepPhase::Failed, 1));
+        assert!(a.message.as_deref().unwrap().contains("not a key"));
+        assert_eq!(w.event_reasons(), ["Started", "JobRejected"]);
+        assert_eq!(w.warnings(), ["JobRejected"]);
+        assert_eq!(w.job_creates, 0);
+        assert_eq!(w.quiet(100), None);
+        vec![w]
+    }
+
+    /// A refusal that may pass later (quota exceeded, an admission webhook, 429, 5xx) is a failed attempt under the
+    /// retry policy: retried with its backoff, and the run fails with `JobRejected` once no retry is left.
+    pub fn refused_job_is_retried_under_the_policy() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(1, 20),
+            ..spec(&[])
+        });
+        w.reject_next_launch = Some((false, "exceeded quota: count/jobs.batch=0".into()));
+        w.step(0);
+        assert_eq!((w.phase(), w.reason()), (Running, "RetryBackoff"));
+        let main = w.step_status("main");
+        assert_eq!((main.phase, main.attempt), (StepPhase::Retrying, 1));
+        assert_eq!(w.event_reasons(), ["Started", "RetryScheduled"]);
+        assert_eq!(w.quiet(10), Some(10));
+        w.reject_next_launch = Some((false, "exceeded quota: count/jobs.batch=0".into()));
+        let plan = w.step(20);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Failed, "JobRejected"));
+        assert_eq!(
+            w.event_reasons(),
+            ["Started", "RetryScheduled", "JobRejected"]
+        );
+        assert_eq!(w.job_creates, 0);
+        vec![w]
+    }
+
+    /// With no backoff, each refused attempt is still recorded before the next starts: no loop within a reconcile.
+    pub fn refused_jobs_without_backoff_take_one_attempt_per_reconcile() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(2, 0),
+            ..spec(&[])
+        });
+        for attempt in 1..=2 {
+            w.reject_next_launch = Some((
+                false,
+                "the server is currently unable to handle the request".into(),
+            ));
+            let plan = w.step(attempt);
+            assert!(plan.launch.is_none(), "attempt {attempt}");
+            assert_eq!(w.step_status("main").attempt, attempt as u32);
+            assert_eq!(w.phase(), Running);
+        }
+        let plan = w.step(3);
+        assert_eq!(plan.launch.map(|l| l.attempt), Some(3));
+        w.succeed(&job("main", 3), 4, "ok");
+        w.step(4);
+        assert_eq!(w.phase(), Succeeded);
+        vec![w]
     }
 
     /// Another controller adds a condition of its own (server-side apply merges conditions by type): it is no
@@ -1795,6 +1976,11 @@ stories!(
     invalid_spec_fails,
     invalid_spec_edit_while_running,
     invalid_spec_edit_while_paused_or_queued,
+    retry_limit_lowered_while_paused_or_queued,
+    remaining_steps_removed_while_paused_or_queued,
+    invalid_job_fails_the_run_at_once,
+    refused_job_is_retried_under_the_policy,
+    refused_jobs_without_backoff_take_one_attempt_per_reconcile,
     another_writers_condition_is_left_alone,
     ttl_deletes_after_finish,
     ttl_zero_after_failure,
@@ -1876,6 +2062,7 @@ fn sub_second_time_is_truncated() {
         status: None,
         jobs: Vec::new(),
         admission: Admission::Admitted,
+        rejected: None,
     };
     let now = at(0)
         .checked_add(jiff::SignedDuration::from_millis(750))
@@ -1900,6 +2087,12 @@ enum Act {
     LoseNextWrite,
     PurgeDeleted,
     Reconcile,
+    /// `spec.retry.limit` set to this (retries stay live mid-run).
+    SetRetryLimit(u32),
+    /// The last step removed from `spec.steps` (when more than one is left).
+    DropLastStep,
+    /// The API server refuses the next Job create (permanently or not).
+    RejectNextLaunch(bool),
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -1915,6 +2108,9 @@ fn act() -> impl Strategy<Value = Act> {
         1 => Just(Act::LoseNextWrite),
         1 => Just(Act::PurgeDeleted),
         1 => Just(Act::Reconcile),
+        1 => (0u32..=3).prop_map(Act::SetRetryLimit),
+        1 => Just(Act::DropLastStep),
+        1 => any::<bool>().prop_map(Act::RejectNextLaunch),
     ]
 }
 
@@ -2005,12 +2201,36 @@ fn run_random(spec: CrewExecutionSpec, first_admission: u8, acts: Vec<Act>) {
             Act::LoseNextWrite => w.lose_next_write = !w.last_write_lost,
             Act::PurgeDeleted => w.jobs.retain(|j| !j.deleting),
             Act::Reconcile => {}
+            Act::SetRetryLimit(limit) => w.edit(|s| {
+                let backoff = s.retry.as_ref().map_or(0, |r| r.backoff_seconds);
+                s.retry = retry(limit, backoff);
+            }),
+            Act::RejectNextLaunch(permanent) => {
+                w.reject_next_launch = Some((permanent, "refused".into()));
+            }
+            Act::DropLastStep => {
+                // Only steps that have not started: editing a started step mid-run is review finding 11 (the
+                // spec is to be frozen at start), not covered here yet.
+                let last = w.spec.steps.last().map(|s| s.name.clone());
+                let started = last.as_ref().is_some_and(|name| {
+                    w.jobs.iter().any(|j| &j.step == name)
+                        || w.status.as_ref().is_some_and(|st| {
+                            st.steps.iter().any(|s| &s.name == name && s.attempt > 0)
+                        })
+                });
+                if w.spec.steps.len() > 1 && !started {
+                    w.edit(|s| {
+                        s.steps.pop();
+                    });
+                }
+            }
         }
         w.step(now);
     }
 
     // Resume, admit and let every Job succeed: the run must end.
     w.lose_next_write = false;
+    w.reject_next_launch = None;
     if w.spec.suspend {
         w.edit(|s| s.suspend = false);
     }

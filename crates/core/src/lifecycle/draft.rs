@@ -1,5 +1,6 @@
 //! The status being decided: phase moves guarded by the transition graph, new history entries, extra events.
 
+use crate::lifecycle::history::entry_key;
 use crate::lifecycle::transitions::allowed;
 use crate::lifecycle::{EventNote, Observed};
 use crew_api::{CrewExecutionStatus, HistoryEntry, Phase};
@@ -7,7 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Reasons recorded as Warning Events; everything else is Normal.
-pub const WARNING_REASONS: [&str; 10] = [
+pub const WARNING_REASONS: [&str; 11] = [
     "Failed",
     "StepFailed",
     "RetryScheduled",
@@ -18,6 +19,7 @@ pub const WARNING_REASONS: [&str; 10] = [
     "CancelIrreversible",
     "QueueNotFound",
     "JobNameTaken",
+    "JobRejected",
 ];
 
 /// Accumulates one reconcile's decision.
@@ -130,6 +132,8 @@ impl<'a> Draft<'a> {
             note,
             step: None,
             job: None,
+            entry_key: None,
+            time: None,
         });
     }
 
@@ -145,19 +149,29 @@ impl<'a> Draft<'a> {
         self.entries
             .iter()
             .enumerate()
-            .map(|(i, e)| EventNote {
-                job: self
+            .map(|(i, e)| {
+                let job = self
                     .entry_jobs
                     .iter()
                     .find(|(at, _)| *at == i)
-                    .map(|(_, job)| job.clone()),
-                warning: WARNING_REASONS.contains(&e.reason.as_str()),
-                reason: e.reason.clone(),
-                note: event_note(e),
-                step: e.step.clone(),
+                    .map(|(_, job)| job.clone());
+                entry_event(e, job)
             })
             .chain(self.extra_events.iter().cloned())
             .collect()
+    }
+}
+
+/// The Event recording history entry `entry` (about Job `job`, when known exactly).
+pub fn entry_event(entry: &HistoryEntry, job: Option<String>) -> EventNote {
+    EventNote {
+        job,
+        warning: WARNING_REASONS.contains(&entry.reason.as_str()),
+        reason: entry.reason.clone(),
+        note: event_note(entry),
+        step: entry.step.clone(),
+        entry_key: Some(entry_key(entry)),
+        time: Some(entry.time.0),
     }
 }
 

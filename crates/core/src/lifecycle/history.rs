@@ -13,6 +13,20 @@ pub fn effective_limit(history_limit: u32) -> usize {
     limit.min(MAX_HISTORY_LIMIT) as usize
 }
 
+/// The identity of a history entry, stable across reconciles and restarts: everything it records. Its Event is
+/// named after it ([`crate::lifecycle::names::event_name`]).
+pub fn entry_key(entry: &HistoryEntry) -> String {
+    format!(
+        "{}|{}|{}|{}|{}|{}",
+        entry.time.0.as_second(),
+        entry.from,
+        entry.to,
+        entry.reason,
+        entry.step.as_deref().unwrap_or_default(),
+        entry.message.as_deref().unwrap_or_default()
+    )
+}
+
 /// Appends `entries` (newest last) and drops the oldest entries beyond `limit`.
 pub fn append(history: &mut Vec<HistoryEntry>, entries: &[HistoryEntry], limit: usize) {
     history.extend_from_slice(entries);

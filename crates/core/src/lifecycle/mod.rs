@@ -23,6 +23,6 @@ pub mod timefmt;
 pub mod transitions;
 
 pub use decide::decide;
-pub use observed::{Admission, JobState, Observed, ObservedJob, WorkerOutcome};
+pub use observed::{Admission, JobRejection, JobState, Observed, ObservedJob, WorkerOutcome};
 pub use plan::{EventNote, Launch, Plan};
 pub use resolve::{InvalidSpec, ResolvedStep, resolve_steps};

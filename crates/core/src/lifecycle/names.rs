@@ -43,12 +43,41 @@ pub fn shorten(text: &str, max: usize) -> String {
 
 /// FNV-1a 64 of `text`, as 8 lower-case hex digits (stable across versions and platforms).
 pub fn stable_hash(text: &str) -> String {
+    let hash = fnv1a_64(text);
+    format!("{:08x}", (hash ^ (hash >> 32)) as u32)
+}
+
+/// FNV-1a 64 (stable across versions and platforms, unlike the standard library's hashers).
+fn fnv1a_64(text: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("{:08x}", (hash ^ (hash >> 32)) as u32)
+    hash
+}
+
+/// Name of the Event recording one history entry of an execution: `<execution>.<16 hex digits>`, the digits a
+/// stable 64-bit hash of the execution's UID and the entry's [`entry_key`](crate::lifecycle::history::entry_key).
+/// The same entry always gets the same name, so an Event created again (after a crash between the status write
+/// and the Event) hits `AlreadyExists` instead of making a duplicate. The execution name is cut so that the whole
+/// fits in 253 characters, for every legal execution name.
+pub fn event_name(execution: &str, uid: &str, entry_key: &str) -> String {
+    let hash = fnv1a_64(&format!("{uid}/{entry_key}"));
+    with_suffix(execution, &format!(".{hash:016x}"))
+}
+
+/// Name of an Event that records no history entry (a warning about the spec): `<execution>.<hex nanoseconds>`,
+/// cut like [`event_name`].
+pub fn event_name_at(execution: &str, nanoseconds: i128) -> String {
+    with_suffix(execution, &format!(".{nanoseconds:x}"))
+}
+
+/// `prefix` + `suffix` within [`MAX_OBJECT_NAME`]: the prefix cut as needed, never ending in `-` or `.`.
+fn with_suffix(prefix: &str, suffix: &str) -> String {
+    let keep = MAX_OBJECT_NAME.saturating_sub(suffix.len());
+    let prefix: String = prefix.chars().take(keep).collect();
+    format!("{}{suffix}", prefix.trim_end_matches(['-', '.']))
 }
 
 #[cfg(test)]
@@ -93,7 +122,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn event_names_are_stable_distinct_and_fit_every_legal_name() {
+        let name = event_name("hello", "u1", "10|Running|Succeeded|StepSucceeded|main|");
+        assert_eq!(
+            name,
+            event_name("hello", "u1", "10|Running|Succeeded|StepSucceeded|main|")
+        );
+        assert!(
+            name.starts_with("hello.") && name.len() == "hello.".len() + 16,
+            "{name}"
+        );
+        assert_ne!(
+            name,
+            event_name("hello", "u2", "10|Running|Succeeded|StepSucceeded|main|")
+        );
+        assert_ne!(
+            name,
+            event_name("hello", "u1", "11|Running|Succeeded|StepSucceeded|main|")
+        );
+        // A 253-character execution name (the longest legal one) still gives a valid Event name.
+        let longest = format!("{}-{}", "a".repeat(236), "b".repeat(16));
+        for name in [
+            event_name(&longest, "u1", "k"),
+            event_name_at(&longest, 1_700_000_000_123_456_789),
+        ] {
+            assert!(name.len() <= MAX_OBJECT_NAME, "{}", name.len());
+            assert!(!name.contains("-."), "{name}");
+        }
+        assert_eq!(event_name_at("hello", 255), "hello.ff");
+    }
+
     proptest! {
+        #[test]
+        fn event_names_are_dns_subdomains(exec in "[a-z0-9]([-a-z0-9]{0,60}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,60}[a-z0-9])?){0,4}", key in ".{0,40}") {
+            let name = event_name(&exec, "uid", &key);
+            prop_assert!(name.len() <= MAX_OBJECT_NAME);
+            prop_assert!(name.split('.').all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-')), "{}", name);
+        }
+
         #[test]
         fn job_names_are_valid_dns_labels(exec in "[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?){0,5}", step in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", attempt in 1u32..10_000) {
             let name = job_name(&exec, &step, attempt);

@@ -72,6 +72,19 @@ pub enum Admission {
     QueueNotFound(String),
 }
 
+/// The API server refused to create the Job a plan launched; the shell decides again with it in [`Observed`], so
+/// the refusal becomes a failed step attempt with reason `JobRejected` instead of a silent error loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRejection {
+    /// The Job's name.
+    pub job_name: String,
+    /// No retry can cure it: 400 Bad Request or 422 Invalid (the spec makes an invalid Job). Otherwise it may pass
+    /// later (quota exceeded, an admission policy, 429, 5xx) and the retry policy applies.
+    pub permanent: bool,
+    /// The API server's message.
+    pub message: String,
+}
+
 /// Everything `decide` needs, and nothing it should not see.
 #[derive(Clone, Debug)]
 pub struct Observed<'a> {
@@ -87,4 +100,6 @@ pub struct Observed<'a> {
     pub jobs: Vec<ObservedJob>,
     /// Queue verdict.
     pub admission: Admission,
+    /// The Job create this reconcile's first plan attempted and the API server refused (None: none refused).
+    pub rejected: Option<JobRejection>,
 }

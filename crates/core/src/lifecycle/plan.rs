@@ -2,6 +2,7 @@
 
 use crate::lifecycle::ResolvedStep;
 use crew_api::CrewExecutionStatus;
+use jiff::Timestamp;
 
 /// Start one step attempt: create its Job.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +29,12 @@ pub struct EventNote {
     pub step: Option<String>,
     /// The Job the Event is about, when the decision knows it exactly (a retry's failed or new attempt).
     pub job: Option<String>,
+    /// The history entry the Event records, as its [`entry_key`](crate::lifecycle::history::entry_key) (None: an
+    /// Event with no entry, such as a warning about the spec). The shell names the Event after it, so creating the
+    /// Event a second time (after a crash) makes no second Event.
+    pub entry_key: Option<String>,
+    /// When it happened: the history entry's time (None: when the Event is sent).
+    pub time: Option<Timestamp>,
 }
 
 /// The writes one reconcile makes, in the order the shell applies them.
