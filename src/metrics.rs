@@ -46,6 +46,8 @@ pub struct Metrics {
     pub api_writes: Family<Labels, Counter>,
     /// 1 while this replica leads (always 1 without leader election), 0 on a standby.
     pub leader: Gauge,
+    /// Objects skipped because they do not decode, by kind (counted once per resource version).
+    pub undecodable: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -64,6 +66,7 @@ impl Default for Metrics {
             queue_running: Family::default(),
             api_writes: Family::default(),
             leader: Gauge::default(),
+            undecodable: Family::default(),
         };
         m.leader.set(1);
         registry.register(
@@ -124,6 +127,11 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease (always 1 without leader election), 0 on a standby",
             m.leader.clone(),
         );
+        registry.register(
+            "undecodable_objects",
+            "Objects the operator skips because they do not decode, by kind (once per resource version)",
+            m.undecodable.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -148,6 +156,20 @@ impl Metrics {
         self.transitions
             .get_or_create(&labels(&[("from", from), ("to", to)]))
             .inc();
+    }
+
+    /// Counts one undecodable object of `kind`.
+    pub fn undecodable(&self, kind: &str) {
+        self.undecodable
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+
+    /// Undecodable objects of `kind` counted so far.
+    pub fn undecodable_count(&self, kind: &str) -> u64 {
+        self.undecodable
+            .get_or_create(&labels(&[("kind", kind)]))
+            .get()
     }
 
     /// Counts one API write of `kind`.

@@ -6,6 +6,7 @@ pub mod context;
 pub mod events;
 pub mod observe;
 pub mod queues;
+pub mod tolerant;
 
 use crate::error::{Error, is_reason};
 use act::StatusWrite;
@@ -21,6 +22,7 @@ use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
+use tolerant::Decoded;
 use tracing::{Instrument, info_span};
 
 /// How the controller runs.
@@ -110,11 +112,12 @@ pub async fn run(
         .inspect_ok(move |event| index.children.apply_pod_event(event))
         .for_each(|_| futures::future::ready(()));
     let pods = tokio::spawn(pods);
-    let executions = api::<CrewExecution>(&client, &config.namespace);
+    let executions = api::<Decoded<CrewExecution>>(&client, &config.namespace);
     let (execution_store, execution_writer) = reflector::store();
     let listed = ctx.clone();
     let execution_events = watcher(executions, watcher::Config::default().any_semantic())
         .default_backoff()
+        .filter_map(typed_events(ctx.clone()))
         .modify(slim)
         .reflect(execution_writer)
         .inspect_ok(move |event| {
@@ -135,10 +138,11 @@ pub async fn run(
     let (queue_store, queue_writer) = reflector::store();
     let _ = ctx.queues.set(queue_store);
     let queue_changes = watcher(
-        api::<CrewQueue>(&client, &config.namespace),
+        api::<Decoded<CrewQueue>>(&client, &config.namespace),
         watcher::Config::default(),
     )
     .default_backoff()
+    .filter_map(typed_events(ctx.clone()))
     .modify(slim)
     .reflect(queue_writer)
     .inspect_ok({
@@ -194,6 +198,67 @@ pub async fn run(
     pods.abort();
     pump.abort();
     resend.abort();
+}
+
+/// One item of a watch stream over `K`.
+type WatchItem<K> = Result<watcher::Event<K>, watcher::Error>;
+
+/// The watch events of a [`Decoded`] watcher as typed events, undecodable objects reported and left out.
+fn typed_events<K>(
+    ctx: Arc<Context>,
+) -> impl FnMut(WatchItem<Decoded<K>>) -> futures::future::Ready<Option<WatchItem<K>>>
+where
+    K: tolerant::Placeholder + kube::Resource<DynamicType = ()>,
+{
+    let reported = tolerant::Reported::default();
+    move |event| {
+        let report =
+            |undecodable: tolerant::Undecodable| report_undecodable::<K>(&ctx, undecodable);
+        futures::future::ready(match event {
+            Ok(event) => tolerant::typed(event, &reported, &report).map(Ok),
+            Err(error) => Some(Err(error)),
+        })
+    }
+}
+
+/// Tells the object's owner (a Warning Event on it), the operator's log and `/metrics` that an object is skipped.
+fn report_undecodable<K: kube::Resource<DynamicType = ()>>(
+    ctx: &Arc<Context>,
+    undecodable: tolerant::Undecodable,
+) {
+    let kind = K::kind(&()).to_string();
+    let metadata = undecodable.metadata;
+    tracing::warn!(%kind, namespace = ?metadata.namespace, name = ?metadata.name,
+        error = %undecodable.error, "skipping an object the operator cannot decode");
+    ctx.metrics.undecodable(&kind);
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(K::api_version(&()).to_string()),
+        kind: Some(kind),
+        name: metadata.name,
+        namespace: metadata.namespace,
+        uid: metadata.uid,
+        resource_version: metadata.resource_version,
+        ..Default::default()
+    };
+    let note = format!(
+        "the operator cannot read this object and ignores it until it is fixed: {}",
+        undecodable.error
+    );
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        ctx.events
+            .send(events::EventDraft {
+                warning: true,
+                reason: "Undecodable",
+                note: &note,
+                action: "Watch",
+                regarding,
+                related: None,
+                entry_key: None,
+                time: None,
+            })
+            .await;
+    });
 }
 
 /// Whether `store` has had its initial list (without waiting for it).

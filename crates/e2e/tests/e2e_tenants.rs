@@ -75,3 +75,139 @@ async fn the_operator_wide_limit_counts_same_named_executions_of_two_namespaces(
     );
     op.stop().await;
 }
+
+/// Sets `spec.versions[0].schema` of CRD `name` to what `change` makes of it (PUT of the whole CRD).
+async fn change_crd_schema(
+    client: &kube::Client,
+    name: &str,
+    change: impl Fn(&mut serde_json::Value),
+) -> serde_json::Value {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let crd = api.get(name).await.expect("get CRD");
+    let mut value = serde_json::to_value(&crd).expect("CRD as JSON");
+    let original = value["spec"]["versions"][0]["schema"].clone();
+    change(&mut value["spec"]["versions"][0]["schema"]["openAPIV3Schema"]);
+    let changed: CustomResourceDefinition = serde_json::from_value(value).expect("CRD");
+    api.replace(name, &Default::default(), &changed)
+        .await
+        .expect("replace CRD");
+    original
+}
+
+/// Puts the schema `original` back into CRD `name`.
+async fn restore_crd_schema(client: &kube::Client, name: &str, original: serde_json::Value) {
+    change_crd_schema(client, name, |schema| {
+        *schema = original["openAPIV3Schema"].clone()
+    })
+    .await;
+}
+
+/// Creates `object` (JSON) as a `K`, retrying while the API server still validates with the old schema.
+async fn create_raw<K: kube::Resource<DynamicType = ()>>(t: &TestNs, object: serde_json::Value) {
+    use kube::api::{ApiResource, DynamicObject, PostParams};
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(t.client.clone(), &t.ns, &ApiResource::erase::<K>(&()));
+    let object: DynamicObject = serde_json::from_value(object).expect("object");
+    let deadline = std::time::Instant::now() + LIMIT;
+    while let Err(error) = api.create(&PostParams::default(), &object).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loosened schema still refuses the object: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Review finding 1: one tenant's object the typed client cannot decode (stored before the schema bounded the
+/// field, or by a tool that bypassed it) used to fail the operator's LIST after every restart, for every namespace.
+/// Here such an execution and such a queue exist while the operator starts: another namespace's execution still
+/// runs, and the owner of the bad objects gets a Warning Event on each.
+#[tokio::test]
+async fn undecodable_objects_of_one_tenant_do_not_stop_the_operator_for_another() {
+    use crew_api::{CrewExecution, CrewQueue};
+    let _serial = SERIAL.lock().await;
+    let bad = TestNs::new("tenant-bad", Duration::from_millis(300)).await;
+    let good = TestNs::new("tenant-good", Duration::from_millis(300)).await;
+    let client = &bad.client;
+
+    // Objects out of the typed client's range, as a server with a looser schema stored them.
+    let unbound = |property: &'static str| {
+        move |schema: &mut serde_json::Value| {
+            let field = &mut schema["properties"]["spec"]["properties"][property];
+            let map = field.as_object_mut().expect("a property schema");
+            map.remove("maximum");
+            map.remove("minimum");
+            map.remove("format");
+        }
+    };
+    let executions =
+        change_crd_schema(client, "crewexecutions.crew.dev", unbound("priority")).await;
+    let queues = change_crd_schema(client, "crewqueues.crew.dev", unbound("maxRunning")).await;
+    create_raw::<CrewExecution>(
+        &bad,
+        serde_json::json!({"apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution",
+            "metadata": {"name": "poison"}, "spec": {"image": "busybox", "priority": 2_147_483_648_i64}}),
+    )
+    .await;
+    create_raw::<CrewQueue>(
+        &bad,
+        serde_json::json!({"apiVersion": "crew.dev/v1alpha1", "kind": "CrewQueue",
+            "metadata": {"name": "huge"}, "spec": {"maxRunning": 4_294_967_296_i64}}),
+    )
+    .await;
+    restore_crd_schema(client, "crewexecutions.crew.dev", executions).await;
+    restore_crd_schema(client, "crewqueues.crew.dev", queues).await;
+
+    let op = start_operator(
+        client,
+        ControllerConfig {
+            namespace: None,
+            instance: Some("tenants".into()),
+            ..Default::default()
+        },
+    );
+    good.create("metadata: {name: neighbour}\nspec: {image: busybox}\n")
+        .await;
+    good.wait_phase("neighbour", "Succeeded", LIMIT).await;
+    assert!(
+        op.ctx.caches_synced(),
+        "every cache listed despite the bad objects"
+    );
+    for (name, kind) in [("poison", "CrewExecution"), ("huge", "CrewQueue")] {
+        support::wait_until(
+            LIMIT,
+            &format!("a Warning Event on {kind} {name}"),
+            || async {
+                let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+                    kube::Api::namespaced(client.clone(), &bad.ns);
+                events
+                    .list(&Default::default())
+                    .await
+                    .map(|list| {
+                        list.items.iter().any(|e| {
+                            e.reason.as_deref() == Some("Undecodable")
+                                && e.type_.as_deref() == Some("Warning")
+                                && e.regarding.as_ref().is_some_and(|r| {
+                                    r.name.as_deref() == Some(name)
+                                        && r.kind.as_deref() == Some(kind)
+                                })
+                        })
+                    })
+                    .unwrap_or(false)
+            },
+        )
+        .await;
+    }
+    assert_eq!(op.ctx.metrics.undecodable_count("CrewExecution"), 1);
+    assert_eq!(op.ctx.metrics.undecodable_count("CrewQueue"), 1);
+    let poison = bad
+        .kubectl(&["get", "cx", "poison", "-o", "jsonpath={.status.phase}"])
+        .await;
+    assert_eq!(
+        poison,
+        (true, String::new()),
+        "the bad execution is left alone"
+    );
+    op.stop().await;
+}
