@@ -101,7 +101,7 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# The <execution>-crew ConfigMap (spec.crew / spec.inputs) is only ever created.
+# The <execution>-crew-<uid hash> ConfigMap (spec.crew / spec.inputs) is only ever created.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create"]

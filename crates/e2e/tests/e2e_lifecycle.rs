@@ -4,10 +4,11 @@
 mod support;
 
 use crew_api::StepPhase;
+use crew_core::lifecycle::names::config_map_name;
 use crew_operator::controller::context::WriteKind;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::Api;
 use kube::api::{DeleteParams, ListParams};
+use kube::{Api, ResourceExt};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use support::{TestNs, events_of, history_reasons, http_get, jobs_of, wait_until};
@@ -164,7 +165,7 @@ spec:
     assert_eq!(container.image.as_deref(), Some("reviewer:2"));
     let cm: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
     let data = cm
-        .get("crew-crew")
+        .get(&config_map_name("crew", &cx.uid().unwrap()))
         .await
         .expect("crew ConfigMap")
         .data
@@ -246,7 +247,8 @@ async fn deleting_an_execution_garbage_collects_its_jobs_and_config_map() {
     let op = t.start_operator();
     t.create("metadata: {name: doomed}\nspec: {image: busybox, inputs: {x: 1}}\n")
         .await;
-    t.wait_phase("doomed", "Succeeded", LIMIT).await;
+    let doomed = t.wait_phase("doomed", "Succeeded", LIMIT).await;
+    let config_map = config_map_name("doomed", &doomed.uid().unwrap());
     assert_eq!(jobs_of(&t, "doomed").await.len(), 1);
     t.executions()
         .delete("doomed", &DeleteParams::background())
@@ -255,9 +257,87 @@ async fn deleting_an_execution_garbage_collects_its_jobs_and_config_map() {
     let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
     wait_until(LIMIT, "garbage collection", || async {
         jobs_of(&t, "doomed").await.is_empty()
-            && cms.get_opt("doomed-crew").await.ok().flatten().is_none()
+            && cms.get_opt(&config_map).await.ok().flatten().is_none()
     })
     .await;
+    op.stop().await;
+}
+
+/// Review finding 9: an execution created again under the same name while its predecessor's ConfigMap still
+/// awaited garbage collection mounted the predecessor's inputs. Each execution's ConfigMap is named after its UID.
+#[tokio::test]
+async fn an_execution_created_again_under_its_name_gets_its_own_inputs() {
+    use kube::api::{Patch, PatchParams};
+    let t = TestNs::new("again", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    let first = t
+        .create("metadata: {name: report}\nspec: {image: busybox, inputs: {v: first}}\n")
+        .await;
+    t.wait_phase("report", "Succeeded", LIMIT).await;
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
+    let old = config_map_name("report", &first.uid().unwrap());
+    // Hold the old ConfigMap, as a slow garbage collection would.
+    let hold = |finalizers: serde_json::Value| {
+        Patch::Merge(serde_json::json!({"metadata": {"finalizers": finalizers}}))
+    };
+    cms.patch(
+        &old,
+        &PatchParams::default(),
+        &hold(serde_json::json!(["test.crew.dev/hold"])),
+    )
+    .await
+    .expect("hold the old ConfigMap");
+    t.executions()
+        .delete("report", &DeleteParams::background())
+        .await
+        .expect("delete");
+    wait_until(LIMIT, "the first execution is gone", || async {
+        t.executions()
+            .get_opt("report")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    })
+    .await;
+
+    let second = t
+        .create("metadata: {name: report}\nspec: {image: busybox, inputs: {v: second}}\n")
+        .await;
+    t.wait_phase("report", "Succeeded", LIMIT).await;
+    let own = config_map_name("report", &second.uid().unwrap());
+    assert_ne!(own, old);
+    let config_map = cms
+        .get(&own)
+        .await
+        .expect("the second execution's ConfigMap");
+    assert!(config_map.data.unwrap()["inputs.json"].contains("second"));
+    let job = jobs_of(&t, "report")
+        .await
+        .into_iter()
+        .find(|j| {
+            j.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == second.uid().as_ref())
+        })
+        .expect("the second execution's Job");
+    let mounted = job.spec.unwrap().template.spec.unwrap().volumes.unwrap()[0]
+        .config_map
+        .clone()
+        .unwrap()
+        .name;
+    assert_eq!(mounted, own, "the Job mounts its own execution's inputs");
+    assert!(
+        cms.get_opt(&old).await.unwrap().is_some(),
+        "the old one still awaits deletion"
+    );
+    cms.patch(
+        &old,
+        &PatchParams::default(),
+        &hold(serde_json::Value::Null),
+    )
+    .await
+    .expect("release the old ConfigMap");
     op.stop().await;
 }
 

@@ -1051,7 +1051,10 @@ spec:
     assert_eq!(steps.len(), 2);
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
     config_maps
-        .get("report-crew")
+        .get(&crew_core::lifecycle::names::config_map_name(
+            "report",
+            &done.metadata.uid.clone().unwrap_or_default(),
+        ))
         .await
         .expect("the operator created the crew ConfigMap");
     eventually("the NOTES example Succeeded", || async {

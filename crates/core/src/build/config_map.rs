@@ -30,7 +30,10 @@ pub fn crew_config_map(execution: &CrewExecution) -> Result<ConfigMap, BuildErro
     ]);
     Ok(ConfigMap {
         metadata: ObjectMeta {
-            name: Some(config_map_name(&name)),
+            name: Some(config_map_name(
+                &name,
+                execution.metadata.uid.as_deref().unwrap_or_default(),
+            )),
             namespace: Some(namespace(execution)?),
             labels: Some(labels::owned_by(&name)),
             owner_references: Some(vec![owner_reference(execution)?]),

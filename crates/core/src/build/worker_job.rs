@@ -78,7 +78,7 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
             name: CREW_VOLUME.to_string(),
             // Optional: executions without crew/inputs create no ConfigMap (one write less) and see an empty dir.
             config_map: Some(ConfigMapVolumeSource {
-                name: config_map_name(&name),
+                name: config_map_name(&name, execution.metadata.uid.as_deref().unwrap_or_default()),
                 optional: Some(true),
                 ..Default::default()
             }),
@@ -213,9 +213,10 @@ mod tests {
             .config_map
             .as_ref()
             .unwrap();
+        let own = crate::lifecycle::names::config_map_name("report", "uid-1");
         assert_eq!(
             (volume.name.as_str(), volume.optional),
-            ("report-crew", Some(true))
+            (own.as_str(), Some(true))
         );
     }
 

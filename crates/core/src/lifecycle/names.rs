@@ -19,9 +19,13 @@ pub fn job_name(execution: &str, step: &str, attempt: u32) -> String {
     ) + &suffix
 }
 
-/// Name of the ConfigMap carrying `crew.json` and `inputs.json`.
-pub fn config_map_name(execution: &str) -> String {
-    shorten(&format!("{execution}-crew"), MAX_OBJECT_NAME)
+/// Name of the ConfigMap carrying `crew.json` and `inputs.json`: `<execution>-crew-<hash of its UID>`. The UID
+/// keeps each execution to its own inputs: an earlier execution of the same name whose ConfigMap is still
+/// awaiting garbage collection, or anyone's ConfigMap called `<execution>-crew`, is never mounted instead
+/// (review finding 9), so `AlreadyExists` on create can only be this execution's own earlier create.
+pub fn config_map_name(execution: &str, uid: &str) -> String {
+    let suffix = format!("-{}", stable_hash(uid));
+    shorten(&format!("{execution}-crew"), MAX_OBJECT_NAME - suffix.len()) + &suffix
 }
 
 /// A label value naming an execution: the name itself when it fits, else a shortened, hashed form.
@@ -89,7 +93,15 @@ mod tests {
     fn short_names_are_readable() {
         assert_eq!(job_name("report", "research", 1), "report-research-1");
         assert_eq!(job_name("report", "main", 12), "report-main-12");
-        assert_eq!(config_map_name("report"), "report-crew");
+        assert_eq!(
+            config_map_name("report", "uid-1"),
+            format!("report-crew-{}", stable_hash("uid-1"))
+        );
+        assert_ne!(
+            config_map_name("report", "uid-1"),
+            config_map_name("report", "uid-2")
+        );
+        assert!(config_map_name(&"r".repeat(253), "uid-1").len() <= MAX_OBJECT_NAME);
     }
 
     #[test]
