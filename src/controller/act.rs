@@ -118,14 +118,33 @@ async fn create_job(
                 .get(&launch.job_name)
                 .await
                 .map_err(kube_err("read existing Job"))?;
-            let ours = existing
+            let controller = existing
                 .owner_references()
                 .iter()
-                .any(|o| o.controller == Some(true) && Some(&o.uid) == execution.uid().as_ref());
-            if ours {
-                Ok(())
-            } else {
-                Err(Error::JobNameTaken(launch.job_name.clone()))
+                .find(|o| o.controller == Some(true));
+            match controller {
+                Some(owner) if Some(&owner.uid) == execution.uid().as_ref() => Ok(()),
+                // An earlier execution of the same name: its Job goes with it (the decision waits, visibly, once
+                // the cache shows that Job under this execution's label).
+                Some(owner)
+                    if owner.kind == "CrewExecution" && owner.name == execution.name_any() =>
+                {
+                    Err(Error::JobNameTaken(launch.job_name.clone()))
+                }
+                // Another object's Job has this name (`a` + step `b-c` and `a-b` + step `c`, or two long names
+                // shortened to one): a failed attempt, so the next one (another name) runs under the retry policy.
+                other => Err(Error::JobRejected(JobRejection {
+                    job_name: launch.job_name.clone(),
+                    permanent: false,
+                    message: format!(
+                        "the name is taken by a Job of {}; rename the execution or the step (a retry uses the \
+                         next attempt's name)",
+                        other.map_or("another owner".to_string(), |o| format!(
+                            "{} {}",
+                            o.kind, o.name
+                        ))
+                    ),
+                })),
             }
         }
         Err(e) => Err(match rejection(&launch.job_name, &e) {

@@ -1237,3 +1237,38 @@ async fn a_job_refused_by_a_quota_is_retried_under_the_policy_then_fails() {
     );
     op.stop().await;
 }
+
+/// Review finding 12: `a` + step `b-c` and `a-b` + step `c` both name their first Job `a-b-c-1`. The second used
+/// to retry the create forever with no status; its attempt now fails visibly, and a retry (another name) runs.
+#[tokio::test]
+async fn a_job_name_taken_by_another_execution_fails_the_attempt_and_a_retry_runs() {
+    let t = TestNs::new("clash", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: a}\nspec: {image: busybox, steps: [{name: b-c, podAnnotations: {sim.crew.dev/hang: \"true\"}}]}\n")
+        .await;
+    t.wait_phase("a", "Running", LIMIT).await;
+    t.create("metadata: {name: a-b}\nspec: {image: busybox, steps: [{name: c}]}\n")
+        .await;
+    let lone = t.wait_phase("a-b", "Failed", Duration::from_secs(20)).await;
+    assert_eq!(reason_of(&lone), "JobRejected");
+    let message = lone.status.clone().unwrap().message.unwrap_or_default();
+    assert!(
+        message.contains("taken by a Job of CrewExecution a"),
+        "{message}"
+    );
+
+    // With a retry, the next attempt's name is free.
+    t.executions()
+        .delete("a-b", &Default::default())
+        .await
+        .expect("delete a-b");
+    wait_until(LIMIT, "a-b is gone", || async {
+        t.executions().get_opt("a-b").await.ok().flatten().is_none()
+    })
+    .await;
+    t.create("metadata: {name: a-b}\nspec: {image: busybox, retry: {limit: 1, backoffSeconds: 1}, steps: [{name: c}]}\n")
+        .await;
+    let retried = t.wait_phase("a-b", "Succeeded", LIMIT).await;
+    assert_eq!(retried.status.unwrap().steps[0].attempt, 2);
+    op.stop().await;
+}
