@@ -327,7 +327,8 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         rejected: None,
     };
     let now = jiff::Timestamp::now();
-    let plan = decide(&observed, now);
+    // Boxed: the plan (a whole status) stays alive while the writes wait on the API server.
+    let plan = Box::new(decide(&observed, now));
     if !plan.is_noop() {
         tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,
             status = plan.status.is_some(), events = plan.events.len(), "executing plan");
@@ -335,7 +336,8 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     if !takes_slot(&plan) {
         queues::release(&ctx, &execution);
     }
-    let (plan, outcome) = match act::execute(&execution, &plan, &ctx).await {
+    // Boxed, like each write inside: thousands of reconciles wait here at once during a burst.
+    let (plan, outcome) = match Box::pin(act::execute(&execution, &plan, &ctx)).await {
         // The API server refused the Job: decide again knowing it (the attempt fails, visibly) and write that.
         Err(Error::JobRejected(rejection)) => {
             tracing::info!(job = %rejection.job_name, permanent = rejection.permanent,
@@ -344,11 +346,11 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
                 rejected: Some(rejection),
                 ..observed
             };
-            let plan = decide(&observed, now);
+            let plan = Box::new(decide(&observed, now));
             if !takes_slot(&plan) {
                 queues::release(&ctx, &execution);
             }
-            let outcome = act::execute(&execution, &plan, &ctx).await;
+            let outcome = Box::pin(act::execute(&execution, &plan, &ctx)).await;
             (plan, outcome)
         }
         outcome => (plan, outcome),
