@@ -214,6 +214,13 @@ impl Metrics {
         self.queue_running.get_or_create(&key).set(running);
     }
 
+    /// Drops the per-queue gauges of a deleted queue (a series per queue ever seen would otherwise stay).
+    pub fn forget_queue(&self, namespace: &str, queue: &str) {
+        let key = labels(&[("namespace", namespace), ("queue", queue)]);
+        self.queue_depth.remove(&key);
+        self.queue_running.remove(&key);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -227,6 +234,19 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_queue_leaves_no_series() {
+        let metrics = Metrics::default();
+        metrics.set_queue("team", "gpu", 2, 1);
+        assert!(metrics.render().contains("queue=\"gpu\""));
+        metrics.forget_queue("team", "gpu");
+        assert!(
+            !metrics.render().contains("queue=\"gpu\""),
+            "{}",
+            metrics.render()
+        );
+    }
 
     #[test]
     fn renders_prefixed_names_with_labels() {

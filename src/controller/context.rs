@@ -219,11 +219,15 @@ impl Context {
         }
     }
 
-    /// Forgets everything about an execution that is gone.
+    /// Forgets everything about an execution that is gone (called when the watch reports it deleted, so nothing
+    /// kept per execution outlives it: review finding 18).
     pub fn forget(&self, uid: &str) {
         self.record_success(uid);
         if let Ok(mut versions) = self.stale_versions.lock() {
             versions.remove(uid);
+        }
+        if let Ok(mut admissions) = self.admissions.lock() {
+            admissions.remove(uid);
         }
     }
 }
@@ -246,5 +250,40 @@ mod tests {
             .map(|f| error_backoff_seconds(*f))
             .collect();
         assert_eq!(got, [1, 2, 4, 256, 300, 300]);
+    }
+
+    /// Review finding 18: failure streaks, stale versions and admissions of deleted executions were kept forever.
+    #[tokio::test]
+    async fn forgetting_an_execution_drops_everything_kept_for_it() {
+        let (service, _api) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let ctx = super::super::context(Client::new(service, "default"), &Default::default());
+        for uid in ["gone", "kept"] {
+            ctx.record_failure(uid);
+            ctx.wrote_status_from(uid, Some("5"));
+            ctx.admissions
+                .lock()
+                .unwrap()
+                .insert(uid.to_string(), std::time::Instant::now());
+        }
+        ctx.forget("gone");
+        assert_eq!(
+            ctx.failures.lock().unwrap().keys().collect::<Vec<_>>(),
+            ["kept"]
+        );
+        assert_eq!(
+            ctx.stale_versions
+                .lock()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["kept"]
+        );
+        assert_eq!(
+            ctx.admissions.lock().unwrap().keys().collect::<Vec<_>>(),
+            ["kept"]
+        );
     }
 }

@@ -120,12 +120,14 @@ pub async fn run(
         .filter_map(typed_events(ctx.clone()))
         .modify(slim)
         .reflect(execution_writer)
-        .inspect_ok(move |event| {
-            if matches!(event, watcher::Event::InitDone) {
-                listed
-                    .executions_listed
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+        .inspect_ok(move |event| match event {
+            watcher::Event::InitDone => listed
+                .executions_listed
+                .store(true, std::sync::atomic::Ordering::Relaxed),
+            watcher::Event::Delete(execution) => {
+                listed.forget(&execution.uid().unwrap_or_default());
             }
+            _ => {}
         })
         .applied_objects();
     let mut controller = Controller::for_stream(execution_events, execution_store.clone())
@@ -147,12 +149,14 @@ pub async fn run(
     .reflect(queue_writer)
     .inspect_ok({
         let listed = ctx.clone();
-        move |event| {
-            if matches!(event, watcher::Event::InitDone) {
-                listed
-                    .queues_listed
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+        move |event| match event {
+            watcher::Event::InitDone => listed
+                .queues_listed
+                .store(true, std::sync::atomic::Ordering::Relaxed),
+            watcher::Event::Delete(queue) => listed
+                .metrics
+                .forget_queue(&queue.namespace().unwrap_or_default(), &queue.name_any()),
+            _ => {}
         }
     })
     .touched_objects();
