@@ -317,7 +317,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         tracing::trace!("cache has not seen our last status write yet");
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    let observed = Observed {
+    let mut observed = Observed {
         name: &execution.name_any(),
         generation: execution.metadata.generation,
         spec: &execution.spec,
@@ -329,10 +329,32 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         ),
         admission: queues::admission(&ctx, &execution),
         rejected: None,
+        missing_job: None,
     };
     let now = jiff::Timestamp::now();
     // Boxed: the plan (a whole status) stays alive while the writes wait on the API server.
-    let plan = Box::new(decide(&observed, now));
+    let mut plan = Box::new(decide(&observed, now));
+    if let Some(job) = plan.verify_job.clone() {
+        // The cache has not shown this Job for a minute: ask the API server before counting the attempt lost.
+        let jobs: Api<Job> = Api::namespaced(
+            ctx.client.clone(),
+            &execution.namespace().unwrap_or_default(),
+        );
+        match Box::pin(jobs.get_opt(&job)).await {
+            Ok(None) => {
+                observed.missing_job = Some(job);
+                plan = Box::new(decide(&observed, now));
+            }
+            Ok(Some(_)) => {
+                tracing::info!(%job, "Job missing from the cache but present: the watch lags")
+            }
+            Err(error) => {
+                return Err(crate::error::kube("read a Job missing from the cache")(
+                    error,
+                ));
+            }
+        }
+    }
     if !plan.is_noop() {
         tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,
             status = plan.status.is_some(), events = plan.events.len(), "executing plan");

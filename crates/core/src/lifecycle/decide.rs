@@ -170,12 +170,22 @@ fn decide_steps(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
     match view {
         StepView::Active { attempt } => running(draft, outcome, attempt),
         StepView::Launched { attempt, since } => {
-            if since.is_none_or(|s| seconds_between(s, draft.now) < LOST_JOB_SECONDS) {
+            let job = outcome.records[completed]
+                .status
+                .job_name
+                .clone()
+                .unwrap_or_default();
+            let overdue = since.is_some_and(|s| seconds_between(s, draft.now) >= LOST_JOB_SECONDS);
+            let confirmed = draft.observed.missing_job.as_deref() == Some(job.as_str());
+            if !overdue || !confirmed {
+                // Not in the cache yet: wait; overdue, ask for a fresh read before counting the attempt lost.
+                if overdue {
+                    plan.verify_job = Some(job);
+                }
                 plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
                 running(draft, outcome, attempt);
             } else {
                 let record = &mut outcome.records[completed];
-                let job = record.status.job_name.clone().unwrap_or_default();
                 record.status.phase = StepPhase::Failed;
                 record.status.message =
                     Some(format!("Job {job} disappeared before its outcome was seen"));

@@ -93,6 +93,8 @@ struct World {
     lose_next_write: bool,
     /// The API server refuses the next Job create: (permanent, message). The shell then decides again.
     reject_next_launch: Option<(bool, String)>,
+    /// Jobs the API server has but the cache does not show (a stalled watch).
+    uncached_jobs: HashSet<String>,
     last_write_lost: bool,
     now: i64,
     status_writes: usize,
@@ -121,6 +123,7 @@ impl World {
             admission: Admission::Admitted,
             lose_next_write: false,
             reject_next_launch: None,
+            uncached_jobs: HashSet::new(),
             last_write_lost: false,
             now: 0,
             status_writes: 0,
@@ -143,10 +146,15 @@ impl World {
     }
 
     fn decide_at(&self, now: i64) -> Plan {
-        self.decide_rejected(now, None)
+        self.decide_with(now, None, None)
     }
 
-    fn decide_rejected(&self, now: i64, rejected: Option<JobRejection>) -> Plan {
+    fn decide_with(
+        &self,
+        now: i64,
+        rejected: Option<JobRejection>,
+        missing_job: Option<String>,
+    ) -> Plan {
         let observed = Observed {
             name: NAME,
             generation: Some(self.generation),
@@ -155,8 +163,20 @@ impl World {
             jobs: self.jobs.clone(),
             admission: self.admission.clone(),
             rejected,
+            missing_job,
         };
         decide(&observed, at(now))
+    }
+
+    /// The first plan of a reconcile, with the fresh read the shell makes when the plan asks for one.
+    fn decide_verified(&self, now: i64) -> Plan {
+        let plan = self.decide_at(now);
+        match &plan.verify_job {
+            Some(job) if !self.uncached_jobs.contains(job) => {
+                self.decide_with(now, None, Some(job.clone()))
+            }
+            _ => plan,
+        }
     }
 
     /// One reconcile at `now`: decide, check, apply like the shell, check the fixed point.
@@ -164,7 +184,7 @@ impl World {
         assert!(now >= self.now, "time goes backwards: {now} < {}", self.now);
         self.now = now;
         let before = self.status.clone();
-        let mut plan = self.decide_at(now);
+        let mut plan = self.decide_verified(now);
         let mut rejected_job = None;
         if let Some(launch) = &plan.launch
             && let Some((permanent, message)) = self.reject_next_launch.take()
@@ -179,7 +199,7 @@ impl World {
                 message,
             };
             rejected_job = Some(launch.job_name.clone());
-            plan = self.decide_rejected(now, Some(rejection));
+            plan = self.decide_with(now, Some(rejection), None);
             assert!(
                 plan.launch.is_none() && !plan.ensure_config_map,
                 "t={now}: launch right after a refused create: {plan:#?}"
@@ -245,13 +265,13 @@ impl World {
         self.check_world(now);
         if let Some(job) = rejected_job.filter(|_| !lost) {
             // Not a fixed point when the retry is due at once: the next reconcile starts the next attempt.
-            let again = self.decide_at(now);
+            let again = self.decide_verified(now);
             assert!(
                 again.launch.as_ref().is_none_or(|l| l.job_name != job),
                 "t={now}: the refused Job is created again"
             );
         } else if !lost {
-            let again = self.decide_at(now);
+            let again = self.decide_verified(now);
             let mut rest = again.clone();
             // Asking again to delete is harmless. Known gap: the reconcile that makes an execution terminal does not
             // look at the TTL (only later ones do), so with an already expired TTL the deletion comes one reconcile
@@ -1723,6 +1743,42 @@ mod story {
         worlds
     }
 
+    /// The cache stops showing a running Job (a stalled watch) while the API server still has it: after 60 s the
+    /// shell reads it fresh, finds it, and the step keeps running; nothing is declared lost and no second attempt
+    /// starts beside the first (review finding 13).
+    pub fn job_missing_from_the_cache_only_is_not_lost() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(1, 10),
+            ..spec(&[])
+        });
+        w.step(0);
+        let name = job("main", 1);
+        let hidden: Vec<_> = w.jobs.drain(..).collect();
+        w.uncached_jobs.insert(name.clone());
+        for t in [30, 60, 65, 120] {
+            let plan = w.step(t);
+            assert!(plan.launch.is_none(), "t={t}");
+            assert_eq!(
+                plan.verify_job.as_deref(),
+                (t >= 60).then_some(name.as_str()),
+                "t={t}"
+            );
+            assert_eq!(
+                (w.phase(), w.step_status("main").phase),
+                (Running, StepPhase::Running),
+                "t={t}"
+            );
+        }
+        // The watch comes back with the Job, which finishes.
+        w.jobs = hidden;
+        w.uncached_jobs.clear();
+        w.succeed(&name, 130, "ok");
+        w.step(130);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(w.job_creates, 1);
+        vec![w]
+    }
+
     /// Status says a Job was created but the cache does not show it: wait, and after 60s count a failed attempt.
     pub fn launched_job_missing_from_cache() -> Vec<World> {
         let mut worlds = Vec::new();
@@ -1987,6 +2043,7 @@ stories!(
     job_name_taken_by_earlier_execution,
     missing_pod_outcome,
     launched_job_missing_from_cache,
+    job_missing_from_the_cache_only_is_not_lost,
     history_cap_keeps_newest,
     restart_after_first_launch,
     restart_after_launch_from_queue,
@@ -2063,6 +2120,7 @@ fn sub_second_time_is_truncated() {
         jobs: Vec::new(),
         admission: Admission::Admitted,
         rejected: None,
+        missing_job: None,
     };
     let now = at(0)
         .checked_add(jiff::SignedDuration::from_millis(750))

@@ -102,4 +102,8 @@ pub struct Observed<'a> {
     pub admission: Admission,
     /// The Job create this reconcile's first plan attempted and the API server refused (None: none refused).
     pub rejected: Option<JobRejection>,
+    /// A Job the status records as created that the cache had not shown for
+    /// [`LOST_JOB_SECONDS`](crate::lifecycle::steps::LOST_JOB_SECONDS) and that a fresh read from the API server
+    /// found missing too ([`Plan::verify_job`](crate::lifecycle::Plan::verify_job)): only then is it lost.
+    pub missing_job: Option<String>,
 }

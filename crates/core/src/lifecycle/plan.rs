@@ -54,6 +54,11 @@ pub struct Plan {
     pub requeue_after_seconds: Option<u64>,
     /// Delete the execution itself (TTL after finish).
     pub delete_execution: bool,
+    /// Read this Job fresh from the API server before counting it lost: the cache has not shown it since its step
+    /// started, for `LOST_JOB_SECONDS` (a stalled watch, or a Job deleted by someone else). Missing there too, the
+    /// shell decides again with [`Observed::missing_job`](crate::lifecycle::Observed::missing_job); present, the
+    /// cache lags and the step keeps running. A read, not a write: it does not make a plan a no-op or not.
+    pub verify_job: Option<String>,
 }
 
 impl Plan {
