@@ -101,6 +101,18 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
         .map(|cx| {
             let mut member = Member::new(&member_key(cx), &cx.spec, phase(cx), created(cx));
             let uid = cx.uid().unwrap_or_default();
+            // A member with a running Job holds a slot even if its Running status was never written (the write
+            // failed, or the operator stopped, after the Job create): admission counts what runs (finding 8).
+            if member.waiting
+                && ctx.children.has_active_job(
+                    &cx.namespace().unwrap_or_default(),
+                    &cx.name_any(),
+                    &uid,
+                )
+            {
+                member.running = true;
+                member.waiting = false;
+            }
             match reserved.get(&uid) {
                 Some(at) if member.waiting && at.elapsed() < RESERVATION_TTL => {
                     member.running = true;

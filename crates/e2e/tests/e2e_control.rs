@@ -1272,3 +1272,48 @@ async fn a_job_name_taken_by_another_execution_fails_the_attempt_and_a_retry_run
     assert_eq!(retried.status.unwrap().steps[0].attempt, 2);
     op.stop().await;
 }
+
+/// Review finding 8: an execution whose Job was created but whose Running status was never written (the write
+/// failed, or the operator stopped in between) held no slot in the queue's eyes, so a higher-priority execution
+/// was admitted beside it and `maxRunning: 1` was exceeded once the first caught up. Admission now counts owned
+/// running Jobs. The state is made by hand: the Job the operator would have created, and no status.
+#[tokio::test]
+async fn a_job_created_before_an_unwritten_admission_still_holds_its_queue_slot() {
+    use crew_core::build::worker_job::worker_job;
+    use crew_core::lifecycle::{Launch, names::job_name, resolve_steps};
+    use k8s_openapi::api::batch::v1::Job;
+    let t = TestNs::new("unwritten", Duration::from_millis(300)).await;
+    create_queue(&t, "q", 1).await;
+    let first = t
+        .create("metadata: {name: first}\nspec: {image: busybox, queue: q, podAnnotations: {sim.crew.dev/hang: \"true\"}}\n")
+        .await;
+    let launch = Launch {
+        step: resolve_steps(&first.spec).expect("valid").remove(0),
+        attempt: 1,
+        job_name: job_name("first", "main", 1),
+    };
+    Api::<Job>::namespaced(t.client.clone(), &t.ns)
+        .create(
+            &PostParams::default(),
+            &worker_job(&first, &launch).expect("Job"),
+        )
+        .await
+        .expect("the Job an interrupted reconcile created");
+    t.create("metadata: {name: urgent}\nspec: {image: busybox, queue: q, priority: 10}\n")
+        .await;
+
+    let op = t.start_operator();
+    t.wait_phase("first", "Running", LIMIT).await;
+    let urgent = t.wait_phase("urgent", "Queued", LIMIT).await;
+    assert_eq!(condition_of(&urgent, "Admitted").0, "False");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let urgent = t.executions().get("urgent").await.expect("get");
+    assert_eq!(
+        phase_of(&urgent),
+        "Queued",
+        "urgent ran beside first with maxRunning 1"
+    );
+    patch_spec(&t, "first", json!({"cancel": true})).await;
+    t.wait_phase("urgent", "Succeeded", LIMIT).await;
+    op.stop().await;
+}
