@@ -162,31 +162,26 @@ impl ChildIndex {
         }
     }
 
-    /// Jobs labelled for the execution `name` in `namespace`, with `owned` set for those controlled by `uid`, and
-    /// the worker outcome of each finished one.
     /// Whether the execution (`namespace`, `name`, `uid`) owns a Job that runs (active, not being deleted): it holds
     /// a running slot whatever its written phase says (a status write lost after the Job create).
     pub fn has_active_job(&self, namespace: &str, name: &str, uid: &str) -> bool {
-        let key = (
-            namespace.to_string(),
-            crew_core::lifecycle::names::label_value(name),
-        );
         self.jobs.read().is_ok_and(|jobs| {
-            jobs.by_execution.get(&key).is_some_and(|children| {
-                children.iter().any(|record| {
-                    record.owner_uid.as_deref() == Some(uid)
-                        && record.summary.state == crew_core::lifecycle::JobState::Active
-                        && !record.summary.deleting
+            jobs.by_execution
+                .get(&key_of_execution(namespace, name))
+                .is_some_and(|children| {
+                    children.iter().any(|record| {
+                        record.owner_uid.as_deref() == Some(uid)
+                            && record.summary.state == crew_core::lifecycle::JobState::Active
+                            && !record.summary.deleting
+                    })
                 })
-            })
         })
     }
 
+    /// Jobs labelled for the execution `name` in `namespace`, with `owned` set for those controlled by `uid`, and
+    /// the worker outcome of each finished one.
     pub fn jobs_of(&self, namespace: &str, name: &str, uid: &str) -> Vec<ObservedJob> {
-        let key = (
-            namespace.to_string(),
-            crew_core::lifecycle::names::label_value(name),
-        );
+        let key = key_of_execution(namespace, name);
         let Ok(jobs) = self.jobs.read() else {
             return Vec::new();
         };
@@ -224,6 +219,14 @@ impl ChildIndex {
             j.by_execution.values().map(|list| list.iter().len()).sum()
         })
     }
+}
+
+/// The index key of the execution `name` in `namespace`: its namespace and its label value.
+fn key_of_execution(namespace: &str, name: &str) -> Key {
+    (
+        namespace.to_string(),
+        crew_core::lifecycle::names::label_value(name),
+    )
 }
 
 #[cfg(test)]

@@ -101,27 +101,26 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
         .map(|cx| {
             let mut member = Member::new(&member_key(cx), &cx.spec, phase(cx), created(cx));
             let uid = cx.uid().unwrap_or_default();
-            // A member with a running Job holds a slot even if its Running status was never written (the write
-            // failed, or the operator stopped, after the Job create): admission counts what runs (finding 8).
-            if member.waiting
+            // A waiting member holds a slot when it has a running Job whose Running status was never written (the
+            // write failed, or the operator stopped, after the Job create: admission counts what runs, finding 8),
+            // or an admission the cache has not shown Running yet. Any other reservation is spent or stale.
+            let has_job = member.waiting
                 && ctx.children.has_active_job(
                     &cx.namespace().unwrap_or_default(),
                     &cx.name_any(),
                     &uid,
-                )
-            {
-                member.running = true;
-                member.waiting = false;
-            }
-            match reserved.get(&uid) {
-                Some(at) if member.waiting && at.elapsed() < RESERVATION_TTL => {
-                    member.running = true;
-                    member.waiting = false;
-                }
+                );
+            let reserved_now = match reserved.get(&uid) {
+                Some(at) if member.waiting && !has_job && at.elapsed() < RESERVATION_TTL => true,
                 Some(_) => {
                     reserved.remove(&uid);
+                    false
                 }
-                None => {}
+                None => false,
+            };
+            if has_job || reserved_now {
+                member.running = true;
+                member.waiting = false;
             }
             member
         })
