@@ -37,7 +37,7 @@ unit: ## The fast lane, the same as plain `cargo test`: every test that needs no
 test: control-plane tools lint static-binary ## Everything: lint, static image binary, the fast lane, the cluster tests (crates/e2e) on both control planes
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --workspace --all-targets -- --test-threads=4
 	@echo "--- oldest supported Kubernetes ($(K8S_OLDEST_VERSION)): lifecycle, control and schema tests"
-	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test -p crew-e2e --test e2e_lifecycle --test e2e_control --test e2e_schema -- --test-threads=4
+	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test --workspace --test e2e_lifecycle --test e2e_control --test e2e_schema -- --test-threads=4
 
 demo: control-plane-current ## Start a local control plane (KWOK nodes) and the operator; apply examples/ and watch
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet -p crew-testkit --bin crew-dev -- demo examples

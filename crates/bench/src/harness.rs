@@ -72,8 +72,7 @@ impl Harness {
     /// thread that started them), installs the CRDs and creates the namespaces. Worker pods run for no time: the
     /// workload asks KWOK for that with `sim.crew.dev/duration: "0"`.
     pub async fn start(config: &RunConfig, label: &str) -> Result<Self, String> {
-        let dir = std::env::temp_dir().join(format!("crew-bench-{}-{label}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crew_testkit::scratch_dir("crew-bench", Some(label));
         let plane = ControlPlane::start(&dir, Some(config.api_qps))
             .map_err(|e| format!("control plane: {e}"))?;
         let client = plane.client().await.map_err(|e| e.to_string())?;

@@ -6,8 +6,10 @@
 //! program that started them, even when it crashes; [`ControlPlane`] stops them on drop.
 
 pub mod process;
+mod scratch;
 mod setup;
 
+pub use scratch::scratch_dir;
 pub use setup::{create_namespace, install_crds};
 
 use process::Supervised;

@@ -57,8 +57,7 @@ pub fn plane() -> &'static ControlPlane {
             .try_init();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let dir = std::env::temp_dir().join(format!("crew-test-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let dir = crew_testkit::scratch_dir("crew-test", None);
             let plane = match std::env::var_os("CREW_TEST_KUBECONFIG") {
                 Some(kubeconfig) => Ok(ControlPlane::existing(std::path::Path::new(&kubeconfig))),
                 None => ControlPlane::start(&dir, None),

@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let examples = PathBuf::from(args.next().unwrap_or_else(|| "examples".into()));
     telemetry::init(LogFormat::Text, "warn,crew_operator::controller=info");
-    let dir = std::env::temp_dir().join(format!("crew-dev-{}", std::process::id()));
+    let dir = crew_testkit::scratch_dir("crew-dev", None);
     eprintln!(
         "starting a local control plane in {} (first start takes ~10 s)...",
         dir.display()
@@ -93,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// `crew-dev plane`: the control plane alone, until Ctrl-C or SIGTERM.
 async fn plane_only() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::temp_dir().join(format!("crew-plane-{}", std::process::id()));
+    let dir = crew_testkit::scratch_dir("crew-plane", None);
     let plane = ControlPlane::start(&dir, None)?;
     install_crds(&plane.client().await?).await?;
     println!(
