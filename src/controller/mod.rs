@@ -7,6 +7,7 @@ pub mod events;
 pub mod observe;
 pub mod queues;
 pub mod tolerant;
+pub mod watch_retry;
 
 use crate::error::{Error, is_reason};
 use act::StatusWrite;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tolerant::Decoded;
 use tracing::{Instrument, info_span};
+use watch_retry::{WatchBackoff, retried};
 
 /// How the controller runs.
 #[derive(Clone, Debug, Default)]
@@ -102,48 +104,58 @@ pub async fn run(
         .labels(labels::EXECUTION)
         .any_semantic();
     let index = ctx.clone();
-    let jobs = watcher(api::<Job>(&client, &config.namespace), selector.clone())
-        .default_backoff()
-        .inspect_ok(move |event| index.children.apply_job_event(event))
-        .touched_objects();
+    let jobs = retried(
+        watcher(api::<Job>(&client, &config.namespace), selector.clone()),
+        "jobs",
+    )
+    .inspect_ok(move |event| index.children.apply_job_event(event))
+    .touched_objects();
     let index = ctx.clone();
-    let pods = watcher(api::<Pod>(&client, &config.namespace), selector)
-        .default_backoff()
-        .inspect_ok(move |event| index.children.apply_pod_event(event))
-        .for_each(|_| futures::future::ready(()));
+    let pods = retried(
+        watcher(api::<Pod>(&client, &config.namespace), selector),
+        "pods",
+    )
+    .inspect_ok(move |event| index.children.apply_pod_event(event))
+    .for_each(|_| futures::future::ready(()));
     let pods = tokio::spawn(pods);
     let executions = api::<Decoded<CrewExecution>>(&client, &config.namespace);
     let (execution_store, execution_writer) = reflector::store();
     let listed = ctx.clone();
-    let execution_events = watcher(executions, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .filter_map(typed_events(ctx.clone()))
-        .modify(slim)
-        .reflect(execution_writer)
-        .inspect_ok(move |event| match event {
-            watcher::Event::InitDone => listed
-                .executions_listed
-                .store(true, std::sync::atomic::Ordering::Relaxed),
-            watcher::Event::Delete(execution) => {
-                listed.forget(&execution.uid().unwrap_or_default());
-            }
-            _ => {}
-        })
-        .applied_objects();
+    let execution_events = retried(
+        watcher(executions, watcher::Config::default().any_semantic()),
+        "crewexecutions",
+    )
+    .filter_map(typed_events(ctx.clone()))
+    .modify(slim)
+    .reflect(execution_writer)
+    .inspect_ok(move |event| match event {
+        watcher::Event::InitDone => listed
+            .executions_listed
+            .store(true, std::sync::atomic::Ordering::Relaxed),
+        watcher::Event::Delete(execution) => {
+            listed.forget(&execution.uid().unwrap_or_default());
+        }
+        _ => {}
+    })
+    .applied_objects();
     let mut controller = Controller::for_stream(execution_events, execution_store.clone())
         .owns_stream(jobs)
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(config.max_concurrent_reconciles),
-        );
+        )
+        // The watches retry on their own (`retried`); this backoff only guards the merged trigger stream.
+        .trigger_backoff(WatchBackoff::default());
     let _ = ctx.executions.set(execution_store.clone());
     let (queue_store, queue_writer) = reflector::store();
     let _ = ctx.queues.set(queue_store);
-    let queue_changes = watcher(
-        api::<Decoded<CrewQueue>>(&client, &config.namespace),
-        watcher::Config::default(),
+    let queue_changes = retried(
+        watcher(
+            api::<Decoded<CrewQueue>>(&client, &config.namespace),
+            watcher::Config::default(),
+        ),
+        "crewqueues",
     )
-    .default_backoff()
     .filter_map(typed_events(ctx.clone()))
     .modify(slim)
     .reflect(queue_writer)

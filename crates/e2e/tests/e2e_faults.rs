@@ -4,62 +4,10 @@
 
 mod support;
 
-use crew_api::{CrewExecution, Phase};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{TestNs, jobs_of, plane};
-
-/// Starts the operator binary for the namespace (no leader election: one process at a time here).
-fn start_operator_process(t: &TestNs, log: &std::path::Path) -> tokio::process::Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("operator log");
-    tokio::process::Command::new(support::operator_bin())
-        .args(["run", "--namespace", &t.ns, "--metrics-addr", "127.0.0.1:0"])
-        .args(["--log-level", "info"])
-        .env("KUBECONFIG", &plane().kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start crew-operator")
-}
-
-/// Problems with one finished execution's record: a history that is not one chain from Pending to exactly one
-/// terminal entry at its end.
-fn history_problems(cx: &CrewExecution) -> Vec<String> {
-    let name = cx.name_any();
-    let Some(status) = cx.status.as_ref() else {
-        return vec![format!("{name}: no status")];
-    };
-    let mut problems = Vec::new();
-    let mut phase = Phase::Pending;
-    for (i, entry) in status.history.iter().enumerate() {
-        if entry.from != phase {
-            problems.push(format!(
-                "{name}: entry {i} moves from {} after {phase}",
-                entry.from
-            ));
-        }
-        if entry.from.is_terminal() {
-            problems.push(format!("{name}: entry {i} after the terminal phase"));
-        }
-        phase = entry.to;
-    }
-    let terminal = status
-        .history
-        .iter()
-        .filter(|e| e.to.is_terminal() && e.from != e.to)
-        .count();
-    if terminal != 1 {
-        problems.push(format!("{name}: {terminal} terminal entries"));
-    }
-    problems
-}
+use support::{TestNs, jobs_of};
 
 /// Review (issue 12, fault suite): kill -9 the operator every 2 s for 40 s with 150 three-step executions in
 /// flight, a fifth of them failing an attempt and retrying. All succeed, no (execution, step, attempt) ever has a
@@ -84,12 +32,12 @@ async fn sigkill_every_two_seconds_loses_and_duplicates_nothing() {
     let chaos_until = Instant::now() + Duration::from_secs(40);
     let mut kills = 0;
     while Instant::now() < chaos_until {
-        let mut operator = start_operator_process(&t, &log);
+        let mut operator = support::operator_process(&t, &log);
         tokio::time::sleep(Duration::from_secs(2)).await;
         operator.kill().await.expect("SIGKILL the operator");
         kills += 1;
     }
-    let mut operator = start_operator_process(&t, &log);
+    let mut operator = support::operator_process(&t, &log);
 
     let deadline = Instant::now() + Duration::from_secs(240);
     let executions = loop {
@@ -124,7 +72,7 @@ async fn sigkill_every_two_seconds_loses_and_duplicates_nothing() {
 
     let mut problems = Vec::new();
     for cx in &executions {
-        problems.extend(history_problems(cx));
+        problems.extend(support::history_problems(cx));
         let mut per_attempt: BTreeMap<(String, String), usize> = BTreeMap::new();
         for job in jobs_of(&t, &cx.name_any()).await {
             let labels = job.labels();

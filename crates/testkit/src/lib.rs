@@ -77,8 +77,22 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     /// Directory holding the binaries (kubectl, helm included).
     pub bin: PathBuf,
-    processes: Vec<Supervised>,
+    /// In [`COMPONENTS`] order; behind a lock so that a shared control plane can restart its API server.
+    processes: std::sync::Mutex<Vec<Supervised>>,
+    /// How its kube-apiserver was started (`None` for an [`existing`](Self::existing) cluster).
+    apiserver: Option<ApiserverArgs>,
 }
+
+/// What a restart of the kube-apiserver needs: the same etcd, port and service-account key.
+#[derive(Clone)]
+struct ApiserverArgs {
+    etcd_url: String,
+    port: u16,
+    key: PathBuf,
+}
+
+/// Index of the kube-apiserver in [`COMPONENTS`].
+const APISERVER: usize = 1;
 
 fn free_port() -> Result<u16, DevClusterError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -137,19 +151,17 @@ fn start_etcd(bin: &Path, dir: &Path, url: &str) -> Result<Supervised, DevCluste
 fn start_apiserver(
     bin: &Path,
     dir: &Path,
-    etcd_url: &str,
-    port: u16,
-    key: &Path,
+    args: &ApiserverArgs,
 ) -> Result<Supervised, DevClusterError> {
-    let key = key.to_string_lossy();
+    let key = args.key.to_string_lossy();
     Supervised::spawn(
         &bin.join("kube-apiserver"),
         &dir.join("apiserver.log"),
         &[
             "--etcd-servers",
-            etcd_url,
+            &args.etcd_url,
             "--secure-port",
-            &port.to_string(),
+            &args.port.to_string(),
             "--bind-address",
             "127.0.0.1",
             "--cert-dir",
@@ -216,7 +228,12 @@ impl ControlPlane {
         )?;
         let api_port = free_port()?;
         let certs = dir.join("certs");
-        let apiserver = start_apiserver(&bin, dir, &etcd_url, api_port, &key)?;
+        let apiserver_args = ApiserverArgs {
+            etcd_url: etcd_url.clone(),
+            port: api_port,
+            key: key.clone(),
+        };
+        let apiserver = start_apiserver(&bin, dir, &apiserver_args)?;
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = dir.join("kubeconfig");
         write(
@@ -226,13 +243,14 @@ impl ControlPlane {
                 certs.display()
             ),
         )?;
-        let mut plane = ControlPlane {
+        let plane = ControlPlane {
             dir: dir.to_path_buf(),
             server,
             token,
             kubeconfig,
             bin: bin.clone(),
-            processes: vec![etcd, apiserver],
+            processes: std::sync::Mutex::new(vec![etcd, apiserver]),
+            apiserver: Some(apiserver_args),
         };
         plane.wait_ready(
             "kube-apiserver",
@@ -242,11 +260,9 @@ impl ControlPlane {
         )?;
         let qps = api_qps.unwrap_or(100);
         let controller_manager = plane.start_controller_manager(&key, &certs, qps)?;
-        plane.processes.push(controller_manager);
         let scheduler = plane.start_scheduler(qps)?;
-        plane.processes.push(scheduler);
         let kwok = plane.start_kwok()?;
-        plane.processes.push(kwok);
+        plane.with_processes(|processes| processes.extend([controller_manager, scheduler, kwok]));
         std::thread::sleep(Duration::from_millis(200));
         if plane.alive() {
             plane.register_nodes()?;
@@ -383,7 +399,8 @@ impl ControlPlane {
             token: String::new(),
             kubeconfig: kubeconfig.to_path_buf(),
             bin,
-            processes: Vec::new(),
+            processes: std::sync::Mutex::new(Vec::new()),
+            apiserver: None,
         }
     }
 
@@ -427,21 +444,58 @@ impl ControlPlane {
         kube::Client::try_from(config).map_err(|e| DevClusterError::Kube("client", e.to_string()))
     }
 
+    fn with_processes<T>(&self, f: impl FnOnce(&mut Vec<Supervised>) -> T) -> T {
+        let mut processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut processes)
+    }
+
     /// Whether every process still runs.
-    pub fn alive(&mut self) -> bool {
-        self.processes.iter_mut().all(Supervised::alive)
+    pub fn alive(&self) -> bool {
+        self.with_processes(|processes| processes.iter_mut().all(Supervised::alive))
     }
 
     /// PIDs of the processes, in [`COMPONENTS`] order.
     pub fn pids(&self) -> Vec<u32> {
-        self.processes.iter().map(Supervised::pid).collect()
+        self.with_processes(|processes| processes.iter().map(Supervised::pid).collect())
+    }
+
+    /// Kills the kube-apiserver (SIGKILL, as a crash or an OOM kill would), keeps it down for `down`, starts it
+    /// again on the same port and etcd, and waits until it is ready. Clients see refused connections meanwhile;
+    /// etcd and the other components keep running. The new process lives as long as this program.
+    pub fn restart_apiserver(&self, down: Duration) -> Result<(), DevClusterError> {
+        let Some(args) = self.apiserver.clone() else {
+            return Err(DevClusterError::Kube(
+                "restart kube-apiserver",
+                "not started by this program".into(),
+            ));
+        };
+        self.with_processes(|processes| processes.get_mut(APISERVER).map(Supervised::kill));
+        std::thread::sleep(down);
+        let (bin, dir) = (self.bin.clone(), self.dir.clone());
+        let apiserver = process::spawn_for_life(move || start_apiserver(&bin, &dir, &args))?;
+        self.with_processes(|processes| {
+            if let Some(slot) = processes.get_mut(APISERVER) {
+                *slot = apiserver;
+            }
+        });
+        self.wait_ready(
+            "kube-apiserver",
+            "/readyz",
+            Duration::from_secs(90),
+            &self.dir.join("apiserver.log"),
+        )
     }
 
     /// Stops every process (also done on drop).
     pub fn stop(&mut self) {
-        for process in self.processes.iter_mut().rev() {
-            process.stop();
-        }
+        self.with_processes(|processes| {
+            for process in processes.iter_mut().rev() {
+                process.stop();
+            }
+        });
     }
 }
 

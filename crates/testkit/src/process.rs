@@ -28,7 +28,11 @@ impl Supervised {
     /// Starts `program` with `args`, output to `log`. The child receives SIGKILL when the thread that started it
     /// exits, so start long-lived children from a thread that lives as long as they should.
     pub fn spawn(program: &Path, log: &Path, args: &[&str]) -> Result<Self, DevClusterError> {
-        let out = std::fs::File::create(log)
+        // Appended to, so that a restarted process keeps its predecessor's log.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
             .map_err(|e| DevClusterError::Io(format!("create {}", log.display()), e))?;
         let err = out
             .try_clone()
@@ -56,6 +60,12 @@ impl Supervised {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGKILL, at once; reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then SIGKILL after 5 s; reaps the process.
     pub fn stop(&mut self) {
         if !self.alive() {
@@ -81,4 +91,24 @@ impl Drop for Supervised {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs `start` on a thread that then lives as long as the program, so that the process it starts (which dies with
+/// the thread that started it) is not killed when the caller's thread ends, e.g. at the end of a test.
+pub fn spawn_for_life(
+    start: impl FnOnce() -> Result<Supervised, DevClusterError> + Send + 'static,
+) -> Result<Supervised, DevClusterError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(start());
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().map_err(|_| {
+        DevClusterError::Io(
+            "start a process".into(),
+            std::io::Error::other("the starting thread died"),
+        )
+    })?
 }

@@ -2,14 +2,14 @@
 //! fake nodes), a namespace per test, the operator running in-process, scoped to that namespace.
 #![allow(dead_code)]
 
-use crew_api::CrewExecution;
+use crew_api::{CrewExecution, Phase};
 use crew_operator::controller::context::Context;
 use crew_operator::controller::{self, ControllerConfig};
 use crew_testkit::{ControlPlane, POD_DURATION_ANNOTATION, create_namespace};
 use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -366,4 +366,54 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
+}
+
+/// Starts the operator binary for the namespace (no leader election: one process at a time here).
+pub fn operator_process(t: &TestNs, log: &std::path::Path) -> tokio::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("operator log");
+    tokio::process::Command::new(operator_bin())
+        .args(["run", "--namespace", &t.ns, "--metrics-addr", "127.0.0.1:0"])
+        .args(["--log-level", "info"])
+        .env("KUBECONFIG", &plane().kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start crew-operator")
+}
+
+/// Problems with one finished execution's record: a history that is not one chain from Pending to exactly one
+/// terminal entry at its end.
+pub fn history_problems(cx: &CrewExecution) -> Vec<String> {
+    let name = cx.name_any();
+    let Some(status) = cx.status.as_ref() else {
+        return vec![format!("{name}: no status")];
+    };
+    let mut problems = Vec::new();
+    let mut phase = Phase::Pending;
+    for (i, entry) in status.history.iter().enumerate() {
+        if entry.from != phase {
+            problems.push(format!(
+                "{name}: entry {i} moves from {} after {phase}",
+                entry.from
+            ));
+        }
+        if entry.from.is_terminal() {
+            problems.push(format!("{name}: entry {i} after the terminal phase"));
+        }
+        phase = entry.to;
+    }
+    let terminal = status
+        .history
+        .iter()
+        .filter(|e| e.to.is_terminal() && e.from != e.to)
+        .count();
+    if terminal != 1 {
+        problems.push(format!("{name}: {terminal} terminal entries"));
+    }
+    problems
 }
