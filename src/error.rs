@@ -24,6 +24,9 @@ pub enum Error {
     /// The API server refused a Job create (the reconcile decides again with it: the attempt fails).
     #[error("Job {} rejected: {}", .0.job_name, .0.message)]
     JobRejected(JobRejection),
+    /// This replica's leadership lapsed (its last Lease renewal's deadline passed) before a write: nothing sent.
+    #[error("not leading: the leader Lease was not renewed in time; {0} not sent")]
+    NotLeading(&'static str),
 }
 
 impl Error {
@@ -34,6 +37,7 @@ impl Error {
             Error::Build(_) => "build",
             Error::JobNameTaken(_) => "job_name_taken",
             Error::JobRejected(_) => "job_rejected",
+            Error::NotLeading(_) => "not_leading",
         }
     }
 }

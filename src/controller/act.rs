@@ -41,6 +41,7 @@ pub async fn execute(
     let ns = execution.namespace().unwrap_or_default();
     let name = execution.name_any();
     if plan.delete_execution {
+        still_leading(ctx, "execution delete")?;
         let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), &ns);
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
@@ -56,16 +57,22 @@ pub async fn execute(
     // Each write is boxed: an execution waiting on the API server holds only the future of the write in flight,
     // not the largest of all of them (the difference is most of the operator's memory when thousands wait).
     if plan.ensure_config_map {
+        still_leading(ctx, "ConfigMap create")?;
         Box::pin(create_config_map(execution, ctx, &ns)).await?;
     }
     if let Some(launch) = &plan.launch {
+        still_leading(ctx, "Job create")?;
         Box::pin(create_job(execution, launch, ctx, &ns)).await?;
     }
     for job in &plan.delete_jobs {
+        still_leading(ctx, "Job delete")?;
         Box::pin(delete_job(ctx, &ns, job)).await?;
     }
     let written = match &plan.status {
-        Some(status) => Box::pin(write_status(execution, status, ctx, &ns)).await?,
+        Some(status) => {
+            still_leading(ctx, "status write")?;
+            Box::pin(write_status(execution, status, ctx, &ns)).await?
+        }
         None => StatusWrite::Unchanged,
     };
     if written != StatusWrite::Stale {
@@ -75,6 +82,16 @@ pub async fn execute(
         }
     }
     Ok(written)
+}
+
+/// Fails before a write once this replica's leadership has lapsed (checked just before each write: a reconcile
+/// may have started while leading and waited on the API server since).
+fn still_leading(ctx: &Context, write: &'static str) -> Result<(), Error> {
+    if ctx.is_leading() {
+        Ok(())
+    } else {
+        Err(Error::NotLeading(write))
+    }
 }
 
 async fn create_config_map(

@@ -115,6 +115,9 @@ pub struct Context {
     pub wake_requests: Mutex<Option<UnboundedReceiver<ObjectRef<CrewExecution>>>>,
     /// Whether this replica may act: false while a standby under leader election (true without it).
     pub leading: std::sync::atomic::AtomicBool,
+    /// Under leader election, the instant the last renewal's deadline passes: no write is sent after it, even if
+    /// the elector has not yet noticed the loss (a starved runtime). None without leader election.
+    leading_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl Context {
@@ -132,6 +135,7 @@ impl Context {
             executions_listed: std::sync::atomic::AtomicBool::new(false),
             queues_listed: std::sync::atomic::AtomicBool::new(false),
             leading: std::sync::atomic::AtomicBool::new(true),
+            leading_until: Mutex::new(None),
             client,
             events,
             children: ChildIndex::default(),
@@ -148,9 +152,21 @@ impl Context {
             && self.queues_listed.load(Ordering::Relaxed)
     }
 
-    /// Whether this replica leads (always, without leader election).
+    /// Whether this replica leads (always, without leader election): it holds the Lease and its last renewal's
+    /// deadline has not passed. Checked at the start of a reconcile and again just before each write.
     pub fn is_leading(&self) -> bool {
         self.leading.load(Ordering::Relaxed)
+            && self
+                .leading_until
+                .lock()
+                .is_ok_and(|until| until.is_none_or(|until| now() < until))
+    }
+
+    /// Records the instant until which this replica may write (the renew deadline of its last Lease renewal).
+    pub fn lead_until(&self, until: std::time::Instant) {
+        if let Ok(mut deadline) = self.leading_until.lock() {
+            *deadline = Some(until);
+        }
     }
 
     /// May act: leading, with every cache listed.
@@ -232,6 +248,11 @@ impl Context {
     }
 }
 
+/// The current instant on tokio's clock (the system's monotonic clock, except in tests that pause it).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Seconds to wait after the `failures`-th consecutive failure: 1, 2, 4, ... capped at 300.
 pub fn error_backoff_seconds(failures: u32) -> u64 {
     1u64.checked_shl(failures.saturating_sub(1).min(16))
@@ -250,6 +271,28 @@ mod tests {
             .map(|f| error_backoff_seconds(*f))
             .collect();
         assert_eq!(got, [1, 2, 4, 256, 300, 300]);
+    }
+
+    /// Review finding 19: a reconcile that began while leading must not write once the last renewal's deadline has
+    /// passed, even before the elector notices the loss.
+    #[tokio::test(start_paused = true)]
+    async fn leadership_lapses_at_the_renew_deadline() {
+        let (service, _api) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let ctx = super::super::context(Client::new(service, "default"), &Default::default());
+        assert!(
+            ctx.is_leading(),
+            "without leader election a replica always leads"
+        );
+        ctx.lead_until(now() + std::time::Duration::from_secs(7));
+        tokio::time::advance(std::time::Duration::from_millis(6_999)).await;
+        assert!(ctx.is_leading());
+        tokio::time::advance(std::time::Duration::from_millis(1)).await;
+        assert!(!ctx.is_leading(), "the deadline has passed");
+        ctx.lead_until(now() + std::time::Duration::from_secs(7));
+        assert!(ctx.is_leading(), "a renewal extends it");
     }
 
     /// Review finding 18: failure streaks, stale versions and admissions of deleted executions were kept forever.

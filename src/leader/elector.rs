@@ -79,20 +79,36 @@ impl Elector {
         }
     }
 
-    /// Renews the Lease every retry period for as long as possible; returns when leadership is lost. The caller
-    /// must stop acting (exit) at once: the renew deadline has passed or another replica holds the Lease.
-    pub async fn hold(&mut self, acquired_at: Instant) -> Lost {
+    /// Renews the Lease every retry period for as long as possible; returns when leadership is lost, at the renew
+    /// deadline at the latest (a failed round is retried no later than the deadline, never a retry period past
+    /// it). `lead_until` is told, after each renewal, the instant until which this replica may write: the
+    /// caller's writes check it just before they are sent. The caller must stop acting (exit) once this returns.
+    pub async fn hold(
+        &mut self,
+        acquired_at: Instant,
+        lead_until: &(dyn Fn(Instant) + Sync),
+    ) -> Lost {
         let mut renewed_at = acquired_at;
+        lead_until(renewed_at + self.config.renew_deadline);
         loop {
-            tokio::time::sleep(self.config.retry_period).await;
             let deadline = renewed_at + self.config.renew_deadline;
-            let round = tokio::time::timeout_at(deadline.into(), self.round()).await;
-            match round {
-                Ok(Round::Holding(at)) => renewed_at = at,
-                Ok(Round::Standby(holder, _)) => return Lost::TakenBy(holder),
-                Ok(Round::Failed) | Err(_) => {}
+            let pause = self
+                .config
+                .retry_period
+                .min(deadline.saturating_duration_since(now()));
+            tokio::time::sleep(pause).await;
+            if rules::still_leading(renewed_at, now(), self.config.renew_deadline) {
+                let round = tokio::time::timeout_at(deadline.into(), self.round()).await;
+                match round {
+                    Ok(Round::Holding(at)) => {
+                        renewed_at = at;
+                        lead_until(renewed_at + self.config.renew_deadline);
+                    }
+                    Ok(Round::Standby(holder, _)) => return Lost::TakenBy(holder),
+                    Ok(Round::Failed) | Err(_) => {}
+                }
             }
-            if !rules::still_leading(renewed_at, Instant::now(), self.config.renew_deadline) {
+            if !rules::still_leading(renewed_at, now(), self.config.renew_deadline) {
                 return Lost::RenewDeadline(self.config.renew_deadline);
             }
         }
@@ -124,7 +140,7 @@ impl Elector {
 
     /// One round: read the Lease, then create, renew or take it over when the rules say so.
     async fn round(&mut self) -> Round {
-        let started = Instant::now();
+        let started = now();
         let current = match self.api.get_opt(&self.config.lease_name).await {
             Ok(lease) => lease,
             Err(error) => {
@@ -133,7 +149,7 @@ impl Elector {
             }
         };
         let record = current.as_ref().map(record_of);
-        let unchanged_for = self.observer.observe(record.as_ref(), Instant::now());
+        let unchanged_for = self.observer.observe(record.as_ref(), now());
         let attempt = rules::attempt(
             &self.config.identity,
             record.as_ref(),
@@ -187,6 +203,11 @@ impl Elector {
     }
 }
 
+/// The current instant on tokio's clock (the same as the system's monotonic clock, except in tests that pause it).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The election record of a Lease.
 fn record_of(lease: &Lease) -> Record {
     let spec = lease.spec.clone().unwrap_or_default();
@@ -217,6 +238,52 @@ fn with_record(lease: Lease, record: &Record) -> Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    /// An elector whose every API request is answered 500 (an API server that fails fast).
+    fn elector_against_a_failing_api_server() -> Elector {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((_, send)) = handle.next_request().await {
+                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "boom", "reason": "InternalError", "code": 500});
+                send.send_response(
+                    Response::builder()
+                        .status(500)
+                        .body(Body::from(serde_json::to_vec(&status).unwrap_or_default()))
+                        .unwrap(),
+                );
+            }
+        });
+        let config = LeaderConfig {
+            identity: "me".into(),
+            lease_name: "crew-operator".into(),
+            namespace: "default".into(),
+            lease_duration: Duration::from_secs(10),
+            renew_deadline: Duration::from_secs(7),
+            retry_period: Duration::from_secs(2),
+        };
+        Elector::new(Client::new(service, "default"), config, Box::new(|| {}))
+    }
+
+    /// Review finding 19: the loss must be noticed at the renew deadline, not a retry period after it (a standby
+    /// may take over at the lease duration, only 3 s later).
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_cannot_renew_stops_at_the_renew_deadline() {
+        let mut elector = elector_against_a_failing_api_server();
+        let start = now();
+        let deadlines = std::sync::Mutex::new(Vec::new());
+        let record = |until| deadlines.lock().unwrap().push(until);
+        let lost = elector.hold(start, &record).await;
+        assert!(matches!(lost, Lost::RenewDeadline(_)), "{lost:?}");
+        assert_eq!(now() - start, Duration::from_secs(7));
+        assert_eq!(
+            *deadlines.lock().unwrap(),
+            vec![start + Duration::from_secs(7)],
+            "no renewal succeeded: the only deadline is the first"
+        );
+    }
 
     #[test]
     fn records_round_trip_through_a_lease() {

@@ -85,9 +85,10 @@ pub async fn run_when_leading(
     };
     ctx.set_leading(true);
     ctx.wake_all();
+    let lead_until = |until| ctx.lead_until(until);
     let lost = tokio::select! {
         () = &mut controller => None,
-        lost = elector.hold(acquired_at) => Some(lost),
+        lost = elector.hold(acquired_at, &lead_until) => Some(lost),
     };
     ctx.set_leading(false);
     match lost {
