@@ -3,9 +3,9 @@
 //! Fed from the watch streams (a re-list is buffered and swapped in whole at its end, so reconciles never see a
 //! half-listed view); read by reconciles. Keeps small summaries, not whole objects, so memory stays flat at scale.
 
-use super::observe::{JobRecord, pod_outcome, summarise_job};
+use super::observe::{JobRecord, PodOutcome, pod_outcome, summarise_job};
 use crew_core::build::labels;
-use crew_core::lifecycle::{ObservedJob, WorkerOutcome};
+use crew_core::lifecycle::ObservedJob;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -22,6 +22,10 @@ type Key = (String, String);
 struct JobList(Vec<JobRecord>);
 
 impl JobList {
+    fn get(&self, name: &str) -> Option<&JobRecord> {
+        self.position(name).ok().map(|at| &self.0[at])
+    }
+
     fn insert(&mut self, record: JobRecord) {
         match self.position(&record.summary.name) {
             Ok(at) => self.0[at] = record,
@@ -62,8 +66,8 @@ struct Jobs {
 
 #[derive(Default)]
 struct Outcomes {
-    by_job: HashMap<Key, WorkerOutcome>,
-    relist: Option<HashMap<Key, WorkerOutcome>>,
+    by_job: HashMap<Key, PodOutcome>,
+    relist: Option<HashMap<Key, PodOutcome>>,
     synced: bool,
 }
 
@@ -95,10 +99,11 @@ impl ChildIndex {
         match event {
             Event::Init => jobs.relist = Some(HashMap::new()),
             Event::InitApply(job) => {
-                if let (Some(relist), Some(key), Some(record)) =
-                    (jobs.relist.as_mut(), execution_key(job), summarise_job(job))
-                {
-                    relist.entry(key).or_default().insert(record);
+                if let (Some(key), Some(mut record)) = (execution_key(job), summarise_job(job)) {
+                    carry_seen_finished(jobs.by_execution.get(&key), &mut record);
+                    if let Some(relist) = jobs.relist.as_mut() {
+                        relist.entry(key).or_default().insert(record);
+                    }
                 }
             }
             Event::InitDone => {
@@ -108,8 +113,10 @@ impl ChildIndex {
                 jobs.synced = true;
             }
             Event::Apply(job) => {
-                if let (Some(key), Some(record)) = (execution_key(job), summarise_job(job)) {
-                    jobs.by_execution.entry(key).or_default().insert(record);
+                if let (Some(key), Some(mut record)) = (execution_key(job), summarise_job(job)) {
+                    let children = jobs.by_execution.entry(key).or_default();
+                    carry_seen_finished(Some(children), &mut record);
+                    children.insert(record);
                 }
             }
             Event::Delete(job) => {
@@ -122,7 +129,7 @@ impl ChildIndex {
                     }
                 }
                 if let Some(ns) = job.namespace() {
-                    self.forget_outcome(&ns, &job.name_any());
+                    self.forget_outcome(&ns, &job.name_any(), job.uid().as_deref());
                 }
             }
         }
@@ -133,10 +140,12 @@ impl ChildIndex {
         let Ok(mut outcomes) = self.outcomes.write() else {
             return;
         };
+        // Keyed by the Job's UID where the pod names it (a Job created again under the same name is another
+        // Job), else by the Job's name.
         let keyed = |pod: &Pod| {
             Some(pod.namespace()?)
                 .zip(pod_outcome(pod))
-                .map(|(ns, (job, o))| ((ns, job), o))
+                .map(|(ns, (job, o))| ((ns, o.job_uid.clone().unwrap_or(job)), o))
         };
         match event {
             Event::Init => outcomes.relist = Some(HashMap::new()),
@@ -195,21 +204,27 @@ impl ChildIndex {
                 let mut job = record.summary.clone();
                 job.owned = record.owner_uid.as_deref() == Some(uid);
                 job.worker = outcomes.as_ref().and_then(|o| {
-                    o.by_job
-                        .get(&(namespace.to_string(), job.name.clone()))
-                        .cloned()
+                    let by_uid = record.uid.as_ref().and_then(|job_uid| {
+                        o.by_job.get(&(namespace.to_string(), job_uid.clone()))
+                    });
+                    by_uid
+                        .or_else(|| o.by_job.get(&(namespace.to_string(), job.name.clone())))
+                        .filter(|pod| pod.job_uid.is_none() || pod.job_uid == record.uid)
+                        .map(|pod| pod.outcome.clone())
                 });
                 job
             })
             .collect()
     }
 
-    /// Drops the worker outcomes of Jobs that no longer exist (called after a Job is deleted).
-    pub fn forget_outcome(&self, namespace: &str, job: &str) {
+    /// Drops the worker outcome of a Job that no longer exists (called after a Job is deleted).
+    pub fn forget_outcome(&self, namespace: &str, job: &str, job_uid: Option<&str>) {
         if let Ok(mut outcomes) = self.outcomes.write() {
-            outcomes
-                .by_job
-                .remove(&(namespace.to_string(), job.to_string()));
+            for key in std::iter::once(job).chain(job_uid) {
+                outcomes
+                    .by_job
+                    .remove(&(namespace.to_string(), key.to_string()));
+            }
         }
     }
 
@@ -219,6 +234,21 @@ impl ChildIndex {
             j.by_execution.values().map(|list| list.iter().len()).sum()
         })
     }
+}
+
+/// Sets when the operator first saw the Job finished: kept from the record it replaces (in `children`, the
+/// execution's Jobs as indexed before this event), else now if it is finished now.
+fn carry_seen_finished(children: Option<&JobList>, record: &mut JobRecord) {
+    if record.summary.finished.is_none()
+        && record.summary.state == crew_core::lifecycle::JobState::Active
+    {
+        return;
+    }
+    let before = children
+        .and_then(|list| list.get(&record.summary.name))
+        .filter(|before| before.uid == record.uid)
+        .and_then(|before| before.summary.seen_finished);
+    record.summary.seen_finished = Some(before.unwrap_or_else(jiff::Timestamp::now));
 }
 
 /// The index key of the execution `name` in `namespace`: its namespace and its label value.
@@ -306,5 +336,61 @@ mod tests {
         assert_eq!(names(&index), [("run-s1-1".to_string(), true)]);
         index.apply_job_event(&Event::InitDone);
         assert_eq!(names(&index), [("run-s2-1".to_string(), true)]);
+    }
+
+    fn finished(mut job: Job, uid: &str) -> Job {
+        job.metadata.uid = Some(uid.to_string());
+        job.status = serde_json::from_value(serde_json::json!({
+            "completionTime": "2026-01-01T00:00:00Z",
+            "conditions": [{"type": "Complete", "status": "True"}]
+        }))
+        .ok();
+        job
+    }
+
+    fn terminated_pod(job: &str, job_uid: &str, message: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{job}-abcde"), "namespace": "ns",
+                "labels": {"job-name": job, "batch.kubernetes.io/controller-uid": job_uid}},
+            "status": {"containerStatuses": [{"name": "worker", "image": "w", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": message}}}]}
+        }))
+        .unwrap_or_default()
+    }
+
+    /// Review finding 10: the pod grace counts from when the operator first saw the Job finished (kept across
+    /// later events and relists of the same Job), not from the Job controller's timestamp.
+    #[test]
+    fn the_first_sight_of_a_finished_job_is_kept() {
+        let index = ChildIndex::default();
+        index.apply_job_event(&Event::Apply(job("run-a-1", "a", 1)));
+        assert_eq!(index.jobs_of("ns", "run", "uid-1")[0].seen_finished, None);
+        index.apply_job_event(&Event::Apply(finished(job("run-a-1", "a", 1), "j1")));
+        let first = index.jobs_of("ns", "run", "uid-1")[0].seen_finished;
+        assert!(first.is_some());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        index.apply_job_event(&Event::Apply(finished(job("run-a-1", "a", 1), "j1")));
+        index.apply_job_event(&Event::Init);
+        index.apply_job_event(&Event::InitApply(finished(job("run-a-1", "a", 1), "j1")));
+        index.apply_job_event(&Event::InitDone);
+        assert_eq!(index.jobs_of("ns", "run", "uid-1")[0].seen_finished, first);
+        // The same name, another Job (deleted and created again): seen anew.
+        index.apply_job_event(&Event::Apply(finished(job("run-a-1", "a", 1), "j2")));
+        assert_ne!(index.jobs_of("ns", "run", "uid-1")[0].seen_finished, first);
+    }
+
+    /// Review finding 10: outcomes are matched to their Job by its UID, so a Job created again under the same name
+    /// does not take the outcome of its predecessor's pod.
+    #[test]
+    fn a_pod_outcome_belongs_to_the_job_that_made_the_pod() {
+        let index = ChildIndex::default();
+        index.apply_job_event(&Event::Apply(finished(job("run-a-1", "a", 1), "j2")));
+        index.apply_pod_event(&Event::Apply(terminated_pod("run-a-1", "j1", "old")));
+        assert_eq!(index.jobs_of("ns", "run", "uid-1")[0].worker, None);
+        index.apply_pod_event(&Event::Apply(terminated_pod("run-a-1", "j2", "new")));
+        // The predecessor's pod, seen again (being deleted), does not replace it.
+        index.apply_pod_event(&Event::Apply(terminated_pod("run-a-1", "j1", "old")));
+        let worker = index.jobs_of("ns", "run", "uid-1")[0].worker.clone();
+        assert_eq!(worker.and_then(|w| w.message).as_deref(), Some("new"));
     }
 }

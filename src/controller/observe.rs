@@ -14,6 +14,8 @@ pub struct JobRecord {
     pub summary: ObservedJob,
     /// UID of the Job's controller owner.
     pub owner_uid: Option<String>,
+    /// The Job's own UID (its pods carry it in `batch.kubernetes.io/controller-uid`).
+    pub uid: Option<String>,
 }
 
 /// Summarises a labelled Job; `None` when it lacks our labels.
@@ -59,18 +61,35 @@ pub fn summarise_job(job: &Job) -> Option<JobRecord> {
             created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
             started: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
             finished,
+            seen_finished: None,
             failure_reason,
             failure_message,
             worker: None,
             deleting: job.metadata.deletion_timestamp.is_some(),
         },
         owner_uid,
+        uid: job.uid(),
     })
 }
 
+/// The worker outcome of a terminated pod, as its Job will claim it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodOutcome {
+    /// UID of the Job that made the pod (`batch.kubernetes.io/controller-uid`): a Job deleted and created again
+    /// under the same name must not take its predecessor's outcome. None on pods without the label.
+    pub job_uid: Option<String>,
+    /// The worker's termination.
+    pub outcome: WorkerOutcome,
+}
+
 /// The Job name and worker outcome of a pod whose worker container terminated.
-pub fn pod_outcome(pod: &Pod) -> Option<(String, WorkerOutcome)> {
+pub fn pod_outcome(pod: &Pod) -> Option<(String, PodOutcome)> {
     let job = pod.labels().get("job-name")?.clone();
+    let job_uid = pod
+        .labels()
+        .get("batch.kubernetes.io/controller-uid")
+        .or_else(|| pod.labels().get("controller-uid"))
+        .cloned();
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
     let worker = statuses
         .iter()
@@ -79,10 +98,13 @@ pub fn pod_outcome(pod: &Pod) -> Option<(String, WorkerOutcome)> {
     let terminated = worker.state.as_ref()?.terminated.as_ref()?;
     Some((
         job,
-        WorkerOutcome {
-            exit_code: terminated.exit_code,
-            reason: terminated.reason.clone(),
-            message: terminated.message.clone().filter(|m| !m.is_empty()),
+        PodOutcome {
+            job_uid,
+            outcome: WorkerOutcome {
+                exit_code: terminated.exit_code,
+                reason: terminated.reason.clone(),
+                message: terminated.message.clone().filter(|m| !m.is_empty()),
+            },
         },
     ))
 }
@@ -136,13 +158,13 @@ mod tests {
     #[test]
     fn pod_termination_becomes_outcome() {
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "x-main-1-abcde", "labels": {"job-name": "x-main-1"}},
+            "metadata": {"name": "x-main-1-abcde", "labels": {"job-name": "x-main-1", "batch.kubernetes.io/controller-uid": "j1"}},
             "status": {"phase": "Failed", "containerStatuses": [{"name": "worker", "image": "w", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"terminated": {"exitCode": 3, "reason": "Error", "message": "{\"score\": 1}"}}}]}
         }))
         .unwrap();
-        let (job, outcome) = pod_outcome(&pod).unwrap();
-        assert_eq!(job, "x-main-1");
+        let (job, PodOutcome { job_uid, outcome }) = pod_outcome(&pod).unwrap();
+        assert_eq!((job.as_str(), job_uid.as_deref()), ("x-main-1", Some("j1")));
         assert_eq!(
             (outcome.exit_code, outcome.message.as_deref()),
             (3, Some("{\"score\": 1}"))

@@ -384,6 +384,69 @@ async fn operator_restart_mid_execution_creates_no_duplicate_job_and_keeps_histo
     op.stop().await;
 }
 
+/// Review finding 10, scenario 2: a finished step's pod is deleted (pod GC, or by hand) while no operator runs.
+/// After the restart the step's recorded result and exit code stay as written; rebuilding from the Job alone used to
+/// set them to null.
+#[tokio::test]
+async fn a_recorded_result_survives_its_pod_and_a_restart() {
+    let t = TestNs::new("podgc", Duration::from_millis(250)).await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: kept}\nspec:\n  image: busybox\n  steps:\n  - {name: a, podAnnotations: {sim.crew.dev/message: '{\"x\": 1}'}}\n  - {name: b, podAnnotations: {sim.crew.dev/hang: 'true'}}\n",
+    )
+    .await;
+    let running = t
+        .wait_for("kept", LIMIT, |cx| {
+            cx.status.as_ref().is_some_and(|s| {
+                s.steps
+                    .get(1)
+                    .is_some_and(|b| b.phase == StepPhase::Running)
+            })
+        })
+        .await;
+    let a = running
+        .status
+        .as_ref()
+        .map(|s| s.steps[0].clone())
+        .expect("step a");
+    assert_eq!(
+        (a.result.as_deref(), a.exit_code),
+        (Some(r#"{"x": 1}"#), Some(0))
+    );
+    op.kill().await;
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("crew.dev/step=a"),
+    )
+    .await
+    .expect("delete step a's pod");
+    wait_until(LIMIT, "step a's pod gone", || async {
+        pods.list(&ListParams::default().labels("crew.dev/step=a"))
+            .await
+            .is_ok_and(|l| l.items.is_empty())
+    })
+    .await;
+    let op = t.start_operator();
+    // A change that makes the restarted operator write the status: cancel.
+    t.executions()
+        .patch(
+            "kept",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .expect("cancel");
+    let cx = t.wait_phase("kept", "Cancelled", LIMIT).await;
+    let after = cx
+        .status
+        .as_ref()
+        .map(|s| s.steps[0].clone())
+        .expect("step a");
+    assert_eq!(after, a, "step a kept as written");
+    op.stop().await;
+}
+
 /// A crash between a status write and its Event lost the Event (reliability review: 2 of 150 runs under kill -9).
 /// Each history entry's Event is named after the entry, and an operator that starts sends the newest entry's
 /// Event of every recently active execution again: the lost one comes back, the others are not duplicated.

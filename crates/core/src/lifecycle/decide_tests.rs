@@ -229,6 +229,7 @@ impl World {
                     created: Some(at(now)),
                     started: Some(at(now)),
                     finished: None,
+                    seen_finished: None,
                     failure_reason: None,
                     failure_message: None,
                     worker: None,
@@ -452,6 +453,7 @@ impl World {
         assert_eq!(j.state, JobState::Active, "{name} already finished");
         j.state = state;
         j.finished = Some(at(t));
+        j.seen_finished = Some(at(t));
         change(j);
     }
 
@@ -1658,6 +1660,7 @@ mod story {
             created: Some(at(-1000)),
             started: Some(at(-1000)),
             finished: Some(at(-900)),
+            seen_finished: Some(at(-900)),
             failure_reason: None,
             failure_message: None,
             worker: Some(WorkerOutcome::default()),
@@ -1741,6 +1744,65 @@ mod story {
             worlds.push(w);
         }
         worlds
+    }
+
+    /// Review finding 10, scenario 2: a finished step's pod is deleted (pod GC, by hand) and the operator restarts
+    /// (its outcome is no longer in the cache): the recorded result, exit code and message are kept as written.
+    pub fn recorded_outcome_outlives_its_pod() -> Vec<World> {
+        let mut w = World::new(spec(&["a", "b"]));
+        w.step(0);
+        w.succeed(&job("a", 1), 10, r#"{"x":1}"#);
+        w.step(11);
+        let recorded = w.step_status("a").clone();
+        assert_eq!(recorded.result.as_deref(), Some(r#"{"x":1}"#));
+        assert_eq!(recorded.exit_code, Some(0));
+        for j in w.jobs.iter_mut().filter(|j| j.step == "a") {
+            j.worker = None;
+            j.seen_finished = Some(at(100));
+        }
+        for t in [100, 120] {
+            let plan = w.step(t);
+            assert!(
+                plan.status.is_none(),
+                "t={t}: nothing to rewrite: {plan:#?}"
+            );
+        }
+        assert_eq!(*w.step_status("a"), recorded);
+        w.succeed(&job("b", 1), 130, "done");
+        w.step(131);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(*w.step_status("a"), recorded);
+        vec![w]
+    }
+
+    /// Review finding 10, scenarios 1 and 3: the wait for a finished Job's pod outcome counts from when the
+    /// operator saw the Job finished, on its own clock, not from the Job controller's timestamp (clock skew, or a
+    /// Job event that arrives late, would otherwise record the step without its result at once).
+    pub fn pod_grace_counts_from_when_the_job_was_seen_finished() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.step(0);
+        w.finish(&job("main", 1), 30, JobState::Succeeded, |j| {
+            j.seen_finished = Some(at(60));
+        });
+        for t in [60, 65, 69] {
+            let plan = w.step(t);
+            assert!(
+                plan.status.is_none(),
+                "t={t}: still waiting for the pod: {plan:#?}"
+            );
+        }
+        assert_eq!(w.phase(), Running);
+        w.jobs[0].worker = Some(WorkerOutcome {
+            exit_code: 0,
+            reason: Some("Completed".into()),
+            message: Some("late but there".into()),
+        });
+        w.step(69);
+        assert_eq!(w.phase(), Succeeded);
+        let main = w.step_status("main");
+        assert_eq!(main.result.as_deref(), Some("late but there"));
+        assert_eq!(main.completion_time, Some(time(30)), "the Job's own time");
+        vec![w]
     }
 
     /// The cache stops showing a running Job (a stalled watch) while the API server still has it: after 60 s the
@@ -2042,6 +2104,8 @@ stories!(
     ttl_zero_after_failure,
     job_name_taken_by_earlier_execution,
     missing_pod_outcome,
+    recorded_outcome_outlives_its_pod,
+    pod_grace_counts_from_when_the_job_was_seen_finished,
     launched_job_missing_from_cache,
     job_missing_from_the_cache_only_is_not_lost,
     history_cap_keeps_newest,

@@ -43,8 +43,11 @@ pub struct ObservedJob {
     pub created: Option<Timestamp>,
     /// `status.startTime`.
     pub started: Option<Timestamp>,
-    /// When it succeeded or failed.
+    /// When it succeeded or failed (the Job controller's clock).
     pub finished: Option<Timestamp>,
+    /// When the operator first saw it finished, on the operator's own clock: the wait for its pod's outcome counts
+    /// from here, so neither clock skew nor a lagging watch shortens or stretches it.
+    pub seen_finished: Option<Timestamp>,
     /// Reason of the Job's `Failed` condition (`DeadlineExceeded`, `BackoffLimitExceeded`).
     pub failure_reason: Option<String>,
     /// Message of the Job's `Failed` condition.

@@ -118,10 +118,7 @@ fn view_of(
     match recorded.filter(|r| r.attempt == attempt && attempt > 0) {
         None => (StepView::NotStarted, pending),
         Some(r) => match r.phase {
-            StepPhase::Succeeded
-            | StepPhase::Failed
-            | StepPhase::Retrying
-            | StepPhase::Cancelled => {
+            phase if is_finished(phase) => {
                 let finished = r.completion_time.as_ref().map_or(now, |t| t.0);
                 let succeeded = r.phase == StepPhase::Succeeded;
                 (
@@ -133,7 +130,7 @@ fn view_of(
                     r.clone(),
                 )
             }
-            StepPhase::Pending | StepPhase::Running => (
+            _ => (
                 StepView::Launched {
                     attempt,
                     since: r.start_time.as_ref().map(|t| t.0),
@@ -171,8 +168,21 @@ fn view_of_job(
         );
     }
     let finished = job.finished.unwrap_or(now);
+    // An outcome once recorded is kept as written: the pod may since have been deleted (pod GC, by hand) or be
+    // missing from a fresh list, and rebuilding would drop its result and exit code.
+    if let Some(recorded) = recorded.filter(|r| is_finished(r.phase)) {
+        return (
+            StepView::Finished {
+                attempt: job.attempt,
+                succeeded: recorded.phase == StepPhase::Succeeded,
+                finished: recorded.completion_time.as_ref().map_or(finished, |t| t.0),
+            },
+            recorded.clone(),
+        );
+    }
     let deadline = job.failure_reason.as_deref() == Some("DeadlineExceeded");
-    if job.worker.is_none() && !deadline && seconds_between(finished, now) < POD_GRACE_SECONDS {
+    let seen = job.seen_finished.unwrap_or(finished);
+    if job.worker.is_none() && !deadline && seconds_between(seen, now) < POD_GRACE_SECONDS {
         return (StepView::AwaitingPod, status);
     }
     let succeeded = job.state == JobState::Succeeded;
@@ -197,6 +207,14 @@ fn view_of_job(
             finished,
         },
         status,
+    )
+}
+
+/// Whether a recorded step attempt has ended (its outcome is written).
+fn is_finished(phase: StepPhase) -> bool {
+    matches!(
+        phase,
+        StepPhase::Succeeded | StepPhase::Failed | StepPhase::Retrying | StepPhase::Cancelled
     )
 }
 
