@@ -334,3 +334,133 @@ async fn a_status_write_that_changed_nothing_does_not_hold_the_next_reconcile() 
     );
     again.abort();
 }
+
+/// A running execution whose user asked to cancel it, with its step's Job active in the cache.
+fn cancelled_while_running() -> (CrewExecution, k8s_openapi::api::batch::v1::Job) {
+    let mut cx = execution();
+    cx.spec.cancel = true;
+    cx.status = serde_json::from_value(json!({
+        "phase": "Running", "reason": "StepRunning", "startTime": "2026-01-01T00:00:00Z", "observedGeneration": 1,
+        "steps": [{"name": "main", "phase": "Running", "attempt": 1, "jobName": "x-main-1",
+            "startTime": "2026-01-01T00:00:00Z"}],
+        "history": [{"from": "Pending", "to": "Running", "reason": "Started", "time": "2026-01-01T00:00:00Z"}]
+    }))
+    .unwrap();
+    let job = serde_json::from_value(json!({
+        "metadata": {"name": "x-main-1", "namespace": "ns", "uid": "job-1",
+            "labels": {"crew.dev/execution": "x", "crew.dev/step": "main", "crew.dev/attempt": "1"},
+            "ownerReferences": [{"apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution", "name": "x",
+                "uid": "uid-x", "controller": true}]},
+        "status": {"active": 1}
+    }))
+    .unwrap();
+    (cx, job)
+}
+
+fn metadata_of(name: &str, resource_version: &str) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": name, "namespace": "ns", "uid": "uid-x", "resourceVersion": resource_version}})
+}
+
+/// Review finding 15: a Job delete is not guarded by the execution's resourceVersion as the status write is. A plan
+/// that stops Jobs is carried out only if the API server still has the version it was made from: here the user
+/// has cleared `cancel` since (resourceVersion 9), so nothing is deleted and nothing written.
+#[tokio::test]
+async fn jobs_are_not_deleted_on_a_stale_view() {
+    let (ctx, mut api) = mocked();
+    let (cx, job) = cancelled_while_running();
+    ctx.children.apply_job_event(&Event::Apply(job));
+    let task = tokio::spawn(reconcile(Arc::new(cx), ctx.clone()));
+    let (method, uri, _, send) = next(&mut api).await;
+    assert_eq!(
+        (method, uri.as_str()),
+        (
+            Method::GET,
+            "/apis/crew.dev/v1alpha1/namespaces/ns/crewexecutions/x"
+        )
+    );
+    respond(send, StatusCode::OK, &metadata_of("x", "9"));
+    task.await.unwrap().expect("a stale view is not an error");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
+            .await
+            .is_err(),
+        "no DELETE and no status write on a stale view"
+    );
+    assert_eq!(ctx.writes.total(), 0);
+}
+
+/// The same plan on a current view: the Job is deleted, then the status written.
+#[tokio::test]
+async fn jobs_are_deleted_when_the_view_is_current() {
+    let (ctx, mut api) = mocked();
+    let (cx, job) = cancelled_while_running();
+    ctx.children.apply_job_event(&Event::Apply(job));
+    let task = tokio::spawn(reconcile(Arc::new(cx.clone()), ctx.clone()));
+    let (method, _, _, send) = next(&mut api).await;
+    assert_eq!(method, Method::GET);
+    respond(send, StatusCode::OK, &metadata_of("x", "7"));
+    let (method, uri, _, send) = next(&mut api).await;
+    assert_eq!(
+        (method, uri.as_str()),
+        (
+            Method::DELETE,
+            "/apis/batch/v1/namespaces/ns/jobs/x-main-1?"
+        )
+    );
+    respond(
+        send,
+        StatusCode::OK,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+    );
+    let (method, _, body, send) = next(&mut api).await;
+    assert_eq!(method, Method::PATCH);
+    assert_eq!(body["status"]["phase"], "Cancelled");
+    let mut stored = serde_json::to_value(&cx).unwrap();
+    stored["status"] = body["status"].clone();
+    stored["metadata"]["resourceVersion"] = json!("8");
+    respond(send, StatusCode::OK, &stored);
+    let (_, _, event, send) = next(&mut api).await;
+    respond(send, StatusCode::CREATED, &event);
+    task.await.unwrap().expect("reconcile succeeds");
+    assert_eq!(ctx.writes.get(WriteKind::JobDelete), 1);
+}
+
+/// Review finding 15, the TTL: the execution is deleted only in the version the plan was made from (a TTL raised
+/// since makes the API server refuse the delete, and nothing else happens).
+#[tokio::test]
+async fn the_ttl_delete_is_guarded_by_the_resource_version() {
+    let (ctx, mut api) = mocked();
+    let mut cx = execution();
+    cx.spec.ttl_seconds_after_finished = Some(0);
+    cx.status = serde_json::from_value(json!({
+        "phase": "Succeeded", "reason": "Succeeded", "observedGeneration": 1,
+        "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:01Z",
+        "history": [{"from": "Pending", "to": "Running", "reason": "Started", "time": "2026-01-01T00:00:00Z"},
+            {"from": "Running", "to": "Succeeded", "reason": "Succeeded", "time": "2026-01-01T00:00:01Z"}]
+    }))
+    .unwrap();
+    let task = tokio::spawn(reconcile(Arc::new(cx), ctx.clone()));
+    let (method, uri, body, send) = next(&mut api).await;
+    assert_eq!(
+        (method, uri.as_str()),
+        (
+            Method::DELETE,
+            "/apis/crew.dev/v1alpha1/namespaces/ns/crewexecutions/x?"
+        )
+    );
+    assert_eq!(
+        body["preconditions"],
+        json!({"resourceVersion": "7", "uid": "uid-x"})
+    );
+    respond(send, StatusCode::CONFLICT, &api_error(409, "Conflict"));
+    task.await
+        .unwrap()
+        .expect("a refused delete is a stale view, not an error");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
+            .await
+            .is_err()
+    );
+    assert_eq!(ctx.writes.total(), 0);
+}

@@ -14,7 +14,7 @@ use crew_core::lifecycle::draft::entry_event;
 use crew_core::lifecycle::{EventNote, JobRejection, Launch, Plan};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::{Api, Resource, ResourceExt};
 
 pub(crate) const ALREADY_EXISTS: &str = "AlreadyExists";
@@ -43,16 +43,28 @@ pub async fn execute(
     if plan.delete_execution {
         still_leading(ctx, "execution delete")?;
         let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), &ns);
+        // Only the version the plan was made from: an edit since (a longer TTL) makes the API server refuse.
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions {
+                resource_version: execution.resource_version(),
+                uid: execution.uid(),
+            }),
             ..Default::default()
         };
         match Box::pin(api.delete(&name, &params)).await {
             Ok(_) => ctx.count_write(WriteKind::ExecutionDelete),
             Err(e) if is_reason(&e, NOT_FOUND) => {}
+            Err(e) if is_reason(&e, CONFLICT) => return Ok(StatusWrite::Stale),
             Err(e) => return Err(kube_err("delete execution")(e)),
         }
         return Ok(StatusWrite::Unchanged);
+    }
+    // Deleting a Job cannot be undone, and the status write after it is guarded by the resourceVersion but the
+    // delete is not: act only on the version the plan was made from (a timeout raised or a cancel cleared in the
+    // meantime would otherwise stop a step that should run on). One read, and only for plans that stop Jobs.
+    if !plan.delete_jobs.is_empty() && !Box::pin(still_current(execution, ctx, &ns)).await? {
+        return Ok(StatusWrite::Stale);
     }
     // Each write is boxed: an execution waiting on the API server holds only the future of the write in flight,
     // not the largest of all of them (the difference is most of the operator's memory when thousands wait).
@@ -82,6 +94,19 @@ pub async fn execute(
         }
     }
     Ok(written)
+}
+
+/// Whether the API server still has the version of the execution that the cache showed (same UID and
+/// resourceVersion).
+async fn still_current(execution: &CrewExecution, ctx: &Context, ns: &str) -> Result<bool, Error> {
+    let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), ns);
+    let fresh = api
+        .get_metadata_opt(&execution.name_any())
+        .await
+        .map_err(kube_err("read execution before deleting Jobs"))?;
+    Ok(fresh.is_some_and(|fresh| {
+        fresh.uid() == execution.uid() && fresh.resource_version() == execution.resource_version()
+    }))
 }
 
 /// Fails before a write once this replica's leadership has lapsed (checked just before each write: a reconcile
