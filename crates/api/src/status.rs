@@ -37,6 +37,15 @@ pub struct CrewExecutionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepStatus>,
 
+    /// The steps this run executes, each with every field it inherits from the spec filled in, fixed when the
+    /// first step started (as Tekton keeps `pipelineSpec` and Argo `storedTemplates`). Editing `spec.steps` or
+    /// the fields steps inherit (`image`, `command`, `args`, `env`, `resources`, `podAnnotations`) after that
+    /// does not change this run: the edit is reported by the condition `StepsChanged` and a Warning Event, and
+    /// applies to executions created from the new spec. `cancel`, `suspend`, `timeoutSeconds`, `retry` and
+    /// `ttlSecondsAfterFinished` stay live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved_steps: Vec<super::StepSpec>,
+
     /// Attempt number (from 1) of the current (or last) step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
@@ -74,7 +83,7 @@ pub struct CrewExecutionStatus {
     pub history: Vec<HistoryEntry>,
 
     /// Standard conditions: `Ready`, `Reconciling`, `Stalled` (kstatus), `Succeeded` (for `kubectl wait`), and
-    /// `Paused`, `Admitted` where they apply.
+    /// `Paused`, `Admitted` where they apply; `StepsChanged` while the spec's steps differ from `resolvedSteps`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

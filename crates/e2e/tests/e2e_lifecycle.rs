@@ -447,6 +447,75 @@ async fn a_recorded_result_survives_its_pod_and_a_restart() {
     op.stop().await;
 }
 
+/// Review finding 11: `steps: [a, b, c]`, and while `b` runs the user renames it to `b2`. The run keeps the steps
+/// it started with: no Job for `b2` ever, `b` stays in `status.steps`, the edit is reported (condition
+/// `StepsChanged`, a Warning Event) and the run finishes with `a, b, c`.
+#[tokio::test]
+async fn renaming_a_running_step_starts_no_parallel_step_and_keeps_its_status() {
+    let t = TestNs::new("frozen", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: frozen}\nspec:\n  image: busybox\n  steps:\n  - {name: a}\n  - {name: b, podAnnotations: {sim.crew.dev/duration: 4s}}\n  - {name: c}\n",
+    )
+    .await;
+    t.wait_for("frozen", LIMIT, |cx| {
+        cx.status.as_ref().is_some_and(|s| {
+            s.steps
+                .get(1)
+                .is_some_and(|b| b.phase == StepPhase::Running)
+        })
+    })
+    .await;
+    let (ok, out) = t
+        .kubectl(&[
+            "patch",
+            "crewexecution",
+            "frozen",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op": "replace", "path": "/spec/steps/1/name", "value": "b2"}]"#,
+        ])
+        .await;
+    assert!(ok, "{out}");
+    let cx = t
+        .wait_for("frozen", LIMIT, |cx| {
+            cx.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "StepsChanged" && c.status == "True")
+            })
+        })
+        .await;
+    let names = |cx: &crew_api::CrewExecution| -> Vec<String> {
+        cx.status
+            .iter()
+            .flat_map(|s| s.steps.iter().map(|step| step.name.clone()))
+            .collect()
+    };
+    assert_eq!(names(&cx), ["a", "b", "c"]);
+    let cx = t.wait_phase("frozen", "Succeeded", LIMIT).await;
+    assert_eq!(names(&cx), ["a", "b", "c"]);
+    let mut jobs: Vec<_> = jobs_of(&t, "frozen")
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    jobs.sort();
+    assert_eq!(
+        jobs,
+        ["frozen-a-1", "frozen-b-1", "frozen-c-1"],
+        "no Job for b2"
+    );
+    let warnings: Vec<_> = events_of(&t, "frozen")
+        .await
+        .into_iter()
+        .filter(|(_, reason)| reason == "StepsChanged")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    op.stop().await;
+}
+
 /// A crash between a status write and its Event lost the Event (reliability review: 2 of 150 runs under kill -9).
 /// Each history entry's Event is named after the entry, and an operator that starts sends the newest entry's
 /// Event of every recently active execution again: the lost one comes back, the others are not duplicated.

@@ -20,16 +20,19 @@ pub struct ConditionInputs<'a> {
     pub not_admitted: Option<(&'a str, &'a str)>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
+    /// Why the spec's steps differ from the ones the run executes (`StepsChanged`), if they do.
+    pub steps_changed: Option<&'a str>,
 }
 
-/// Condition types, in the order they are written.
-pub const TYPES: [&str; 6] = [
+/// Condition types, in the order they are written (`StepsChanged` only while it is true).
+pub const TYPES: [&str; 7] = [
     "Ready",
     "Reconciling",
     "Stalled",
     "Succeeded",
     "Paused",
     "Admitted",
+    "StepsChanged",
 ];
 
 /// `status` with only the conditions the operator writes: conditions other writers add to the status (server-side
@@ -103,8 +106,12 @@ pub fn conditions(
         ("Paused", paused, paused_reason, paused_message),
         ("Admitted", admitted, admitted_reason, admitted_message),
     ];
+    let steps_changed = input
+        .steps_changed
+        .map(|message| ("StepsChanged", "True", "StepsFrozen", message));
     wanted
         .into_iter()
+        .chain(steps_changed)
         .map(|(type_, status, reason, message)| {
             let last_transition_time = previous
                 .iter()
@@ -170,8 +177,37 @@ mod tests {
                 .map(|t| status_of(&c, t))
                 .collect();
             assert_eq!(got, expected, "{phase}");
-            assert_eq!(c.len(), TYPES.len());
+            assert_eq!(c.len(), TYPES.len() - 1, "StepsChanged only while true");
         }
+    }
+
+    #[test]
+    fn steps_changed_is_written_only_while_true() {
+        let input = ConditionInputs {
+            phase: Phase::Running,
+            reason: "StepRunning",
+            steps_changed: Some("spec.steps was edited"),
+            ..Default::default()
+        };
+        let c = conditions(&input, &[], at(1));
+        let changed = find(&c, "StepsChanged").expect("StepsChanged");
+        assert_eq!(
+            (
+                changed.status.as_str(),
+                changed.reason.as_str(),
+                changed.message.as_str()
+            ),
+            ("True", "StepsFrozen", "spec.steps was edited")
+        );
+        let c = conditions(
+            &ConditionInputs {
+                steps_changed: None,
+                ..input
+            },
+            &c,
+            at(2),
+        );
+        assert!(find(&c, "StepsChanged").is_none());
     }
 
     #[test]

@@ -9,10 +9,12 @@ use crate::lifecycle::draft::Draft;
 use crate::lifecycle::history;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::progress::progress;
+use crate::lifecycle::resolve::live_field_problems;
 use crate::lifecycle::steps::{LOST_JOB_SECONDS, StepRecord, StepView, step_records};
 use crate::lifecycle::timefmt::{add_seconds, human_duration, seconds_between, whole_seconds};
 use crate::lifecycle::{
-    Admission, InvalidSpec, JobRejection, JobState, Launch, Observed, Plan, resolve_steps,
+    Admission, InvalidSpec, JobRejection, JobState, Launch, Observed, Plan, ResolvedStep,
+    resolve_frozen, resolve_steps,
 };
 use crew_api::{CrewExecutionStatus, Phase, StepPhase};
 use jiff::Timestamp;
@@ -34,6 +36,38 @@ struct Outcome {
     next_retry_time: Option<Timestamp>,
     pause_requested: bool,
     not_admitted: Option<(String, String)>,
+    /// Why the spec's steps are not the ones this run executes, when they differ.
+    steps_changed: Option<String>,
+}
+
+/// The steps this run executes: the ones it froze at its start (`status.resolvedSteps`), else the spec's. Once
+/// frozen, the spec's own steps only matter for the report of an edit that does not apply (the second value); its
+/// live fields are still checked (an invalid value there fails the run).
+fn steps_to_run(
+    observed: &Observed<'_>,
+    previous: &CrewExecutionStatus,
+) -> (Result<Vec<ResolvedStep>, InvalidSpec>, Option<String>) {
+    if previous.resolved_steps.is_empty() {
+        return (resolve_steps(observed.spec), None);
+    }
+    let live = live_field_problems(observed.spec);
+    if !live.is_empty() {
+        return (Err(InvalidSpec(live.join("; "))), None);
+    }
+    let frozen = resolve_frozen(&previous.resolved_steps);
+    let changed = match (resolve_steps(observed.spec), &frozen) {
+        (Ok(now), Ok(frozen)) if now == *frozen => None,
+        (Ok(_), _) => Some(
+            "spec.steps (or a field the steps inherit) was edited after the run started; this run keeps the \
+             steps it started with (status.resolvedSteps), the edit applies to new executions"
+                .to_string(),
+        ),
+        (Err(invalid), _) => Some(format!(
+            "spec.steps (or a field the steps inherit) was edited after the run started and is invalid \
+             ({invalid}); this run keeps the steps it started with (status.resolvedSteps)"
+        )),
+    };
+    (frozen, changed)
 }
 
 /// Decides one reconcile of one execution.
@@ -49,7 +83,14 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
         start_time: previous.start_time.as_ref().map(|t| t.0),
         ..Default::default()
     };
-    match resolve_steps(observed.spec) {
+    let (steps, steps_changed) = steps_to_run(observed, &previous);
+    if let Some(change) = &steps_changed
+        && observed.generation != previous.observed_generation
+    {
+        draft.warn("StepsChanged", change.clone());
+    }
+    outcome.steps_changed = steps_changed;
+    match steps {
         Err(invalid) => decide_invalid(&mut draft, &mut plan, &mut outcome, invalid),
         Ok(steps) => {
             outcome.records = step_records(steps, &observed.jobs, &previous, now);
@@ -583,9 +624,19 @@ fn compose(draft: &Draft<'_>, outcome: &Outcome) -> CrewExecutionStatus {
             .as_ref()
             .map(|(r, m)| (r.as_str(), m.as_str())),
         generation: observed.generation,
+        steps_changed: outcome.steps_changed.as_deref(),
+    };
+    // Frozen at the first launch (a record with an attempt), kept from then on.
+    let resolved_steps = if !previous.resolved_steps.is_empty() {
+        previous.resolved_steps.clone()
+    } else if outcome.records.iter().any(|r| r.status.attempt > 0) {
+        outcome.records.iter().map(|r| r.spec.to_spec()).collect()
+    } else {
+        Vec::new()
     };
     CrewExecutionStatus {
         phase: Some(phase),
+        resolved_steps,
         reason: Some(draft.reason.clone()).filter(|r| !r.is_empty()),
         message: Some(draft.message.clone()).filter(|m| !m.is_empty()),
         progress: Some(progress(phase, completed, total, current, None)),

@@ -1379,14 +1379,100 @@ mod story {
 
     /// A spec edited into an invalid one while its step runs: the Job is deleted and the execution fails.
     pub fn invalid_spec_edit_while_running() -> Vec<World> {
+        // Review finding 11: an edit of the steps after the start does not apply to the run, valid or not; it is
+        // reported (Warning Event, condition StepsChanged) and the run goes on with the steps it started with.
         let mut w = World::new(spec(&["a", "b"]));
         w.step(0);
         w.edit(|s| s.steps.push(step_spec("a")));
+        let plan = w.step(5);
+        assert!(plan.delete_jobs.is_empty(), "the running step goes on");
+        assert_eq!(w.phase(), Running);
+        assert_eq!(w.warnings(), ["StepsChanged"]);
+        assert_eq!(w.cond_is("StepsChanged"), ("True", "StepsFrozen"));
+        assert_eq!(w.quiet(6), None);
+        w.succeed(&job("a", 1), 10, "a");
+        w.step(10);
+        w.succeed(&job("b", 1), 20, "b");
+        w.step(20);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(w.warnings(), ["StepsChanged"], "reported once");
+        vec![w]
+    }
+
+    /// An invalid value of a field that stays live (here `retry`) fails a running run, as before the freeze.
+    pub fn invalid_live_field_edit_while_running() -> Vec<World> {
+        let mut w = World::new(spec(&["a", "b"]));
+        w.step(0);
+        w.edit(|s| {
+            s.retry = Some(RetryPolicy {
+                limit: 1,
+                backoff_seconds: 10,
+                max_backoff_seconds: 5,
+            })
+        });
         let plan = w.step(5);
         assert_eq!(plan.delete_jobs, [job("a", 1)]);
         assert_eq!((w.phase(), w.reason()), (Failed, "InvalidSpec"));
         assert_eq!(w.warnings(), ["InvalidSpec"]);
         assert_eq!(w.quiet(6), None);
+        vec![w]
+    }
+
+    /// Review finding 11: renaming the running step (or reordering, inserting, removing steps) mid-run started the
+    /// renamed step beside the running one and dropped the old step's status. The run keeps its frozen steps: no
+    /// second Job, every step's status kept, the edit reported once.
+    pub fn steps_renamed_mid_run_keep_the_frozen_steps() -> Vec<World> {
+        let mut w = World::new(spec(&["a", "b", "c"]));
+        w.step(0);
+        w.succeed(&job("a", 1), 5, "a");
+        w.step(5);
+        let frozen = w.status().resolved_steps.clone();
+        assert_eq!(
+            frozen.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            frozen[1].image.as_deref(),
+            Some("worker:1"),
+            "inherited fields written out"
+        );
+        w.edit(|s| {
+            s.steps = vec![step_spec("a"), step_spec("b2"), step_spec("c")];
+            s.image = Some("worker:2".into());
+        });
+        let plan = w.step(8);
+        assert!(plan.launch.is_none(), "no parallel step b2");
+        assert_eq!(
+            w.status()
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(w.cond_is("StepsChanged"), ("True", "StepsFrozen"));
+        w.succeed(&job("b", 1), 10, "b");
+        let plan = w.step(10);
+        let launch = plan.launch.expect("c starts");
+        assert_eq!(
+            (launch.step.name.as_str(), launch.step.image.as_str()),
+            ("c", "worker:1"),
+            "as frozen, not as edited"
+        );
+        w.edit(|s| {
+            s.steps = vec![step_spec("a"), step_spec("b"), step_spec("c")];
+            s.image = Some("worker:1".into());
+        });
+        w.step(11);
+        assert!(
+            find(&w.status().conditions, "StepsChanged").is_none(),
+            "gone once the spec matches again"
+        );
+        w.succeed(&job("c", 1), 15, "c");
+        w.step(15);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(w.warnings(), ["StepsChanged"]);
+        assert_eq!(w.status().resolved_steps, frozen, "kept as written");
         vec![w]
     }
 
@@ -1473,6 +1559,8 @@ mod story {
     /// The steps still to run removed from the spec while paused or queued between steps: the run succeeds with
     /// the steps it ran.
     pub fn remaining_steps_removed_while_paused_or_queued() -> Vec<World> {
+        // Steps removed after the start do not apply to the run (review finding 11): it resumes with the steps it
+        // started with, the edit reported.
         let mut worlds = Vec::new();
         for queued in [false, true] {
             let label = if queued { "queued" } else { "paused" };
@@ -1495,6 +1583,20 @@ mod story {
             w.edit(|s| s.steps.truncate(1));
             let plan = w.step(8);
             assert!(plan.launch.is_none(), "{label}");
+            assert_eq!(w.warnings(), ["StepsChanged"], "{label}");
+            if queued {
+                w.admission = Admission::Admitted;
+            } else {
+                w.edit(|s| s.suspend = false);
+            }
+            let plan = w.step(9);
+            assert_eq!(
+                plan.launch.map(|l| l.step.name),
+                Some("b".into()),
+                "{label}"
+            );
+            w.succeed(&job("b", 1), 12, "b done");
+            w.step(12);
             assert_eq!(w.phase(), Succeeded, "{label}");
             assert!(!w.event_reasons().contains(&"InvalidTransition"), "{label}");
             assert_eq!(w.quiet(20), None, "{label}");
@@ -2093,6 +2195,8 @@ stories!(
     queue_not_found_warns_once,
     invalid_spec_fails,
     invalid_spec_edit_while_running,
+    invalid_live_field_edit_while_running,
+    steps_renamed_mid_run_keep_the_frozen_steps,
     invalid_spec_edit_while_paused_or_queued,
     retry_limit_lowered_while_paused_or_queued,
     remaining_steps_removed_while_paused_or_queued,

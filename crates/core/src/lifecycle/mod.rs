@@ -25,4 +25,4 @@ pub mod transitions;
 pub use decide::decide;
 pub use observed::{Admission, JobRejection, JobState, Observed, ObservedJob, WorkerOutcome};
 pub use plan::{EventNote, Launch, Plan};
-pub use resolve::{InvalidSpec, ResolvedStep, resolve_steps};
+pub use resolve::{InvalidSpec, ResolvedStep, resolve_frozen, resolve_steps};

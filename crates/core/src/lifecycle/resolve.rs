@@ -60,16 +60,7 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
             "spec.crew and spec.inputs take {payload} bytes; at most {MAX_PAYLOAD_BYTES} fit"
         ));
     }
-    check_positive(&mut problems, "spec.timeoutSeconds", spec.timeout_seconds);
-    if spec.ttl_seconds_after_finished.is_some_and(|t| t < 0) {
-        problems.push("spec.ttlSecondsAfterFinished must not be negative".into());
-    }
-    if let Some(retry) = &spec.retry
-        && retry.max_backoff_seconds < retry.backoff_seconds
-    {
-        problems
-            .push("spec.retry.maxBackoffSeconds must not be smaller than backoffSeconds".into());
-    }
+    problems.extend(live_field_problems(spec));
     let mut seen = HashSet::new();
     let steps: Vec<ResolvedStep> = if spec.steps.is_empty() {
         vec![resolve_one(spec, 0, DEFAULT_STEP, None, &mut problems)]
@@ -148,6 +139,49 @@ fn resolve_one(
         pod_annotations,
         timeout_seconds: step.and_then(|s| s.timeout_seconds),
     }
+}
+
+impl ResolvedStep {
+    /// This step as a spec step with every inherited field written out: resolving it again, on its own, gives it
+    /// back (see [`resolve_frozen`]).
+    pub fn to_spec(&self) -> crew_api::StepSpec {
+        crew_api::StepSpec {
+            name: self.name.clone(),
+            image: Some(self.image.clone()),
+            command: self.command.clone(),
+            args: self.args.clone(),
+            env: Some(self.env.clone()).filter(|env| !env.is_empty()),
+            resources: self.resources.clone(),
+            pod_annotations: Some(self.pod_annotations.clone()).filter(|a| !a.is_empty()),
+            timeout_seconds: self.timeout_seconds,
+        }
+    }
+}
+
+/// Problems of the fields that stay live for a running execution (`timeoutSeconds`, `ttlSecondsAfterFinished`,
+/// `retry`): an invalid value there fails the run wherever it stands.
+pub fn live_field_problems(spec: &CrewExecutionSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    check_positive(&mut problems, "spec.timeoutSeconds", spec.timeout_seconds);
+    if spec.ttl_seconds_after_finished.is_some_and(|t| t < 0) {
+        problems.push("spec.ttlSecondsAfterFinished must not be negative".into());
+    }
+    if let Some(retry) = &spec.retry
+        && retry.max_backoff_seconds < retry.backoff_seconds
+    {
+        problems
+            .push("spec.retry.maxBackoffSeconds must not be smaller than backoffSeconds".into());
+    }
+    problems
+}
+
+/// The steps a run froze at its start (`status.resolvedSteps`), resolved on their own: nothing is inherited from
+/// the spec as it is now.
+pub fn resolve_frozen(frozen: &[crew_api::StepSpec]) -> Result<Vec<ResolvedStep>, InvalidSpec> {
+    resolve_steps(&CrewExecutionSpec {
+        steps: frozen.to_vec(),
+        ..Default::default()
+    })
 }
 
 fn check_positive(problems: &mut Vec<String>, what: &str, value: Option<i64>) {
