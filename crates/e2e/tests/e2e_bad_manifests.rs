@@ -89,6 +89,7 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("crew as a string", "bad-33", "{image: busybox, crew: researchers}".into(), Refused("spec.crew")),
         // Accepted by the schema, refused later: each becomes a visible end.
         ("no image anywhere", "bad-34", "{steps: [{name: a}]}".into(), Ends("Failed", "InvalidSpec")),
+        ("a status that could outgrow the object limit", "bad-46", format!("{{image: busybox, crew: {}, steps: [{}, {{name: last, args: ['{}']}}]}}", big_payload(880 * 1024), (0..39).map(|i| format!("{{name: s{i}}}")).collect::<Vec<_>>().join(", "), "a".repeat(450 * 1024)), Ends("Failed", "InvalidSpec")),
         ("crew and inputs over 900 KiB", "bad-35", format!("{{image: busybox, inputs: {}}}", big_payload(950 * 1024)), Ends("Failed", "InvalidSpec")),
         ("annotation key the Job API refuses", "bad-36", "{image: busybox, podAnnotations: {'bad key!': x}}".into(), Ends("Failed", "JobRejected")),
         ("resource quantity that is no quantity", "bad-37", "{image: busybox, resources: {limits: {cpu: lots}}}".into(), Ends("Failed", "JobRejected")),

@@ -348,10 +348,10 @@ fn rejected(
 ) {
     let index = outcome.completed;
     let name = outcome.records[index].spec.name.clone();
-    let message = format!(
+    let message = crate::lifecycle::text::bounded_message(format!(
         "Job {} rejected by the API server: {}",
         rejection.job_name, rejection.message
-    );
+    ));
     let record = &mut outcome.records[index];
     record.status = crew_api::StepStatus {
         name: name.clone(),

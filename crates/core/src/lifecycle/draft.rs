@@ -1,6 +1,7 @@
 //! The status being decided: phase moves guarded by the transition graph, new history entries, extra events.
 
 use crate::lifecycle::history::entry_key;
+use crate::lifecycle::text::bounded_message;
 use crate::lifecycle::transitions::allowed;
 use crate::lifecycle::{EventNote, Observed};
 use crew_api::{CrewExecutionStatus, HistoryEntry, Phase};
@@ -76,6 +77,7 @@ impl<'a> Draft<'a> {
         if to == self.phase {
             return true;
         }
+        let message = bounded_message(message);
         if !allowed(self.phase, to) {
             self.warn(
                 "InvalidTransition",
@@ -106,7 +108,7 @@ impl<'a> Draft<'a> {
             from: self.phase,
             to: self.phase,
             reason: reason.to_string(),
-            message: Some(message),
+            message: Some(bounded_message(message)),
             step: Some(step.to_string()),
         });
     }
@@ -121,7 +123,7 @@ impl<'a> Draft<'a> {
     /// Sets `status.reason` and `status.message`.
     pub fn set_reason(&mut self, reason: &str, message: String) {
         self.reason = reason.to_string();
-        self.message = message;
+        self.message = bounded_message(message);
     }
 
     /// Records a Warning Event with no history entry.

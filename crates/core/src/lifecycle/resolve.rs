@@ -88,10 +88,47 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
             .collect()
     };
     if problems.is_empty() {
+        let worst = worst_case_object_bytes(spec, &steps);
+        if worst > MAX_OBJECT_BYTES {
+            problems.push(format!(
+                "the execution could grow to {worst} bytes with its status (the spec, the steps frozen at \
+                 start, and each step's result, message and history at their limits); at most \
+                 {MAX_OBJECT_BYTES} fit under the API server's 1.5 MiB object limit: shrink the spec (fields \
+                 the steps inherit count once per step) or use fewer steps"
+            ));
+        }
+    }
+    if problems.is_empty() {
         Ok(steps)
     } else {
         Err(InvalidSpec(problems.join("; ")))
     }
+}
+
+/// The API server (etcd) refuses objects over 1.5 MiB. Spec and status must fit in this much of it, leaving
+/// room for metadata (labels, annotations, managed fields).
+pub const MAX_OBJECT_BYTES: usize = 1_400_000;
+/// The most one step can add to the status: its result, its message, names and times.
+const STATUS_BYTES_PER_STEP: usize =
+    super::steps::MAX_RESULT_BYTES + super::text::MAX_MESSAGE_BYTES + 512;
+/// The most one history entry can take.
+const STATUS_BYTES_PER_ENTRY: usize = super::text::MAX_MESSAGE_BYTES + 256;
+/// The rest of the status: `result`, `message`, the conditions (each may repeat the message), progress.
+const STATUS_FIXED_BYTES: usize =
+    super::steps::MAX_RESULT_BYTES + 9 * (super::text::MAX_MESSAGE_BYTES + 256) + 2048;
+
+/// The largest the execution can become: its spec, plus its status with the steps frozen at start and every
+/// bounded field at its bound (so a status write can never be refused for size, whatever the run records).
+pub fn worst_case_object_bytes(spec: &CrewExecutionSpec, steps: &[ResolvedStep]) -> usize {
+    let spec_bytes = serde_json::to_vec(spec).map_or(0, |v| v.len());
+    let frozen: Vec<crew_api::StepSpec> = steps.iter().map(ResolvedStep::to_spec).collect();
+    let frozen_bytes = serde_json::to_vec(&frozen).map_or(0, |v| v.len());
+    let history = super::history::effective_limit(spec.history_limit);
+    spec_bytes
+        + frozen_bytes
+        + steps.len() * STATUS_BYTES_PER_STEP
+        + history * STATUS_BYTES_PER_ENTRY
+        + STATUS_FIXED_BYTES
 }
 
 fn resolve_one(
@@ -367,5 +404,51 @@ mod tests {
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
             assert!(!is_dns_label(bad), "{bad}");
         }
+    }
+
+    /// Review finding 14: a spec the API server accepts could grow past etcd's object limit through its status (the
+    /// frozen steps repeat what they inherit, and each step's result and message add up), and every status write
+    /// was then refused: the run never ended. Such a spec is now invalid before it starts.
+    #[test]
+    fn a_spec_whose_status_could_outgrow_the_object_limit_is_invalid() {
+        let big_args = |bytes: usize| Some(vec!["a".repeat(bytes)]);
+        let steps = |n: usize| -> Vec<StepSpec> {
+            (0..n)
+                .map(|i| StepSpec {
+                    name: format!("s{i}"),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        // The review's case: 880 KiB of crew, 450 KiB of args on the last step, 40 steps.
+        let mut spec = CrewExecutionSpec {
+            crew: Some(serde_json::json!({"blob": "c".repeat(880 * 1024)})),
+            steps: steps(40),
+            ..base()
+        };
+        spec.steps[39].args = big_args(450 * 1024);
+        let err = resolve_steps(&spec).expect_err("too big");
+        assert!(err.0.contains("could grow to"), "{err}");
+        // Inherited fields are written out once per step: 64 steps inheriting 20 KiB of args would freeze 1.3 MB.
+        let spec = CrewExecutionSpec {
+            args: big_args(20 * 1024),
+            steps: steps(64),
+            ..base()
+        };
+        assert!(resolve_steps(&spec).is_err());
+        // Ordinary large runs fit: 64 steps; 800 KiB of inputs with a few steps.
+        assert!(
+            resolve_steps(&CrewExecutionSpec {
+                steps: steps(64),
+                ..base()
+            })
+            .is_ok()
+        );
+        let spec = CrewExecutionSpec {
+            inputs: Some(serde_json::json!({"blob": "i".repeat(800 * 1024)})),
+            steps: steps(3),
+            ..base()
+        };
+        assert!(resolve_steps(&spec).is_ok());
     }
 }

@@ -199,7 +199,9 @@ fn view_of_job(
         .as_ref()
         .and_then(|w| w.message.as_deref())
         .map(truncate_result);
-    status.message = Some(outcome_message(job, succeeded));
+    status.message = Some(super::text::bounded_message(outcome_message(
+        job, succeeded,
+    )));
     (
         StepView::Finished {
             attempt: job.attempt,

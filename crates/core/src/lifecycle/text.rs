@@ -1,5 +1,20 @@
 //! Cutting text to API size limits without splitting a character.
 
+/// Longest message the operator writes (`status.message`, history entries, a step's `message`): Job and API
+/// messages can be long, and each copy counts against the object's size limit.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// Appended to text cut to a limit.
+pub const CUT_MARKER: &str = "…[truncated]";
+
+/// `text` cut to [`MAX_MESSAGE_BYTES`] (on a character boundary), with [`CUT_MARKER`] when cut.
+pub fn bounded_message(text: String) -> String {
+    if text.len() <= MAX_MESSAGE_BYTES {
+        return text;
+    }
+    let kept = prefix_within(&text, MAX_MESSAGE_BYTES - CUT_MARKER.len());
+    format!("{kept}{CUT_MARKER}")
+}
+
 /// The longest prefix of `text` that is at most `max` bytes and ends on a character boundary.
 pub fn prefix_within(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -23,6 +38,14 @@ mod tests {
         assert_eq!(prefix_within("abcdef", 3), "abc");
         assert_eq!(prefix_within("aé", 2), "a");
         assert_eq!(prefix_within("é", 1), "");
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_a_marker() {
+        assert_eq!(bounded_message("short".into()), "short");
+        let cut = bounded_message("é".repeat(2000));
+        assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with(CUT_MARKER));
     }
 
     proptest! {
