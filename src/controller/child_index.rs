@@ -228,6 +228,39 @@ impl ChildIndex {
         }
     }
 
+    /// Drops the worker outcomes of `jobs`, Jobs of the execution `name` in `namespace`: their steps' outcomes are
+    /// recorded in its status, which keeps them as written.
+    pub fn release_outcomes<'a>(
+        &self,
+        namespace: &str,
+        name: &str,
+        jobs: impl Iterator<Item = &'a str>,
+    ) {
+        let released: Vec<(String, Option<String>)> = {
+            let Ok(index) = self.jobs.read() else {
+                return;
+            };
+            let children = index.by_execution.get(&key_of_execution(namespace, name));
+            jobs.map(|job| {
+                let uid = children
+                    .and_then(|list| list.get(job))
+                    .and_then(|record| record.uid.clone());
+                (job.to_string(), uid)
+            })
+            .collect()
+        };
+        if released.is_empty() {
+            return;
+        }
+        if let Ok(mut outcomes) = self.outcomes.write() {
+            for (job, uid) in released {
+                for key in std::iter::once(job).chain(uid) {
+                    outcomes.by_job.remove(&(namespace.to_string(), key));
+                }
+            }
+        }
+    }
+
     /// Number of Jobs indexed (for metrics and memory checks).
     pub fn job_count(&self) -> usize {
         self.jobs.read().map_or(0, |j| {
@@ -392,5 +425,28 @@ mod tests {
         index.apply_pod_event(&Event::Apply(terminated_pod("run-a-1", "j1", "old")));
         let worker = index.jobs_of("ns", "run", "uid-1")[0].worker.clone();
         assert_eq!(worker.and_then(|w| w.message).as_deref(), Some("new"));
+    }
+
+    /// Review finding 3: an outcome recorded in the execution's status is not kept in the index any longer.
+    #[test]
+    fn recorded_outcomes_are_released() {
+        let index = ChildIndex::default();
+        index.apply_job_event(&Event::Apply(finished(job("run-a-1", "a", 1), "j1")));
+        index.apply_job_event(&Event::Apply(finished(job("run-b-1", "b", 1), "j2")));
+        index.apply_pod_event(&Event::Apply(terminated_pod("run-a-1", "j1", "a")));
+        index.apply_pod_event(&Event::Apply(terminated_pod("run-b-1", "j2", "b")));
+        index.release_outcomes("ns", "run", ["run-a-1"].into_iter());
+        let workers: Vec<_> = index
+            .jobs_of("ns", "run", "uid-1")
+            .into_iter()
+            .map(|j| (j.name, j.worker.is_some()))
+            .collect();
+        assert_eq!(
+            workers,
+            [
+                ("run-a-1".to_string(), false),
+                ("run-b-1".to_string(), true)
+            ]
+        );
     }
 }

@@ -127,6 +127,7 @@ pub async fn run(
     )
     .filter_map(typed_events(ctx.clone()))
     .modify(slim)
+    .modify(drop_payload_once_started)
     .reflect(execution_writer)
     .inspect_ok(move |event| match event {
         watcher::Event::InitDone => listed
@@ -299,6 +300,19 @@ fn slim<K: kube::Resource>(object: &mut K) {
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Drops `spec.crew` and `spec.inputs` (up to 900 KiB) from the cached copy of an execution that has started or
+/// ended: they are read only to validate the spec and to write the run's ConfigMap before its first step, and
+/// keeping them for every execution that still exists was most of the operator's memory with realistic inputs.
+fn drop_payload_once_started(execution: &mut CrewExecution) {
+    let started = execution.status.as_ref().is_some_and(|status| {
+        !status.resolved_steps.is_empty() || status.phase.is_some_and(Phase::is_terminal)
+    });
+    if started {
+        execution.spec.crew = None;
+        execution.spec.inputs = None;
+    }
+}
+
 /// One reconcile of one execution (public for the mocked-API tests).
 pub async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = execution.namespace().unwrap_or_default();
@@ -328,6 +342,19 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     if ctx.cache_lags_own_write(&uid, execution.resource_version().as_deref()) {
         tracing::trace!("cache has not seen our last status write yet");
         return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    if let Some(status) = &execution.status {
+        // Outcomes already written to the status are kept as written: the index need not hold them any longer.
+        let recorded = status
+            .steps
+            .iter()
+            .filter(|step| step.completion_time.is_some())
+            .filter_map(|step| step.job_name.as_deref());
+        ctx.children.release_outcomes(
+            &execution.namespace().unwrap_or_default(),
+            &execution.name_any(),
+            recorded,
+        );
     }
     let mut observed = Observed {
         name: &execution.name_any(),
@@ -486,6 +513,29 @@ fn error_policy(execution: Arc<CrewExecution>, error: &Error, ctx: Arc<Context>)
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    /// Review finding 3: the cache kept every execution's crew and inputs (up to 900 KiB each) for as long as the
+    /// execution existed; they are needed only until the first step starts.
+    #[test]
+    fn crew_and_inputs_leave_the_cache_once_the_run_has_started() {
+        let spec = serde_json::json!({"image": "busybox", "crew": {"a": 1}, "inputs": {"b": 2}});
+        let mut waiting = CrewExecution::new("a", serde_json::from_value(spec.clone()).unwrap());
+        drop_payload_once_started(&mut waiting);
+        assert!(
+            waiting.spec.crew.is_some() && waiting.spec.inputs.is_some(),
+            "needed to start"
+        );
+        for status in [
+            serde_json::json!({"phase": "Running", "resolvedSteps": [{"name": "main", "image": "busybox"}]}),
+            serde_json::json!({"phase": "Failed"}),
+        ] {
+            let mut cx = CrewExecution::new("a", serde_json::from_value(spec.clone()).unwrap());
+            cx.status = serde_json::from_value(status).unwrap();
+            drop_payload_once_started(&mut cx);
+            assert!(cx.spec.crew.is_none() && cx.spec.inputs.is_none());
+            assert_eq!(cx.spec.image.as_deref(), Some("busybox"));
+        }
+    }
 
     #[test]
     fn slim_drops_managed_fields_and_last_applied_but_keeps_other_annotations() {
