@@ -5,13 +5,13 @@
 use super::context::{Context, WriteKind};
 use crew_api::{CrewExecution, CrewQueue, FIELD_MANAGER, Phase};
 use crew_core::lifecycle::Admission;
-use crew_core::lifecycle::queue::{Member, admit};
+use crew_core::lifecycle::queue::{Member, admit, next_admitted};
 use crew_core::lifecycle::queue_stats::{MemberFacts, counts_changed, queue_status};
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,21 +141,62 @@ pub fn release(ctx: &Context, execution: &CrewExecution) {
     }
 }
 
-/// Reconciles the executions still waiting in the queue of `execution` (after it left a slot or changed phase).
+/// Reconciles the executions that may take the slot `execution` left (it left a slot or changed phase).
 pub fn wake_queue_of(ctx: &Context, execution: &CrewExecution) {
     if execution.spec.queue.is_none() && ctx.max_running.is_none() {
         return;
     }
-    let namespace = execution.namespace().unwrap_or_default();
-    wake(ctx, &namespace, execution.spec.queue.as_deref());
-}
-
-fn wake(ctx: &Context, namespace: &str, queue: Option<&str>) {
     let Some(executions) = ctx.executions.get() else {
         return;
     };
-    for cx in members_of(executions, namespace, queue) {
-        if matches!(phase(&cx), Phase::Pending | Phase::Queued | Phase::Paused) {
+    let namespace = execution.namespace().unwrap_or_default();
+    let queue = execution.spec.queue.as_deref();
+    let Some(limit) = limit_of(ctx, &namespace, queue) else {
+        return;
+    };
+    wake_heads(ctx, &members_of(executions, &namespace, queue), limit);
+}
+
+/// The queue's `maxRunning` (the operator-wide `--max-running` without a queue); None when nothing limits it or the
+/// queue does not exist (its members are reconciled when it is created).
+fn limit_of(ctx: &Context, namespace: &str, queue: Option<&str>) -> Option<u32> {
+    match queue {
+        Some(name) => ctx
+            .queues
+            .get()
+            .and_then(|queues| queues.get(&ObjectRef::new(name).within(namespace)))
+            .map(|queue| queue.spec.max_running.max(1)),
+        None => ctx.max_running.map(|max| max.max(1)),
+    }
+}
+
+/// Reconciles the waiting members that admission would let in now, and only those: waking every waiting member
+/// made each compute its admission over the whole queue (quadratic work for a long queue, per freed slot).
+fn wake_heads(ctx: &Context, members: &[Arc<CrewExecution>], limit: u32) {
+    let seen: Vec<Member> = members
+        .iter()
+        .map(|cx| {
+            let mut member = Member::new(&member_key(cx), &cx.spec, phase(cx), created(cx));
+            // A member with a running Job holds a slot whatever its written phase (finding 8).
+            if member.waiting
+                && ctx.children.has_active_job(
+                    &cx.namespace().unwrap_or_default(),
+                    &cx.name_any(),
+                    &cx.uid().unwrap_or_default(),
+                )
+            {
+                member.running = true;
+                member.waiting = false;
+            }
+            member
+        })
+        .collect();
+    let heads: HashSet<&str> = next_admitted(&seen, limit).into_iter().collect();
+    if heads.is_empty() {
+        return;
+    }
+    for cx in members {
+        if heads.contains(member_key(cx).as_str()) {
             let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(cx.as_ref()));
         }
     }
@@ -186,15 +227,29 @@ pub async fn pump(ctx: Arc<Context>) {
             continue;
         };
         let now = crew_core::lifecycle::timefmt::whole_seconds(Timestamp::now());
-        let all = executions.state();
+        // One pass over the executions: phase counts, and members grouped by queue (was one pass per queue).
+        let mut by_phase: HashMap<Phase, i64> = HashMap::new();
+        let mut by_queue: HashMap<Option<(String, String)>, Vec<Arc<CrewExecution>>> =
+            HashMap::new();
+        for cx in executions.state() {
+            *by_phase.entry(phase(&cx)).or_default() += 1;
+            let key = cx
+                .spec
+                .queue
+                .clone()
+                .map(|queue| (cx.namespace().unwrap_or_default(), queue));
+            by_queue.entry(key).or_default().push(cx);
+        }
         for phase in Phase::ALL {
-            let count = all.iter().filter(|cx| self::phase(cx) == phase).count();
-            ctx.metrics.set_executions(phase.as_str(), count as i64);
+            ctx.metrics
+                .set_executions(phase.as_str(), by_phase.get(&phase).copied().unwrap_or(0));
         }
         let mut seen = HashSet::new();
         for queue in queues.state() {
             let namespace = queue.namespace().unwrap_or_default();
-            let members = members_of(executions, &namespace, Some(&queue.name_any()));
+            let members = by_queue
+                .get(&Some((namespace.clone(), queue.name_any())))
+                .map_or(&[][..], Vec::as_slice);
             let running = members
                 .iter()
                 .filter(|cx| phase(cx) == Phase::Running)
@@ -213,7 +268,7 @@ pub async fn pump(ctx: Arc<Context>) {
                 continue;
             }
             if running < queue.spec.max_running && waiting > 0 {
-                wake(&ctx, &namespace, Some(&queue.name_any()));
+                wake_heads(&ctx, members, queue.spec.max_running.max(1));
             }
             let facts: Vec<MemberFacts> = members.iter().map(|cx| facts(cx)).collect();
             let status = queue_status(&facts, queue.metadata.generation, now);
@@ -248,13 +303,13 @@ pub async fn pump(ctx: Arc<Context>) {
         }
         written.retain(|key, _| seen.contains(key));
         if let Some(max) = ctx.max_running.filter(|_| ctx.is_leading()) {
-            let members = members_of(executions, "", None);
+            let members = by_queue.get(&None).map_or(&[][..], Vec::as_slice);
             let running = members
                 .iter()
                 .filter(|cx| phase(cx) == Phase::Running)
                 .count() as u32;
             if running < max && members.iter().any(|cx| phase(cx) == Phase::Queued) {
-                wake(&ctx, "", None);
+                wake_heads(&ctx, members, max.max(1));
             }
         }
     }
