@@ -69,6 +69,16 @@ async fn next(
     (method, uri, body, send)
 }
 
+/// Asserts that the reconcile sends nothing more (within 50 ms).
+async fn assert_no_request(api: &mut ApiHandle, why: &str) {
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
+            .await
+            .is_err(),
+        "{why}"
+    );
+}
+
 fn respond(send: tower_test::mock::SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
     let response = Response::builder()
         .status(code)
@@ -143,12 +153,7 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
     // The cache still shows resourceVersion 7 (it has not seen our write): the next reconcile does nothing.
     let idle = tokio::spawn(reconcile(Arc::new(cx), ctx.clone()));
     idle.await.unwrap().expect("waits for the cache");
-    assert!(
-        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
-            .await
-            .is_err(),
-        "no request on a stale view"
-    );
+    assert_no_request(&mut api, "no request on a stale view").await;
     assert_eq!(ctx.writes.total(), 3);
 }
 
@@ -211,12 +216,7 @@ async fn conflicting_status_write_publishes_no_event() {
     let (_, _, _, send) = next(&mut api).await;
     respond(send, StatusCode::CONFLICT, &api_error(409, "Conflict"));
     task.await.unwrap().expect("a stale view is not an error");
-    assert!(
-        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
-            .await
-            .is_err(),
-        "no event after a refused write"
-    );
+    assert_no_request(&mut api, "no event after a refused write").await;
     assert_eq!(
         (
             ctx.writes.get(WriteKind::Status),
@@ -381,12 +381,7 @@ async fn jobs_are_not_deleted_on_a_stale_view() {
     );
     respond(send, StatusCode::OK, &metadata_of("x", "9"));
     task.await.unwrap().expect("a stale view is not an error");
-    assert!(
-        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
-            .await
-            .is_err(),
-        "no DELETE and no status write on a stale view"
-    );
+    assert_no_request(&mut api, "no DELETE and no status write on a stale view").await;
     assert_eq!(ctx.writes.total(), 0);
 }
 
@@ -457,10 +452,6 @@ async fn the_ttl_delete_is_guarded_by_the_resource_version() {
     task.await
         .unwrap()
         .expect("a refused delete is a stale view, not an error");
-    assert!(
-        tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request())
-            .await
-            .is_err()
-    );
+    assert_no_request(&mut api, "no further request").await;
     assert_eq!(ctx.writes.total(), 0);
 }

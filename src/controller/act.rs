@@ -348,11 +348,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_create_waiting_on_the_api_server_does_not_hold_the_job() {
-        let (service, _api) = tower_test::mock::pair::<
-            http::Request<kube::client::Body>,
-            http::Response<kube::client::Body>,
-        >();
-        let ctx = super::super::context(kube::Client::new(service, "default"), &Default::default());
+        let (ctx, _api) = super::super::mocked_context();
         let execution = CrewExecution::new(
             "x",
             CrewExecutionSpec {

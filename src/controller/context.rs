@@ -277,11 +277,7 @@ mod tests {
     /// passed, even before the elector notices the loss.
     #[tokio::test(start_paused = true)]
     async fn leadership_lapses_at_the_renew_deadline() {
-        let (service, _api) = tower_test::mock::pair::<
-            http::Request<kube::client::Body>,
-            http::Response<kube::client::Body>,
-        >();
-        let ctx = super::super::context(Client::new(service, "default"), &Default::default());
+        let (ctx, _api) = super::super::mocked_context();
         assert!(
             ctx.is_leading(),
             "without leader election a replica always leads"
@@ -298,11 +294,7 @@ mod tests {
     /// Review finding 18: failure streaks, stale versions and admissions of deleted executions were kept forever.
     #[tokio::test]
     async fn forgetting_an_execution_drops_everything_kept_for_it() {
-        let (service, _api) = tower_test::mock::pair::<
-            http::Request<kube::client::Body>,
-            http::Response<kube::client::Body>,
-        >();
-        let ctx = super::super::context(Client::new(service, "default"), &Default::default());
+        let (ctx, _api) = super::super::mocked_context();
         for uid in ["gone", "kept"] {
             ctx.record_failure(uid);
             ctx.wrote_status_from(uid, Some("5"));

@@ -63,6 +63,22 @@ pub fn host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
+/// A context whose client talks to a mocked API server, and the mock's handle (unit tests).
+#[cfg(test)]
+pub(crate) fn mocked_context() -> (
+    Arc<Context>,
+    tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>,
+) {
+    let (service, api) = tower_test::mock::pair();
+    (
+        context(
+            Client::new(service, "default"),
+            &ControllerConfig::default(),
+        ),
+        api,
+    )
+}
+
 /// Builds the context for `client` (within a Tokio runtime: it starts the Event lanes).
 pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
     let instance = config

@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::{TestNs, events_of, history_reasons, jobs_of, phase_of, wait_until};
+use support::{TestNs, events_of, history_reasons, job_names, jobs_of, phase_of, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// How often the observers sample the executions.
@@ -30,16 +30,6 @@ async fn wait_event(t: &TestNs, name: &str, kind: &str, reason: &str) {
         },
     )
     .await;
-}
-
-async fn job_names(t: &TestNs, name: &str) -> Vec<String> {
-    let mut names: Vec<_> = jobs_of(t, name)
-        .await
-        .into_iter()
-        .filter_map(|j| j.metadata.name)
-        .collect();
-    names.sort();
-    names
 }
 
 /// Jobs of `name` that exist and are not being deleted.

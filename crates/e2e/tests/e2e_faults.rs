@@ -73,15 +73,7 @@ async fn sigkill_every_two_seconds_loses_and_duplicates_nothing() {
     let mut problems = Vec::new();
     for cx in &executions {
         problems.extend(support::history_problems(cx));
-        let mut per_attempt: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for job in jobs_of(&t, &cx.name_any()).await {
-            let labels = job.labels();
-            let key = (
-                labels.get("crew.dev/step").cloned().unwrap_or_default(),
-                labels.get("crew.dev/attempt").cloned().unwrap_or_default(),
-            );
-            *per_attempt.entry(key).or_default() += 1;
-        }
+        let per_attempt = support::jobs_per_attempt(&jobs_of(&t, &cx.name_any()).await);
         // Exactly the attempts the run needed: b fails once where it retries, nothing else is tried twice (an
         // attempt wrongly declared lost would show as an extra one).
         let retries = cx.spec.retry.is_some();

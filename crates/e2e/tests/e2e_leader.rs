@@ -201,14 +201,8 @@ spec:
     assert_eq!(transitions_after, transitions_before + 1);
 
     let across = t.wait_phase("across", "Succeeded", LIMIT).await;
-    let mut jobs: Vec<String> = jobs_of(&t, "across")
-        .await
-        .into_iter()
-        .filter_map(|j| j.metadata.name)
-        .collect();
-    jobs.sort();
     assert_eq!(
-        jobs,
+        support::job_names(&t, "across").await,
         ["across-one-1", "across-two-1"],
         "one Job per step attempt across the failover"
     );

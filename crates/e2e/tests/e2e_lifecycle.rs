@@ -370,14 +370,8 @@ async fn operator_restart_mid_execution_creates_no_duplicate_job_and_keeps_histo
         history_reasons(&cx),
         ["Started", "StepSucceeded", "StepSucceeded", "Succeeded"]
     );
-    let mut names: Vec<_> = jobs_of(&t, "sturdy")
-        .await
-        .into_iter()
-        .filter_map(|j| j.metadata.name)
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        support::job_names(&t, "sturdy").await,
         ["sturdy-a-1", "sturdy-b-1", "sturdy-c-1"],
         "exactly one Job per step attempt"
     );
@@ -496,14 +490,8 @@ async fn renaming_a_running_step_starts_no_parallel_step_and_keeps_its_status() 
     assert_eq!(names(&cx), ["a", "b", "c"]);
     let cx = t.wait_phase("frozen", "Succeeded", LIMIT).await;
     assert_eq!(names(&cx), ["a", "b", "c"]);
-    let mut jobs: Vec<_> = jobs_of(&t, "frozen")
-        .await
-        .into_iter()
-        .filter_map(|j| j.metadata.name)
-        .collect();
-    jobs.sort();
     assert_eq!(
-        jobs,
+        support::job_names(&t, "frozen").await,
         ["frozen-a-1", "frozen-b-1", "frozen-c-1"],
         "no Job for b2"
     );

@@ -12,7 +12,6 @@
 mod support;
 
 use kube::ResourceExt;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::{TestNs, jobs_of, plane};
 
@@ -95,15 +94,13 @@ async fn apiserver_restart_mid_run_finishes_every_run_within_seconds() {
     let mut last_first_step_done = back;
     for cx in &executions {
         problems.extend(support::history_problems(cx));
-        let mut per_attempt: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let jobs = jobs_of(&t, &cx.name_any()).await;
+        let per_attempt = support::jobs_per_attempt(&jobs);
         let mut first_done = None;
         let mut second_created = None;
         let mut second_done = None;
-        for job in jobs_of(&t, &cx.name_any()).await {
-            let labels = job.labels();
-            let step = labels.get("crew.dev/step").cloned().unwrap_or_default();
-            let attempt = labels.get("crew.dev/attempt").cloned().unwrap_or_default();
-            if step == "a" {
+        for job in &jobs {
+            if job.labels().get("crew.dev/step").map(String::as_str) == Some("a") {
                 first_done = job
                     .status
                     .as_ref()
@@ -117,7 +114,6 @@ async fn apiserver_restart_mid_run_finishes_every_run_within_seconds() {
                     .and_then(|s| s.completion_time.clone())
                     .map(|t| t.0);
             }
-            *per_attempt.entry((step, attempt)).or_default() += 1;
         }
         if per_attempt.values().any(|n| *n > 1) || per_attempt.len() != 2 {
             problems.push(format!(

@@ -283,6 +283,33 @@ impl TestNs {
     }
 }
 
+/// Names of the Jobs labelled for the execution `name`, sorted.
+pub async fn job_names(t: &TestNs, name: &str) -> Vec<String> {
+    let mut names: Vec<_> = jobs_of(t, name)
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// How many of `jobs` there are per (step, attempt) label pair: one each when no attempt was ever duplicated.
+pub fn jobs_per_attempt(
+    jobs: &[k8s_openapi::api::batch::v1::Job],
+) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for job in jobs {
+        let labels = job.labels();
+        let key = (
+            labels.get("crew.dev/step").cloned().unwrap_or_default(),
+            labels.get("crew.dev/attempt").cloned().unwrap_or_default(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
 /// `status.phase` as a string ("" before the first status write).
 pub fn phase_of(cx: &CrewExecution) -> String {
     cx.status
