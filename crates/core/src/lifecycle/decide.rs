@@ -55,6 +55,14 @@ fn steps_to_run(
         return (Err(InvalidSpec(live.join("; "))), None);
     }
     let frozen = resolve_frozen(&previous.resolved_steps);
+    if observed.generation == previous.observed_generation {
+        // The spec is the one the last status was computed from: its verdict stands (resolving and comparing the
+        // whole spec on every reconcile of a running execution would be work for nothing).
+        let changed = conditions::find(&previous.conditions, "StepsChanged")
+            .filter(|c| c.status == "True")
+            .map(|c| c.message.clone());
+        return (frozen, changed);
+    }
     let changed = match (resolve_steps(observed.spec), &frozen) {
         (Ok(now), Ok(frozen)) if now == *frozen => None,
         (Ok(_), _) => Some(
