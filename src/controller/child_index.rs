@@ -71,6 +71,16 @@ struct Outcomes {
     synced: bool,
 }
 
+impl Outcomes {
+    /// Drops the outcome of the Job `job` (`job_uid`) in `namespace`, under either key it may have.
+    fn remove(&mut self, namespace: &str, job: &str, job_uid: Option<&str>) {
+        for key in std::iter::once(job).chain(job_uid) {
+            self.by_job
+                .remove(&(namespace.to_string(), key.to_string()));
+        }
+    }
+}
+
 /// The index. Cheap to share behind an `Arc`.
 #[derive(Default)]
 pub struct ChildIndex {
@@ -220,11 +230,7 @@ impl ChildIndex {
     /// Drops the worker outcome of a Job that no longer exists (called after a Job is deleted).
     pub fn forget_outcome(&self, namespace: &str, job: &str, job_uid: Option<&str>) {
         if let Ok(mut outcomes) = self.outcomes.write() {
-            for key in std::iter::once(job).chain(job_uid) {
-                outcomes
-                    .by_job
-                    .remove(&(namespace.to_string(), key.to_string()));
-            }
+            outcomes.remove(namespace, job, job_uid);
         }
     }
 
@@ -254,9 +260,7 @@ impl ChildIndex {
         }
         if let Ok(mut outcomes) = self.outcomes.write() {
             for (job, uid) in released {
-                for key in std::iter::once(job).chain(uid) {
-                    outcomes.by_job.remove(&(namespace.to_string(), key));
-                }
+                outcomes.remove(namespace, &job, uid.as_deref());
             }
         }
     }
@@ -272,9 +276,7 @@ impl ChildIndex {
 /// Sets when the operator first saw the Job finished: kept from the record it replaces (in `children`, the
 /// execution's Jobs as indexed before this event), else now if it is finished now.
 fn carry_seen_finished(children: Option<&JobList>, record: &mut JobRecord) {
-    if record.summary.finished.is_none()
-        && record.summary.state == crew_core::lifecycle::JobState::Active
-    {
+    if record.summary.state == crew_core::lifecycle::JobState::Active {
         return;
     }
     let before = children

@@ -159,7 +159,7 @@ impl Context {
             && self
                 .leading_until
                 .lock()
-                .is_ok_and(|until| until.is_none_or(|until| now() < until))
+                .is_ok_and(|until| until.is_none_or(|until| crate::leader::elector::now() < until))
     }
 
     /// Records the instant until which this replica may write (the renew deadline of its last Lease renewal).
@@ -248,11 +248,6 @@ impl Context {
     }
 }
 
-/// The current instant on tokio's clock (the system's monotonic clock, except in tests that pause it).
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
 /// Seconds to wait after the `failures`-th consecutive failure: 1, 2, 4, ... capped at 300.
 pub fn error_backoff_seconds(failures: u32) -> u64 {
     1u64.checked_shl(failures.saturating_sub(1).min(16))
@@ -282,12 +277,12 @@ mod tests {
             ctx.is_leading(),
             "without leader election a replica always leads"
         );
-        ctx.lead_until(now() + std::time::Duration::from_secs(7));
+        ctx.lead_until(crate::leader::elector::now() + std::time::Duration::from_secs(7));
         tokio::time::advance(std::time::Duration::from_millis(6_999)).await;
         assert!(ctx.is_leading());
         tokio::time::advance(std::time::Duration::from_millis(1)).await;
         assert!(!ctx.is_leading(), "the deadline has passed");
-        ctx.lead_until(now() + std::time::Duration::from_secs(7));
+        ctx.lead_until(crate::leader::elector::now() + std::time::Duration::from_secs(7));
         assert!(ctx.is_leading(), "a renewal extends it");
     }
 

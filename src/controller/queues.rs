@@ -61,6 +61,24 @@ fn members_of(
         .collect()
 }
 
+/// The queue's view of `cx`. A waiting member holds a slot when it has a running Job whose Running status was
+/// never written (the write failed, or the operator stopped, after the Job create): admission counts what runs
+/// (finding 8).
+fn queue_member(ctx: &Context, cx: &CrewExecution) -> Member {
+    let mut member = Member::new(&member_key(cx), &cx.spec, phase(cx), created(cx));
+    if member.waiting
+        && ctx.children.has_active_job(
+            &cx.namespace().unwrap_or_default(),
+            &cx.name_any(),
+            &cx.uid().unwrap_or_default(),
+        )
+    {
+        member.running = true;
+        member.waiting = false;
+    }
+    member
+}
+
 /// Whether `execution` may take a running slot now.
 pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
     let current = phase(execution);
@@ -99,26 +117,19 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
     let members: Vec<Member> = members_of(executions, &namespace, execution.spec.queue.as_deref())
         .iter()
         .map(|cx| {
-            let mut member = Member::new(&member_key(cx), &cx.spec, phase(cx), created(cx));
+            let mut member = queue_member(ctx, cx);
             let uid = cx.uid().unwrap_or_default();
-            // A waiting member holds a slot when it has a running Job whose Running status was never written (the
-            // write failed, or the operator stopped, after the Job create: admission counts what runs, finding 8),
-            // or an admission the cache has not shown Running yet. Any other reservation is spent or stale.
-            let has_job = member.waiting
-                && ctx.children.has_active_job(
-                    &cx.namespace().unwrap_or_default(),
-                    &cx.name_any(),
-                    &uid,
-                );
+            // A waiting member also holds a slot with an admission the cache has not shown Running yet. Any other
+            // reservation is spent or stale.
             let reserved_now = match reserved.get(&uid) {
-                Some(at) if member.waiting && !has_job && at.elapsed() < RESERVATION_TTL => true,
+                Some(at) if member.waiting && at.elapsed() < RESERVATION_TTL => true,
                 Some(_) => {
                     reserved.remove(&uid);
                     false
                 }
                 None => false,
             };
-            if has_job || reserved_now {
+            if reserved_now {
                 member.running = true;
                 member.waiting = false;
             }
@@ -173,24 +184,7 @@ fn limit_of(ctx: &Context, namespace: &str, queue: Option<&str>) -> Option<u32> 
 /// Reconciles the waiting members that admission would let in now, and only those: waking every waiting member
 /// made each compute its admission over the whole queue (quadratic work for a long queue, per freed slot).
 fn wake_heads(ctx: &Context, members: &[Arc<CrewExecution>], limit: u32) {
-    let seen: Vec<Member> = members
-        .iter()
-        .map(|cx| {
-            let mut member = Member::new(&member_key(cx), &cx.spec, phase(cx), created(cx));
-            // A member with a running Job holds a slot whatever its written phase (finding 8).
-            if member.waiting
-                && ctx.children.has_active_job(
-                    &cx.namespace().unwrap_or_default(),
-                    &cx.name_any(),
-                    &cx.uid().unwrap_or_default(),
-                )
-            {
-                member.running = true;
-                member.waiting = false;
-            }
-            member
-        })
-        .collect();
+    let seen: Vec<Member> = members.iter().map(|cx| queue_member(ctx, cx)).collect();
     let heads: HashSet<&str> = next_admitted(&seen, limit).into_iter().collect();
     if heads.is_empty() {
         return;

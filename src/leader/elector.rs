@@ -203,8 +203,9 @@ impl Elector {
     }
 }
 
-/// The current instant on tokio's clock (the same as the system's monotonic clock, except in tests that pause it).
-fn now() -> Instant {
+/// The current instant on tokio's clock (the same as the system's monotonic clock, except in tests that pause it):
+/// every leadership deadline is measured on it.
+pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
