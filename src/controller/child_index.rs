@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 /// (namespace, name) of a child, or (namespace, execution label) of an execution.
@@ -181,20 +181,40 @@ impl ChildIndex {
         }
     }
 
-    /// Whether the execution (`namespace`, `name`, `uid`) owns a Job that runs (active, not being deleted): it holds
-    /// a running slot whatever its written phase says (a status write lost after the Job create).
-    pub fn has_active_job(&self, namespace: &str, name: &str, uid: &str) -> bool {
-        self.jobs.read().is_ok_and(|jobs| {
-            jobs.by_execution
-                .get(&key_of_execution(namespace, name))
-                .is_some_and(|children| {
-                    children.iter().any(|record| {
-                        record.owner_uid.as_deref() == Some(uid)
-                            && record.summary.state == crew_core::lifecycle::JobState::Active
-                            && !record.summary.deleting
-                    })
+    /// The execution (UID) that controls `job`, and whether it owns a Job that runs (active, not being deleted)
+    /// now that `job`'s event is applied: such an execution holds a running slot whatever its written phase says
+    /// (a status write lost after the Job create, review finding 8).
+    pub fn running_owner_of(&self, job: &Job) -> Option<(String, bool)> {
+        let owner = job
+            .owner_references()
+            .iter()
+            .find(|r| r.controller == Some(true))?
+            .uid
+            .clone();
+        let key = execution_key(job)?;
+        let running = self.jobs.read().is_ok_and(|jobs| {
+            jobs.by_execution.get(&key).is_some_and(|children| {
+                children.iter().any(|record| {
+                    record.owner_uid.as_deref() == Some(owner.as_str()) && runs(record)
                 })
-        })
+            })
+        });
+        Some((owner, running))
+    }
+
+    /// The executions (UIDs) that own a Job that runs.
+    pub fn running_owners(&self) -> HashSet<String> {
+        self.jobs.read().map_or_else(
+            |_| HashSet::new(),
+            |jobs| {
+                jobs.by_execution
+                    .values()
+                    .flat_map(JobList::iter)
+                    .filter(|record| runs(record))
+                    .filter_map(|record| record.owner_uid.clone())
+                    .collect()
+            },
+        )
     }
 
     /// Jobs labelled for the execution `name` in `namespace`, with `owned` set for those controlled by `uid`, and
@@ -287,6 +307,11 @@ fn carry_seen_finished(children: Option<&JobList>, record: &mut JobRecord) {
 }
 
 /// The index key of the execution `name` in `namespace`: its namespace and its label value.
+/// A Job that runs: active and not being deleted.
+fn runs(record: &JobRecord) -> bool {
+    record.summary.state == crew_core::lifecycle::JobState::Active && !record.summary.deleting
+}
+
 fn key_of_execution(namespace: &str, name: &str) -> Key {
     (
         namespace.to_string(),

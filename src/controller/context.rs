@@ -3,6 +3,7 @@
 use super::child_index::ChildIndex;
 use super::events::EventQueue;
 use crew_api::{CrewExecution, CrewQueue};
+use crew_core::lifecycle::queue_book::QueueBook;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -103,8 +104,8 @@ pub struct Context {
     pub max_running: Option<u32>,
     /// Reconcile requests for executions whose queue has a free slot.
     pub wake: UnboundedSender<ObjectRef<CrewExecution>>,
-    /// Per execution UID: when it was admitted to a queue slot, until the cache shows it Running.
-    pub admissions: Mutex<HashMap<String, std::time::Instant>>,
+    /// Every queue's members, in admission order, with the slots they hold (and admissions not yet visible).
+    pub book: Mutex<QueueBook>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// Set once the executions cache has listed.
@@ -131,7 +132,7 @@ impl Context {
             wake,
             wake_requests: Mutex::new(Some(wake_requests)),
             metrics: crate::metrics::Metrics::default(),
-            admissions: Mutex::new(HashMap::new()),
+            book: Mutex::new(QueueBook::default()),
             executions_listed: std::sync::atomic::AtomicBool::new(false),
             queues_listed: std::sync::atomic::AtomicBool::new(false),
             leading: std::sync::atomic::AtomicBool::new(true),
@@ -242,9 +243,6 @@ impl Context {
         if let Ok(mut versions) = self.stale_versions.lock() {
             versions.remove(uid);
         }
-        if let Ok(mut admissions) = self.admissions.lock() {
-            admissions.remove(uid);
-        }
     }
 }
 
@@ -286,17 +284,14 @@ mod tests {
         assert!(ctx.is_leading(), "a renewal extends it");
     }
 
-    /// Review finding 18: failure streaks, stale versions and admissions of deleted executions were kept forever.
+    /// Review finding 18: failure streaks and stale versions of deleted executions were kept forever (their
+    /// admissions leave with them from the queue book: `queues::tests`).
     #[tokio::test]
     async fn forgetting_an_execution_drops_everything_kept_for_it() {
         let (ctx, _api) = super::super::mocked_context();
         for uid in ["gone", "kept"] {
             ctx.record_failure(uid);
             ctx.wrote_status_from(uid, Some("5"));
-            ctx.admissions
-                .lock()
-                .unwrap()
-                .insert(uid.to_string(), std::time::Instant::now());
         }
         ctx.forget("gone");
         assert_eq!(
@@ -309,10 +304,6 @@ mod tests {
                 .unwrap()
                 .keys()
                 .collect::<Vec<_>>(),
-            ["kept"]
-        );
-        assert_eq!(
-            ctx.admissions.lock().unwrap().keys().collect::<Vec<_>>(),
             ["kept"]
         );
     }

@@ -124,7 +124,10 @@ pub async fn run(
         watcher(api::<Job>(&client, &config.namespace), selector.clone()),
         "jobs",
     )
-    .inspect_ok(move |event| index.children.apply_job_event(event))
+    .inspect_ok(move |event| {
+        index.children.apply_job_event(event);
+        queues::job_event(&index, event);
+    })
     .touched_objects();
     let index = ctx.clone();
     let pods = retried(
@@ -145,14 +148,17 @@ pub async fn run(
     .modify(slim)
     .modify(drop_payload_once_started)
     .reflect(execution_writer)
-    .inspect_ok(move |event| match event {
-        watcher::Event::InitDone => listed
-            .executions_listed
-            .store(true, std::sync::atomic::Ordering::Relaxed),
-        watcher::Event::Delete(execution) => {
-            listed.forget(&execution.uid().unwrap_or_default());
+    .inspect_ok(move |event| {
+        queues::execution_event(&listed, event);
+        match event {
+            watcher::Event::InitDone => listed
+                .executions_listed
+                .store(true, std::sync::atomic::Ordering::Relaxed),
+            watcher::Event::Delete(execution) => {
+                listed.forget(&execution.uid().unwrap_or_default());
+            }
+            _ => {}
         }
-        _ => {}
     })
     .applied_objects();
     let mut controller = Controller::for_stream(execution_events, execution_store.clone())
@@ -178,25 +184,29 @@ pub async fn run(
     .reflect(queue_writer)
     .inspect_ok({
         let listed = ctx.clone();
-        move |event| match event {
-            watcher::Event::InitDone => listed
-                .queues_listed
-                .store(true, std::sync::atomic::Ordering::Relaxed),
-            watcher::Event::Delete(queue) => listed
-                .metrics
-                .forget_queue(&queue.namespace().unwrap_or_default(), &queue.name_any()),
-            _ => {}
+        move |event| {
+            queues::queue_event(&listed, event);
+            match event {
+                watcher::Event::InitDone => listed
+                    .queues_listed
+                    .store(true, std::sync::atomic::Ordering::Relaxed),
+                watcher::Event::Delete(queue) => listed
+                    .metrics
+                    .forget_queue(&queue.namespace().unwrap_or_default(), &queue.name_any()),
+                _ => {}
+            }
         }
     })
     .touched_objects();
     let execution_reader = execution_store.clone();
+    let waker = ctx.clone();
     controller = controller.watches_stream(queue_changes, move |queue| {
-        queues::waiting_in(&execution_store, &queue)
+        queues::waiting_in(&waker, &queue)
     });
     if let Some(wake_requests) = ctx.wake_requests.lock().ok().and_then(|mut w| w.take()) {
         controller = controller.reconcile_on(wake_requests);
     }
-    let pump = tokio::spawn(queues::pump(ctx.clone()));
+    let lines = tokio::spawn(queues::serve_lines(ctx.clone()));
     // Once this replica may act (caches filled, leading): the Events a crash may have lost.
     let resend = tokio::spawn({
         let ctx = ctx.clone();
@@ -229,7 +239,7 @@ pub async fn run(
         () = unsynced_stop => {}
     }
     pods.abort();
-    pump.abort();
+    lines.abort();
     resend.abort();
 }
 

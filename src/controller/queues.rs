@@ -1,25 +1,31 @@
-//! Queue admission and statistics in the shell: reads the cached executions and queues, asks the pure core
-//! (`lifecycle::queue`, `lifecycle::queue_stats`), wakes waiting executions when a slot frees, and writes
-//! `CrewQueue.status` at most once per second per queue.
+//! Queue admission and statistics in the shell: keeps the [`QueueBook`] up to date from the watch events, asks it
+//! for admissions and for the heads of a queue when a slot frees, and serves the queues whose members changed
+//! (wakes their heads, writes `CrewQueue.status` at most once per second per queue).
+//!
+//! Nothing here passes over every execution: an admission and a freed slot cost O(log N + free slots) in the book,
+//! and a queue's status is computed only when one of its members changed (or every [`CLOCK_REFRESH`], for the
+//! clock-driven figures and as a safety net).
 
 use super::context::{Context, WriteKind};
 use crew_api::{CrewExecution, CrewQueue, FIELD_MANAGER, Phase};
 use crew_core::lifecycle::Admission;
-use crew_core::lifecycle::queue::{Member, admit, next_admitted};
+use crew_core::lifecycle::queue::{Member, member_key};
+use crew_core::lifecycle::queue_book::{Entry, LineId, QueueBook};
 use crew_core::lifecycle::queue_stats::{MemberFacts, counts_changed, queue_status};
 use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::Event;
 use kube::{Api, Resource, ResourceExt};
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 /// Name used for the operator-wide limit in messages.
 pub const GLOBAL_QUEUE: &str = "(operator-wide limit)";
-/// How long an admission waits for the cache to show its execution Running before it is forgotten.
-const RESERVATION_TTL: Duration = Duration::from_secs(60);
-/// Re-write a queue's status this often even when only its clock-driven figures changed.
+/// Re-serve every queue this often even when no member changed: the clock-driven figures
+/// (`oldestQueuedSeconds`), expired admissions, and a safety net for any missed change.
 const CLOCK_REFRESH: Duration = Duration::from_secs(30);
 
 fn phase(cx: &CrewExecution) -> Phase {
@@ -33,50 +39,83 @@ fn created(cx: &CrewExecution) -> Timestamp {
         .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
 }
 
-/// Whether two executions share a queue: the same named queue in the same namespace, or both without one.
-fn same_queue(a: &CrewExecution, namespace: &str, queue: Option<&str>) -> bool {
-    match queue {
-        Some(q) => {
-            a.spec.queue.as_deref() == Some(q) && a.namespace().as_deref() == Some(namespace)
+fn key_of(cx: &CrewExecution) -> String {
+    member_key(&cx.namespace().unwrap_or_default(), &cx.name_any())
+}
+
+fn line_of(cx: &CrewExecution) -> LineId {
+    LineId::of(
+        &cx.namespace().unwrap_or_default(),
+        cx.spec.queue.as_deref(),
+    )
+}
+
+/// The book's view of `cx`.
+fn entry_of(cx: &CrewExecution) -> Entry {
+    let key = key_of(cx);
+    Entry {
+        namespace: cx.namespace().unwrap_or_default(),
+        name: cx.name_any(),
+        uid: cx.uid().unwrap_or_default(),
+        line: line_of(cx),
+        member: Member::new(&key, &cx.spec, phase(cx), created(cx)),
+        facts: facts(cx),
+    }
+}
+
+fn book(ctx: &Context) -> Option<MutexGuard<'_, QueueBook>> {
+    ctx.book.lock().ok()
+}
+
+/// Applies one event of the executions watch to the book (after the cache applied it).
+pub fn execution_event(ctx: &Context, event: &Event<CrewExecution>) {
+    let Some(mut book) = book(ctx) else {
+        return;
+    };
+    match event {
+        Event::Apply(cx) => book.apply(entry_of(cx)),
+        Event::Delete(cx) => book.remove(&key_of(cx)),
+        Event::Init => book.begin_relist(),
+        Event::InitApply(cx) => book.relisted(entry_of(cx)),
+        Event::InitDone => book.finish_relist(),
+    }
+}
+
+/// Applies one event of the Jobs watch to the book (after the child index applied it): whether the Job's owner
+/// still owns a running Job.
+pub fn job_event(ctx: &Context, event: &Event<Job>) {
+    match event {
+        Event::Apply(job) | Event::Delete(job) => {
+            if let Some((owner, running)) = ctx.children.running_owner_of(job)
+                && let Some(mut book) = book(ctx)
+            {
+                book.set_running_job(&owner, running);
+            }
         }
-        None => a.spec.queue.is_none(),
+        Event::InitDone => {
+            let owners = ctx.children.running_owners();
+            if let Some(mut book) = book(ctx) {
+                book.replace_running_jobs(owners);
+            }
+        }
+        Event::Init | Event::InitApply(_) => {}
     }
 }
 
-/// An execution's identity in a queue: `namespace/name` (names repeat across namespaces, and the operator-wide
-/// limit counts them all).
-fn member_key(cx: &CrewExecution) -> String {
-    format!("{}/{}", cx.namespace().unwrap_or_default(), cx.name_any())
-}
-
-fn members_of(
-    store: &Store<CrewExecution>,
-    namespace: &str,
-    queue: Option<&str>,
-) -> Vec<Arc<CrewExecution>> {
-    store
-        .state()
-        .into_iter()
-        .filter(|cx| same_queue(cx, namespace, queue))
-        .collect()
-}
-
-/// The queue's view of `cx`. A waiting member holds a slot when it has a running Job whose Running status was
-/// never written (the write failed, or the operator stopped, after the Job create): admission counts what runs
-/// (finding 8).
-fn queue_member(ctx: &Context, cx: &CrewExecution) -> Member {
-    let mut member = Member::new(&member_key(cx), &cx.spec, phase(cx), created(cx));
-    if member.waiting
-        && ctx.children.has_active_job(
-            &cx.namespace().unwrap_or_default(),
-            &cx.name_any(),
-            &cx.uid().unwrap_or_default(),
-        )
-    {
-        member.running = true;
-        member.waiting = false;
+/// Applies one event of the queues watch: the queue's line is served again (its status, its heads).
+pub fn queue_event(ctx: &Context, event: &Event<CrewQueue>) {
+    let Some(mut book) = book(ctx) else {
+        return;
+    };
+    match event {
+        Event::Apply(queue) | Event::Delete(queue) | Event::InitApply(queue) => {
+            book.mark_dirty(LineId::of(
+                &queue.namespace().unwrap_or_default(),
+                Some(&queue.name_any()),
+            ));
+        }
+        Event::Init | Event::InitDone => {}
     }
-    member
 }
 
 /// Whether `execution` may take a running slot now.
@@ -85,227 +124,199 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
     if current == Phase::Running || current.is_terminal() {
         return Admission::Admitted;
     }
-    let Some(executions) = ctx.executions.get() else {
-        return Admission::Admitted;
-    };
     let namespace = execution.namespace().unwrap_or_default();
-    let (limit, label) = match execution.spec.queue.as_deref() {
-        Some(name) => {
-            let queue = ctx
-                .queues
-                .get()
-                .and_then(|q| q.get(&ObjectRef::new(name).within(&namespace)));
-            match queue {
-                Some(queue) => (queue.spec.max_running.max(1), name),
-                None => return Admission::QueueNotFound(name.to_string()),
-            }
-        }
-        None => match ctx.max_running {
-            Some(max) => (max.max(1), GLOBAL_QUEUE),
-            None => return Admission::Admitted,
-        },
+    let queue = execution.spec.queue.as_deref();
+    let label = queue.unwrap_or(GLOBAL_QUEUE);
+    let limit = match limit_of(ctx, &namespace, queue) {
+        Limit::Of(limit) => limit,
+        Limit::Unlimited => return Admission::Admitted,
+        Limit::QueueNotFound(name) => return Admission::QueueNotFound(name),
     };
-    // Admissions whose Running status the cache has not shown yet count as running (the Job controller's
-    // "expectations"): without this, an execution arriving while another one's admission is in flight could take
-    // the same slot. Computing and reserving under one lock makes concurrent reconciles agree.
-    let Ok(mut reserved) = ctx.admissions.lock() else {
+    // Computing and reserving under one lock makes concurrent reconciles agree (see `QueueBook::admit`).
+    let Some(mut book) = book(ctx) else {
         return Admission::Wait {
             queue: label.to_string(),
             position: 1,
         };
     };
-    let members: Vec<Member> = members_of(executions, &namespace, execution.spec.queue.as_deref())
-        .iter()
-        .map(|cx| {
-            let mut member = queue_member(ctx, cx);
-            let uid = cx.uid().unwrap_or_default();
-            // A waiting member also holds a slot with an admission the cache has not shown Running yet. Any other
-            // reservation is spent or stale.
-            let reserved_now = match reserved.get(&uid) {
-                Some(at) if member.waiting && at.elapsed() < RESERVATION_TTL => true,
-                Some(_) => {
-                    reserved.remove(&uid);
-                    false
-                }
-                None => false,
-            };
-            if reserved_now {
-                member.running = true;
-                member.waiting = false;
-            }
-            member
-        })
-        .collect();
-    let verdict = admit(&members, &member_key(execution), label, Some(limit));
-    if verdict == Admission::Admitted
-        && let Some(uid) = execution.uid()
-    {
-        reserved.insert(uid, std::time::Instant::now());
-    }
-    verdict
+    book.admit(
+        &line_of(execution),
+        &key_of(execution),
+        label,
+        Some(limit),
+        Timestamp::now(),
+    )
 }
 
 /// Drops the admission reserved for `execution` (its reconcile did not launch, or failed).
 pub fn release(ctx: &Context, execution: &CrewExecution) {
-    if let (Ok(mut reserved), Some(uid)) = (ctx.admissions.lock(), execution.uid()) {
-        reserved.remove(&uid);
+    if let Some(mut book) = book(ctx) {
+        book.release(&key_of(execution));
     }
 }
 
 /// Reconciles the executions that may take the slot `execution` left (it left a slot or changed phase).
 pub fn wake_queue_of(ctx: &Context, execution: &CrewExecution) {
-    if execution.spec.queue.is_none() && ctx.max_running.is_none() {
-        return;
-    }
-    let Some(executions) = ctx.executions.get() else {
-        return;
-    };
     let namespace = execution.namespace().unwrap_or_default();
-    let queue = execution.spec.queue.as_deref();
-    let Some(limit) = limit_of(ctx, &namespace, queue) else {
-        return;
-    };
-    wake_heads(ctx, &members_of(executions, &namespace, queue), limit);
+    if let Limit::Of(limit) = limit_of(ctx, &namespace, execution.spec.queue.as_deref()) {
+        wake_heads(ctx, &line_of(execution), limit);
+    }
 }
 
-/// The queue's `maxRunning` (the operator-wide `--max-running` without a queue); None when nothing limits it or the
-/// queue does not exist (its members are reconciled when it is created).
-fn limit_of(ctx: &Context, namespace: &str, queue: Option<&str>) -> Option<u32> {
+/// What limits a line.
+enum Limit {
+    Of(u32),
+    Unlimited,
+    QueueNotFound(String),
+}
+
+/// The line's `maxRunning` (the operator-wide `--max-running` without a queue).
+fn limit_of(ctx: &Context, namespace: &str, queue: Option<&str>) -> Limit {
     match queue {
         Some(name) => ctx
             .queues
             .get()
             .and_then(|queues| queues.get(&ObjectRef::new(name).within(namespace)))
-            .map(|queue| queue.spec.max_running.max(1)),
-        None => ctx.max_running.map(|max| max.max(1)),
+            .map_or_else(
+                || Limit::QueueNotFound(name.to_string()),
+                |queue| Limit::Of(queue.spec.max_running.max(1)),
+            ),
+        None => ctx
+            .max_running
+            .map_or(Limit::Unlimited, |max| Limit::Of(max.max(1))),
     }
 }
 
-/// Reconciles the waiting members that admission would let in now, and only those: waking every waiting member
-/// made each compute its admission over the whole queue (quadratic work for a long queue, per freed slot).
-fn wake_heads(ctx: &Context, members: &[Arc<CrewExecution>], limit: u32) {
-    let seen: Vec<Member> = members.iter().map(|cx| queue_member(ctx, cx)).collect();
-    let heads: HashSet<&str> = next_admitted(&seen, limit).into_iter().collect();
-    if heads.is_empty() {
-        return;
-    }
-    for cx in members {
-        if heads.contains(member_key(cx).as_str()) {
-            let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(cx.as_ref()));
-        }
+/// Reconciles the waiting members of `line` that admission would let in now, and only those: waking every
+/// waiting member made each compute its admission over the whole queue (quadratic work, per freed slot).
+fn wake_heads(ctx: &Context, line: &LineId, limit: u32) {
+    let heads = match book(ctx) {
+        Some(mut book) => book.next_admitted(line, limit, Timestamp::now()),
+        None => return,
+    };
+    for (namespace, name) in heads {
+        let _ = ctx
+            .wake
+            .unbounded_send(ObjectRef::new(&name).within(&namespace));
     }
 }
 
-/// The executions to reconcile when `queue` changes (created, or its limit raised).
-pub fn waiting_in(
-    executions: &Store<CrewExecution>,
-    queue: &CrewQueue,
-) -> Vec<ObjectRef<CrewExecution>> {
-    let namespace = queue.namespace().unwrap_or_default();
-    members_of(executions, &namespace, Some(&queue.name_any()))
-        .iter()
-        .filter(|cx| matches!(phase(cx), Phase::Pending | Phase::Queued))
-        .map(|cx| ObjectRef::from_obj(cx.as_ref()))
-        .collect()
+/// The executions to reconcile when `queue` changes (created, or its limit raised): its Pending and Queued members.
+pub fn waiting_in(ctx: &Context, queue: &CrewQueue) -> Vec<ObjectRef<CrewExecution>> {
+    let line = LineId::of(
+        &queue.namespace().unwrap_or_default(),
+        Some(&queue.name_any()),
+    );
+    book(ctx).map_or_else(Vec::new, |book| {
+        book.pending_or_queued(&line)
+            .into_iter()
+            .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace))
+            .collect()
+    })
 }
 
-/// Once per second: wakes queues with a free slot and someone waiting (covers slots freed by deletions), and
-/// writes each queue's statistics when they changed.
-pub async fn pump(ctx: Arc<Context>) {
-    let mut written: std::collections::HashMap<(String, String), Timestamp> = Default::default();
+/// Serves the lines whose members changed, at most once per second each: wakes their heads when a slot is free
+/// (slots freed by deletions and expired admissions), sets the metrics, and writes each queue's status when its
+/// counts changed. Every line is served every [`CLOCK_REFRESH`] and when this replica becomes the leader.
+pub async fn serve_lines(ctx: Arc<Context>) {
+    let mut written: HashMap<LineId, Timestamp> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_full = tokio::time::Instant::now();
+    let mut was_leading = false;
     loop {
         ticker.tick().await;
-        let (Some(executions), Some(queues)) = (ctx.executions.get(), ctx.queues.get()) else {
-            continue;
+        let leading = ctx.is_leading();
+        let full = (leading && !was_leading) || last_full.elapsed() >= CLOCK_REFRESH;
+        was_leading = leading;
+        let (dirty, phases) = {
+            let Some(mut book) = book(&ctx) else {
+                continue;
+            };
+            if full {
+                last_full = tokio::time::Instant::now();
+                book.mark_all_dirty();
+                for queue in ctx.queues.get().map(|q| q.state()).unwrap_or_default() {
+                    book.mark_dirty(LineId::of(
+                        &queue.namespace().unwrap_or_default(),
+                        Some(&queue.name_any()),
+                    ));
+                }
+            }
+            (book.take_dirty(), book.phase_counts().clone())
         };
-        let now = crew_core::lifecycle::timefmt::whole_seconds(Timestamp::now());
-        // One pass over the executions: phase counts, and members grouped by queue (was one pass per queue).
-        let mut by_phase: HashMap<Phase, i64> = HashMap::new();
-        let mut by_queue: HashMap<Option<(String, String)>, Vec<Arc<CrewExecution>>> =
-            HashMap::new();
-        for cx in executions.state() {
-            *by_phase.entry(phase(&cx)).or_default() += 1;
-            let key = cx
-                .spec
-                .queue
-                .clone()
-                .map(|queue| (cx.namespace().unwrap_or_default(), queue));
-            by_queue.entry(key).or_default().push(cx);
+        if dirty.is_empty() {
+            continue;
         }
         for phase in Phase::ALL {
             ctx.metrics
-                .set_executions(phase.as_str(), by_phase.get(&phase).copied().unwrap_or(0));
+                .set_executions(phase.as_str(), phases.get(&phase).copied().unwrap_or(0));
         }
-        let mut seen = HashSet::new();
-        for queue in queues.state() {
-            let namespace = queue.namespace().unwrap_or_default();
-            let members = by_queue
-                .get(&Some((namespace.clone(), queue.name_any())))
-                .map_or(&[][..], Vec::as_slice);
-            let running = members
-                .iter()
-                .filter(|cx| phase(cx) == Phase::Running)
-                .count() as u32;
-            let waiting = members
-                .iter()
-                .filter(|cx| phase(cx) == Phase::Queued)
-                .count();
-            ctx.metrics.set_queue(
-                &namespace,
-                &queue.name_any(),
-                waiting as i64,
-                i64::from(running),
-            );
-            if !ctx.is_leading() {
-                continue;
-            }
-            if running < queue.spec.max_running && waiting > 0 {
-                wake_heads(&ctx, members, queue.spec.max_running.max(1));
-            }
-            let facts: Vec<MemberFacts> = members.iter().map(|cx| facts(cx)).collect();
-            let status = queue_status(&facts, queue.metadata.generation, now);
-            let key = (namespace.clone(), queue.name_any());
-            seen.insert(key.clone());
-            let stale_clock = written.get(&key).is_none_or(|t| {
-                crew_core::lifecycle::timefmt::seconds_between(*t, now)
-                    >= CLOCK_REFRESH.as_secs() as i64
-            }) && status.oldest_queued_seconds.is_some();
-            if counts_changed(queue.status.as_ref(), &status) || stale_clock {
-                let api: Api<CrewQueue> = Api::namespaced(ctx.client.clone(), &namespace);
-                let body = serde_json::json!({
-                    "apiVersion": CrewQueue::api_version(&()), "kind": CrewQueue::kind(&()), "status": status,
-                });
-                match api
-                    .patch_status(
-                        &queue.name_any(),
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&body),
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        ctx.count_write(WriteKind::QueueStatus);
-                        written.insert(key, now);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, queue = %queue.name_any(), "could not write queue status")
-                    }
-                }
-            }
+        let now = crew_core::lifecycle::timefmt::whole_seconds(Timestamp::now());
+        for line in dirty {
+            serve_line(&ctx, &line, leading, now, &mut written).await;
         }
-        written.retain(|key, _| seen.contains(key));
-        if let Some(max) = ctx.max_running.filter(|_| ctx.is_leading()) {
-            let members = by_queue.get(&None).map_or(&[][..], Vec::as_slice);
-            let running = members
-                .iter()
-                .filter(|cx| phase(cx) == Phase::Running)
-                .count() as u32;
-            if running < max && members.iter().any(|cx| phase(cx) == Phase::Queued) {
-                wake_heads(&ctx, members, max.max(1));
-            }
+    }
+}
+
+/// Serves one changed line (see [`serve_lines`]).
+async fn serve_line(
+    ctx: &Context,
+    line: &LineId,
+    leading: bool,
+    now: Timestamp,
+    written: &mut HashMap<LineId, Timestamp>,
+) {
+    let LineId::Queue { namespace, name } = line else {
+        if let (Some(max), true) = (ctx.max_running, leading) {
+            wake_heads(ctx, line, max.max(1));
         }
+        return;
+    };
+    let Some(queue) = ctx
+        .queues
+        .get()
+        .and_then(|queues| queues.get(&ObjectRef::new(name).within(namespace)))
+    else {
+        written.remove(line);
+        return;
+    };
+    let Some(summary) = book(ctx).map(|book| book.summary(line)) else {
+        return;
+    };
+    let count = |phase: Phase| summary.facts.iter().filter(|f| f.phase == phase).count() as i64;
+    ctx.metrics
+        .set_queue(namespace, name, count(Phase::Queued), count(Phase::Running));
+    if !leading {
+        return;
+    }
+    wake_heads(ctx, line, queue.spec.max_running.max(1));
+    let status = queue_status(&summary.facts, queue.metadata.generation, now);
+    let stale_clock = status.oldest_queued_seconds.is_some()
+        && written.get(line).is_none_or(|t| {
+            crew_core::lifecycle::timefmt::seconds_between(*t, now)
+                >= CLOCK_REFRESH.as_secs() as i64
+        });
+    if !counts_changed(queue.status.as_ref(), &status) && !stale_clock {
+        return;
+    }
+    let api: Api<CrewQueue> = Api::namespaced(ctx.client.clone(), namespace);
+    let body = serde_json::json!({
+        "apiVersion": CrewQueue::api_version(&()), "kind": CrewQueue::kind(&()), "status": status,
+    });
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => {
+            ctx.count_write(WriteKind::QueueStatus);
+            written.insert(line.clone(), now);
+        }
+        Err(error) => tracing::warn!(%error, queue = %name, "could not write queue status"),
     }
 }
 
@@ -326,5 +337,77 @@ fn facts(cx: &CrewExecution) -> MemberFacts {
         completed: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0),
         duration_seconds: status.and_then(|s| s.duration_seconds),
         waiting_since,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::{ControllerConfig, context};
+
+    fn limited_context(max_running: u32) -> Arc<Context> {
+        let (service, _api) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        context(
+            kube::Client::new(service, "default"),
+            &ControllerConfig {
+                max_running: Some(max_running),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn queued(name: &str, created: i64) -> CrewExecution {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                         "creationTimestamp": Timestamp::from_second(created).unwrap().to_string()},
+            "spec": {"steps": [{"name": "s", "image": "busybox"}]},
+            "status": {"phase": "Queued"},
+        }))
+        .unwrap()
+    }
+
+    fn running_job_of(owner: &str) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": format!("{owner}-s-1"), "namespace": "ns",
+                         "labels": {"crew.dev/execution": owner, "crew.dev/step": "s", "crew.dev/attempt": "1"},
+                         "ownerReferences": [{"apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution",
+                                              "name": owner, "uid": format!("uid-{owner}"), "controller": true}]},
+            "status": {"active": 1},
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_deleted_execution_frees_its_reserved_slot() {
+        let ctx = limited_context(1);
+        let (first, second) = (queued("first", 1), queued("second", 2));
+        execution_event(&ctx, &Event::Apply(first.clone()));
+        execution_event(&ctx, &Event::Apply(second.clone()));
+        assert_eq!(admission(&ctx, &first), Admission::Admitted);
+        assert!(matches!(admission(&ctx, &second), Admission::Wait { .. }));
+        execution_event(&ctx, &Event::Delete(first));
+        assert_eq!(admission(&ctx, &second), Admission::Admitted);
+    }
+
+    /// Review finding 8: a member whose Running status write was lost after its Job create still holds its slot.
+    #[tokio::test]
+    async fn a_running_job_holds_the_slot_whatever_the_status_says() {
+        let ctx = limited_context(1);
+        let (lost_write, next) = (queued("lost-write", 5), queued("next", 1));
+        execution_event(&ctx, &Event::Apply(lost_write));
+        execution_event(&ctx, &Event::Apply(next.clone()));
+        let job = Event::Apply(running_job_of("lost-write"));
+        ctx.children.apply_job_event(&job);
+        job_event(&ctx, &job);
+        assert!(matches!(admission(&ctx, &next), Admission::Wait { .. }));
+        let gone = Event::Delete(running_job_of("lost-write"));
+        ctx.children.apply_job_event(&gone);
+        job_event(&ctx, &gone);
+        assert_eq!(admission(&ctx, &next), Admission::Admitted);
     }
 }

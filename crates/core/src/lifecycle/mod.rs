@@ -15,6 +15,7 @@ pub mod observed;
 pub mod plan;
 pub mod progress;
 pub mod queue;
+pub mod queue_book;
 pub mod queue_stats;
 pub mod resolve;
 pub mod steps;

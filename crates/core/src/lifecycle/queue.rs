@@ -1,8 +1,12 @@
 //! Admission to a queue: who may take one of `maxRunning` slots, in a pure, total order.
 //!
 //! Order: higher `spec.priority` first, then first come first served by creation time, then by name. The state is
-//! recomputed from the executions themselves on every decision (never kept in an in-memory semaphore), so a
-//! restart or a second replica computes the same answer.
+//! derived from the executions themselves (never kept in an in-memory semaphore), so a restart or a second replica
+//! computes the same answer.
+//!
+//! [`admit`] and [`next_admitted`] state the rules over a list of every member; they are the specification the
+//! operator's index, [`super::queue_book::QueueBook`], is property-tested against (it answers the same in
+//! O(log N) instead of a pass over the queue).
 
 use crate::lifecycle::Admission;
 use crew_api::{CrewExecutionSpec, Phase};
@@ -37,6 +41,11 @@ impl Member {
             waiting: !running && !phase.is_terminal() && !spec.suspend && !spec.cancel,
         }
     }
+}
+
+/// A member's key: `namespace/name` (names repeat across namespaces, and the operator-wide limit counts them all).
+pub fn member_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
 }
 
 /// Admission order between two waiting members.
