@@ -2,6 +2,7 @@
 //! One concern per module; the pure ones (`prom`, `apiserver_metrics`, `stats`, `timeline`, `workload`,
 //! `report`) are unit-tested.
 
+pub mod admission;
 pub mod apiserver_metrics;
 pub mod create;
 pub mod harness;

@@ -56,6 +56,13 @@ struct Args {
     /// Run the operator only (for comparing operator settings; the table shows no ratio).
     #[arg(long)]
     skip_baseline: bool,
+    /// Instead of the cluster runs: measure admission in one queue of this many executions, without a cluster
+    /// (the queue book against a pass over every member).
+    #[arg(long)]
+    admission: Option<usize>,
+    /// maxRunning of the `--admission` queue.
+    #[arg(long, default_value_t = 50)]
+    admission_limit: u32,
 }
 
 fn machine() -> BTreeMap<String, String> {
@@ -92,6 +99,13 @@ fn write_json(path: &Path, report: &Report) -> Result<(), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(n) = args.admission {
+        println!(
+            "{}",
+            bench::admission::compare(n, args.admission_limit.max(1))
+        );
+        return ExitCode::SUCCESS;
+    }
     let namespaces = args.namespaces as usize;
     let mut report = Report {
         schema: 1,
