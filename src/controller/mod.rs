@@ -146,7 +146,7 @@ pub async fn run(
     )
     .filter_map(typed_events(ctx.clone()))
     .modify(slim)
-    .modify(drop_payload_once_started)
+    .modify(drop_payload)
     .reflect(execution_writer)
     .inspect_ok(move |event| {
         queues::execution_event(&listed, event);
@@ -327,16 +327,40 @@ fn slim<K: kube::Resource>(object: &mut K) {
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Drops `spec.crew` and `spec.inputs` (up to 900 KiB) from the cached copy of an execution that has started or
-/// ended: they are read only to validate the spec and to write the run's ConfigMap before its first step, and
-/// keeping them for every execution that still exists was most of the operator's memory with realistic inputs.
-fn drop_payload_once_started(execution: &mut CrewExecution) {
-    let started = execution.status.as_ref().is_some_and(|status| {
-        !status.resolved_steps.is_empty() || status.phase.is_some_and(Phase::is_terminal)
-    });
-    if started {
+/// ended, or that waits (Queued, or Paused before its start): they are read only to validate the spec and to write
+/// the run's ConfigMap before its first step, and keeping them for every execution that still exists (a long queue
+/// above all) was most of the operator's memory with realistic inputs. A waiting execution's reconcile reads them
+/// from the API server when it is admitted (see [`needs_payload`]).
+fn drop_payload(execution: &mut CrewExecution) {
+    if started_or_ended(execution) || waits_before_start(execution) {
         execution.spec.crew = None;
         execution.spec.inputs = None;
     }
+}
+
+fn started_or_ended(execution: &CrewExecution) -> bool {
+    execution.status.as_ref().is_some_and(|status| {
+        !status.resolved_steps.is_empty() || status.phase.is_some_and(Phase::is_terminal)
+    })
+}
+
+/// Queued, or Paused, and never started: its cached copy has no payload.
+fn waits_before_start(execution: &CrewExecution) -> bool {
+    !started_or_ended(execution)
+        && execution
+            .status
+            .as_ref()
+            .and_then(|status| status.phase)
+            .is_some_and(|phase| matches!(phase, Phase::Queued | Phase::Paused))
+}
+
+/// Whether this reconcile may start the run's first step from a cached copy without its payload: then the
+/// execution is read from the API server first (one GET per queued run, when it is admitted).
+fn needs_payload(execution: &CrewExecution, admission: &crew_core::lifecycle::Admission) -> bool {
+    waits_before_start(execution)
+        && *admission == crew_core::lifecycle::Admission::Admitted
+        && !execution.spec.suspend
+        && !execution.spec.cancel
 }
 
 /// One reconcile of one execution (public for the mocked-API tests).
@@ -382,6 +406,29 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
             recorded,
         );
     }
+    let admission = queues::admission(&ctx, &execution);
+    let execution = if needs_payload(&execution, &admission) {
+        let api: Api<CrewExecution> = Api::namespaced(
+            ctx.client.clone(),
+            &execution.namespace().unwrap_or_default(),
+        );
+        match Box::pin(api.get_opt(&execution.name_any())).await {
+            Ok(Some(fresh)) if fresh.uid() == execution.uid() => Arc::new(fresh),
+            Ok(_) => {
+                // Deleted (or replaced) meanwhile: its watch event follows.
+                queues::release(&ctx, &execution);
+                return Ok(Action::await_change());
+            }
+            Err(error) => {
+                queues::release(&ctx, &execution);
+                return Err(crate::error::kube("read a queued execution's payload")(
+                    error,
+                ));
+            }
+        }
+    } else {
+        execution
+    };
     let mut observed = Observed {
         name: &execution.name_any(),
         generation: execution.metadata.generation,
@@ -392,7 +439,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
             &execution.name_any(),
             &uid,
         ),
-        admission: queues::admission(&ctx, &execution),
+        admission,
         rejected: None,
         missing_job: None,
     };
@@ -541,26 +588,47 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     /// Review finding 3: the cache kept every execution's crew and inputs (up to 900 KiB each) for as long as the
-    /// execution existed; they are needed only until the first step starts.
+    /// execution existed; they are needed only to start the first step, and a waiting one reads them when admitted.
     #[test]
-    fn crew_and_inputs_leave_the_cache_once_the_run_has_started() {
+    fn crew_and_inputs_leave_the_cache_unless_the_run_may_start_now() {
         let spec = serde_json::json!({"image": "busybox", "crew": {"a": 1}, "inputs": {"b": 2}});
-        let mut waiting = CrewExecution::new("a", serde_json::from_value(spec.clone()).unwrap());
-        drop_payload_once_started(&mut waiting);
-        assert!(
-            waiting.spec.crew.is_some() && waiting.spec.inputs.is_some(),
-            "needed to start"
-        );
+        for status in [None, Some(serde_json::json!({"phase": "Pending"}))] {
+            let mut new = CrewExecution::new("a", serde_json::from_value(spec.clone()).unwrap());
+            new.status = status.map(|s| serde_json::from_value(s).unwrap());
+            drop_payload(&mut new);
+            assert!(
+                new.spec.crew.is_some() && new.spec.inputs.is_some(),
+                "needed to start"
+            );
+        }
         for status in [
+            serde_json::json!({"phase": "Queued"}),
+            serde_json::json!({"phase": "Paused"}),
             serde_json::json!({"phase": "Running", "resolvedSteps": [{"name": "main", "image": "busybox"}]}),
             serde_json::json!({"phase": "Failed"}),
         ] {
             let mut cx = CrewExecution::new("a", serde_json::from_value(spec.clone()).unwrap());
             cx.status = serde_json::from_value(status).unwrap();
-            drop_payload_once_started(&mut cx);
+            drop_payload(&mut cx);
             assert!(cx.spec.crew.is_none() && cx.spec.inputs.is_none());
             assert_eq!(cx.spec.image.as_deref(), Some("busybox"));
         }
+        let mut queued = CrewExecution::new("a", serde_json::from_value(spec).unwrap());
+        queued.status = serde_json::from_value(serde_json::json!({"phase": "Queued"})).unwrap();
+        let wait = crew_core::lifecycle::Admission::Wait {
+            queue: "q".into(),
+            position: 1,
+        };
+        assert!(!needs_payload(&queued, &wait));
+        assert!(needs_payload(
+            &queued,
+            &crew_core::lifecycle::Admission::Admitted
+        ));
+        queued.spec.suspend = true;
+        assert!(!needs_payload(
+            &queued,
+            &crew_core::lifecycle::Admission::Admitted
+        ));
     }
 
     #[test]

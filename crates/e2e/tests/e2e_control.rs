@@ -4,7 +4,9 @@
 mod support;
 
 use crew_api::{CrewExecution, CrewQueue, CrewQueueSpec, StepPhase};
+use crew_core::lifecycle::names::config_map_name;
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
@@ -188,7 +190,7 @@ async fn queue_admits_highest_priority_then_first_come_never_exceeding_max_runni
         for (priority, name) in batch {
             let cx = t
                 .create(&format!(
-                    "metadata: {{name: {name}}}\nspec: {{image: busybox, queue: gpu, priority: {priority}}}\n"
+                    "metadata: {{name: {name}}}\nspec: {{image: busybox, queue: gpu, priority: {priority}, inputs: {{who: {name}}}}}\n"
                 ))
                 .await;
             times.insert(created(&cx));
@@ -259,6 +261,21 @@ async fn queue_admits_highest_priority_then_first_come_never_exceeding_max_runni
             history_reasons(&timeline.last[*name]),
             ["Queued", "Started", "Succeeded"],
             "{name}"
+        );
+    }
+    // Queued runs wait without their inputs in the operator's cache and read them when admitted (finding 3).
+    let config_maps: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
+    for name in &names {
+        let uid = timeline.last[name].uid().unwrap();
+        let data = config_maps
+            .get(&config_map_name(name, &uid))
+            .await
+            .expect("inputs ConfigMap")
+            .data
+            .unwrap();
+        assert!(
+            data["inputs.json"].contains(name.as_str()),
+            "{name}: {data:?}"
         );
     }
     op.stop().await;
