@@ -2,6 +2,7 @@
 // Each `printcolumn(...)` repeats `type_ = "string"`; that is not a mistake.
 #![allow(clippy::duplicated_attributes)]
 
+use super::pod_template::PodTemplate;
 use super::schema::{free_form_object, string_map};
 use super::status::CrewExecutionStatus;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
@@ -125,6 +126,11 @@ pub struct CrewExecutionSpec {
     #[schemars(schema_with = "string_map")]
     pub pod_annotations: Option<BTreeMap<String, String>>,
 
+    /// Scheduling, security and extra volumes of every worker pod (see `PodTemplate`). A step's own
+    /// `podTemplate` is merged over this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplate>,
+
     /// The crew definition (agents, tasks, process, ...). Opaque to the operator: it is handed to every worker as
     /// the file `/crew/crew.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +235,11 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "string_map")]
     pub pod_annotations: Option<BTreeMap<String, String>>,
+
+    /// Scheduling, security and extra volumes of this step's pods, merged over `spec.podTemplate` (see
+    /// `PodTemplate` for how).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplate>,
 
     /// Deadline of one attempt of this step, enforced by the Job controller (`activeDeadlineSeconds`). A timed-out
     /// attempt is a failed attempt and may be retried.

@@ -8,12 +8,14 @@
 pub mod crds;
 pub mod execution;
 pub mod phase;
+pub mod pod_template;
 pub mod queue;
 pub mod schema;
 pub mod status;
 
 pub use execution::{CrewExecution, CrewExecutionSpec, RetryPolicy, StepSpec};
 pub use phase::{Phase, StepPhase};
+pub use pod_template::PodTemplate;
 pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};
 pub use status::{CrewExecutionStatus, HistoryEntry, Progress, StepStatus};
 

@@ -39,11 +39,12 @@ pub struct CrewExecutionStatus {
 
     /// The steps this run executes, each with every field it inherits from the spec filled in, fixed when the
     /// first step started (as Tekton keeps `pipelineSpec` and Argo `storedTemplates`). Editing `spec.steps` or
-    /// the fields steps inherit (`image`, `command`, `args`, `env`, `resources`, `podAnnotations`) after that
+    /// the fields steps inherit (`image`, `command`, `args`, `env`, `resources`, `podAnnotations`, `podTemplate`) after that
     /// does not change this run: the edit is reported by the condition `StepsChanged` and a Warning Event, and
     /// applies to executions created from the new spec. `cancel`, `suspend`, `timeoutSeconds`, `retry` and
     /// `ttlSecondsAfterFinished` stay live.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), transform = crate::schema::without_validations)]
     pub resolved_steps: Vec<super::StepSpec>,
 
     /// Attempt number (from 1) of the current (or last) step.

@@ -2,6 +2,7 @@
 
 pub mod config_map;
 pub mod labels;
+pub mod pod_template;
 pub mod status_patch;
 pub mod worker_job;
 

@@ -1,7 +1,7 @@
 //! The `batch/v1` Job of one step attempt.
 
 use super::config_map::{CREW_FILE, INPUTS_FILE};
-use super::{BuildError, labels, namespace, owner_reference};
+use super::{BuildError, labels, namespace, owner_reference, pod_template};
 use crate::lifecycle::Launch;
 use crate::lifecycle::names::config_map_name;
 use crew_api::CrewExecution;
@@ -53,7 +53,7 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
             ..Default::default()
         }),
     );
-    let container = Container {
+    let mut container = Container {
         name: WORKER_CONTAINER.to_string(),
         image: Some(step.image.clone()),
         image_pull_policy: execution.spec.image_pull_policy.clone(),
@@ -70,10 +70,16 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
         }]),
         ..Default::default()
     };
-    let pod = PodSpec {
+    let mut pod = PodSpec {
         restart_policy: Some("Never".to_string()),
         service_account_name: execution.spec.service_account_name.clone(),
-        containers: vec![container],
+        // No API credentials in the worker unless the execution names a ServiceAccount to run as.
+        automount_service_account_token: execution
+            .spec
+            .service_account_name
+            .is_none()
+            .then_some(false),
+        containers: Vec::new(),
         volumes: Some(vec![Volume {
             name: CREW_VOLUME.to_string(),
             // Optional: executions without crew/inputs create no ConfigMap (one write less) and see an empty dir.
@@ -86,6 +92,8 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
         }]),
         ..Default::default()
     };
+    pod_template::apply(&step.pod_template, &mut pod, &mut container);
+    pod.containers = vec![container];
     Ok(Job {
         metadata: ObjectMeta {
             name: Some(launch.job_name.clone()),
@@ -101,8 +109,11 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
             active_deadline_seconds: step.timeout_seconds,
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: Some(step.pod_annotations.clone()).filter(|a| !a.is_empty()),
+                    labels: Some(pod_template::labels(&step.pod_template, &labels)),
+                    annotations: pod_template::annotations(
+                        &step.pod_template,
+                        &step.pod_annotations,
+                    ),
                     ..Default::default()
                 }),
                 spec: Some(pod),

@@ -13,6 +13,7 @@ pub mod history;
 pub mod names;
 pub mod observed;
 pub mod plan;
+pub mod pod_template;
 pub mod progress;
 pub mod queue;
 pub mod queue_book;

@@ -33,6 +33,8 @@ pub struct ResolvedStep {
     pub pod_annotations: BTreeMap<String, String>,
     /// The Job's `activeDeadlineSeconds`.
     pub timeout_seconds: Option<i64>,
+    /// `spec.podTemplate` with the step's merged over it.
+    pub pod_template: crew_api::PodTemplate,
 }
 
 /// Why a spec cannot run. The text becomes the `InvalidSpec` message.
@@ -175,6 +177,10 @@ fn resolve_one(
             .or_else(|| spec.resources.clone()),
         pod_annotations,
         timeout_seconds: step.and_then(|s| s.timeout_seconds),
+        pod_template: super::pod_template::merge(
+            spec.pod_template.as_ref(),
+            step.and_then(|s| s.pod_template.as_ref()),
+        ),
     }
 }
 
@@ -191,6 +197,8 @@ impl ResolvedStep {
             resources: self.resources.clone(),
             pod_annotations: Some(self.pod_annotations.clone()).filter(|a| !a.is_empty()),
             timeout_seconds: self.timeout_seconds,
+            pod_template: Some(self.pod_template.clone())
+                .filter(|template| *template != crew_api::PodTemplate::default()),
         }
     }
 }

@@ -85,20 +85,27 @@ fn install_crds(plane: &ControlPlane) -> Result<(), String> {
     if !out.0 {
         return Err(format!("kubectl apply crds/: {}", out.1));
     }
-    let out = kubectl_in(
-        plane,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "--all",
-        ],
-    );
-    if out.0 {
-        Ok(())
-    } else {
-        Err(format!("CRDs not established: {}", out.1))
+    // `kubectl wait` fails at once ("conditions accessor error") on a CRD whose status has no conditions yet, as
+    // happens right after its create: ask again until it is established.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = kubectl_in(
+            plane,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "--all",
+            ],
+        );
+        if out.0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("CRDs not established: {}", out.1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 
