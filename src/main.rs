@@ -42,6 +42,11 @@ struct RunArgs {
     /// phase Queued, highest priority first, then oldest first.
     #[arg(long, env = "CREW_MAX_RUNNING", value_parser = clap::value_parser!(u32).range(1..))]
     max_running: Option<u32>,
+    /// How long a worker may take to start when its execution sets no `spec.startTimeoutSeconds`: an attempt
+    /// whose pod cannot be scheduled, pulled or created fails with reason `StartTimeout` after this.
+    #[arg(long, env = "CREW_START_TIMEOUT_SECONDS", default_value_t = 600,
+        value_parser = clap::value_parser!(i64).range(1..=2_147_483_647))]
+    start_timeout_seconds: i64,
     /// Most reconciles in flight at once (0: unbounded, the default). Executions beyond it wait in the controller's
     /// queue as a small reference instead of a suspended reconcile (~1.5 KiB plus its write in flight), at the
     /// cost of first-Job latency under a burst (see BENCHMARKS.md).
@@ -154,6 +159,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             .map(|l| l.identity.clone())
             .or(args.instance),
         max_running: args.max_running,
+        start_timeout_seconds: Some(args.start_timeout_seconds),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
     tracing::info!(namespace = ?config.namespace, version = env!("CARGO_PKG_VERSION"), "crew-operator starting");

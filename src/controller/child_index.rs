@@ -3,7 +3,7 @@
 //! Fed from the watch streams (a re-list is buffered and swapped in whole at its end, so reconciles never see a
 //! half-listed view); read by reconciles. Keeps small summaries, not whole objects, so memory stays flat at scale.
 
-use super::observe::{JobRecord, PodOutcome, pod_outcome, summarise_job};
+use super::observe::{JobRecord, PodReport, pod_report, summarise_job};
 use crew_core::build::labels;
 use crew_core::lifecycle::ObservedJob;
 use k8s_openapi::api::batch::v1::Job;
@@ -66,8 +66,8 @@ struct Jobs {
 
 #[derive(Default)]
 struct Outcomes {
-    by_job: HashMap<Key, PodOutcome>,
-    relist: Option<HashMap<Key, PodOutcome>>,
+    by_job: HashMap<Key, PodReport>,
+    relist: Option<HashMap<Key, PodReport>>,
     synced: bool,
 }
 
@@ -145,16 +145,37 @@ impl ChildIndex {
         }
     }
 
-    /// Applies one pod watch event (only terminated worker containers are kept).
-    pub fn apply_pod_event(&self, event: &Event<Pod>) {
+    /// Applies one pod watch event. Returns the execution (namespace, name) to reconcile when the event changed
+    /// why its worker cannot start (the pod became blocked, or was and is no longer): nothing else about a pod
+    /// needs a reconcile before its Job reports.
+    pub fn apply_pod_event(&self, event: &Event<Pod>) -> Option<(String, String)> {
+        let blocking_changed = self.apply_pod_report(event)?;
+        let (namespace, job) = blocking_changed;
+        let Event::Apply(pod) = event else {
+            return None;
+        };
+        let execution = pod.labels().get(labels::EXECUTION)?;
+        let jobs = self.jobs.read().ok()?;
+        let owner = jobs
+            .by_execution
+            .get(&(namespace.clone(), execution.clone()))?
+            .get(&job)?
+            .owner_name
+            .clone()?;
+        Some((namespace, owner))
+    }
+
+    /// Applies one pod watch event to the reports; returns the pod's (namespace, Job name) when the reason its
+    /// worker cannot start changed.
+    fn apply_pod_report(&self, event: &Event<Pod>) -> Option<(String, String)> {
         let Ok(mut outcomes) = self.outcomes.write() else {
-            return;
+            return None;
         };
         // Keyed by the Job's UID where the pod names it (a Job created again under the same name is another
         // Job), else by the Job's name.
         let keyed = |pod: &Pod| {
             Some(pod.namespace()?)
-                .zip(pod_outcome(pod))
+                .zip(pod_report(pod))
                 .map(|(ns, (job, o))| ((ns, o.job_uid.clone().unwrap_or(job)), o))
         };
         match event {
@@ -172,13 +193,25 @@ impl ChildIndex {
                 outcomes.synced = true;
             }
             Event::Apply(pod) => {
-                if let Some((key, outcome)) = keyed(pod) {
-                    outcomes.by_job.insert(key, outcome);
+                let (key, report) = keyed(pod)?;
+                let known = outcomes.by_job.get(&key);
+                // A termination is final: a later report without one (another pod of the Job) does not undo it.
+                if report.outcome.is_none() && known.is_some_and(|k| k.outcome.is_some()) {
+                    return None;
+                }
+                let reason = |r: Option<&PodReport>| {
+                    r.and_then(|r| r.blocked.as_ref()).map(|b| b.reason.clone())
+                };
+                let changed = reason(known) != reason(Some(&report));
+                outcomes.by_job.insert(key, report);
+                if changed {
+                    return Some((pod.namespace()?, pod.labels().get("job-name")?.clone()));
                 }
             }
             // Keep the outcome when the pod goes: the Job may be read later. It is dropped with the Job.
             Event::Delete(_) => {}
         }
+        None
     }
 
     /// The execution (UID) that controls `job`, and whether it owns a Job that runs (active, not being deleted)
@@ -233,15 +266,19 @@ impl ChildIndex {
             .map(|record| {
                 let mut job = record.summary.clone();
                 job.owned = record.owner_uid.as_deref() == Some(uid);
-                job.worker = outcomes.as_ref().and_then(|o| {
+                let report = outcomes.as_ref().and_then(|o| {
                     let by_uid = record.uid.as_ref().and_then(|job_uid| {
                         o.by_job.get(&(namespace.to_string(), job_uid.clone()))
                     });
                     by_uid
                         .or_else(|| o.by_job.get(&(namespace.to_string(), job.name.clone())))
                         .filter(|pod| pod.job_uid.is_none() || pod.job_uid == record.uid)
-                        .map(|pod| pod.outcome.clone())
                 });
+                if let Some(report) = report {
+                    job.worker = report.outcome.clone();
+                    job.pod_started = report.started;
+                    job.start_blocked = report.blocked.clone();
+                }
                 job
             })
             .collect()
@@ -475,5 +512,46 @@ mod tests {
                 ("run-b-1".to_string(), true)
             ]
         );
+    }
+
+    /// A pod that becomes blocked (or stops being) wakes its execution; other pod changes wait for the Job.
+    #[test]
+    fn a_pod_that_cannot_start_wakes_its_execution_once() {
+        let index = ChildIndex::default();
+        let mut owned = job("run-main-1", "main", 1);
+        owned.metadata.owner_references.as_mut().unwrap()[0].name = "run".into();
+        index.apply_job_event(&Event::Apply(owned));
+        let pod = |status: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "run-main-1-x", "namespace": "ns",
+                    "labels": {"job-name": "run-main-1", "crew.dev/execution": "run"}},
+                "status": status,
+            }))
+            .unwrap()
+        };
+        let unschedulable = serde_json::json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}]});
+        let woken =
+            index.apply_pod_event(&Event::Apply(pod(serde_json::json!({"phase": "Pending"}))));
+        assert_eq!(woken, None, "pending on its way");
+        let woken = index.apply_pod_event(&Event::Apply(pod(unschedulable.clone())));
+        assert_eq!(woken, Some(("ns".to_string(), "run".to_string())));
+        assert_eq!(
+            index.apply_pod_event(&Event::Apply(pod(unschedulable))),
+            None,
+            "same reason"
+        );
+        let job = &index.jobs_of("ns", "run", "uid-1")[0];
+        assert_eq!(
+            job.start_blocked.as_ref().map(|b| b.reason.as_str()),
+            Some("Unschedulable")
+        );
+        let running = serde_json::json!({"phase": "Running"});
+        assert_eq!(
+            index.apply_pod_event(&Event::Apply(pod(running))),
+            Some(("ns".to_string(), "run".to_string())),
+            "the block is over"
+        );
+        assert!(index.jobs_of("ns", "run", "uid-1")[0].pod_started);
     }
 }

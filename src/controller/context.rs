@@ -102,6 +102,8 @@ pub struct Context {
     pub queues: OnceLock<Store<CrewQueue>>,
     /// Operator-wide limit on running executions without `spec.queue` (None: unlimited).
     pub max_running: Option<u32>,
+    /// Start timeout of workers whose execution sets no `spec.startTimeoutSeconds`.
+    pub start_timeout_seconds: i64,
     /// Reconcile requests for executions whose queue has a free slot.
     pub wake: UnboundedSender<ObjectRef<CrewExecution>>,
     /// Every queue's members, in admission order, with the slots they hold (and admissions not yet visible).
@@ -129,6 +131,7 @@ impl Context {
             executions: OnceLock::new(),
             queues: OnceLock::new(),
             max_running,
+            start_timeout_seconds: crew_core::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS,
             wake,
             wake_requests: Mutex::new(Some(wake_requests)),
             metrics: crate::metrics::Metrics::default(),

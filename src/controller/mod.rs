@@ -36,6 +36,8 @@ pub struct ControllerConfig {
     pub instance: Option<String>,
     /// Operator-wide limit on running executions that name no queue (None: unlimited).
     pub max_running: Option<u32>,
+    /// Start timeout of workers whose execution sets none (None: 600 s).
+    pub start_timeout_seconds: Option<i64>,
     /// Reconciles in flight at once (0, the default: unbounded). A bound makes new executions wait behind the
     /// reconciles of earlier ones stalled on a saturated API server: at N = 10 000, first-Job p99 88 s with 64
     /// and 49 s with 1 024, against 3 s unbounded (BENCHMARKS.md). The API server queues better than a slot limit.
@@ -103,7 +105,11 @@ pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
             }
         });
         let events = events::EventQueue::start(publisher, on_published);
-        Context::new(client, events, config.max_running)
+        let mut ctx = Context::new(client, events, config.max_running);
+        if let Some(seconds) = config.start_timeout_seconds {
+            ctx.start_timeout_seconds = seconds;
+        }
+        ctx
     })
 }
 
@@ -134,7 +140,13 @@ pub async fn run(
         watcher(api::<Pod>(&client, &config.namespace), selector),
         "pods",
     )
-    .inspect_ok(move |event| index.children.apply_pod_event(event))
+    .inspect_ok(move |event| {
+        if let Some((namespace, name)) = index.children.apply_pod_event(event) {
+            let _ = index
+                .wake
+                .unbounded_send(kube::runtime::reflector::ObjectRef::new(&name).within(&namespace));
+        }
+    })
     .for_each(|_| futures::future::ready(()));
     let pods = tokio::spawn(pods);
     let executions = api::<Decoded<CrewExecution>>(&client, &config.namespace);
@@ -442,6 +454,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         admission,
         rejected: None,
         missing_job: None,
+        default_start_timeout_seconds: ctx.start_timeout_seconds,
     };
     let now = jiff::Timestamp::now();
     // Boxed: the plan (a whole status) stays alive while the writes wait on the API server.

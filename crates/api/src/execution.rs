@@ -174,6 +174,14 @@ pub struct CrewExecutionSpec {
     #[schemars(range(min = 1, max = 2_147_483_647))]
     pub timeout_seconds: Option<i64>,
 
+    /// How long a step attempt's worker may take to start (from its Job's creation until its container runs):
+    /// a pod that cannot be scheduled, pulled or created fails the attempt after this with reason `StartTimeout`
+    /// (subject to `retry`), releasing its queue slot. Unset: the operator's `--start-timeout-seconds` (default
+    /// 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2_147_483_647))]
+    pub start_timeout_seconds: Option<i64>,
+
     /// Pause (true) or resume (false). While suspended no new step starts; a running step is allowed to finish, then
     /// the execution is `Paused`.
     #[serde(default)]

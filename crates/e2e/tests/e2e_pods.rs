@@ -133,3 +133,81 @@ async fn the_operators_names_cannot_be_taken_by_the_template() {
         assert!(out.contains(expected), "{expected:?} not in:\n{out}");
     }
 }
+
+fn reason_of(cx: &crew_api::CrewExecution) -> String {
+    cx.status
+        .as_ref()
+        .and_then(|s| s.reason.clone())
+        .unwrap_or_default()
+}
+
+/// A worker the scheduler cannot place shows why while it waits, fails with `StartTimeout`, and frees its queue
+/// slot for the next run: no run stays `Running` forever on a pod that never starts.
+#[tokio::test]
+async fn an_unschedulable_worker_fails_with_start_timeout_and_frees_its_queue_slot() {
+    let t = TestNs::new("pods-unschedulable", Duration::from_millis(300)).await;
+    let queues: Api<crew_api::CrewQueue> = Api::namespaced(t.client.clone(), &t.ns);
+    let mut queue = crew_api::CrewQueue::new("one", crew_api::CrewQueueSpec { max_running: 1 });
+    queue.metadata.namespace = Some(t.ns.clone());
+    queues
+        .create(&Default::default(), &queue)
+        .await
+        .expect("create queue");
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: too-big}\nspec: {image: busybox, queue: one, startTimeoutSeconds: 8, \
+         resources: {requests: {cpu: \"5000\"}}}\n",
+    )
+    .await;
+    t.create("metadata: {name: next}\nspec: {image: busybox, queue: one}\n")
+        .await;
+    let waiting = t
+        .wait_for("too-big", LIMIT, |cx| reason_of(cx) == "Unschedulable")
+        .await;
+    let status = waiting.status.expect("status");
+    let blocked = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "StartBlocked")
+        .expect("StartBlocked condition");
+    assert_eq!(
+        (blocked.status.as_str(), blocked.reason.as_str()),
+        ("True", "Unschedulable")
+    );
+    assert!(
+        blocked.message.contains("Insufficient cpu"),
+        "{}",
+        blocked.message
+    );
+    assert_eq!(
+        support::phase_of(&t.executions().get("next").await.unwrap()),
+        "Queued",
+        "the slot is held while the worker waits to start"
+    );
+    let failed = t.wait_phase("too-big", "Failed", LIMIT).await;
+    assert_eq!(reason_of(&failed), "StartTimeout");
+    let message = failed.status.and_then(|s| s.message).unwrap_or_default();
+    assert!(
+        message.contains("did not start within 8s") && message.contains("Insufficient cpu"),
+        "{message}"
+    );
+    t.wait_phase("next", "Succeeded", LIMIT).await;
+    op.stop().await;
+}
+
+/// A pod the API server refuses to create (here: its ServiceAccount does not exist) never appears; the attempt
+/// still ends, with `StartTimeout`.
+#[tokio::test]
+async fn a_worker_whose_pod_is_never_created_fails_with_start_timeout() {
+    let t = TestNs::new("pods-no-sa", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: no-sa}\nspec: {image: busybox, serviceAccountName: nobody, startTimeoutSeconds: 5}\n",
+    )
+    .await;
+    let failed = t.wait_phase("no-sa", "Failed", LIMIT).await;
+    assert_eq!(reason_of(&failed), "StartTimeout");
+    let message = failed.status.and_then(|s| s.message).unwrap_or_default();
+    assert!(message.contains("did not start within 5s"), "{message}");
+    op.stop().await;
+}

@@ -22,10 +22,12 @@ pub struct ConditionInputs<'a> {
     pub generation: Option<i64>,
     /// Why the spec's steps differ from the ones the run executes (`StepsChanged`), if they do.
     pub steps_changed: Option<&'a str>,
+    /// Why the current attempt's worker cannot start (`StartBlocked`: reason, message), while it cannot.
+    pub start_blocked: Option<(&'a str, &'a str)>,
 }
 
-/// Condition types, in the order they are written (`StepsChanged` only while it is true).
-pub const TYPES: [&str; 7] = [
+/// Condition types, in the order they are written (`StepsChanged` and `StartBlocked` only while true).
+pub const TYPES: [&str; 8] = [
     "Ready",
     "Reconciling",
     "Stalled",
@@ -33,6 +35,7 @@ pub const TYPES: [&str; 7] = [
     "Paused",
     "Admitted",
     "StepsChanged",
+    "StartBlocked",
 ];
 
 /// `status` with only the conditions the operator writes: conditions other writers add to the status (server-side
@@ -109,9 +112,13 @@ pub fn conditions(
     let steps_changed = input
         .steps_changed
         .map(|message| ("StepsChanged", "True", "StepsFrozen", message));
+    let start_blocked = input
+        .start_blocked
+        .map(|(reason, message)| ("StartBlocked", "True", reason, message));
     wanted
         .into_iter()
         .chain(steps_changed)
+        .chain(start_blocked)
         .map(|(type_, status, reason, message)| {
             let last_transition_time = previous
                 .iter()
@@ -177,7 +184,11 @@ mod tests {
                 .map(|t| status_of(&c, t))
                 .collect();
             assert_eq!(got, expected, "{phase}");
-            assert_eq!(c.len(), TYPES.len() - 1, "StepsChanged only while true");
+            assert_eq!(
+                c.len(),
+                TYPES.len() - 2,
+                "StepsChanged and StartBlocked only while true"
+            );
         }
     }
 

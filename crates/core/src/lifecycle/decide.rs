@@ -38,6 +38,8 @@ struct Outcome {
     not_admitted: Option<(String, String)>,
     /// Why the spec's steps are not the ones this run executes, when they differ.
     steps_changed: Option<String>,
+    /// Why the current attempt's worker cannot start (reason, message), while it cannot.
+    start_blocked: Option<(String, String)>,
 }
 
 /// The steps this run executes: the ones it froze at its start (`status.resolvedSteps`), else the spec's. Once
@@ -217,7 +219,11 @@ fn decide_steps(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
     outcome.current = Some(completed);
     let view = outcome.records[completed].view.clone();
     match view {
-        StepView::Active { attempt } => running(draft, outcome, attempt),
+        StepView::Active { attempt } => {
+            if !awaits_start(draft, plan, outcome, attempt) {
+                running(draft, outcome, attempt);
+            }
+        }
         StepView::Launched { attempt, since } => {
             let job = outcome.records[completed]
                 .status
@@ -250,6 +256,87 @@ fn decide_steps(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
     }
 }
 
+/// While the current attempt's worker has not started: reports why it cannot (the step's message, the run's
+/// reason and the `StartBlocked` condition), and fails the attempt with reason `StartTimeout` once the start
+/// timeout has passed since its Job was created (deleting the Job; the retry policy applies). Returns whether it
+/// handled the step (false: the worker started, or the Job is not the attempt's).
+fn awaits_start(
+    draft: &mut Draft<'_>,
+    plan: &mut Plan,
+    outcome: &mut Outcome,
+    attempt: u32,
+) -> bool {
+    let index = outcome.completed;
+    let job_name = outcome.records[index].status.job_name.clone();
+    let Some(job) = draft
+        .observed
+        .jobs
+        .iter()
+        .find(|j| j.owned && Some(&j.name) == job_name.as_ref() && !j.pod_started)
+    else {
+        return false;
+    };
+    let (job, created, blocked) = (job.name.clone(), job.created, job.start_blocked.clone());
+    let limit = draft
+        .observed
+        .spec
+        .start_timeout_seconds
+        .unwrap_or(draft.observed.default_start_timeout_seconds)
+        .max(1);
+    let deadline = add_seconds(created.unwrap_or(draft.now), limit);
+    let name = outcome.records[index].spec.name.clone();
+    // The kubelet's and scheduler's messages change while they retry; the first one seen for this reason stays,
+    // so a blocked pod costs one status write, not one per retry.
+    let reported = blocked.map(|block| {
+        let prefix = format!("{}: ", block.reason);
+        let kept = outcome.records[index]
+            .recorded
+            .as_ref()
+            .filter(|r| r.attempt == attempt)
+            .and_then(|r| r.message.clone())
+            .filter(|m| m.starts_with(&prefix));
+        let message = kept.unwrap_or_else(|| {
+            crate::lifecycle::text::bounded_message(format!("{prefix}{}", block.message))
+        });
+        (block.reason, message)
+    });
+    if draft.now >= deadline {
+        let why = reported.map_or_else(
+            || "its pod was not created or not scheduled yet".to_string(),
+            |(_, message)| message,
+        );
+        let record = &mut outcome.records[index];
+        record.status.phase = StepPhase::Failed;
+        record.status.message = Some(crate::lifecycle::text::bounded_message(format!(
+            "StartTimeout: the worker did not start within {limit}s ({why})"
+        )));
+        record.status.completion_time = Some(Time(draft.now));
+        record.status.duration_seconds = record
+            .status
+            .start_time
+            .as_ref()
+            .map(|t| seconds_between(t.0, draft.now));
+        record.recorded = None;
+        plan.delete_jobs.push(job);
+        failed_because(draft, plan, outcome, attempt, draft.now, "StartTimeout");
+        return true;
+    }
+    plan.requeue_within((seconds_between(draft.now, deadline) as u64).max(1));
+    let Some((reason, message)) = reported else {
+        return false;
+    };
+    outcome.records[index].status.message = Some(message.clone());
+    running(draft, outcome, attempt);
+    draft.set_reason(
+        &reason,
+        format!(
+            "step {name} attempt {attempt} cannot start: {message}; it fails with StartTimeout at {deadline}"
+        ),
+    );
+    outcome.start_blocked = Some((reason, message));
+    true
+}
+
 fn running(draft: &mut Draft<'_>, outcome: &mut Outcome, attempt: u32) {
     let record = &outcome.records[outcome.completed];
     let name = record.spec.name.clone();
@@ -277,6 +364,18 @@ fn failed(
     attempt: u32,
     finished: Timestamp,
 ) {
+    failed_because(draft, plan, outcome, attempt, finished, "StepFailed");
+}
+
+/// [`failed`], with `reason` for the run's failure when no retry is left and none was allowed.
+fn failed_because(
+    draft: &mut Draft<'_>,
+    plan: &mut Plan,
+    outcome: &mut Outcome,
+    attempt: u32,
+    finished: Timestamp,
+    reason: &str,
+) {
     let spec = draft.observed.spec;
     let policy = spec.retry.clone().unwrap_or_default();
     let record = &mut outcome.records[outcome.completed];
@@ -292,7 +391,7 @@ fn failed(
         let (reason, tries) = if policy.limit > 0 {
             ("RetriesExhausted", format!(" after {attempt} attempts"))
         } else {
-            ("StepFailed", String::new())
+            (reason, String::new())
         };
         draft.transition(
             Phase::Failed,
@@ -633,6 +732,10 @@ fn compose(draft: &Draft<'_>, outcome: &Outcome) -> CrewExecutionStatus {
             .map(|(r, m)| (r.as_str(), m.as_str())),
         generation: observed.generation,
         steps_changed: outcome.steps_changed.as_deref(),
+        start_blocked: outcome
+            .start_blocked
+            .as_ref()
+            .map(|(r, m)| (r.as_str(), m.as_str())),
     };
     // Frozen at the first launch (a record with an attempt), kept from then on.
     let resolved_steps = if !previous.resolved_steps.is_empty() {

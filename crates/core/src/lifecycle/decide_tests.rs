@@ -12,10 +12,11 @@
 use crate::lifecycle::conditions::find;
 use crate::lifecycle::history::effective_limit;
 use crate::lifecycle::names::job_name;
+use crate::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS;
 use crate::lifecycle::transitions::allowed;
 use crate::lifecycle::{
-    Admission, EventNote, JobRejection, JobState, Observed, ObservedJob, Plan, WorkerOutcome,
-    decide,
+    Admission, EventNote, JobRejection, JobState, Observed, ObservedJob, Plan, StartBlock,
+    WorkerOutcome, decide,
 };
 use crew_api::execution::DEFAULT_HISTORY_LIMIT;
 use crew_api::{
@@ -111,6 +112,9 @@ struct World {
     history_gaps: Vec<usize>,
     /// Phase after every reconcile.
     phases: Vec<Phase>,
+    /// When set, launched workers do not start, for this reason (reported once [`World::report_blocks`] runs:
+    /// the kubelet reports after the Job exists).
+    start_blocked: Option<StartBlock>,
 }
 
 impl World {
@@ -136,6 +140,7 @@ impl World {
             full_history: Vec::new(),
             history_gaps: Vec::new(),
             phases: Vec::new(),
+            start_blocked: None,
         }
     }
 
@@ -164,6 +169,7 @@ impl World {
             admission: self.admission.clone(),
             rejected,
             missing_job,
+            default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
         };
         decide(&observed, at(now))
     }
@@ -233,6 +239,8 @@ impl World {
                     failure_reason: None,
                     failure_message: None,
                     worker: None,
+                    pod_started: self.start_blocked.is_none(),
+                    start_blocked: None,
                     deleting: false,
                 });
             }
@@ -353,10 +361,17 @@ impl World {
             "t={now}: decide attempted a refused transition: {:?}",
             plan.events
         );
-        if !plan.delete_jobs.is_empty() {
+        for deleted in &plan.delete_jobs {
+            // Jobs are deleted when the run ends, or with the attempt the operator ended itself (StartTimeout).
+            let attempt_ended = after.steps.iter().any(|s| {
+                s.job_name.as_deref() == Some(deleted.as_str())
+                    && s.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("StartTimeout"))
+            });
             assert!(
-                new_phase.is_terminal(),
-                "t={now}: deletes Jobs in {new_phase}"
+                new_phase.is_terminal() || attempt_ended,
+                "t={now}: deletes Job {deleted} in {new_phase}"
             );
         }
         if let Some(launch) = &plan.launch {
@@ -406,7 +421,7 @@ impl World {
         let active = self
             .jobs
             .iter()
-            .filter(|j| j.owned && j.state == JobState::Active)
+            .filter(|j| j.owned && j.state == JobState::Active && !j.deleting)
             .count();
         assert!(active <= 1, "t={now}: {active} active Jobs");
         if self.phase().is_terminal() {
@@ -432,6 +447,13 @@ impl World {
     }
 
     /// The owned, active Job not being deleted.
+    /// The pods of the workers that do not start report why.
+    fn report_blocks(&mut self) {
+        for job in self.jobs.iter_mut().filter(|j| !j.pod_started) {
+            job.start_blocked = self.start_blocked.clone();
+        }
+    }
+
     fn live_job(&self) -> Option<&ObservedJob> {
         self.jobs
             .iter()
@@ -947,6 +969,107 @@ mod story {
         w.step(70);
         assert_eq!((w.phase(), w.reason()), (Failed, "RetriesExhausted"));
         assert!(w.message().contains("timed out"), "{}", w.message());
+        vec![w]
+    }
+
+    /// A worker that cannot start shows why (the step's message, the run's reason, `StartBlocked`) at the cost of
+    /// one write, and fails its attempt with `StartTimeout` at the deadline; the retry policy applies.
+    pub fn worker_that_cannot_start_times_out_and_is_retried() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(1, 10),
+            start_timeout_seconds: Some(60),
+            ..spec(&[])
+        });
+        w.start_blocked = Some(StartBlock {
+            reason: "ImagePullBackOff".into(),
+            message: "Back-off pulling image \"worker:1\"".into(),
+        });
+        w.step(0);
+        w.report_blocks();
+        let plan = w.step(1);
+        assert_eq!(plan.requeue_after_seconds, Some(59));
+        assert_eq!(w.reason(), "ImagePullBackOff");
+        let blocked = "ImagePullBackOff: Back-off pulling image \"worker:1\"";
+        assert_eq!(w.step_status("main").message.as_deref(), Some(blocked));
+        let condition = w.cond("StartBlocked");
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", "ImagePullBackOff")
+        );
+        // The kubelet's message changes while it retries: no write for that.
+        w.jobs[0].start_blocked = Some(StartBlock {
+            reason: "ImagePullBackOff".into(),
+            message: "rpc error: code = NotFound".into(),
+        });
+        assert!(w.step(20).status.is_none());
+        let plan = w.step(60);
+        assert_eq!(plan.delete_jobs, [job("main", 1)]);
+        let main = w.step_status("main");
+        assert_eq!(main.phase, StepPhase::Retrying);
+        assert_eq!(
+            main.message.as_deref(),
+            Some(
+                "StartTimeout: the worker did not start within 60s (ImagePullBackOff: Back-off pulling image \"worker:1\")"
+            )
+        );
+        assert!(find(&w.status().conditions, "StartBlocked").is_none());
+        assert_eq!(w.last_entry().reason, "RetryScheduled");
+        assert_eq!(w.phase(), Running);
+        assert!(w.step(70).launch.is_some(), "attempt 2 after the backoff");
+        w.report_blocks();
+        w.step(71);
+        w.step(130);
+        assert_eq!((w.phase(), w.reason()), (Failed, "RetriesExhausted"));
+        assert!(w.message().contains("StartTimeout"), "{}", w.message());
+        assert_eq!(w.deleted_jobs, [job("main", 1), job("main", 2)]);
+        vec![w]
+    }
+
+    /// Without retries a start timeout fails the run with reason `StartTimeout`, also when no pod ever appeared
+    /// (the Job controller could not create it: a missing ServiceAccount, a quota, a policy).
+    pub fn start_timeout_without_retries_fails_the_run() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.start_blocked = None;
+        w.step(0);
+        w.jobs[0].pod_started = false;
+        let plan = w.step(1);
+        assert_eq!(
+            plan.requeue_after_seconds,
+            Some(599),
+            "the operator's default"
+        );
+        assert_eq!(w.reason(), "StepRunning");
+        w.step(600);
+        assert_eq!((w.phase(), w.reason()), (Failed, "StartTimeout"));
+        assert!(
+            w.message()
+                .contains("its pod was not created or not scheduled yet"),
+            "{}",
+            w.message()
+        );
+        vec![w]
+    }
+
+    /// A worker blocked for a while that then starts runs on as usual: the block report goes.
+    pub fn worker_that_starts_late_runs_normally() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.start_blocked = Some(StartBlock {
+            reason: "Unschedulable".into(),
+            message: "0/3 nodes are available: 3 Insufficient cpu.".into(),
+        });
+        w.step(0);
+        w.report_blocks();
+        w.step(1);
+        assert_eq!(w.reason(), "Unschedulable");
+        w.jobs[0].pod_started = true;
+        w.jobs[0].start_blocked = None;
+        w.step(30);
+        assert_eq!(w.reason(), "StepRunning");
+        assert!(w.step_status("main").message.is_none());
+        assert!(find(&w.status().conditions, "StartBlocked").is_none());
+        w.succeed(&job("main", 1), 40, "ok");
+        w.step(40);
+        assert_eq!(w.phase(), Succeeded);
         vec![w]
     }
 
@@ -1766,6 +1889,8 @@ mod story {
             failure_reason: None,
             failure_message: None,
             worker: Some(WorkerOutcome::default()),
+            pod_started: true,
+            start_blocked: None,
             deleting: true,
         });
         let plan = w.step(0);
@@ -2183,6 +2308,9 @@ stories!(
     retries_then_success,
     retries_exhausted,
     step_deadline_is_a_failed_attempt,
+    worker_that_cannot_start_times_out_and_is_retried,
+    start_timeout_without_retries_fails_the_run,
+    worker_that_starts_late_runs_normally,
     execution_timeout,
     execution_timeout_while_paused,
     cancel_from_every_live_phase,
@@ -2289,6 +2417,7 @@ fn sub_second_time_is_truncated() {
         admission: Admission::Admitted,
         rejected: None,
         missing_job: None,
+        default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
     };
     let now = at(0)
         .checked_add(jiff::SignedDuration::from_millis(750))

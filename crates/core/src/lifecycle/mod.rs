@@ -25,6 +25,8 @@ pub mod timefmt;
 pub mod transitions;
 
 pub use decide::decide;
-pub use observed::{Admission, JobRejection, JobState, Observed, ObservedJob, WorkerOutcome};
+pub use observed::{
+    Admission, JobRejection, JobState, Observed, ObservedJob, StartBlock, WorkerOutcome,
+};
 pub use plan::{EventNote, Launch, Plan};
 pub use resolve::{InvalidSpec, ResolvedStep, resolve_frozen, resolve_steps};

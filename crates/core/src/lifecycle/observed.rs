@@ -25,6 +25,16 @@ pub struct WorkerOutcome {
     pub message: Option<String>,
 }
 
+/// Why a worker pod does not start: the scheduler cannot place it (`Unschedulable`), or its container waits for
+/// something that will not come by itself (`ImagePullBackOff`, `CreateContainerConfigError`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartBlock {
+    /// Short reason (`ErrImagePull` is reported as `ImagePullBackOff`: the two alternate while the kubelet retries).
+    pub reason: String,
+    /// The scheduler's or the kubelet's message.
+    pub message: String,
+}
+
 /// One Job labelled as belonging to the execution, summarised.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedJob {
@@ -54,6 +64,10 @@ pub struct ObservedJob {
     pub failure_message: Option<String>,
     /// The worker's termination, once its pod is seen terminated.
     pub worker: Option<WorkerOutcome>,
+    /// Whether its worker container has started (running or terminated).
+    pub pod_started: bool,
+    /// Why its pod does not start, while it does not.
+    pub start_blocked: Option<StartBlock>,
     /// Whether the Job is being deleted.
     pub deleting: bool,
 }
@@ -109,4 +123,6 @@ pub struct Observed<'a> {
     /// [`LOST_JOB_SECONDS`](crate::lifecycle::steps::LOST_JOB_SECONDS) and that a fresh read from the API server
     /// found missing too ([`Plan::verify_job`](crate::lifecycle::Plan::verify_job)): only then is it lost.
     pub missing_job: Option<String>,
+    /// Start timeout when `spec.startTimeoutSeconds` is unset (the operator's `--start-timeout-seconds`).
+    pub default_start_timeout_seconds: i64,
 }

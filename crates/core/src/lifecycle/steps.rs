@@ -12,6 +12,8 @@ pub const MAX_RESULT_BYTES: usize = 4096;
 pub const TRUNCATION_MARKER: &str = "…[truncated]";
 /// How long a finished Job's pod may lag behind it in the cache before the outcome is recorded without it.
 pub const POD_GRACE_SECONDS: i64 = 10;
+/// How long a worker may take to start when neither the spec nor the operator says otherwise.
+pub const DEFAULT_START_TIMEOUT_SECONDS: i64 = 600;
 /// How long a Job recorded as created may be missing from the cache before its attempt counts as lost.
 pub const LOST_JOB_SECONDS: i64 = 60;
 
@@ -159,17 +161,10 @@ fn view_of_job(
         start_time: start.map(Time),
         ..Default::default()
     };
-    if job.state == JobState::Active {
-        return (
-            StepView::Active {
-                attempt: job.attempt,
-            },
-            status,
-        );
-    }
     let finished = job.finished.unwrap_or(now);
     // An outcome once recorded is kept as written: the pod may since have been deleted (pod GC, by hand) or be
-    // missing from a fresh list, and rebuilding would drop its result and exit code.
+    // missing from a fresh list, and rebuilding would drop its result and exit code. That holds for a Job still
+    // active too: the operator ended the attempt itself (`StartTimeout`) and deletes the Job.
     if let Some(recorded) = recorded.filter(|r| is_finished(r.phase)) {
         return (
             StepView::Finished {
@@ -178,6 +173,14 @@ fn view_of_job(
                 finished: recorded.completion_time.as_ref().map_or(finished, |t| t.0),
             },
             recorded.clone(),
+        );
+    }
+    if job.state == JobState::Active {
+        return (
+            StepView::Active {
+                attempt: job.attempt,
+            },
+            status,
         );
     }
     let deadline = job.failure_reason.as_deref() == Some("DeadlineExceeded");
