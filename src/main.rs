@@ -47,6 +47,29 @@ struct RunArgs {
     #[arg(long, env = "CREW_START_TIMEOUT_SECONDS", default_value_t = 600,
         value_parser = clap::value_parser!(i64).range(1..=2_147_483_647))]
     start_timeout_seconds: i64,
+    /// A ServiceAccount workers may run as without the `crew.dev/worker: "true"` annotation (repeat the flag for
+    /// more; applies in every watched namespace).
+    #[arg(
+        long = "worker-service-account",
+        env = "CREW_WORKER_SERVICE_ACCOUNTS",
+        value_delimiter = ','
+    )]
+    worker_service_accounts: Vec<String>,
+    /// A pod annotation or label key workers may carry although the default deny list refuses it (`*` ends a
+    /// prefix, e.g. `sidecar.istio.io/*`; repeat the flag for more).
+    #[arg(
+        long = "allow-pod-annotation",
+        env = "CREW_ALLOW_POD_ANNOTATIONS",
+        value_delimiter = ','
+    )]
+    allow_pod_annotations: Vec<String>,
+    /// A pod annotation or label key to refuse besides the default deny list (`*` ends a prefix).
+    #[arg(
+        long = "deny-pod-annotation",
+        env = "CREW_DENY_POD_ANNOTATIONS",
+        value_delimiter = ','
+    )]
+    deny_pod_annotations: Vec<String>,
     /// Most reconciles in flight at once (0: unbounded, the default). Executions beyond it wait in the controller's
     /// queue as a small reference instead of a suspended reconcile (~1.5 KiB plus its write in flight), at the
     /// cost of first-Job latency under a burst (see BENCHMARKS.md).
@@ -160,6 +183,13 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             .or(args.instance),
         max_running: args.max_running,
         start_timeout_seconds: Some(args.start_timeout_seconds),
+        worker_policy: {
+            let mut policy = crew_core::lifecycle::worker_policy::WorkerPolicy::default();
+            policy.denied_pod_keys.extend(args.deny_pod_annotations);
+            policy.allowed_pod_keys = args.allow_pod_annotations;
+            policy.service_accounts = args.worker_service_accounts;
+            policy
+        },
         max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
     tracing::info!(namespace = ?config.namespace, version = env!("CARGO_PKG_VERSION"), "crew-operator starting");

@@ -146,6 +146,11 @@ async fn create_job(
     ctx: &Context,
     ns: &str,
 ) -> Result<(), Error> {
+    if let Some(refusal) =
+        Box::pin(super::worker_access::refusal(execution, launch, ctx, ns)).await?
+    {
+        return Err(Error::JobRejected(refusal));
+    }
     // Serialized in a statement of its own, so that the Job is dropped before the request waits on the API server.
     let request =
         post_request(ns, &worker_job(execution, launch)?).map_err(kube_err("create Job"))?;
@@ -186,6 +191,7 @@ async fn create_job(
                             o.kind, o.name
                         ))
                     ),
+                    policy: false,
                 })),
             }
         }
@@ -212,6 +218,7 @@ pub fn rejection(job_name: &str, error: &kube::Error) -> Option<JobRejection> {
         } else {
             status.message.clone()
         },
+        policy: false,
     })
 }
 

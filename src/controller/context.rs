@@ -104,6 +104,8 @@ pub struct Context {
     pub max_running: Option<u32>,
     /// Start timeout of workers whose execution sets no `spec.startTimeoutSeconds`.
     pub start_timeout_seconds: i64,
+    /// What workers may use (ServiceAccounts, Secrets, pod annotations).
+    pub worker_policy: crew_core::lifecycle::worker_policy::WorkerPolicy,
     /// Reconcile requests for executions whose queue has a free slot.
     pub wake: UnboundedSender<ObjectRef<CrewExecution>>,
     /// Every queue's members, in admission order, with the slots they hold (and admissions not yet visible).
@@ -132,6 +134,7 @@ impl Context {
             queues: OnceLock::new(),
             max_running,
             start_timeout_seconds: crew_core::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS,
+            worker_policy: Default::default(),
             wake,
             wake_requests: Mutex::new(Some(wake_requests)),
             metrics: crate::metrics::Metrics::default(),

@@ -8,6 +8,7 @@ pub mod observe;
 pub mod queues;
 pub mod tolerant;
 pub mod watch_retry;
+pub mod worker_access;
 
 use crate::error::{Error, is_reason};
 use act::StatusWrite;
@@ -38,6 +39,8 @@ pub struct ControllerConfig {
     pub max_running: Option<u32>,
     /// Start timeout of workers whose execution sets none (None: 600 s).
     pub start_timeout_seconds: Option<i64>,
+    /// What workers may use (ServiceAccounts, Secrets, pod annotations).
+    pub worker_policy: crew_core::lifecycle::worker_policy::WorkerPolicy,
     /// Reconciles in flight at once (0, the default: unbounded). A bound makes new executions wait behind the
     /// reconciles of earlier ones stalled on a saturated API server: at N = 10 000, first-Job p99 88 s with 64
     /// and 49 s with 1 024, against 3 s unbounded (BENCHMARKS.md). The API server queues better than a slot limit.
@@ -109,6 +112,7 @@ pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
         if let Some(seconds) = config.start_timeout_seconds {
             ctx.start_timeout_seconds = seconds;
         }
+        ctx.worker_policy = config.worker_policy.clone();
         ctx
     })
 }
@@ -455,6 +459,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         rejected: None,
         missing_job: None,
         default_start_timeout_seconds: ctx.start_timeout_seconds,
+        worker_policy: &ctx.worker_policy,
     };
     let now = jiff::Timestamp::now();
     // Boxed: the plan (a whole status) stays alive while the writes wait on the API server.

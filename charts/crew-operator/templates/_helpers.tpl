@@ -105,6 +105,11 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create"]
+# The ServiceAccount a worker runs as is read (its metadata) to check that its namespace's owner opened it, and
+# the Secrets it lists, to workers. Secrets themselves are never read.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
 # Worker pods are only read (termination messages, exit codes).
 - apiGroups: [""]
   resources: ["pods"]

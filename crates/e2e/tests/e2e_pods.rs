@@ -155,7 +155,7 @@ async fn an_unschedulable_worker_fails_with_start_timeout_and_frees_its_queue_sl
         .expect("create queue");
     let op = t.start_operator();
     t.create(
-        "metadata: {name: too-big}\nspec: {image: busybox, queue: one, startTimeoutSeconds: 8, \
+        "metadata: {name: too-big}\nspec: {image: busybox, queue: one, priority: 1, startTimeoutSeconds: 8, \
          resources: {requests: {cpu: \"5000\"}}}\n",
     )
     .await;
@@ -195,19 +195,109 @@ async fn an_unschedulable_worker_fails_with_start_timeout_and_frees_its_queue_sl
     op.stop().await;
 }
 
-/// A pod the API server refuses to create (here: its ServiceAccount does not exist) never appears; the attempt
-/// still ends, with `StartTimeout`.
+/// A pod the API server refuses to create (here: a quota of zero pods) never appears; the attempt still ends,
+/// with `StartTimeout`.
 #[tokio::test]
 async fn a_worker_whose_pod_is_never_created_fails_with_start_timeout() {
-    let t = TestNs::new("pods-no-sa", Duration::from_millis(300)).await;
+    let t = TestNs::new("pods-refused", Duration::from_millis(300)).await;
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(t.client.clone(), &t.ns);
+    let quota: k8s_openapi::api::core::v1::ResourceQuota =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}
+        }))
+        .unwrap();
+    quotas
+        .create(&Default::default(), &quota)
+        .await
+        .expect("create quota");
     let op = t.start_operator();
-    t.create(
-        "metadata: {name: no-sa}\nspec: {image: busybox, serviceAccountName: nobody, startTimeoutSeconds: 5}\n",
-    )
-    .await;
-    let failed = t.wait_phase("no-sa", "Failed", LIMIT).await;
+    t.create("metadata: {name: no-pod}\nspec: {image: busybox, startTimeoutSeconds: 5}\n")
+        .await;
+    let failed = t.wait_phase("no-pod", "Failed", LIMIT).await;
     assert_eq!(reason_of(&failed), "StartTimeout");
     let message = failed.status.and_then(|s| s.message).unwrap_or_default();
     assert!(message.contains("did not start within 5s"), "{message}");
+    op.stop().await;
+}
+
+async fn service_account(t: &TestNs, name: &str, annotations: serde_json::Value) {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(t.client.clone(), &t.ns);
+    let account = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "annotations": annotations}
+    }))
+    .unwrap();
+    accounts
+        .patch(
+            name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&serde_json::json!({
+                "apiVersion": "v1", "kind": "ServiceAccount", "metadata": serde_json::to_value::<
+                    k8s_openapi::api::core::v1::ServiceAccount,
+                >(account)
+                .unwrap()["metadata"]
+            })),
+        )
+        .await
+        .expect("apply ServiceAccount");
+}
+
+async fn assert_invalid(t: &TestNs, name: &str, expected: &str) {
+    let failed = t.wait_phase(name, "Failed", LIMIT).await;
+    assert_eq!(reason_of(&failed), "InvalidSpec", "{name}");
+    let message = failed.status.and_then(|s| s.message).unwrap_or_default();
+    assert!(message.contains(expected), "{name}: {message}");
+    assert!(
+        support::job_names(t, name).await.is_empty(),
+        "{name}: no Job was created"
+    );
+}
+
+/// Review finding 16: whoever may create a CrewExecution may not pick a ServiceAccount, read a Secret or drive an
+/// injector that the namespace's owner (or the operator's admin) did not open to workers.
+#[tokio::test]
+async fn workers_get_only_what_the_namespace_owner_opened_to_them() {
+    let t = TestNs::new("pods-deputy", Duration::from_millis(300)).await;
+    service_account(&t, "powerful", serde_json::json!({})).await;
+    service_account(&t, "runner", serde_json::json!({"crew.dev/worker": "true"})).await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: as-powerful}\nspec: {image: busybox, serviceAccountName: powerful}\n",
+    )
+    .await;
+    assert_invalid(&t, "as-powerful", "crew.dev/worker=true").await;
+    t.create(
+        "metadata: {name: reads-db}\nspec: {image: busybox, env: [{name: DB, valueFrom: {secretKeyRef: \
+         {name: db, key: password}}}]}\n",
+    )
+    .await;
+    assert_invalid(&t, "reads-db", "crew.dev/worker-secrets").await;
+    t.create(
+        "metadata: {name: injected}\nspec: {image: busybox, podAnnotations: \
+         {vault.hashicorp.com/agent-inject: \"true\"}}\n",
+    )
+    .await;
+    assert_invalid(&t, "injected", "vault.hashicorp.com/agent-inject").await;
+    // What the owner opened works.
+    service_account(
+        &t,
+        "runner",
+        serde_json::json!({"crew.dev/worker": "true", "crew.dev/worker-secrets": "db"}),
+    )
+    .await;
+    t.create(
+        "metadata: {name: as-runner}\nspec: {image: busybox, serviceAccountName: runner, env: [{name: DB, \
+         valueFrom: {secretKeyRef: {name: db, key: password}}}]}\n",
+    )
+    .await;
+    t.wait_phase("as-runner", "Succeeded", LIMIT).await;
+    let pod = pod_of(&t, "as-runner", "main").await;
+    let spec = pod.spec.expect("pod spec");
+    assert_eq!(spec.service_account_name.as_deref(), Some("runner"));
+    assert_eq!(
+        spec.automount_service_account_token, None,
+        "a named ServiceAccount keeps its token"
+    );
     op.stop().await;
 }

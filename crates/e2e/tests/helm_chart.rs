@@ -174,6 +174,7 @@ fn operator_rules() -> BTreeSet<Triple> {
             &["get", "list", "watch", "create", "delete"],
         ),
         ("", "configmaps", &["create"]),
+        ("", "serviceaccounts", &["get"]),
         ("", "pods", &["get", "list", "watch"]),
         ("events.k8s.io", "events", &["create"]),
     ])
@@ -376,9 +377,11 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
             "--log-level",
             "info",
             "--metrics-addr",
-            "0.0.0.0:8080"
+            "0.0.0.0:8080",
+            "--start-timeout-seconds",
+            "600"
         ],
-        "no --namespace, no --max-running by default"
+        "no --namespace, no --max-running, no worker-policy flags by default"
     );
     assert_binary_accepts(&args);
     assert_eq!(
@@ -414,6 +417,9 @@ fn non_default_values_render_namespaced_rbac_leader_election_pdb_and_service_mon
         "metrics.serviceMonitor.interval=15s",
         "logFormat=text",
         "logLevel=debug",
+        "startTimeoutSeconds=120",
+        "workerPolicy.serviceAccounts={runner}",
+        "workerPolicy.allowPodAnnotations={sidecar.istio.io/*}",
     ]);
     assert_eq!(
         kinds(&docs),
@@ -437,6 +443,18 @@ fn non_default_values_render_namespaced_rbac_leader_election_pdb_and_service_mon
     assert!(has_flag(&args, "--max-running", "5"), "{args:?}");
     assert!(has_flag(&args, "--log-format", "text"), "{args:?}");
     assert!(has_flag(&args, "--log-level", "debug"), "{args:?}");
+    assert!(
+        has_flag(&args, "--start-timeout-seconds", "120"),
+        "{args:?}"
+    );
+    assert!(
+        has_flag(&args, "--worker-service-account", "runner"),
+        "{args:?}"
+    );
+    assert!(
+        has_flag(&args, "--allow-pod-annotation", "sidecar.istio.io/*"),
+        "{args:?}"
+    );
     assert_eq!(args[0], "run");
     assert_binary_accepts(&args);
 
@@ -901,6 +919,8 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         (&["list", "secrets"][..], false),
         (&["create", "pods"][..], false),
         (&["get", "configmaps"][..], false),
+        (&["get", "serviceaccounts"][..], true),
+        (&["list", "serviceaccounts"][..], false),
         (&["update", "crewexecutions.crew.dev"][..], false),
         (&["create", "crewexecutions.crew.dev"][..], false),
         (&["update", "crewqueues.crew.dev"][..], false),

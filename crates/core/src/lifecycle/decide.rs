@@ -50,7 +50,15 @@ fn steps_to_run(
     previous: &CrewExecutionStatus,
 ) -> (Result<Vec<ResolvedStep>, InvalidSpec>, Option<String>) {
     if previous.resolved_steps.is_empty() {
-        return (resolve_steps(observed.spec), None);
+        let steps = resolve_steps(observed.spec).and_then(|steps| {
+            let refused = observed.worker_policy.pod_key_problems(&steps);
+            if refused.is_empty() {
+                Ok(steps)
+            } else {
+                Err(InvalidSpec(refused.join("; ")))
+            }
+        });
+        return (steps, None);
     }
     let live = live_field_problems(observed.spec);
     if !live.is_empty() {
@@ -455,10 +463,18 @@ fn rejected(
 ) {
     let index = outcome.completed;
     let name = outcome.records[index].spec.name.clone();
-    let message = crate::lifecycle::text::bounded_message(format!(
-        "Job {} rejected by the API server: {}",
-        rejection.job_name, rejection.message
-    ));
+    let (reason, message) = if rejection.policy {
+        ("InvalidSpec", rejection.message.clone())
+    } else {
+        (
+            "JobRejected",
+            format!(
+                "Job {} rejected by the API server: {}",
+                rejection.job_name, rejection.message
+            ),
+        )
+    };
+    let message = crate::lifecycle::text::bounded_message(message);
     let record = &mut outcome.records[index];
     record.status = crew_api::StepStatus {
         name: name.clone(),
@@ -476,7 +492,7 @@ fn rejected(
     if rejection.permanent || !may_retry(&policy, attempt) {
         draft.transition(
             Phase::Failed,
-            "JobRejected",
+            reason,
             format!("step {name} attempt {attempt}: {message}"),
             Some(&name),
         );

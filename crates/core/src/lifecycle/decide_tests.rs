@@ -14,6 +14,7 @@ use crate::lifecycle::history::effective_limit;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS;
 use crate::lifecycle::transitions::allowed;
+use crate::lifecycle::worker_policy::WorkerPolicy;
 use crate::lifecycle::{
     Admission, EventNote, JobRejection, JobState, Observed, ObservedJob, Plan, StartBlock,
     WorkerOutcome, decide,
@@ -115,6 +116,9 @@ struct World {
     /// When set, launched workers do not start, for this reason (reported once [`World::report_blocks`] runs:
     /// the kubelet reports after the Job exists).
     start_blocked: Option<StartBlock>,
+    worker_policy: WorkerPolicy,
+    /// When set, the next launch is refused by the worker policy with this message.
+    refuse_next_launch_by_policy: Option<String>,
 }
 
 impl World {
@@ -141,6 +145,8 @@ impl World {
             history_gaps: Vec::new(),
             phases: Vec::new(),
             start_blocked: None,
+            worker_policy: WorkerPolicy::default(),
+            refuse_next_launch_by_policy: None,
         }
     }
 
@@ -170,6 +176,7 @@ impl World {
             rejected,
             missing_job,
             default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
+            worker_policy: &self.worker_policy,
         };
         decide(&observed, at(now))
     }
@@ -192,8 +199,16 @@ impl World {
         let before = self.status.clone();
         let mut plan = self.decide_verified(now);
         let mut rejected_job = None;
+        let policy_refusal = self
+            .refuse_next_launch_by_policy
+            .take()
+            .map(|message| (true, message, true));
         if let Some(launch) = &plan.launch
-            && let Some((permanent, message)) = self.reject_next_launch.take()
+            && let Some((permanent, message, policy)) = policy_refusal.or_else(|| {
+                self.reject_next_launch
+                    .take()
+                    .map(|(permanent, message)| (permanent, message, false))
+            })
         {
             // As the shell does: the ConfigMap was created, the Job refused; decide again knowing it.
             if plan.ensure_config_map {
@@ -203,6 +218,7 @@ impl World {
                 job_name: launch.job_name.clone(),
                 permanent,
                 message,
+                policy,
             };
             rejected_job = Some(launch.job_name.clone());
             plan = self.decide_with(now, Some(rejection), None);
@@ -1071,6 +1087,53 @@ mod story {
         w.step(40);
         assert_eq!(w.phase(), Succeeded);
         vec![w]
+    }
+
+    /// An injector annotation is refused before anything runs; a ServiceAccount or Secret the namespace's owner
+    /// did not open to workers fails the run at its launch, with reason `InvalidSpec` either way.
+    pub fn worker_policy_refusals_are_invalid_specs() -> Vec<World> {
+        let mut annotated = World::new(CrewExecutionSpec {
+            pod_annotations: Some(
+                [(
+                    "vault.hashicorp.com/agent-inject".to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            ),
+            ..spec(&[])
+        });
+        let plan = annotated.step(0);
+        assert!(plan.launch.is_none());
+        assert_eq!(
+            (annotated.phase(), annotated.reason()),
+            (Failed, "InvalidSpec")
+        );
+        assert!(
+            annotated
+                .message()
+                .contains("vault.hashicorp.com/agent-inject"),
+            "{}",
+            annotated.message()
+        );
+        let mut powerful = World::new(CrewExecutionSpec {
+            service_account_name: Some("powerful".into()),
+            retry: retry(3, 0),
+            ..spec(&[])
+        });
+        powerful.refuse_next_launch_by_policy =
+            Some("ServiceAccount \"powerful\" may not run workers".into());
+        powerful.step(0);
+        assert_eq!(
+            (powerful.phase(), powerful.reason()),
+            (Failed, "InvalidSpec")
+        );
+        assert_eq!(powerful.job_creates, 0, "no retry: no attempt can cure it");
+        assert!(
+            powerful.message().contains("powerful"),
+            "{}",
+            powerful.message()
+        );
+        vec![annotated, powerful]
     }
 
     pub fn execution_timeout() -> Vec<World> {
@@ -2311,6 +2374,7 @@ stories!(
     worker_that_cannot_start_times_out_and_is_retried,
     start_timeout_without_retries_fails_the_run,
     worker_that_starts_late_runs_normally,
+    worker_policy_refusals_are_invalid_specs,
     execution_timeout,
     execution_timeout_while_paused,
     cancel_from_every_live_phase,
@@ -2418,6 +2482,7 @@ fn sub_second_time_is_truncated() {
         rejected: None,
         missing_job: None,
         default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
+        worker_policy: &WorkerPolicy::default(),
     };
     let now = at(0)
         .checked_add(jiff::SignedDuration::from_millis(750))

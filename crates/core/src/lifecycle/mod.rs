@@ -23,6 +23,7 @@ pub mod steps;
 pub mod text;
 pub mod timefmt;
 pub mod transitions;
+pub mod worker_policy;
 
 pub use decide::decide;
 pub use observed::{

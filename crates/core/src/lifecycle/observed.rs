@@ -98,8 +98,11 @@ pub struct JobRejection {
     /// No retry can cure it: 400 Bad Request or 422 Invalid (the spec makes an invalid Job). Otherwise it may pass
     /// later (quota exceeded, an admission policy, 429, 5xx) and the retry policy applies.
     pub permanent: bool,
-    /// The API server's message.
+    /// The API server's message (or the worker policy's, see `policy`).
     pub message: String,
+    /// Refused by the operator's worker policy before the create was sent (a ServiceAccount or Secret the
+    /// namespace's owner did not open to workers): the run fails with reason `InvalidSpec`, not `JobRejected`.
+    pub policy: bool,
 }
 
 /// Everything `decide` needs, and nothing it should not see.
@@ -125,4 +128,6 @@ pub struct Observed<'a> {
     pub missing_job: Option<String>,
     /// Start timeout when `spec.startTimeoutSeconds` is unset (the operator's `--start-timeout-seconds`).
     pub default_start_timeout_seconds: i64,
+    /// What workers may use (pod annotations and labels are checked here, before the first launch).
+    pub worker_policy: &'a super::worker_policy::WorkerPolicy,
 }
