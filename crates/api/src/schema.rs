@@ -33,41 +33,36 @@ pub fn bounded_string_map(_: &mut SchemaGenerator) -> Schema {
 /// past the 256 KiB a client-side `kubectl apply` can store); `kubectl explain` still describes every field
 /// of ours, and the Kubernetes API reference the nested ones.
 pub fn without_nested_descriptions(schema: &mut Schema) {
-    fn strip(value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::Object(map) => {
-                map.remove("description");
-                map.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    if let Some(map) = schema.as_object_mut() {
-        for (key, value) in map.iter_mut() {
-            if key != "description" {
-                strip(value);
-            }
-        }
-    }
+    strip_below(schema, "description");
 }
 
 /// Drops the CEL rules (`x-kubernetes-validations`) inside a schema: for status fields that copy a spec type.
 /// Only the operator writes status, and rules nested in a status list multiply the CRD's CEL cost estimate past
 /// the API server's budget.
 pub fn without_validations(schema: &mut Schema) {
-    fn strip(value: &mut serde_json::Value) {
+    strip_below(schema, "x-kubernetes-validations");
+    if let Some(map) = schema.as_object_mut() {
+        map.remove("x-kubernetes-validations");
+    }
+}
+
+/// Removes `key` from every schema nested below the top one (which keeps its own).
+fn strip_below(schema: &mut Schema, key: &str) {
+    fn strip(value: &mut serde_json::Value, key: &str) {
         match value {
             serde_json::Value::Object(map) => {
-                map.remove("x-kubernetes-validations");
-                map.values_mut().for_each(strip);
+                map.remove(key);
+                map.values_mut().for_each(|v| strip(v, key));
             }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| strip(v, key)),
             _ => {}
         }
     }
     if let Some(map) = schema.as_object_mut() {
-        map.values_mut().for_each(strip);
-        map.remove("x-kubernetes-validations");
+        for (name, value) in map.iter_mut() {
+            if name != key {
+                strip(value, key);
+            }
+        }
     }
 }
