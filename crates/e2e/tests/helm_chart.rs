@@ -353,6 +353,9 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
         kinds(&docs),
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
             "Service",
@@ -396,9 +399,25 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
             .iter()
             .any(|e| e["name"] == "CREW_LEADER_ELECTION" && e["value"] == "false")
     );
-    let role = one(&docs, "ClusterRole");
-    assert_eq!(triples(&role["rules"]), operator_rules());
     let binding = one(&docs, "ClusterRoleBinding");
+    let role = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == binding["roleRef"]["name"])
+        .expect("the operator's ClusterRole");
+    assert_eq!(triples(&role["rules"]), operator_rules());
+    // The others are the users' roles, aggregated into view / edit / admin and bound by no one here.
+    for user_role in of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .filter(|r| r["metadata"]["name"] != binding["roleRef"]["name"])
+    {
+        let labels = user_role["metadata"]["labels"].as_object().expect("labels");
+        assert!(
+            labels
+                .keys()
+                .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-")),
+            "{user_role}"
+        );
+    }
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     assert_eq!(
         binding["subjects"],
@@ -424,6 +443,9 @@ fn non_default_values_render_namespaced_rbac_leader_election_pdb_and_service_mon
     assert_eq!(
         kinds(&docs),
         [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
@@ -936,6 +958,55 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
             allowed,
             "can-i {args:?} as the chart's ServiceAccount"
         );
+    }
+
+    // --- namespace users, through the built-in roles the chart's roles aggregate into ------------------------
+    let users_ns = format!("crew-users-{pid}");
+    let (ok, out) = support::kubectl(&["create", "namespace", &users_ns]);
+    assert!(ok, "{out}");
+    for (role, user) in [("view", "viewer"), ("edit", "editor"), ("admin", "owner")] {
+        let (ok, out) = support::kubectl(&[
+            "-n",
+            &users_ns,
+            "create",
+            "rolebinding",
+            user,
+            "--clusterrole",
+            role,
+            "--user",
+            user,
+        ]);
+        assert!(ok, "{out}");
+    }
+    let expected_user_rights: [(&str, &[&str], bool); 8] = [
+        ("viewer", &["list", "crewexecutions.crew.dev"], true),
+        ("viewer", &["get", "crewqueues.crew.dev"], true),
+        ("viewer", &["create", "crewexecutions.crew.dev"], false),
+        ("editor", &["create", "crewexecutions.crew.dev"], true),
+        ("editor", &["patch", "crewexecutions.crew.dev"], true),
+        ("editor", &["create", "crewqueues.crew.dev"], false),
+        ("owner", &["update", "crewqueues.crew.dev"], true),
+        (
+            "editor",
+            &["patch", "crewexecutions.crew.dev", "--subresource=status"],
+            false,
+        ),
+    ];
+    // The aggregation controller (in kube-controller-manager) fills the built-in roles shortly after install.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let wrong: Vec<_> = expected_user_rights
+            .iter()
+            .filter(|(user, args, allowed)| can_i(user, &users_ns, args) != *allowed)
+            .collect();
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "built-in roles do not grant what they should: {wrong:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 
     // --- the operator with the ServiceAccount's token -------------------------------------------------------
