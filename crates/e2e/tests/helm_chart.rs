@@ -874,6 +874,8 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         "image.tag=test",
         "--set",
         "leaderElection.enabled=true",
+        "--set",
+        "admissionPolicy.enabled=true",
     ]);
     assert!(ok, "helm install failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("STATUS: deployed"), "{stdout}");
@@ -1008,6 +1010,53 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+
+    // --- the admission policy refuses what the operator would, at apply ---------------------------------------
+    let manifest = |name: &str, spec: &str| {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(
+            file.path(),
+            format!("apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {{name: {name}}}\nspec: {spec}\n"),
+        )
+        .expect("write manifest");
+        file
+    };
+    let vault = manifest(
+        "vault",
+        "{image: busybox, podAnnotations: {vault.hashicorp.com/agent-inject: \"true\"}}",
+    );
+    let mesh = manifest(
+        "mesh",
+        "{image: busybox, steps: [{name: one, podTemplate: {labels: {sidecar.istio.io/inject: \"false\"}}}]}",
+    );
+    let plain = manifest("plain", "{image: busybox, podAnnotations: {team: a}}");
+    let apply = |file: &tempfile::NamedTempFile| {
+        support::kubectl(&[
+            "-n",
+            &users_ns,
+            "apply",
+            "--dry-run=server",
+            "-f",
+            &file.path().to_string_lossy(),
+        ])
+    };
+    // The policy takes effect a moment after it is created.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        let (ok, out) = apply(&vault);
+        if !ok || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(
+        refused.contains("vault.hashicorp.com/agent-inject") && refused.contains("not allowed"),
+        "{refused}"
+    );
+    let (ok, out) = apply(&mesh);
+    assert!(!ok && out.contains("in spec.steps"), "{out}");
+    let (ok, out) = apply(&plain);
+    assert!(ok, "a plain execution passes the policy: {out}");
 
     // --- the operator with the ServiceAccount's token -------------------------------------------------------
     let secret = service_account_token(&admin, &release_ns, &fullname).await;
@@ -1268,4 +1317,24 @@ spec:
         let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
     }
     println!("helm install + RBAC proof took {:?}", started.elapsed());
+}
+
+/// The admission policy's deny list is the operator's: a policy that let through what the operator then fails (or
+/// refused what it runs) would confuse more than help.
+#[test]
+fn the_admission_policy_denies_what_the_operator_denies() {
+    let values: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml is YAML");
+    let chart_keys: Vec<&str> = values["admissionPolicy"]["deniedPodKeys"]
+        .as_array()
+        .expect("deniedPodKeys")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        chart_keys,
+        crew_core::lifecycle::worker_policy::DEFAULT_DENIED_POD_KEYS
+    );
 }
