@@ -275,6 +275,7 @@ impl ChildIndex {
                         .filter(|pod| pod.job_uid.is_none() || pod.job_uid == record.uid)
                 });
                 if let Some(report) = report {
+                    job.pod_seen = true;
                     job.worker = report.outcome.clone();
                     job.pod_started = report.started;
                     job.start_blocked = report.blocked.clone();

@@ -4,6 +4,7 @@ pub mod act;
 pub mod child_index;
 pub mod context;
 pub mod events;
+pub mod job_events;
 pub mod observe;
 pub mod queues;
 pub mod tolerant;
@@ -459,6 +460,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         rejected: None,
         missing_job: None,
         default_start_timeout_seconds: ctx.start_timeout_seconds,
+        pod_refused: None,
         worker_policy: &ctx.worker_policy,
     };
     let now = jiff::Timestamp::now();
@@ -484,6 +486,12 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
                 ));
             }
         }
+    }
+    if let Some(job) = plan.explain_job.clone() {
+        // The Job has had no pod for a while: the Job controller's Events say why.
+        let ns = execution.namespace().unwrap_or_default();
+        observed.pod_refused = Box::pin(job_events::pod_refusal(&ctx, &ns, &job)).await?;
+        plan = Box::new(decide(&observed, now));
     }
     if !plan.is_noop() {
         tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,

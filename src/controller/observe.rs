@@ -68,6 +68,7 @@ pub fn summarise_job(job: &Job) -> Option<JobRecord> {
             failure_reason,
             failure_message,
             worker: None,
+            pod_seen: false,
             pod_started: false,
             start_blocked: None,
             deleting: job.metadata.deletion_timestamp.is_some(),

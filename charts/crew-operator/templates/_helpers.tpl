@@ -114,6 +114,10 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+# Why a Job has had no pod for a while: its FailedCreate Events are listed (once per attempt, only then).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
 # One Event per transition, created and never updated.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -195,8 +195,8 @@ async fn an_unschedulable_worker_fails_with_start_timeout_and_frees_its_queue_sl
     op.stop().await;
 }
 
-/// A pod the API server refuses to create (here: a quota of zero pods) never appears; the attempt still ends,
-/// with `StartTimeout`.
+/// A pod the API server refuses to create (here: a quota of zero pods) never appears: the Job controller's
+/// `FailedCreate` Event is shown, and the attempt still ends, with `StartTimeout`.
 #[tokio::test]
 async fn a_worker_whose_pod_is_never_created_fails_with_start_timeout() {
     let t = TestNs::new("pods-refused", Duration::from_millis(300)).await;
@@ -212,12 +212,27 @@ async fn a_worker_whose_pod_is_never_created_fails_with_start_timeout() {
         .await
         .expect("create quota");
     let op = t.start_operator();
-    t.create("metadata: {name: no-pod}\nspec: {image: busybox, startTimeoutSeconds: 5}\n")
+    t.create("metadata: {name: no-pod}\nspec: {image: busybox, startTimeoutSeconds: 20}\n")
         .await;
+    // After 10 s without a pod the Job controller's FailedCreate Event says why.
+    let waiting = t
+        .wait_for("no-pod", LIMIT, |cx| reason_of(cx) == "FailedCreate")
+        .await;
+    let step_message = waiting.status.as_ref().unwrap().steps[0]
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        step_message.starts_with("FailedCreate: ") && step_message.contains("exceeded quota"),
+        "{step_message}"
+    );
     let failed = t.wait_phase("no-pod", "Failed", LIMIT).await;
     assert_eq!(reason_of(&failed), "StartTimeout");
     let message = failed.status.and_then(|s| s.message).unwrap_or_default();
-    assert!(message.contains("did not start within 5s"), "{message}");
+    assert!(
+        message.contains("did not start within 20s") && message.contains("exceeded quota"),
+        "{message}"
+    );
     op.stop().await;
 }
 

@@ -175,6 +175,7 @@ fn operator_rules() -> BTreeSet<Triple> {
         ),
         ("", "configmaps", &["create"]),
         ("", "serviceaccounts", &["get"]),
+        ("", "events", &["list"]),
         ("", "pods", &["get", "list", "watch"]),
         ("events.k8s.io", "events", &["create"]),
     ])
@@ -945,6 +946,8 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         (&["get", "configmaps"][..], false),
         (&["get", "serviceaccounts"][..], true),
         (&["list", "serviceaccounts"][..], false),
+        (&["list", "events"][..], true),
+        (&["create", "events"][..], false),
         (&["update", "crewexecutions.crew.dev"][..], false),
         (&["create", "crewexecutions.crew.dev"][..], false),
         (&["update", "crewqueues.crew.dev"][..], false),

@@ -10,7 +10,9 @@ use crate::lifecycle::history;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::progress::progress;
 use crate::lifecycle::resolve::live_field_problems;
-use crate::lifecycle::steps::{LOST_JOB_SECONDS, StepRecord, StepView, step_records};
+use crate::lifecycle::steps::{
+    LOST_JOB_SECONDS, NO_POD_SECONDS, StepRecord, StepView, step_records,
+};
 use crate::lifecycle::timefmt::{add_seconds, human_duration, seconds_between, whole_seconds};
 use crate::lifecycle::{
     Admission, InvalidSpec, JobRejection, JobState, Launch, Observed, Plan, ResolvedStep,
@@ -284,7 +286,39 @@ fn awaits_start(
     else {
         return false;
     };
-    let (job, created, blocked) = (job.name.clone(), job.created, job.start_blocked.clone());
+    let (job, created, pod_seen, mut blocked) = (
+        job.name.clone(),
+        job.created,
+        job.pod_seen,
+        job.start_blocked.clone(),
+    );
+    // No pod at all after a while: the Job controller's Events say why (FailedCreate), asked for once per attempt.
+    let since = seconds_between(created.unwrap_or(draft.now), draft.now);
+    if !pod_seen && blocked.is_none() {
+        let recorded_refusal = outcome.records[index]
+            .recorded
+            .as_ref()
+            .filter(|r| r.attempt == attempt)
+            .and_then(|r| r.message.as_deref())
+            .is_some_and(|m| m.starts_with("FailedCreate: "));
+        if since < NO_POD_SECONDS {
+            plan.requeue_within((NO_POD_SECONDS - since) as u64);
+        } else if let Some(refused) = draft.observed.pod_refused.clone() {
+            blocked = Some(refused);
+        } else if recorded_refusal {
+            blocked = outcome.records[index]
+                .recorded
+                .as_ref()
+                .and_then(|r| r.message.as_deref())
+                .and_then(|m| m.strip_prefix("FailedCreate: "))
+                .map(|message| crate::lifecycle::StartBlock {
+                    reason: "FailedCreate".into(),
+                    message: message.to_string(),
+                });
+        } else {
+            plan.explain_job = Some(job.clone());
+        }
+    }
     let limit = draft
         .observed
         .spec

@@ -119,6 +119,8 @@ struct World {
     worker_policy: WorkerPolicy,
     /// When set, the next launch is refused by the worker policy with this message.
     refuse_next_launch_by_policy: Option<String>,
+    /// What the Job controller's Events say when asked why a Job has no pod.
+    pod_refusal: Option<StartBlock>,
 }
 
 impl World {
@@ -147,6 +149,7 @@ impl World {
             start_blocked: None,
             worker_policy: WorkerPolicy::default(),
             refuse_next_launch_by_policy: None,
+            pod_refusal: None,
         }
     }
 
@@ -158,6 +161,24 @@ impl World {
 
     fn decide_at(&self, now: i64) -> Plan {
         self.decide_with(now, None, None)
+    }
+
+    /// Decides with the Job controller's Events read, as the shell does when a plan asks why a Job has no pod.
+    fn decide_explained(&self, now: i64, pod_refused: Option<StartBlock>) -> Plan {
+        let observed = Observed {
+            name: NAME,
+            generation: Some(self.generation),
+            spec: &self.spec,
+            status: self.status.as_ref(),
+            jobs: self.jobs.clone(),
+            admission: self.admission.clone(),
+            rejected: None,
+            missing_job: None,
+            default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
+            pod_refused,
+            worker_policy: &self.worker_policy,
+        };
+        decide(&observed, at(now))
     }
 
     fn decide_with(
@@ -176,6 +197,7 @@ impl World {
             rejected,
             missing_job,
             default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
+            pod_refused: None,
             worker_policy: &self.worker_policy,
         };
         decide(&observed, at(now))
@@ -184,6 +206,9 @@ impl World {
     /// The first plan of a reconcile, with the fresh read the shell makes when the plan asks for one.
     fn decide_verified(&self, now: i64) -> Plan {
         let plan = self.decide_at(now);
+        if plan.explain_job.is_some() {
+            return self.decide_explained(now, self.pod_refusal.clone());
+        }
         match &plan.verify_job {
             Some(job) if !self.uncached_jobs.contains(job) => {
                 self.decide_with(now, None, Some(job.clone()))
@@ -255,6 +280,7 @@ impl World {
                     failure_reason: None,
                     failure_message: None,
                     worker: None,
+                    pod_seen: self.start_blocked.is_none(),
                     pod_started: self.start_blocked.is_none(),
                     start_blocked: None,
                     deleting: false,
@@ -466,6 +492,7 @@ impl World {
     /// The pods of the workers that do not start report why.
     fn report_blocks(&mut self) {
         for job in self.jobs.iter_mut().filter(|j| !j.pod_started) {
+            job.pod_seen = true;
             job.start_blocked = self.start_blocked.clone();
         }
     }
@@ -1048,13 +1075,21 @@ mod story {
         w.start_blocked = None;
         w.step(0);
         w.jobs[0].pod_started = false;
+        w.jobs[0].pod_seen = false;
         let plan = w.step(1);
         assert_eq!(
             plan.requeue_after_seconds,
-            Some(599),
-            "the operator's default"
+            Some(9),
+            "the Job controller is asked after 10 s without a pod"
         );
         assert_eq!(w.reason(), "StepRunning");
+        let plan = w.step(10);
+        assert_eq!(plan.explain_job, Some(job("main", 1)), "no Event says why");
+        assert_eq!(
+            plan.requeue_after_seconds,
+            Some(590),
+            "the operator's default"
+        );
         w.step(600);
         assert_eq!((w.phase(), w.reason()), (Failed, "StartTimeout"));
         assert!(
@@ -1063,6 +1098,38 @@ mod story {
             "{}",
             w.message()
         );
+        vec![w]
+    }
+
+    /// A Job whose pod the Job controller cannot create (quota, policy, a missing ServiceAccount) has no pod: after
+    /// a while its Events are read once and say why; the attempt still ends with `StartTimeout`.
+    pub fn a_pod_that_cannot_be_created_is_explained_then_times_out() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            start_timeout_seconds: Some(60),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.jobs[0].pod_started = false;
+        w.jobs[0].pod_seen = false;
+        w.pod_refusal = Some(StartBlock {
+            reason: "FailedCreate".into(),
+            message: "pods \"report-main-1-x\" is forbidden: exceeded quota: no-pods".into(),
+        });
+        assert!(w.step(5).explain_job.is_none(), "too early to ask");
+        w.step(10);
+        assert_eq!(w.reason(), "FailedCreate");
+        assert_eq!(w.cond_is("StartBlocked"), ("True", "FailedCreate"));
+        let recorded = w.step_status("main").message.clone().unwrap();
+        assert!(recorded.starts_with("FailedCreate: pods"), "{recorded}");
+        w.pod_refusal = None;
+        let plan = w.step(20);
+        assert!(
+            plan.explain_job.is_none() && plan.status.is_none(),
+            "asked once per attempt; the report stays"
+        );
+        w.step(60);
+        assert_eq!((w.phase(), w.reason()), (Failed, "StartTimeout"));
+        assert!(w.message().contains("exceeded quota"), "{}", w.message());
         vec![w]
     }
 
@@ -1952,6 +2019,7 @@ mod story {
             failure_reason: None,
             failure_message: None,
             worker: Some(WorkerOutcome::default()),
+            pod_seen: true,
             pod_started: true,
             start_blocked: None,
             deleting: true,
@@ -2374,6 +2442,7 @@ stories!(
     worker_that_cannot_start_times_out_and_is_retried,
     start_timeout_without_retries_fails_the_run,
     worker_that_starts_late_runs_normally,
+    a_pod_that_cannot_be_created_is_explained_then_times_out,
     worker_policy_refusals_are_invalid_specs,
     execution_timeout,
     execution_timeout_while_paused,
@@ -2482,6 +2551,7 @@ fn sub_second_time_is_truncated() {
         rejected: None,
         missing_job: None,
         default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
+        pod_refused: None,
         worker_policy: &WorkerPolicy::default(),
     };
     let now = at(0)

@@ -64,6 +64,8 @@ pub struct ObservedJob {
     pub failure_message: Option<String>,
     /// The worker's termination, once its pod is seen terminated.
     pub worker: Option<WorkerOutcome>,
+    /// Whether its pod has been seen at all.
+    pub pod_seen: bool,
     /// Whether its worker container has started (running or terminated).
     pub pod_started: bool,
     /// Why its pod does not start, while it does not.
@@ -128,6 +130,9 @@ pub struct Observed<'a> {
     pub missing_job: Option<String>,
     /// Start timeout when `spec.startTimeoutSeconds` is unset (the operator's `--start-timeout-seconds`).
     pub default_start_timeout_seconds: i64,
+    /// Why the Job controller could not create the pod of the Job a plan asked about
+    /// ([`Plan::explain_job`](crate::lifecycle::Plan::explain_job)): its latest `FailedCreate` Event.
+    pub pod_refused: Option<StartBlock>,
     /// What workers may use (pod annotations and labels are checked here, before the first launch).
     pub worker_policy: &'a super::worker_policy::WorkerPolicy,
 }

@@ -59,6 +59,11 @@ pub struct Plan {
     /// shell decides again with [`Observed::missing_job`](crate::lifecycle::Observed::missing_job); present, the
     /// cache lags and the step keeps running. A read, not a write: it does not make a plan a no-op or not.
     pub verify_job: Option<String>,
+    /// Read the Job controller's Events about this Job: it has had no pod for
+    /// [`NO_POD_SECONDS`](crate::lifecycle::steps::NO_POD_SECONDS) (creating the pod was refused: a missing
+    /// ServiceAccount, a quota, a policy). The shell decides again with
+    /// [`Observed::pod_refused`](crate::lifecycle::Observed::pod_refused). A read, not a write.
+    pub explain_job: Option<String>,
 }
 
 impl Plan {

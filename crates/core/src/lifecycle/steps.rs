@@ -14,6 +14,8 @@ pub const TRUNCATION_MARKER: &str = "…[truncated]";
 pub const POD_GRACE_SECONDS: i64 = 10;
 /// How long a worker may take to start when neither the spec nor the operator says otherwise.
 pub const DEFAULT_START_TIMEOUT_SECONDS: i64 = 600;
+/// How long a Job may have no pod before the operator asks the Job controller's Events why.
+pub const NO_POD_SECONDS: i64 = 10;
 /// How long a Job recorded as created may be missing from the cache before its attempt counts as lost.
 pub const LOST_JOB_SECONDS: i64 = 60;
 
