@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use std::time::Duration;
-use support::TestNs;
+use support::{TestNs, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -282,6 +282,9 @@ async fn workers_get_only_what_the_namespace_owner_opened_to_them() {
     )
     .await;
     assert_invalid(&t, "as-powerful", "crew.dev/worker=true").await;
+    t.create("metadata: {name: as-ghost}\nspec: {image: busybox, serviceAccountName: ghost}\n")
+        .await;
+    assert_invalid(&t, "as-ghost", "ServiceAccount \"ghost\" does not exist").await;
     t.create(
         "metadata: {name: reads-db}\nspec: {image: busybox, env: [{name: DB, valueFrom: {secretKeyRef: \
          {name: db, key: password}}}]}\n",
@@ -314,5 +317,43 @@ async fn workers_get_only_what_the_namespace_owner_opened_to_them() {
         spec.automount_service_account_token, None,
         "a named ServiceAccount keeps its token"
     );
+    op.stop().await;
+}
+
+/// A worker whose image cannot be pulled (KWOK plays the kubelet's `ImagePullBackOff`) shows why, and each attempt
+/// ends with `StartTimeout` under the retry policy.
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_is_reported_and_every_attempt_times_out() {
+    let t = TestNs::new("pods-pull", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: typo}\nspec: {image: busyboxx, startTimeoutSeconds: 4, retry: {limit: 1, \
+         backoffSeconds: 0}, podAnnotations: {sim.crew.dev/waiting: ErrImagePull}}\n",
+    )
+    .await;
+    let waiting = t
+        .wait_for("typo", LIMIT, |cx| reason_of(cx) == "ImagePullBackOff")
+        .await;
+    let step = &waiting.status.as_ref().unwrap().steps[0];
+    assert!(
+        step.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("ImagePullBackOff: simulated by kwok")),
+        "{step:?}"
+    );
+    let failed = t.wait_phase("typo", "Failed", LIMIT).await;
+    assert_eq!(reason_of(&failed), "RetriesExhausted");
+    let status = failed.status.unwrap_or_default();
+    assert_eq!(status.attempt, Some(2));
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("StartTimeout") && message.contains("ImagePullBackOff"),
+        "{message}"
+    );
+    // Each timed-out attempt's Job is deleted with it.
+    wait_until(LIMIT, "the attempts' Jobs deleted", || async {
+        support::job_names(&t, "typo").await.is_empty()
+    })
+    .await;
     op.stop().await;
 }
