@@ -245,8 +245,9 @@ pub struct StepSpec {
     pub pod_annotations: Option<BTreeMap<String, String>>,
 
     /// Scheduling, security and extra volumes of this step's pods, merged over `spec.podTemplate` (see
-    /// `PodTemplate` for how).
+    /// `PodTemplate` for how; `kubectl explain crewexecution.spec.podTemplate` describes every field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = crate::schema::without_nested_descriptions)]
     pub pod_template: Option<PodTemplate>,
 
     /// Deadline of one attempt of this step, enforced by the Job controller (`activeDeadlineSeconds`). A timed-out

@@ -1,7 +1,7 @@
 //! `podTemplate`: the part of the worker pods a user may shape (scheduling, pull secrets, security, extra
 //! volumes), set for the whole execution and per step.
 
-use super::schema::{bounded_string_map, without_nested_descriptions};
+use super::schema::bounded_string_map;
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, PodSecurityContext, SecurityContext, Toleration, Volume,
     VolumeMount,
@@ -44,18 +44,15 @@ pub struct PodTemplate {
     /// Taints the worker pods tolerate (e.g. a GPU pool's `nvidia.com/gpu:NoSchedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    #[schemars(transform = without_nested_descriptions)]
     pub tolerations: Option<Vec<Toleration>>,
 
     /// Node and pod affinity and anti-affinity of the worker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = without_nested_descriptions)]
     pub affinity: Option<Affinity>,
 
     /// Secrets (in the execution's namespace) holding credentials for pulling the worker image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
-    #[schemars(transform = without_nested_descriptions)]
     pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
 
     /// PriorityClass of the worker pods (scheduling priority and preemption, not queue order: see
@@ -67,13 +64,11 @@ pub struct PodTemplate {
     /// Pod-level security attributes. Unset fields get the `restricted` defaults (`runAsNonRoot: true`,
     /// `seccompProfile: RuntimeDefault`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = without_nested_descriptions)]
     pub security_context: Option<PodSecurityContext>,
 
     /// Security attributes of the worker container. Unset fields get the `restricted` defaults
     /// (`allowPrivilegeEscalation: false`, `capabilities.drop: [ALL]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = without_nested_descriptions)]
     pub container_security_context: Option<SecurityContext>,
 
     /// Extra volumes of the worker pods. The name `crew` is the operator's.
@@ -81,7 +76,6 @@ pub struct PodTemplate {
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.all(v, v.name != 'crew')")
         .message("the volume name crew is reserved for the operator"))]
-    #[schemars(transform = without_nested_descriptions)]
     pub volumes: Option<Vec<Volume>>,
 
     /// Where the worker container mounts the extra volumes. `/crew` and paths below it are the operator's.
@@ -89,7 +83,6 @@ pub struct PodTemplate {
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.all(m, m.mountPath != '/crew' && !m.mountPath.startsWith('/crew/'))")
         .message("the mount path /crew is reserved for the operator"))]
-    #[schemars(transform = without_nested_descriptions)]
     pub volume_mounts: Option<Vec<VolumeMount>>,
 
     /// RuntimeClass of the worker pods (e.g. a sandboxed runtime such as gVisor or Kata).

@@ -28,10 +28,10 @@ pub fn bounded_string_map(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// Drops the descriptions nested inside a Kubernetes type's schema, keeping the field's own. The upstream texts of
-/// `Volume`, `Affinity` and the security contexts made the CRD six times larger (460 KB of JSON instead of 80 KB,
-/// past the 256 KiB a client-side `kubectl apply` can store); `kubectl explain` still describes every field
-/// of ours, and the Kubernetes API reference the nested ones.
+/// Drops the descriptions nested inside a schema, keeping the field's own: for the second and third copies of a
+/// type (`steps[].podTemplate`, `status.resolvedSteps`). The upstream texts of `Volume`, `Affinity` and the security
+/// contexts are large; three copies made the CRD 460 KB of JSON. `kubectl explain` describes them once, under
+/// `spec.podTemplate`.
 pub fn without_nested_descriptions(schema: &mut Schema) {
     strip_below(schema, "description");
 }

@@ -37,14 +37,18 @@ pub struct CrewExecutionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepStatus>,
 
-    /// The steps this run executes, each with every field it inherits from the spec filled in, fixed when the
-    /// first step started (as Tekton keeps `pipelineSpec` and Argo `storedTemplates`). Editing `spec.steps` or
+    /// The steps this run executes (the fields of `spec.steps`), each with every field it inherits from the spec
+    /// filled in, fixed when the first step started (as Tekton keeps `pipelineSpec` and Argo `storedTemplates`). Editing `spec.steps` or
     /// the fields steps inherit (`image`, `command`, `args`, `env`, `resources`, `podAnnotations`, `podTemplate`) after that
     /// does not change this run: the edit is reported by the condition `StepsChanged` and a Warning Event, and
     /// applies to executions created from the new spec. `cancel`, `suspend`, `timeoutSeconds`, `retry` and
     /// `ttlSecondsAfterFinished` stay live.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), transform = crate::schema::without_validations)]
+    #[schemars(
+        length(max = 64),
+        transform = crate::schema::without_validations,
+        transform = crate::schema::without_nested_descriptions
+    )]
     pub resolved_steps: Vec<super::StepSpec>,
 
     /// Attempt number (from 1) of the current (or last) step.

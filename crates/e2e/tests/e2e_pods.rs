@@ -357,3 +357,36 @@ async fn an_image_that_cannot_be_pulled_is_reported_and_every_attempt_times_out(
     .await;
     op.stop().await;
 }
+
+/// The pod template reuses the Kubernetes types with their documentation: `kubectl explain` describes every field.
+#[tokio::test]
+async fn kubectl_explain_describes_the_pod_template_down_to_the_kubernetes_fields() {
+    let t = TestNs::new("pods-explain", Duration::from_millis(300)).await;
+    // The API server publishes a new CRD's OpenAPI a moment after the CRD is established.
+    let deadline = std::time::Instant::now() + LIMIT;
+    let (ok, out) = loop {
+        let (ok, out) = t
+            .kubectl(&[
+                "explain",
+                "crewexecutions.spec.podTemplate.affinity.nodeAffinity",
+            ])
+            .await;
+        if ok || std::time::Instant::now() > deadline {
+            break (ok, out);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("requiredDuringSchedulingIgnoredDuringExecution")
+            && out.contains("DESCRIPTION"),
+        "{out}"
+    );
+    let (ok, out) = t
+        .kubectl(&[
+            "explain",
+            "crewexecutions.spec.podTemplate.tolerations.effect",
+        ])
+        .await;
+    assert!(ok && out.contains("NoSchedule"), "{out}");
+}

@@ -81,7 +81,12 @@ pub fn plane() -> &'static ControlPlane {
 
 fn install_crds(plane: &ControlPlane) -> Result<(), String> {
     let crds = repo_root().join("crds");
-    let out = kubectl_in(plane, &["apply", "-f", &crds.to_string_lossy()]);
+    // Server-side, as the README says: the CRD's full schema is more than a client-side apply likes to store in
+    // its last-applied annotation.
+    let out = kubectl_in(
+        plane,
+        &["apply", "--server-side", "-f", &crds.to_string_lossy()],
+    );
     if !out.0 {
         return Err(format!("kubectl apply crds/: {}", out.1));
     }
