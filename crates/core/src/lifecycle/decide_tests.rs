@@ -166,17 +166,8 @@ impl World {
     /// Decides with the Job controller's Events read, as the shell does when a plan asks why a Job has no pod.
     fn decide_explained(&self, now: i64, pod_refused: Option<StartBlock>) -> Plan {
         let observed = Observed {
-            name: NAME,
-            generation: Some(self.generation),
-            spec: &self.spec,
-            status: self.status.as_ref(),
-            jobs: self.jobs.clone(),
-            admission: self.admission.clone(),
-            rejected: None,
-            missing_job: None,
-            default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
             pod_refused,
-            worker_policy: &self.worker_policy,
+            ..self.observed(None, None)
         };
         decide(&observed, at(now))
     }
@@ -187,7 +178,16 @@ impl World {
         rejected: Option<JobRejection>,
         missing_job: Option<String>,
     ) -> Plan {
-        let observed = Observed {
+        decide(&self.observed(rejected, missing_job), at(now))
+    }
+
+    /// What the shell would observe of this world.
+    fn observed(
+        &self,
+        rejected: Option<JobRejection>,
+        missing_job: Option<String>,
+    ) -> Observed<'_> {
+        Observed {
             name: NAME,
             generation: Some(self.generation),
             spec: &self.spec,
@@ -199,8 +199,7 @@ impl World {
             default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
             pod_refused: None,
             worker_policy: &self.worker_policy,
-        };
-        decide(&observed, at(now))
+        }
     }
 
     /// The first plan of a reconcile, with the fresh read the shell makes when the plan asks for one.
