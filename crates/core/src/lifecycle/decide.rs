@@ -283,65 +283,38 @@ fn awaits_start(
         .jobs
         .iter()
         .find(|j| j.owned && Some(&j.name) == job_name.as_ref() && !j.pod_started)
+        .cloned()
     else {
         return false;
     };
-    let (job, created, pod_seen, mut blocked) = (
-        job.name.clone(),
-        job.created,
-        job.pod_seen,
-        job.start_blocked.clone(),
-    );
-    // No pod at all after a while: the Job controller's Events say why (FailedCreate), asked for once per attempt.
-    let since = seconds_between(created.unwrap_or(draft.now), draft.now);
-    if !pod_seen && blocked.is_none() {
-        let recorded_refusal = outcome.records[index]
-            .recorded
-            .as_ref()
-            .filter(|r| r.attempt == attempt)
-            .and_then(|r| r.message.as_deref())
-            .is_some_and(|m| m.starts_with("FailedCreate: "));
-        if since < NO_POD_SECONDS {
-            plan.requeue_within((NO_POD_SECONDS - since) as u64);
-        } else if let Some(refused) = draft.observed.pod_refused.clone() {
-            blocked = Some(refused);
-        } else if recorded_refusal {
-            blocked = outcome.records[index]
-                .recorded
-                .as_ref()
-                .and_then(|r| r.message.as_deref())
-                .and_then(|m| m.strip_prefix("FailedCreate: "))
-                .map(|message| crate::lifecycle::StartBlock {
-                    reason: "FailedCreate".into(),
-                    message: message.to_string(),
-                });
-        } else {
-            plan.explain_job = Some(job.clone());
-        }
-    }
+    let created = job.created.unwrap_or(draft.now);
+    // What this attempt's step showed before: a report it keeps (see below).
+    let shown = outcome.records[index]
+        .recorded
+        .as_ref()
+        .filter(|r| r.attempt == attempt)
+        .and_then(|r| r.message.clone());
+    let blocked = match job.start_blocked {
+        Some(block) => Some(block),
+        None if !job.pod_seen => pod_refusal(draft, plan, &job.name, created, shown.as_deref()),
+        None => None,
+    };
+    // The kubelet's and scheduler's messages change while they retry; the first one seen for this reason stays,
+    // so a blocked pod costs one status write, not one per retry.
+    let reported = blocked.map(|block| {
+        let prefix = format!("{}: ", block.reason);
+        let message = shown.filter(|m| m.starts_with(&prefix)).unwrap_or_else(|| {
+            crate::lifecycle::text::bounded_message(format!("{prefix}{}", block.message))
+        });
+        (block.reason, message)
+    });
     let limit = draft
         .observed
         .spec
         .start_timeout_seconds
         .unwrap_or(draft.observed.default_start_timeout_seconds)
         .max(1);
-    let deadline = add_seconds(created.unwrap_or(draft.now), limit);
-    let name = outcome.records[index].spec.name.clone();
-    // The kubelet's and scheduler's messages change while they retry; the first one seen for this reason stays,
-    // so a blocked pod costs one status write, not one per retry.
-    let reported = blocked.map(|block| {
-        let prefix = format!("{}: ", block.reason);
-        let kept = outcome.records[index]
-            .recorded
-            .as_ref()
-            .filter(|r| r.attempt == attempt)
-            .and_then(|r| r.message.clone())
-            .filter(|m| m.starts_with(&prefix));
-        let message = kept.unwrap_or_else(|| {
-            crate::lifecycle::text::bounded_message(format!("{prefix}{}", block.message))
-        });
-        (block.reason, message)
-    });
+    let deadline = add_seconds(created, limit);
     if draft.now >= deadline {
         let why = reported.map_or_else(
             || "its pod was not created or not scheduled yet".to_string(),
@@ -359,7 +332,7 @@ fn awaits_start(
             .as_ref()
             .map(|t| seconds_between(t.0, draft.now));
         record.recorded = None;
-        plan.delete_jobs.push(job);
+        plan.delete_jobs.push(job.name);
         failed_because(draft, plan, outcome, attempt, draft.now, "StartTimeout");
         return true;
     }
@@ -367,6 +340,7 @@ fn awaits_start(
     let Some((reason, message)) = reported else {
         return false;
     };
+    let name = outcome.records[index].spec.name.clone();
     outcome.records[index].status.message = Some(message.clone());
     running(draft, outcome, attempt);
     draft.set_reason(
@@ -377,6 +351,37 @@ fn awaits_start(
     );
     outcome.start_blocked = Some((reason, message));
     true
+}
+
+/// Why the Job `job` (created at `created`) has no pod, once it has had none for [`NO_POD_SECONDS`]: the Job
+/// controller's `FailedCreate` Event the shell read, or the one the step already shows; else the plan asks the
+/// shell to read it (once per attempt) or to come back when it is time.
+fn pod_refusal(
+    draft: &Draft<'_>,
+    plan: &mut Plan,
+    job: &str,
+    created: Timestamp,
+    shown: Option<&str>,
+) -> Option<crate::lifecycle::StartBlock> {
+    const REASON: &str = "FailedCreate";
+    let since = seconds_between(created, draft.now);
+    if since < NO_POD_SECONDS {
+        plan.requeue_within((NO_POD_SECONDS - since) as u64);
+        return None;
+    }
+    let shown = shown
+        .and_then(|m| m.strip_prefix(REASON))
+        .and_then(|m| m.strip_prefix(": "));
+    let read = draft.observed.pod_refused.clone();
+    if read.is_none() && shown.is_none() {
+        plan.explain_job = Some(job.to_string());
+    }
+    read.or_else(|| {
+        shown.map(|message| crate::lifecycle::StartBlock {
+            reason: REASON.into(),
+            message: message.to_string(),
+        })
+    })
 }
 
 fn running(draft: &mut Draft<'_>, outcome: &mut Outcome, attempt: u32) {
