@@ -17,37 +17,30 @@ pub fn merge(base: Option<&PodTemplate>, step: Option<&PodTemplate>) -> PodTempl
         annotations: merge_maps(&base.annotations, &step.annotations),
         node_selector: merge_maps(&base.node_selector, &step.node_selector),
         tolerations: union_by(&base.tolerations, &step.tolerations, |a, b| a == b),
-        affinity: step.affinity.clone().or_else(|| base.affinity.clone()),
+        affinity: either(&step.affinity, &base.affinity),
         image_pull_secrets: union_by(
             &base.image_pull_secrets,
             &step.image_pull_secrets,
             |a, b| a.name == b.name,
         ),
-        priority_class_name: step
-            .priority_class_name
-            .clone()
-            .or_else(|| base.priority_class_name.clone()),
-        security_context: step
-            .security_context
-            .clone()
-            .or_else(|| base.security_context.clone()),
-        container_security_context: step
-            .container_security_context
-            .clone()
-            .or_else(|| base.container_security_context.clone()),
+        priority_class_name: either(&step.priority_class_name, &base.priority_class_name),
+        security_context: either(&step.security_context, &base.security_context),
+        container_security_context: either(
+            &step.container_security_context,
+            &base.container_security_context,
+        ),
         volumes: union_by(&base.volumes, &step.volumes, |a, b| a.name == b.name),
         volume_mounts: union_by(&base.volume_mounts, &step.volume_mounts, |a, b| {
             a.mount_path == b.mount_path
         }),
-        runtime_class_name: step
-            .runtime_class_name
-            .clone()
-            .or_else(|| base.runtime_class_name.clone()),
-        scheduler_name: step
-            .scheduler_name
-            .clone()
-            .or_else(|| base.scheduler_name.clone()),
+        runtime_class_name: either(&step.runtime_class_name, &base.runtime_class_name),
+        scheduler_name: either(&step.scheduler_name, &base.scheduler_name),
     }
+}
+
+/// The step's value if it sets one, else the execution's.
+fn either<T: Clone>(step: &Option<T>, base: &Option<T>) -> Option<T> {
+    step.as_ref().or(base.as_ref()).cloned()
 }
 
 fn merge_maps(

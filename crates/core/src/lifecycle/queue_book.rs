@@ -588,7 +588,7 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u8..12, 0u8..2, -2i32..2, 0i64..5, 0u8..6).prop_map(|(name, line, priority, created, phase)| Op::Apply { name, line, priority, created, phase }),
+            4 => (0u8..12, 0u8..2, -2i32..2, 0i64..5, 0u8..7).prop_map(|(name, line, priority, created, phase)| Op::Apply { name, line, priority, created, phase }),
             1 => (0u8..12).prop_map(Op::Remove),
             1 => (0u8..12, any::<bool>()).prop_map(|(n, on)| Op::RunningJob(n, on)),
             3 => (0u8..12, 1u8..4).prop_map(|(n, limit)| Op::Admit(n, limit)),
@@ -596,15 +596,6 @@ mod tests {
             1 => (0i64..40).prop_map(Op::Tick),
         ]
     }
-
-    const PHASES: [Phase; 6] = [
-        Phase::Pending,
-        Phase::Queued,
-        Phase::Running,
-        Phase::Paused,
-        Phase::Succeeded,
-        Phase::Failed,
-    ];
 
     /// The model: a list of entries plus overrides, judged by the pure `admit` / `next_admitted` over members
     /// built the way the shell built them before the book (one pass over everything per question).
@@ -658,7 +649,7 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Apply { name, line, priority, created, phase } => {
-                        let e = entry(&format!("e{name}"), &lines[line as usize], priority, created, PHASES[phase as usize]);
+                        let e = entry(&format!("e{name}"), &lines[line as usize], priority, created, Phase::ALL[phase as usize]);
                         if !e.member.waiting { model.reserved.remove(&e.member.key); }
                         model.entries.insert(e.member.key.clone(), e.clone());
                         book.apply(e);
