@@ -165,11 +165,7 @@ async fn create_job(
                 .get(&launch.job_name)
                 .await
                 .map_err(kube_err("read existing Job"))?;
-            let controller = existing
-                .owner_references()
-                .iter()
-                .find(|o| o.controller == Some(true));
-            match controller {
+            match super::observe::controller_of(&existing) {
                 Some(owner) if Some(&owner.uid) == execution.uid().as_ref() => Ok(()),
                 // An earlier execution of the same name: its Job goes with it (the decision waits, visibly, once
                 // the cache shows that Job under this execution's label).

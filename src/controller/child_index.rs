@@ -3,7 +3,7 @@
 //! Fed from the watch streams (a re-list is buffered and swapped in whole at its end, so reconciles never see a
 //! half-listed view); read by reconciles. Keeps small summaries, not whole objects, so memory stays flat at scale.
 
-use super::observe::{JobRecord, PodReport, pod_report, summarise_job};
+use super::observe::{JobRecord, PodReport, controller_of, pod_report, summarise_job};
 use crew_core::build::labels;
 use crew_core::lifecycle::ObservedJob;
 use k8s_openapi::api::batch::v1::Job;
@@ -218,12 +218,7 @@ impl ChildIndex {
     /// now that `job`'s event is applied: such an execution holds a running slot whatever its written phase says
     /// (a status write lost after the Job create, review finding 8).
     pub fn running_owner_of(&self, job: &Job) -> Option<(String, bool)> {
-        let owner = job
-            .owner_references()
-            .iter()
-            .find(|r| r.controller == Some(true))?
-            .uid
-            .clone();
+        let owner = controller_of(job)?.uid.clone();
         let key = execution_key(job)?;
         let running = self.jobs.read().is_ok_and(|jobs| {
             jobs.by_execution.get(&key).is_some_and(|children| {

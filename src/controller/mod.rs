@@ -380,6 +380,25 @@ fn needs_payload(execution: &CrewExecution, admission: &crew_core::lifecycle::Ad
         && !execution.spec.cancel
 }
 
+/// The execution as the API server has it, with the payload the cache dropped (None: it is gone, or replaced by
+/// another of the same name).
+async fn read_payload(
+    ctx: &Context,
+    execution: &CrewExecution,
+) -> Result<Option<Arc<CrewExecution>>, Error> {
+    let api: Api<CrewExecution> = Api::namespaced(
+        ctx.client.clone(),
+        &execution.namespace().unwrap_or_default(),
+    );
+    let fresh = api
+        .get_opt(&execution.name_any())
+        .await
+        .map_err(crate::error::kube("read a queued execution's payload"))?;
+    Ok(fresh
+        .filter(|fresh| fresh.uid() == execution.uid())
+        .map(Arc::new))
+}
+
 /// One reconcile of one execution (public for the mocked-API tests).
 pub async fn reconcile(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = execution.namespace().unwrap_or_default();
@@ -425,22 +444,16 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     }
     let admission = queues::admission(&ctx, &execution);
     let execution = if needs_payload(&execution, &admission) {
-        let api: Api<CrewExecution> = Api::namespaced(
-            ctx.client.clone(),
-            &execution.namespace().unwrap_or_default(),
-        );
-        match Box::pin(api.get_opt(&execution.name_any())).await {
-            Ok(Some(fresh)) if fresh.uid() == execution.uid() => Arc::new(fresh),
-            Ok(_) => {
-                // Deleted (or replaced) meanwhile: its watch event follows.
+        match Box::pin(read_payload(&ctx, &execution)).await {
+            Ok(Some(fresh)) => fresh,
+            // Deleted (or replaced) meanwhile: its watch event follows.
+            Ok(None) => {
                 queues::release(&ctx, &execution);
                 return Ok(Action::await_change());
             }
             Err(error) => {
                 queues::release(&ctx, &execution);
-                return Err(crate::error::kube("read a queued execution's payload")(
-                    error,
-                ));
+                return Err(error);
             }
         }
     } else {

@@ -5,6 +5,7 @@ use crew_core::build::worker_job::WORKER_CONTAINER;
 use crew_core::lifecycle::{JobState, ObservedJob, StartBlock, WorkerOutcome};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 
 /// A Job as the index keeps it: the core's summary minus what depends on who asks.
@@ -18,6 +19,13 @@ pub struct JobRecord {
     pub owner_name: Option<String>,
     /// The Job's own UID (its pods carry it in `batch.kubernetes.io/controller-uid`).
     pub uid: Option<String>,
+}
+
+/// The owner reference of `job` that controls it (the execution, for our Jobs).
+pub fn controller_of(job: &Job) -> Option<&OwnerReference> {
+    job.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
 }
 
 /// Summarises a labelled Job; `None` when it lacks our labels.
@@ -48,10 +56,7 @@ pub fn summarise_job(job: &Job) -> Option<JobRecord> {
         } else {
             (JobState::Active, None, None, None)
         };
-    let owner = job
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true));
+    let owner = controller_of(job);
     let owner_uid = owner.map(|o| o.uid.clone());
     let owner_name = owner.map(|o| o.name.clone());
     Some(JobRecord {
