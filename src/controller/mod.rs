@@ -501,10 +501,16 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         }
     }
     if let Some(job) = plan.explain_job.clone() {
-        // The Job has had no pod for a while: the Job controller's Events say why.
+        // The Job has had no pod for a while: the Job controller's Events say why. A failed read only leaves the
+        // report out: it must not keep the plan (the start timeout above all) from being carried out.
         let ns = execution.namespace().unwrap_or_default();
-        observed.pod_refused = Box::pin(job_events::pod_refusal(&ctx, &ns, &job)).await?;
-        plan = Box::new(decide(&observed, now));
+        match Box::pin(job_events::pod_refusal(&ctx, &ns, &job)).await {
+            Ok(refusal) => {
+                observed.pod_refused = refusal;
+                plan = Box::new(decide(&observed, now));
+            }
+            Err(error) => tracing::warn!(%error, %job, "could not read why the Job has no pod"),
+        }
     }
     if !plan.is_noop() {
         tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,
