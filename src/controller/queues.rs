@@ -63,15 +63,17 @@ fn entry_of(cx: &CrewExecution) -> Entry {
     }
 }
 
-fn book(ctx: &Context) -> Option<MutexGuard<'_, QueueBook>> {
-    ctx.book.lock().ok()
+/// The queue book. A lock poisoned by a panic elsewhere is taken anyway: refusing it would hold every queue's
+/// admissions forever.
+fn book(ctx: &Context) -> MutexGuard<'_, QueueBook> {
+    ctx.book
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Applies one event of the executions watch to the book (after the cache applied it).
 pub fn execution_event(ctx: &Context, event: &Event<CrewExecution>) {
-    let Some(mut book) = book(ctx) else {
-        return;
-    };
+    let mut book = book(ctx);
     match event {
         Event::Apply(cx) => book.apply(entry_of(cx)),
         Event::Delete(cx) => book.remove(&key_of(cx)),
@@ -86,17 +88,13 @@ pub fn execution_event(ctx: &Context, event: &Event<CrewExecution>) {
 pub fn job_event(ctx: &Context, event: &Event<Job>) {
     match event {
         Event::Apply(job) | Event::Delete(job) => {
-            if let Some((owner, running)) = ctx.children.running_owner_of(job)
-                && let Some(mut book) = book(ctx)
-            {
-                book.set_running_job(&owner, running);
+            if let Some((owner, running)) = ctx.children.running_owner_of(job) {
+                book(ctx).set_running_job(&owner, running);
             }
         }
         Event::InitDone => {
             let owners = ctx.children.running_owners();
-            if let Some(mut book) = book(ctx) {
-                book.replace_running_jobs(owners);
-            }
+            book(ctx).replace_running_jobs(owners);
         }
         Event::Init | Event::InitApply(_) => {}
     }
@@ -104,9 +102,7 @@ pub fn job_event(ctx: &Context, event: &Event<Job>) {
 
 /// Applies one event of the queues watch: the queue's line is served again (its status, its heads).
 pub fn queue_event(ctx: &Context, event: &Event<CrewQueue>) {
-    let Some(mut book) = book(ctx) else {
-        return;
-    };
+    let mut book = book(ctx);
     match event {
         Event::Apply(queue) | Event::Delete(queue) | Event::InitApply(queue) => {
             book.mark_dirty(LineId::of(
@@ -133,13 +129,7 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
         Limit::QueueNotFound(name) => return Admission::QueueNotFound(name),
     };
     // Computing and reserving under one lock makes concurrent reconciles agree (see `QueueBook::admit`).
-    let Some(mut book) = book(ctx) else {
-        return Admission::Wait {
-            queue: label.to_string(),
-            position: 1,
-        };
-    };
-    book.admit(
+    book(ctx).admit(
         &line_of(execution),
         &key_of(execution),
         label,
@@ -150,9 +140,7 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
 
 /// Drops the admission reserved for `execution` (its reconcile did not launch, or failed).
 pub fn release(ctx: &Context, execution: &CrewExecution) {
-    if let Some(mut book) = book(ctx) {
-        book.release(&key_of(execution));
-    }
+    book(ctx).release(&key_of(execution));
 }
 
 /// Reconciles the executions that may take the slot `execution` left (it left a slot or changed phase).
@@ -190,10 +178,7 @@ fn limit_of(ctx: &Context, namespace: &str, queue: Option<&str>) -> Limit {
 /// Reconciles the waiting members of `line` that admission would let in now, and only those: waking every
 /// waiting member made each compute its admission over the whole queue (quadratic work, per freed slot).
 fn wake_heads(ctx: &Context, line: &LineId, limit: u32) {
-    let heads = match book(ctx) {
-        Some(mut book) => book.next_admitted(line, limit, Timestamp::now()),
-        None => return,
-    };
+    let heads = book(ctx).next_admitted(line, limit, Timestamp::now());
     for (namespace, name) in heads {
         let _ = ctx
             .wake
@@ -207,12 +192,11 @@ pub fn waiting_in(ctx: &Context, queue: &CrewQueue) -> Vec<ObjectRef<CrewExecuti
         &queue.namespace().unwrap_or_default(),
         Some(&queue.name_any()),
     );
-    book(ctx).map_or_else(Vec::new, |book| {
-        book.pending_or_queued(&line)
-            .into_iter()
-            .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace))
-            .collect()
-    })
+    book(ctx)
+        .pending_or_queued(&line)
+        .into_iter()
+        .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace))
+        .collect()
 }
 
 /// Serves the lines whose members changed, at most once per second each: wakes their heads when a slot is free
@@ -230,9 +214,7 @@ pub async fn serve_lines(ctx: Arc<Context>) {
         let full = (leading && !was_leading) || last_full.elapsed() >= CLOCK_REFRESH;
         was_leading = leading;
         let (dirty, phases) = {
-            let Some(mut book) = book(&ctx) else {
-                continue;
-            };
+            let mut book = book(&ctx);
             if full {
                 last_full = tokio::time::Instant::now();
                 book.mark_all_dirty();
@@ -281,9 +263,7 @@ async fn serve_line(
         written.remove(line);
         return;
     };
-    let Some(summary) = book(ctx).map(|book| book.summary(line)) else {
-        return;
-    };
+    let summary = book(ctx).summary(line);
     let count = |phase: Phase| summary.facts.iter().filter(|f| f.phase == phase).count() as i64;
     ctx.metrics
         .set_queue(namespace, name, count(Phase::Queued), count(Phase::Running));
