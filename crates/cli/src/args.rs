@@ -1,0 +1,258 @@
+//! The command line: kubectl's connection flags, then one subcommand.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// kubectl crew: CrewExecutions at a terminal (progress, summaries, statistics, bulk operations).
+#[derive(Debug, Parser)]
+#[command(name = "kubectl-crew", bin_name = "kubectl crew", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which cluster and namespace, as kubectl says it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Target {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster account).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace (default: the context's namespace, else `default`).
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long, global = true)]
+    pub all_namespaces: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List executions: phase, a progress bar, the running step, queue, duration.
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Everything about one execution: summary, steps, conditions, history, Events, Jobs, and why it waits.
+    Describe(NameArg),
+    /// Live progress of executions until all have finished; exit 0 if all succeeded, 1 if any failed or was
+    /// cancelled, 2 on --timeout.
+    Watch(WatchArgs),
+    /// The phase transitions of one execution, with the time spent in each phase.
+    History(NameArg),
+    /// Totals, success rate, durations, slowest steps and top failure reasons.
+    Stats(StatsArgs),
+    /// Cancel executions (irreversible): sets spec.cancel.
+    Cancel(BulkArgs),
+    /// Pause executions: sets spec.suspend (a running step finishes first).
+    Suspend(BulkArgs),
+    /// Resume paused executions: clears spec.suspend.
+    Resume(BulkArgs),
+    /// Run executions again: a new execution from each one's spec, labelled crew.dev/rerun-of.
+    Rerun(RerunArgs),
+    /// Delete executions (their Jobs and ConfigMaps go with them).
+    Delete(BulkArgs),
+    /// A step's worker log.
+    Logs(LogsArgs),
+    /// Shell completion script.
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The execution's name.
+    pub name: String,
+}
+
+/// Which executions a listing covers.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Filter {
+    /// Label selector (`-l team=a,env!=prod`).
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Only these phases (comma-separated: `Running,Queued`).
+    #[arg(long, value_name = "PHASE", value_delimiter = ',')]
+    pub phase: Vec<String>,
+    /// Only executions of this CrewQueue.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Sort by this column (default: namespace, then name).
+    #[arg(long, value_enum)]
+    pub sort_by: Option<SortKey>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ListFormat>,
+    /// Leave the header line out.
+    #[arg(long)]
+    pub no_headers: bool,
+    /// After the list, print a line for every change (as `kubectl get -w`).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    Name,
+    Age,
+    Phase,
+    Duration,
+    Progress,
+    Priority,
+    Queue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// More columns: priority, reason, message.
+    Wide,
+    Json,
+    Yaml,
+    /// `crewexecution.crew.dev/<name>`, one per line.
+    Name,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Executions to watch (default: every execution the selector or namespace holds).
+    pub names: Vec<String>,
+    /// Label selector.
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Give up after this long (`90s`, `10m`, `1h`) and exit 2.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Only executions created within this long (`24h`, `7d`, `30m`).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub since: Option<std::time::Duration>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<StatsFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    Json,
+}
+
+/// The targets of a bulk operation and how to carry it out.
+#[derive(Debug, Args)]
+pub struct BulkArgs {
+    /// Executions by name.
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Every execution of the namespace (with -n) or of every namespace (with -A).
+    #[arg(long)]
+    pub all: bool,
+    /// List the targets and the change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before changing more than 10 executions.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// How many requests run at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct RerunArgs {
+    #[command(flatten)]
+    pub bulk: BulkArgs,
+    /// Name of the new execution (one target only; default: `generateName: <name>-`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The execution's name.
+    pub name: String,
+    /// The step (default: the running step, else the last one that ran).
+    #[arg(long, value_name = "STEP")]
+    pub step: Option<String>,
+    /// The attempt (default: the step's latest).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Stream the log while the worker runs.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `90s`, `10m`, `2h`, `7d`, `1h30m`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(format!("`{text}`: unknown unit `{c}` (use s, m, h or d)")),
+        };
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}`: a number must come before `{c}`"))?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        number.clear();
+    }
+    if !number.is_empty() {
+        return Err(format!("`{text}`: the last number has no unit"));
+    }
+    if total == 0 {
+        return Err(format!("`{text}`: give a duration such as 90s, 10m or 24h"));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5m3").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+}

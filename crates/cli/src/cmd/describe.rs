@@ -1,0 +1,175 @@
+//! `describe` and `history`.
+
+use crate::clock::now;
+use crate::cluster::{Cluster, EXECUTIONS, list_all};
+use crate::error::{self, CliError, Exit, Request};
+use crate::output::{note, print, stdout_is_terminal};
+use crate::view::describe::{Described, EventLine, JobLine, render};
+use crate::view::style::Style;
+use crate::view::waiting::{Waiting, waiting};
+use crew_api::{CrewExecution, CrewQueue, Phase};
+use crew_core::build::labels;
+use crew_core::lifecycle::names::label_value;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+
+pub async fn describe(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {
+    let cx = cluster.execution(name).await?;
+    let ns = cluster.one_namespace()?;
+    let (events, jobs, waiting) = futures::join!(
+        events_of(cluster, ns, name),
+        jobs_of(cluster, ns, name),
+        waiting_of(cluster, &cx),
+    );
+    let described = Described {
+        cx: &cx,
+        events: events.unwrap_or_else(|e| {
+            note(&format!("(Events left out: {e})\n"));
+            Vec::new()
+        }),
+        jobs: jobs.unwrap_or_else(|e| {
+            note(&format!("(Jobs left out: {e})\n"));
+            Vec::new()
+        }),
+        waiting: waiting.unwrap_or_else(|e| {
+            note(&format!("(queue position left out: {e})\n"));
+            None
+        }),
+    };
+    print(&render(
+        &described,
+        now(),
+        Style::detect(stdout_is_terminal()),
+    ))?;
+    Ok(Exit::Ok)
+}
+
+pub async fn history(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {
+    let cx = cluster.execution(name).await?;
+    print(&crate::view::history::render(
+        &cx,
+        Style::detect(stdout_is_terminal()),
+    ))?;
+    Ok(Exit::Ok)
+}
+
+async fn events_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<EventLine>, CliError> {
+    let api: Api<Event> = cluster.api_in(ns);
+    let params = ListParams::default().fields(&format!(
+        "involvedObject.kind=CrewExecution,involvedObject.name={name}"
+    ));
+    let mut lines: Vec<EventLine> =
+        list_all(&api, params, Request::new("list", "events", Some(ns)))
+            .await?
+            .into_iter()
+            .map(|e| EventLine {
+                last_seen: e
+                    .series
+                    .as_ref()
+                    .and_then(|s| s.last_observed_time.as_ref().map(|t| t.0))
+                    .or(e.last_timestamp.as_ref().map(|t| t.0))
+                    .or(e.event_time.as_ref().map(|t| t.0))
+                    .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+                count: e
+                    .series
+                    .as_ref()
+                    .and_then(|s| s.count)
+                    .or(e.count)
+                    .unwrap_or(1),
+                type_: e.type_.unwrap_or_default(),
+                reason: e.reason.unwrap_or_default(),
+                message: e.message.unwrap_or_default(),
+            })
+            .collect();
+    lines.sort_by_key(|e| e.last_seen);
+    Ok(lines)
+}
+
+async fn jobs_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<JobLine>, CliError> {
+    let api: Api<Job> = cluster.api_in(ns);
+    let params =
+        ListParams::default().labels(&format!("{}={}", labels::EXECUTION, label_value(name)));
+    let mut lines: Vec<JobLine> = list_all(&api, params, Request::new("list", "jobs", Some(ns)))
+        .await?
+        .into_iter()
+        .map(|job| {
+            let label = |key: &str| job.labels().get(key).cloned().unwrap_or_default();
+            let status = job.status.clone().unwrap_or_default();
+            let condition = |kind: &str| {
+                status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == kind && c.status == "True")
+            };
+            let state = if condition("Complete") {
+                "Complete"
+            } else if condition("Failed") {
+                "Failed"
+            } else if job.metadata.deletion_timestamp.is_some() {
+                "Terminating"
+            } else {
+                "Running"
+            };
+            JobLine {
+                name: job.name_any(),
+                step: label(labels::STEP),
+                attempt: label(labels::ATTEMPT),
+                status: state.to_string(),
+                created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            }
+        })
+        .collect();
+    lines.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+    Ok(lines)
+}
+
+/// Where a Queued (or not yet admitted) execution stands in its queue line.
+async fn waiting_of(cluster: &Cluster, cx: &CrewExecution) -> Result<Option<Waiting>, CliError> {
+    let phase = cx
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or(Phase::Pending);
+    if !matches!(phase, Phase::Queued | Phase::Pending) || cx.spec.suspend || cx.spec.cancel {
+        return Ok(None);
+    }
+    let ns = cx.namespace().unwrap_or_default();
+    match &cx.spec.queue {
+        Some(queue) => {
+            let queues: Api<CrewQueue> = cluster.api_in(&ns);
+            let max_running = match queues.get(queue).await {
+                Ok(q) => Some(q.spec.max_running),
+                Err(e) if error::status_code(&e) == Some(404) => None,
+                Err(e) => {
+                    let request =
+                        Request::new("get", "crewqueues.crew.dev", Some(&ns)).named(queue);
+                    return Err(error::api(&request, e));
+                }
+            };
+            let params = ListParams::default()
+                .fields(&format!("spec.queue={queue}"))
+                .limit(crate::cluster::PAGE);
+            let line = list_all(
+                &cluster.api_in::<CrewExecution>(&ns),
+                params,
+                Request::new("list", EXECUTIONS, Some(&ns)),
+            )
+            .await?;
+            Ok(Some(waiting(cx, &line, max_running, false)))
+        }
+        None => {
+            // The operator-wide limit counts executions without a queue in every namespace.
+            let all: Api<CrewExecution> = Api::all(cluster.client.clone());
+            let params = ListParams::default().limit(crate::cluster::PAGE);
+            let line = list_all(&all, params, Request::new("list", EXECUTIONS, None)).await?;
+            let line: Vec<CrewExecution> = line
+                .into_iter()
+                .filter(|other| other.spec.queue.is_none())
+                .collect();
+            Ok(Some(waiting(cx, &line, None, true)))
+        }
+    }
+}

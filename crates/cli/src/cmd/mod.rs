@@ -1,0 +1,9 @@
+//! The commands: each reads through [`crate::cluster::Cluster`], draws with [`crate::view`], and says how the
+//! process exits.
+
+pub mod bulk;
+pub mod describe;
+pub mod list;
+pub mod logs;
+pub mod stats;
+pub mod watch;

@@ -1,0 +1,64 @@
+//! `kubectl-crew`: CrewExecutions at a terminal. On `PATH` it is `kubectl crew …`.
+//!
+//! Layout: [`args`] (the command line), [`cluster`] (connection and paginated reads), [`view`] (pure rendering,
+//! golden-tested at a fixed clock), [`cmd`] (the commands), [`error`] (messages a user can act on).
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod clock;
+mod cluster;
+mod cmd;
+mod error;
+mod output;
+mod view;
+
+use args::{Cli, Command};
+use clap::{CommandFactory, Parser};
+use cluster::Cluster;
+use error::{CliError, Exit};
+use view::bulk::Operation;
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(exit) => exit.code(),
+        Err(e) => {
+            output::note(&format!("error: {e}\n"));
+            Exit::Failed.code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<Exit, CliError> {
+    if let Command::Completion(args) = &cli.command {
+        let mut out = Vec::new();
+        clap_complete::generate(args.shell, &mut Cli::command(), "kubectl-crew", &mut out);
+        output::print(&String::from_utf8_lossy(&out))?;
+        return Ok(Exit::Ok);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cluster = Cluster::connect(&cli.target).await?;
+        match &cli.command {
+            Command::List(args) => cmd::list::run(&cluster, args).await,
+            Command::Describe(args) => cmd::describe::describe(&cluster, &args.name).await,
+            Command::History(args) => cmd::describe::history(&cluster, &args.name).await,
+            Command::Watch(args) => cmd::watch::run(&cluster, args).await,
+            Command::Stats(args) => cmd::stats::run(&cluster, args).await,
+            Command::Cancel(args) => cmd::bulk::run(&cluster, Operation::Cancel, args, None).await,
+            Command::Suspend(args) => {
+                cmd::bulk::run(&cluster, Operation::Suspend, args, None).await
+            }
+            Command::Resume(args) => cmd::bulk::run(&cluster, Operation::Resume, args, None).await,
+            Command::Delete(args) => cmd::bulk::run(&cluster, Operation::Delete, args, None).await,
+            Command::Rerun(args) => cmd::bulk::rerun(&cluster, args).await,
+            Command::Logs(args) => cmd::logs::run(&cluster, args).await,
+            Command::Completion(_) => Ok(Exit::Ok),
+        }
+    })
+}

@@ -1,0 +1,242 @@
+//! `kubectl crew describe`: the execution summary.
+
+use super::bar::bar;
+use super::list::first_line;
+use super::style::{Paint, Style, phase_paint};
+use super::summary::Summary;
+use super::table::{Cell, Table};
+use super::time::{exact, seconds_between, short, stamp};
+use super::waiting::{Waiting, sentence};
+use crew_api::CrewExecution;
+use jiff::Timestamp;
+
+/// History entries `describe` shows (the newest).
+pub const HISTORY_SHOWN: usize = 10;
+
+/// One Event about the execution (core/v1 or events.k8s.io/v1, reduced to what is shown).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventLine {
+    pub type_: String,
+    pub reason: String,
+    pub last_seen: Option<Timestamp>,
+    pub count: i32,
+    pub message: String,
+}
+
+/// One Job of the execution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobLine {
+    pub name: String,
+    pub step: String,
+    pub attempt: String,
+    /// Running, Complete or Failed.
+    pub status: String,
+    pub created: Option<Timestamp>,
+}
+
+/// Everything `describe` shows.
+pub struct Described<'a> {
+    pub cx: &'a CrewExecution,
+    pub events: Vec<EventLine>,
+    pub jobs: Vec<JobLine>,
+    pub waiting: Option<Waiting>,
+}
+
+fn field(out: &mut String, label: &str, value: &str) {
+    out.push_str(&format!("{:<14}{value}\n", format!("{label}:")));
+}
+
+fn or_dash(value: Option<String>) -> String {
+    value
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The whole summary.
+pub fn render(d: &Described<'_>, now: Timestamp, style: Style) -> String {
+    let s = Summary::of(d.cx, now);
+    let status = d.cx.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    field(&mut out, "Name", &s.name);
+    field(&mut out, "Namespace", &s.namespace);
+    let phase = s.phase_text();
+    let mut phase_line = style.paint(phase, phase_paint(phase));
+    if !s.reason.is_empty() {
+        phase_line.push_str(&format!(" ({})", s.reason));
+    }
+    field(&mut out, "Phase", &phase_line);
+    if !s.message.is_empty() {
+        field(&mut out, "Message", &s.message);
+    }
+    let percent = status.progress.as_ref().map(|p| p.percent).unwrap_or(0);
+    field(
+        &mut out,
+        "Progress",
+        &format!(
+            "{} {}/{} ({percent}%)",
+            bar(s.completed, s.total, 20),
+            s.completed,
+            s.total
+        ),
+    );
+    if !s.step.is_empty() {
+        let attempt = s
+            .attempt
+            .map(|a| format!(" (attempt {a})"))
+            .unwrap_or_default();
+        field(&mut out, "Step", &format!("{}{attempt}", s.step));
+    }
+    let queue = if s.queue.is_empty() {
+        format!("- (priority {})", s.priority)
+    } else {
+        format!("{} (priority {})", s.queue, s.priority)
+    };
+    field(&mut out, "Queue", &queue);
+    if let Some(w) = &d.waiting {
+        field(&mut out, "Waiting", &sentence(w));
+    }
+    if d.cx.spec.suspend && !s.is_terminal() {
+        field(
+            &mut out,
+            "Suspended",
+            "yes (spec.suspend); `kubectl crew resume` continues it",
+        );
+    }
+    if let Some(created) = s.created {
+        field(
+            &mut out,
+            "Created",
+            &format!(
+                "{} ({} ago)",
+                stamp(created),
+                short(seconds_between(created, now))
+            ),
+        );
+    }
+    field(&mut out, "Started", &or_dash(s.started.map(stamp)));
+    field(&mut out, "Completed", &or_dash(s.completed_at.map(stamp)));
+    field(&mut out, "Duration", &or_dash(s.duration.map(exact)));
+    if let Some(next) = &status.next_retry_time {
+        let wait = seconds_between(now, next.0);
+        field(
+            &mut out,
+            "Next retry",
+            &format!("{} (in {})", stamp(next.0), short(wait)),
+        );
+    }
+    if let Some(result) = &status.result {
+        field(&mut out, "Result", &first_line(result, 100));
+    }
+
+    out.push_str("\nSteps:\n");
+    let mut steps = Table::new(&["NAME", "PHASE", "ATTEMPT", "DURATION", "EXIT", "RESULT"]);
+    for step in &status.steps {
+        let phase = step.phase.as_str();
+        let duration = step.duration_seconds.or_else(|| {
+            step.start_time
+                .as_ref()
+                .filter(|_| step.completion_time.is_none())
+                .map(|start| seconds_between(start.0, now))
+        });
+        let outcome = step.result.clone().or_else(|| step.message.clone());
+        steps.row(vec![
+            Cell::from(step.name.as_str()),
+            Cell::painted(phase, phase_paint(phase)),
+            Cell::from(if step.attempt == 0 {
+                "-".to_string()
+            } else {
+                step.attempt.to_string()
+            }),
+            Cell::from(or_dash(duration.map(exact))),
+            Cell::from(or_dash(step.exit_code.map(|c| c.to_string()))),
+            Cell::from(or_dash(outcome.map(|r| first_line(&r, 60)))),
+        ]);
+    }
+    section(&mut out, &steps, style);
+
+    out.push_str("\nConditions:\n");
+    let mut conditions = Table::new(&["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]);
+    for c in &status.conditions {
+        let paint = match (c.type_.as_str(), c.status.as_str()) {
+            ("Stalled" | "StartBlocked" | "StepsChanged", "True") => Some(Paint::Red),
+            _ => None,
+        };
+        conditions.row(vec![
+            Cell::painted(c.type_.as_str(), paint),
+            Cell::from(c.status.as_str()),
+            Cell::from(c.reason.as_str()),
+            Cell::from(short(seconds_between(c.last_transition_time.0, now))),
+            Cell::from(first_line(&c.message, 80)),
+        ]);
+    }
+    section(&mut out, &conditions, style);
+
+    let total = status.history.len();
+    let shown = total.min(HISTORY_SHOWN);
+    if total > shown {
+        out.push_str(&format!("\nHistory (last {shown} of {total}):\n"));
+    } else {
+        out.push_str("\nHistory:\n");
+    }
+    let mut history = Table::new(&["TIME", "TRANSITION", "REASON", "STEP", "MESSAGE"]);
+    for entry in &status.history[total - shown..] {
+        history.row(vec![
+            Cell::from(stamp(entry.time.0)),
+            Cell::from(transition(entry.from.as_str(), entry.to.as_str())),
+            Cell::from(entry.reason.as_str()),
+            Cell::from(entry.step.clone().unwrap_or_else(|| "-".into())),
+            Cell::from(or_dash(entry.message.as_deref().map(|m| first_line(m, 80)))),
+        ]);
+    }
+    section(&mut out, &history, style);
+
+    out.push_str("\nJobs:\n");
+    let mut jobs = Table::new(&["NAME", "STEP", "ATTEMPT", "STATUS", "AGE"]);
+    for job in &d.jobs {
+        jobs.row(vec![
+            Cell::from(job.name.as_str()),
+            Cell::from(job.step.as_str()),
+            Cell::from(job.attempt.as_str()),
+            Cell::from(job.status.as_str()),
+            Cell::from(or_dash(job.created.map(|c| short(seconds_between(c, now))))),
+        ]);
+    }
+    section(&mut out, &jobs, style);
+
+    out.push_str("\nEvents:\n");
+    let mut events = Table::new(&["TYPE", "REASON", "AGE", "MESSAGE"]);
+    for e in &d.events {
+        let age = or_dash(e.last_seen.map(|t| short(seconds_between(t, now))));
+        let age = if e.count > 1 {
+            format!("{age} (x{})", e.count)
+        } else {
+            age
+        };
+        let paint = (e.type_ == "Warning").then_some(Paint::Yellow);
+        events.row(vec![
+            Cell::painted(e.type_.as_str(), paint),
+            Cell::from(e.reason.as_str()),
+            Cell::from(age),
+            Cell::from(first_line(&e.message, 100)),
+        ]);
+    }
+    section(&mut out, &events, style);
+    out
+}
+
+/// `Queued → Running`, or the phase alone for a step outcome that kept it.
+pub fn transition(from: &str, to: &str) -> String {
+    if from == to {
+        from.to_string()
+    } else {
+        format!("{from} → {to}")
+    }
+}
+
+fn section(out: &mut String, table: &Table, style: Style) {
+    if table.rows.is_empty() {
+        out.push_str("  <none>\n");
+    } else {
+        out.push_str(&table.render(true, 2, style));
+    }
+}
