@@ -14,7 +14,7 @@ pub struct Cli {
 }
 
 /// Which cluster and namespace, as kubectl says it.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone)]
 pub struct Target {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster account).
     #[arg(long, global = true, value_name = "FILE")]
@@ -28,6 +28,9 @@ pub struct Target {
     /// Every namespace.
     #[arg(short = 'A', long, global = true)]
     pub all_namespaces: bool,
+    /// Objects per page of a list (lists are always paginated, as kubectl's are).
+    #[arg(long, global = true, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub chunk_size: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,8 +10,6 @@ use kube::{Api, Client, Config, Resource};
 
 /// Resource name of executions in error messages.
 pub const EXECUTIONS: &str = "crewexecutions.crew.dev";
-/// Page size of every list: `list -A` over 10 000 executions is 20 requests, never one giant response.
-pub const PAGE: u32 = 500;
 
 /// A client and the namespace scope the command works in.
 #[derive(Clone)]
@@ -19,6 +17,9 @@ pub struct Cluster {
     pub client: Client,
     /// `None` with `-A`.
     pub namespace: Option<String>,
+    /// Page size of every list (`--chunk-size`, 500 by default: `list -A` over 10 000 executions is 20 requests,
+    /// never one giant response).
+    pub page: u32,
 }
 
 impl Cluster {
@@ -56,7 +57,11 @@ impl Cluster {
         };
         let client = Client::try_from(config)
             .map_err(|e| CliError::Config(format!("cannot build a client: {e}")))?;
-        Ok(Cluster { client, namespace })
+        Ok(Cluster {
+            client,
+            namespace,
+            page: target.chunk_size,
+        })
     }
 
     /// The namespace for commands about one named object (`-A` makes no sense there).
@@ -99,7 +104,7 @@ impl Cluster {
     /// Every execution the filter selects, read a page at a time. `--queue` and a single `--phase` are field
     /// selectors (the CRD declares both selectable), so the server filters; several phases filter here.
     pub async fn executions(&self, filter: &Filter) -> Result<Vec<CrewExecution>, CliError> {
-        let mut params = ListParams::default().limit(PAGE);
+        let mut params = ListParams::default().limit(self.page);
         if let Some(selector) = &filter.selector {
             params = params.labels(selector);
         }

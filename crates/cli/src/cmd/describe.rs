@@ -57,9 +57,11 @@ pub async fn history(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {
 
 async fn events_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<EventLine>, CliError> {
     let api: Api<Event> = cluster.api_in(ns);
-    let params = ListParams::default().fields(&format!(
-        "involvedObject.kind=CrewExecution,involvedObject.name={name}"
-    ));
+    let params = ListParams::default()
+        .fields(&format!(
+            "involvedObject.kind=CrewExecution,involvedObject.name={name}"
+        ))
+        .limit(cluster.page);
     let mut lines: Vec<EventLine> =
         list_all(&api, params, Request::new("list", "events", Some(ns)))
             .await?
@@ -89,8 +91,9 @@ async fn events_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<EventL
 
 async fn jobs_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<JobLine>, CliError> {
     let api: Api<Job> = cluster.api_in(ns);
-    let params =
-        ListParams::default().labels(&format!("{}={}", labels::EXECUTION, label_value(name)));
+    let params = ListParams::default()
+        .labels(&format!("{}={}", labels::EXECUTION, label_value(name)))
+        .limit(cluster.page);
     let mut lines: Vec<JobLine> = list_all(&api, params, Request::new("list", "jobs", Some(ns)))
         .await?
         .into_iter()
@@ -151,7 +154,7 @@ async fn waiting_of(cluster: &Cluster, cx: &CrewExecution) -> Result<Option<Wait
             };
             let params = ListParams::default()
                 .fields(&format!("spec.queue={queue}"))
-                .limit(crate::cluster::PAGE);
+                .limit(cluster.page);
             let line = list_all(
                 &cluster.api_in::<CrewExecution>(&ns),
                 params,
@@ -163,7 +166,7 @@ async fn waiting_of(cluster: &Cluster, cx: &CrewExecution) -> Result<Option<Wait
         None => {
             // The operator-wide limit counts executions without a queue in every namespace.
             let all: Api<CrewExecution> = Api::all(cluster.client.clone());
-            let params = ListParams::default().limit(crate::cluster::PAGE);
+            let params = ListParams::default().limit(cluster.page);
             let line = list_all(&all, params, Request::new("list", EXECUTIONS, None)).await?;
             let line: Vec<CrewExecution> = line
                 .into_iter()
