@@ -63,6 +63,16 @@ struct Args {
     /// maxRunning of the `--admission` queue.
     #[arg(long, default_value_t = 50)]
     admission_limit: u32,
+    /// Instead of the operator runs: time `kubectl-crew` (list -A, stats -A, a bulk cancel by selector) over this
+    /// many executions (see BENCHMARKS.md, "The CLI").
+    #[arg(long)]
+    cli: Option<usize>,
+    /// How many of the `--cli` executions the bulk cancel targets.
+    #[arg(long, default_value_t = 1000)]
+    cli_cancel: usize,
+    /// The `kubectl-crew` binary for `--cli` (default: beside this one).
+    #[arg(long)]
+    cli_bin: Option<PathBuf>,
 }
 
 fn machine() -> BTreeMap<String, String> {
@@ -96,6 +106,35 @@ fn write_json(path: &Path, report: &Report) -> Result<(), String> {
     std::fs::write(path, text + "\n").map_err(|e| format!("write {}: {e}", path.display()))
 }
 
+/// `--cli N`.
+async fn cli_bench(args: &Args, n: usize) -> ExitCode {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("kubectl-crew")));
+    let Some(cli) = args.cli_bin.clone().or(beside) else {
+        eprintln!("no kubectl-crew binary: pass --cli-bin");
+        return ExitCode::FAILURE;
+    };
+    let bench = bench::cli::CliBench {
+        n,
+        cancel: args.cli_cancel.min(n),
+        namespaces: args.namespaces as usize,
+        concurrency: args.concurrency,
+        api_qps: args.api_qps,
+        cli: &cli,
+    };
+    match bench::cli::run(&bench).await {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("crew-bench --cli: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -105,6 +144,9 @@ async fn main() -> ExitCode {
             bench::admission::compare(n, args.admission_limit.max(1))
         );
         return ExitCode::SUCCESS;
+    }
+    if let Some(n) = args.cli {
+        return cli_bench(&args, n).await;
     }
     let namespaces = args.namespaces as usize;
     let mut report = Report {

@@ -3,6 +3,7 @@
 
 use crate::args::{Filter, Target};
 use crate::error::{self, CliError, Request};
+use crate::slim::{self, SlimExecution};
 use crew_api::CrewExecution;
 use kube::api::{ListParams, ObjectList};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -101,29 +102,24 @@ impl Cluster {
             .map_err(|e| error::api(&Request::new("get", EXECUTIONS, Some(ns)).named(name), e))
     }
 
-    /// Every execution the filter selects, read a page at a time. `--queue` and a single `--phase` are field
-    /// selectors (the CRD declares both selectable), so the server filters; several phases filter here.
+    /// Every execution the filter selects, read a page at a time into the slim form (see [`crate::slim`]):
+    /// enough for tables, statistics and bulk decisions.
     pub async fn executions(&self, filter: &Filter) -> Result<Vec<CrewExecution>, CliError> {
-        let mut params = ListParams::default().limit(self.page);
-        if let Some(selector) = &filter.selector {
-            params = params.labels(selector);
-        }
-        let mut fields = Vec::new();
-        if let Some(queue) = &filter.queue {
-            fields.push(format!("spec.queue={queue}"));
-        }
-        let phases = normalized_phases(&filter.phase)?;
-        if let [phase] = phases.as_slice() {
-            fields.push(format!("status.phase={phase}"));
-        }
-        if !fields.is_empty() {
-            params = params.fields(&fields.join(","));
-        }
+        let (params, phases) = list_params(filter, self.page)?;
+        let items = list_all(&self.api::<SlimExecution>(), params, self.request("list")).await?;
+        Ok(items
+            .into_iter()
+            .map(slim::into_execution)
+            .filter(|cx| phases.len() < 2 || phases.contains(&phase_name(cx)))
+            .collect())
+    }
+
+    /// Every execution the filter selects, whole (for `-o json|yaml` and `rerun`).
+    pub async fn executions_whole(&self, filter: &Filter) -> Result<Vec<CrewExecution>, CliError> {
+        let (params, phases) = list_params(filter, self.page)?;
         let mut items =
             list_all(&self.api::<CrewExecution>(), params, self.request("list")).await?;
-        if phases.len() > 1 {
-            items.retain(|cx| phases.iter().any(|p| *p == phase_name(cx)));
-        }
+        items.retain(|cx| phases.len() < 2 || phases.contains(&phase_name(cx)));
         Ok(items)
     }
 
@@ -131,6 +127,27 @@ impl Cluster {
     pub fn request(&self, verb: &'static str) -> Request {
         Request::new(verb, EXECUTIONS, self.namespace.as_deref())
     }
+}
+
+/// The list parameters of `filter`: `--queue` and a single `--phase` are field selectors (the CRD declares both
+/// selectable), so the server filters; several phases are returned to filter here.
+fn list_params(filter: &Filter, page: u32) -> Result<(ListParams, Vec<&'static str>), CliError> {
+    let mut params = ListParams::default().limit(page);
+    if let Some(selector) = &filter.selector {
+        params = params.labels(selector);
+    }
+    let mut fields = Vec::new();
+    if let Some(queue) = &filter.queue {
+        fields.push(format!("spec.queue={queue}"));
+    }
+    let phases = normalized_phases(&filter.phase)?;
+    if let [phase] = phases.as_slice() {
+        fields.push(format!("status.phase={phase}"));
+    }
+    if !fields.is_empty() {
+        params = params.fields(&fields.join(","));
+    }
+    Ok((params, phases))
 }
 
 /// Every page of a list.

@@ -11,6 +11,7 @@ mod cluster;
 mod cmd;
 mod error;
 mod output;
+mod slim;
 mod view;
 
 use args::{Cli, Command};

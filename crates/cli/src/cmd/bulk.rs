@@ -31,7 +31,11 @@ const NOT_COPIED: [&str; 3] = [
 ];
 
 /// The executions a bulk command acts on.
-async fn targets(cluster: &Cluster, args: &BulkArgs) -> Result<Vec<CrewExecution>, CliError> {
+async fn targets(
+    cluster: &Cluster,
+    args: &BulkArgs,
+    whole: bool,
+) -> Result<Vec<CrewExecution>, CliError> {
     let filtered = args.filter.selector.is_some()
         || !args.filter.phase.is_empty()
         || args.filter.queue.is_some();
@@ -43,6 +47,7 @@ async fn targets(cluster: &Cluster, args: &BulkArgs) -> Result<Vec<CrewExecution
             "say which executions: names, -l SELECTOR, --phase, --queue, or --all (with -n or -A)"
                 .into(),
         )),
+        (true, true) if whole => cluster.executions_whole(&args.filter).await,
         (true, true) => cluster.executions(&args.filter).await,
         (false, false) => {
             let mut found = Vec::new();
@@ -60,7 +65,8 @@ pub async fn run(
     args: &BulkArgs,
     rerun_name: Option<&str>,
 ) -> Result<Exit, CliError> {
-    let targets = targets(cluster, args).await?;
+    // A rerun copies the whole spec; the other operations decide from the slim form.
+    let targets = targets(cluster, args, op == Operation::Rerun).await?;
     let qualified = cluster.namespace.is_none();
     if rerun_name.is_some() && targets.len() != 1 {
         return Err(CliError::Usage(format!(

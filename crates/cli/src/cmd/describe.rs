@@ -1,7 +1,8 @@
 //! `describe` and `history`.
 
+use crate::args::Filter;
 use crate::clock::now;
-use crate::cluster::{Cluster, EXECUTIONS, list_all};
+use crate::cluster::{Cluster, list_all};
 use crate::error::{self, CliError, Exit, Request};
 use crate::output::{note, print, stdout_is_terminal};
 use crate::view::describe::{Described, EventLine, JobLine, render};
@@ -152,22 +153,24 @@ async fn waiting_of(cluster: &Cluster, cx: &CrewExecution) -> Result<Option<Wait
                     return Err(error::api(&request, e));
                 }
             };
-            let params = ListParams::default()
-                .fields(&format!("spec.queue={queue}"))
-                .limit(cluster.page);
-            let line = list_all(
-                &cluster.api_in::<CrewExecution>(&ns),
-                params,
-                Request::new("list", EXECUTIONS, Some(&ns)),
-            )
-            .await?;
+            let filter = Filter {
+                queue: Some(queue.clone()),
+                ..Default::default()
+            };
+            let scoped = Cluster {
+                namespace: Some(ns.clone()),
+                ..cluster.clone()
+            };
+            let line = scoped.executions(&filter).await?;
             Ok(Some(waiting(cx, &line, max_running, false)))
         }
         None => {
             // The operator-wide limit counts executions without a queue in every namespace.
-            let all: Api<CrewExecution> = Api::all(cluster.client.clone());
-            let params = ListParams::default().limit(cluster.page);
-            let line = list_all(&all, params, Request::new("list", EXECUTIONS, None)).await?;
+            let everywhere = Cluster {
+                namespace: None,
+                ..cluster.clone()
+            };
+            let line = everywhere.executions(&Filter::default()).await?;
             let line: Vec<CrewExecution> = line
                 .into_iter()
                 .filter(|other| other.spec.queue.is_none())

@@ -15,7 +15,12 @@ use kube::ResourceExt;
 use kube::runtime::watcher;
 
 pub async fn run(cluster: &Cluster, args: &ListArgs) -> Result<Exit, CliError> {
-    let items = cluster.executions(&args.filter).await?;
+    let whole = matches!(args.output, Some(ListFormat::Json | ListFormat::Yaml));
+    let items = if whole {
+        cluster.executions_whole(&args.filter).await?
+    } else {
+        cluster.executions(&args.filter).await?
+    };
     let now = now();
     let layout = Layout {
         namespaces: cluster.namespace.is_none(),
@@ -104,14 +109,23 @@ async fn follow(
     Ok(Exit::Ok)
 }
 
-/// A `v1 List`, as `kubectl get -o json` prints one.
-pub fn list_object(items: &[CrewExecution]) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "metadata": {"resourceVersion": ""},
-        "items": items,
-    })
+/// A `v1 List`, as `kubectl get -o json` prints one (serialized straight from the items, no copy).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListObject<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: serde_json::Value,
+    items: &'a [CrewExecution],
+}
+
+pub fn list_object(items: &[CrewExecution]) -> ListObject<'_> {
+    ListObject {
+        api_version: "v1",
+        kind: "List",
+        metadata: serde_json::json!({"resourceVersion": ""}),
+        items,
+    }
 }
 
 fn to_json(items: &[CrewExecution]) -> Result<String, CliError> {
