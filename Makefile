@@ -8,7 +8,7 @@ K8S_OLDEST_VERSION ?= v1.33.13
 K8S_BIN ?= $(CACHE_DIR)/k8s-$(K8S_VERSION)/bin
 K8S_OLDEST_BIN ?= $(CACHE_DIR)/k8s-$(K8S_OLDEST_VERSION)/bin
 
-.PHONY: help build test unit lint crds control-plane control-plane-current demo plane clean
+.PHONY: help build test unit lint crds control-plane control-plane-current demo plane clean install
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -45,6 +45,11 @@ demo: control-plane-current ## Start a local control plane (KWOK nodes) and the 
 plane: control-plane-current ## Start only the local control plane (no operator) until Ctrl-C; prints its KUBECONFIG
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet -p crew-testkit --bin crew-dev -- plane
 
+PREFIX ?= /usr/local
+install: ## Build kubectl-crew (release) and put it in $(PREFIX)/bin, where kubectl finds it as `kubectl crew`
+	$(CARGO) build --release -p kubectl-crew
+	install -D -m 0755 target/release/kubectl-crew $(DESTDIR)$(PREFIX)/bin/kubectl-crew
+
 clean: ## Remove build output (keeps the control-plane cache)
 	$(CARGO) clean
 
@@ -54,7 +59,7 @@ clean: ## Remove build output (keeps the control-plane cache)
 BENCH_ARGS ?= --sizes 1000,10000 --steps 1,3 --namespaces 10 --out target/bench/results.json
 
 bench: control-plane-current ## Benchmark the operator against bare Jobs (BENCH_ARGS="--sizes 100 --steps 1" for a smoke run; see BENCHMARKS.md)
-	$(CARGO) build --release -p crew-operator -p crew-bench --bins
+	$(CARGO) build --release -p crew-operator -p crew-bench -p kubectl-crew --bins
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} target/release/crew-bench $(BENCH_ARGS)
 
 tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test)
