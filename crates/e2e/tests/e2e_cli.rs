@@ -254,6 +254,25 @@ async fn watch_gates_on_the_outcome() {
         "{}",
         logs.stderr
     );
+    // The pod gone: said so, with the step's result from status.
+    let (deleted, out) = t
+        .kubectl(&[
+            "delete",
+            "pods",
+            "-l",
+            "crew.dev/execution=ok,crew.dev/step=b",
+            "--wait",
+        ])
+        .await;
+    assert!(deleted, "{out}");
+    let gone = crew(&t, &["logs", "ok"]).await;
+    assert_eq!(gone.code, 1);
+    assert!(
+        gone.stderr
+            .contains("no pod left for step \"b\" attempt 1 of \"ok\""),
+        "{}",
+        gone.stderr
+    );
     let no_step = crew(&t, &["logs", "ok", "--step", "zzz"]).await;
     assert!(
         no_step.stderr.contains("has no step \"zzz\" (steps: a, b)"),
@@ -515,4 +534,102 @@ fn completion_scripts_are_printed() {
         assert!(script.contains("kubectl-crew"), "{shell}: {script}");
         assert!(script.contains("rerun"), "{shell}");
     }
+}
+
+/// Runs `command` (a shell line) on a pseudo-terminal (util-linux `script`), with `input` typed at it; returns
+/// (exit code, everything the terminal showed).
+async fn on_terminal(command: &str, input: &str, no_color: bool) -> (i32, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("KUBECONFIG", &plane().kubeconfig)
+        .env("KUBECTL_CREW_NOW", FIXED_NOW)
+        .env_remove("NO_COLOR")
+        .envs(no_color.then_some(("NO_COLOR", "1")))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1)");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes()).await;
+    }
+    let out = child.wait_with_output().await.expect("script output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn on_a_terminal_it_asks_colours_and_draws_bars() {
+    let t = TestNs::new("cli-tty", Duration::from_millis(300)).await;
+    for i in 0..11 {
+        t.create(&format!(
+            "metadata: {{name: run-{i}, labels: {{set: s}}}}\nspec: {{image: busybox}}"
+        ))
+        .await;
+    }
+    let bin = cli_bin();
+    let bin = bin.display();
+    let ns = t.ns.as_str();
+
+    // More than 10 targets on a terminal: asked first; "n" changes nothing.
+    let (code, shown) = on_terminal(&format!("{bin} -n {ns} cancel -l set=s"), "n\n", true).await;
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("Cancel 11 executions in namespace"),
+        "{shown}"
+    );
+    assert!(shown.contains("Nothing changed."), "{shown}");
+    assert!(!t.executions().get("run-0").await.expect("get").spec.cancel);
+
+    // Colour on a terminal, none with NO_COLOR.
+    let (_, coloured) = on_terminal(&format!("{bin} -n {ns} list"), "", false).await;
+    assert!(coloured.contains("\u{1b}["), "{coloured}");
+    let (_, plain) = on_terminal(&format!("{bin} -n {ns} list"), "", true).await;
+    assert!(!plain.contains("\u{1b}[3"), "{plain}");
+
+    // `list -w`: the table, then a line for each change.
+    {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(cli_bin())
+            .args(["--kubeconfig"])
+            .arg(&plane().kubeconfig)
+            .args(["-n", ns, "list", "-w", "--no-headers"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("list -w");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        for _ in 0..11 {
+            let line = lines.next_line().await.expect("read").expect("a row");
+            assert!(line.starts_with("run-"), "{line}");
+        }
+        t.create("metadata: {name: late}\nspec: {image: busybox}")
+            .await;
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("a line for the new execution")
+            .expect("read")
+            .expect("a row");
+        assert!(line.starts_with("late "), "{line}");
+        let _ = child.kill().await;
+    }
+
+    // Watch with bars until all finish (the operator runs them).
+    let operator = t.start_operator();
+    let (code, shown) = on_terminal(
+        &format!("{bin} -n {ns} watch -l set=s --timeout 60s"),
+        "",
+        true,
+    )
+    .await;
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("██████████████████████ 1/1") || shown.contains("█ 1/1"),
+        "{shown}"
+    );
+    assert!(shown.contains("11 succeeded"), "{shown}");
+    operator.stop().await;
 }
