@@ -16,24 +16,9 @@ use support::{TestNs, phase_of, plane, wait_until};
 /// time (so real ages print as `0s`).
 const FIXED_NOW: &str = "2026-11-29T12:00:00Z";
 
-/// The `kubectl-crew` binary of this build (beside `deps/`, as `cargo test --workspace` builds it);
-/// `KUBECTL_CREW_BIN` overrides.
+/// The `kubectl-crew` binary of this build; `KUBECTL_CREW_BIN` overrides.
 fn cli_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("KUBECTL_CREW_BIN") {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("kubectl-crew"))
-        .expect("the test binary sits in target/<profile>/deps");
-    assert!(
-        bin.is_file(),
-        "{} not found: build it first (`cargo build -p kubectl-crew`, `make test` does) or set KUBECTL_CREW_BIN",
-        bin.display()
-    );
-    bin
+    support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN")
 }
 
 /// What one run of the binary gave.

@@ -2,10 +2,7 @@
 
 use jiff::Timestamp;
 
-/// Whole seconds from `from` to `to` (0 if `to` is earlier).
-pub fn seconds_between(from: Timestamp, to: Timestamp) -> i64 {
-    (to.as_second() - from.as_second()).max(0)
-}
+pub use crew_core::lifecycle::timefmt::seconds_between;
 
 /// kubectl's short human duration (`45s`, `5m3s`, `45m`, `3h20m`, `30h`, `3d4h`, `20d`, `3y`), for ages.
 pub fn short(seconds: i64) -> String {

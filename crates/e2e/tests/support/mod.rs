@@ -24,21 +24,27 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The `crew-operator` binary of this build, for the tests that run it as a process (leader election, the chart's
-/// arguments). `cargo test --workspace` builds it beside the `deps/` directory this test runs from (cargo sets
-/// `CARGO_BIN_EXE_*` only for a package's own binaries); `CREW_OPERATOR_BIN` overrides.
+/// arguments); `CREW_OPERATOR_BIN` overrides.
 pub fn operator_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CREW_OPERATOR_BIN") {
+    workspace_bin("crew-operator", "CREW_OPERATOR_BIN")
+}
+
+/// The binary `name` of this build: `cargo test --workspace` builds it beside the `deps/` directory this test
+/// runs from (cargo sets `CARGO_BIN_EXE_*` only for a package's own binaries); the variable `overridden_by`
+/// names another.
+pub fn workspace_bin(name: &str, overridden_by: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(overridden_by) {
         return PathBuf::from(bin);
     }
     let exe = std::env::current_exe().expect("the test binary's path");
     let bin = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("crew-operator"))
+        .map(|profile| profile.join(name))
         .expect("the test binary sits in target/<profile>/deps");
     assert!(
         bin.is_file(),
-        "{} not found: build it first (`cargo build --bin crew-operator`, `make test` does) or set CREW_OPERATOR_BIN",
+        "{} not found: build it first (`cargo build --workspace --bins`, `make test` does) or set {overridden_by}",
         bin.display()
     );
     bin
