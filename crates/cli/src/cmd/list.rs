@@ -56,23 +56,33 @@ pub async fn run(cluster: &Cluster, args: &ListArgs) -> Result<Exit, CliError> {
                 ))?;
             }
             if args.watch {
-                return follow(cluster, args, layout, &summaries, style).await;
+                let shown: std::collections::HashMap<String, String> = items
+                    .iter()
+                    .map(|cx| (key(cx), cx.resource_version().unwrap_or_default()))
+                    .collect();
+                return follow(cluster, args, layout, &summaries, shown, style).await;
             }
         }
     }
     Ok(Exit::Ok)
 }
 
-/// `-w`: a row for every change after the list, aligned to the first table's columns.
+fn key(cx: &CrewExecution) -> String {
+    format!("{}/{}", cx.namespace().unwrap_or_default(), cx.name_any())
+}
+
+/// `-w`: a row for every change after the list, aligned to the first table's columns. `listed` holds the
+/// resourceVersion of each row shown: the watch's own initial list shows only what changed since.
 async fn follow(
     cluster: &Cluster,
     args: &ListArgs,
     layout: Layout,
-    shown: &[Summary],
+    rows: &[Summary],
+    listed: std::collections::HashMap<String, String>,
     style: Style,
 ) -> Result<Exit, CliError> {
     let mut table = crate::view::table::Table::new(&list::headers(layout));
-    for s in shown {
+    for s in rows {
         table.row(list::cells(s, layout, now()));
     }
     let widths = table.widths(!args.no_headers);
@@ -85,14 +95,14 @@ async fn follow(
     }
     let phases = normalized_phases(&args.filter.phase)?;
     let mut events = watcher(cluster.api::<CrewExecution>(), config).boxed();
-    let mut listed = false;
     while let Some(event) = events.next().await {
         let cx = match event {
-            Ok(watcher::Event::InitDone) => {
-                listed = true;
-                continue;
+            Ok(watcher::Event::InitApply(cx))
+                if listed.get(&key(&cx)) != cx.resource_version().as_ref() =>
+            {
+                cx
             }
-            Ok(watcher::Event::Apply(cx) | watcher::Event::Delete(cx)) if listed => cx,
+            Ok(watcher::Event::Apply(cx) | watcher::Event::Delete(cx)) => cx,
             Ok(_) => continue,
             Err(e) => {
                 crate::output::note(&format!("watch: {e}; retrying\n"));
