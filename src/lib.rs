@@ -12,5 +12,6 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod progress;
 pub mod shutdown;
 pub mod telemetry;

@@ -83,6 +83,19 @@ struct RunArgs {
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "CREW_METRICS_ADDR")]
     metrics_addr: std::net::SocketAddr,
+    /// Address of the endpoint workers report progress to (`POST /v1/progress`).
+    #[arg(long, default_value = "0.0.0.0:8081", env = "CREW_PROGRESS_ADDR")]
+    progress_addr: std::net::SocketAddr,
+    /// The URL workers are told to post progress to (`CREW_PROGRESS_URL` in every worker), e.g.
+    /// `http://crew-operator-progress.crew-system.svc:8081/v1/progress` (the chart sets it). Unset: workers are
+    /// not given a URL and cannot report.
+    #[arg(long, env = "CREW_PROGRESS_URL")]
+    progress_url: Option<String>,
+    /// At most one status write per execution this often for progress reports, however often workers post
+    /// (milliseconds).
+    #[arg(long, env = "CREW_PROGRESS_INTERVAL_MS", default_value_t = 2000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    progress_interval_ms: u64,
     /// Name reported as the Event reporting instance and used as the leader-election identity (default: $POD_NAME,
     /// else the host name and process id).
     #[arg(long, env = "POD_NAME")]
@@ -191,12 +204,20 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             policy
         },
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        progress_url: args.progress_url,
+        progress_interval: Some(std::time::Duration::from_millis(args.progress_interval_ms)),
     };
     tracing::info!(namespace = ?config.namespace, version = env!("CARGO_PKG_VERSION"), "crew-operator starting");
     let ctx = controller::context(client, &config);
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
     let http = tokio::spawn(crew_operator::http::serve(listener, ctx.clone()));
+    let progress_listener = tokio::net::TcpListener::bind(args.progress_addr).await?;
+    tracing::info!(addr = %args.progress_addr, url = ?ctx.progress_url, "serving POST /v1/progress");
+    let progress = tokio::spawn(crew_operator::progress::endpoint::serve(
+        progress_listener,
+        ctx.clone(),
+    ));
     match leader_config {
         None => controller::run(ctx, config, shutdown::signal()).await,
         Some(leader) => {
@@ -212,6 +233,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     http.abort();
+    progress.abort();
     tracing::info!("crew-operator stopped");
     Ok(())
 }

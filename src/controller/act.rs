@@ -152,8 +152,13 @@ async fn create_job(
         return Err(Error::JobRejected(refusal));
     }
     // Serialized in a statement of its own, so that the Job is dropped before the request waits on the API server.
-    let request =
-        post_request(ns, &worker_job(execution, launch)?).map_err(kube_err("create Job"))?;
+    let request = {
+        let mut job = worker_job(execution, launch)?;
+        if let Some(url) = &ctx.progress_url {
+            crew_core::build::progress_token::add_progress_reporting(&mut job, url);
+        }
+        post_request(ns, &job).map_err(kube_err("create Job"))?
+    };
     // The response (the created Job) is not decoded: nothing reads it, the watch brings the Job.
     match ctx.client.request_text(request).await {
         Ok(_) => {

@@ -123,6 +123,12 @@ pub struct Context {
     /// Under leader election, the instant the last renewal's deadline passes: no write is sent after it, even if
     /// the elector has not yet noticed the loss (a starved runtime). None without leader election.
     leading_until: Mutex<Option<std::time::Instant>>,
+    /// Workers' progress reports not written yet, and when to write them (`crate::progress`).
+    pub progress: crate::progress::book::ProgressBook,
+    /// The URL workers post progress to (`CREW_PROGRESS_URL` in every worker; None: workers are not told).
+    pub progress_url: Option<String>,
+    /// Since when this replica acts (start-up, or the last time it became the leader): stall clocks start here.
+    acting_since: Mutex<jiff::Timestamp>,
 }
 
 impl Context {
@@ -143,6 +149,9 @@ impl Context {
             queues_listed: std::sync::atomic::AtomicBool::new(false),
             leading: std::sync::atomic::AtomicBool::new(true),
             leading_until: Mutex::new(None),
+            progress: crate::progress::book::ProgressBook::new(DEFAULT_PROGRESS_INTERVAL),
+            progress_url: None,
+            acting_since: Mutex::new(jiff::Timestamp::now()),
             client,
             events,
             children: ChildIndex::default(),
@@ -183,7 +192,13 @@ impl Context {
 
     /// Marks this replica as leading (may act) or standing by, in readiness and in the `crew_leader` gauge.
     pub fn set_leading(&self, leading: bool) {
-        self.leading.store(leading, Ordering::Relaxed);
+        let was = self.leading.swap(leading, Ordering::Relaxed);
+        if leading && !was {
+            *self
+                .acting_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = jiff::Timestamp::now();
+        }
         self.metrics.leader.set(i64::from(leading));
     }
 
@@ -198,6 +213,14 @@ impl Context {
     }
 
     /// Counts one API write (for tests, benchmarks and `/metrics`).
+    /// Since when this replica acts (start-up or leadership): no stall is counted from before.
+    pub fn acting_since(&self) -> jiff::Timestamp {
+        *self
+            .acting_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn count_write(&self, kind: WriteKind) {
         self.writes.add(kind);
         self.metrics.write(kind.label());
@@ -246,6 +269,7 @@ impl Context {
     /// kept per execution outlives it: review finding 18).
     pub fn forget(&self, uid: &str) {
         self.record_success(uid);
+        self.progress.forget(uid);
         if let Ok(mut versions) = self.stale_versions.lock() {
             versions.remove(uid);
         }
@@ -253,6 +277,9 @@ impl Context {
 }
 
 /// Seconds to wait after the `failures`-th consecutive failure: 1, 2, 4, ... capped at 300.
+/// Default of `--progress-interval`: reports cost at most one status write per execution this often.
+pub const DEFAULT_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn error_backoff_seconds(failures: u32) -> u64 {
     1u64.checked_shl(failures.saturating_sub(1).min(16))
         .unwrap_or(u64::MAX)

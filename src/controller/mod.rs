@@ -46,6 +46,10 @@ pub struct ControllerConfig {
     /// reconciles of earlier ones stalled on a saturated API server: at N = 10 000, first-Job p99 88 s with 64
     /// and 49 s with 1 024, against 3 s unbounded (BENCHMARKS.md). The API server queues better than a slot limit.
     pub max_concurrent_reconciles: u16,
+    /// The URL workers post progress to (None: workers are not given one).
+    pub progress_url: Option<String>,
+    /// At most one status write per execution this often for progress reports (None: 2 s).
+    pub progress_interval: Option<Duration>,
 }
 
 /// Name the operator reports Events as.
@@ -114,6 +118,10 @@ pub fn context(client: Client, config: &ControllerConfig) -> Arc<Context> {
             ctx.start_timeout_seconds = seconds;
         }
         ctx.worker_policy = config.worker_policy.clone();
+        ctx.progress_url = config.progress_url.clone();
+        if let Some(interval) = config.progress_interval {
+            ctx.progress = crate::progress::book::ProgressBook::new(interval);
+        }
         ctx
     })
 }
@@ -459,6 +467,9 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     } else {
         execution
     };
+    // What the current attempt's worker reported, and whether it may be written now (coalescing).
+    let held = ctx.progress.report(&uid);
+    let report_due = ctx.progress.due(&uid, std::time::Instant::now());
     let mut observed = Observed {
         name: &execution.name_any(),
         generation: execution.metadata.generation,
@@ -475,6 +486,9 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         default_start_timeout_seconds: ctx.start_timeout_seconds,
         pod_refused: None,
         worker_policy: &ctx.worker_policy,
+        report: held.as_ref().map(|(report, _)| report),
+        report_due,
+        acting_since: Some(ctx.acting_since()),
     };
     let now = jiff::Timestamp::now();
     // Boxed: the plan (a whole status) stays alive while the writes wait on the API server.
@@ -552,6 +566,21 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         .and_then(|s| s.phase)
         .unwrap_or_default();
     let after = plan.status.as_ref().and_then(|s| s.phase).unwrap_or(before);
+    if after.is_terminal() {
+        ctx.progress.forget(&uid);
+    } else if let Some((_, version)) = &held {
+        let carried = written == StatusWrite::Written && plan.status.is_some();
+        let again = ctx
+            .progress
+            .reconciled(&uid, *version, carried, std::time::Instant::now());
+        if let Some(wake) = again {
+            crate::progress::endpoint::wake_for_report(
+                &ctx,
+                reflector::ObjectRef::from_obj(&*execution),
+                wake,
+            );
+        }
+    }
     if written == StatusWrite::Written {
         if let Some(status) = &plan.status {
             record_outcomes(&ctx, execution.status.as_ref(), status);

@@ -123,3 +123,12 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/* The URL workers post progress to. */}}
+{{- define "crew-operator.progressUrl" -}}
+{{- if .Values.progress.url -}}
+{{- .Values.progress.url -}}
+{{- else -}}
+{{- printf "http://%s-progress.%s.svc:%d/v1/progress" (include "crew-operator.fullname" .) .Release.Namespace (int .Values.progress.port) -}}
+{{- end -}}
+{{- end -}}

@@ -182,6 +182,18 @@ pub struct CrewExecutionSpec {
     #[schemars(range(min = 1, max = 2_147_483_647))]
     pub start_timeout_seconds: Option<i64>,
 
+    /// How long a running step's worker may go without reporting progress (`POST /v1/progress`, a heartbeat
+    /// counts) before it is considered stalled: condition `ProgressStalled`, a Warning Event, and `onStall`.
+    /// Counted from the attempt's start, the last report, or the operator gaining leadership, whichever is latest.
+    /// Unset: no stall detection. Steps may set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2_147_483_647))]
+    pub stall_timeout_seconds: Option<i64>,
+    /// What a stall does: `Warn` (the condition and Event only; the default), `Fail` (the run fails with reason
+    /// `ProgressStalled`) or `Retry` (the attempt's Job is deleted and the attempt fails with reason
+    /// `ProgressStalled`, so `retry` decides whether another starts). Steps may set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_stall: Option<OnStall>,
     /// Pause (true) or resume (false). While suspended no new step starts; a running step is allowed to finish, then
     /// the execution is `Paused`.
     #[serde(default)]
@@ -255,6 +267,25 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 2_147_483_647))]
     pub timeout_seconds: Option<i64>,
+    /// Stall timeout of this step (default: `spec.stallTimeoutSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2_147_483_647))]
+    pub stall_timeout_seconds: Option<i64>,
+    /// What a stall of this step does (default: `spec.onStall`, else `Warn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_stall: Option<OnStall>,
+}
+
+/// What a stalled step (no progress report for `stallTimeoutSeconds`) does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OnStall {
+    /// Condition `ProgressStalled` and a Warning Event; the step keeps running.
+    #[default]
+    Warn,
+    /// The run fails with reason `ProgressStalled` (its Job is deleted).
+    Fail,
+    /// The attempt's Job is deleted and the attempt fails with reason `ProgressStalled`; the retry policy decides.
+    Retry,
 }
 
 /// Retry policy of failed step attempts.

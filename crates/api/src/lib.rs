@@ -13,11 +13,11 @@ pub mod queue;
 pub mod schema;
 pub mod status;
 
-pub use execution::{CrewExecution, CrewExecutionSpec, RetryPolicy, StepSpec};
+pub use execution::{CrewExecution, CrewExecutionSpec, OnStall, RetryPolicy, StepSpec};
 pub use phase::{Phase, StepPhase};
 pub use pod_template::PodTemplate;
 pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};
-pub use status::{CrewExecutionStatus, HistoryEntry, Progress, StepStatus};
+pub use status::{CrewExecutionStatus, HistoryEntry, Progress, StepProgress, StepStatus};
 
 /// API group of every resource of the operator.
 pub const GROUP: &str = "crew.dev";

@@ -71,18 +71,19 @@ pub struct PodTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_security_context: Option<SecurityContext>,
 
-    /// Extra volumes of the worker pods. The name `crew` is the operator's.
+    /// Extra volumes of the worker pods. The names `crew` and `crew-progress` are the operator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("self.all(v, v.name != 'crew')")
-        .message("the volume name crew is reserved for the operator"))]
+    #[x_kube(validation = Rule::new("self.all(v, v.name != 'crew' && v.name != 'crew-progress')")
+        .message("the volume names crew and crew-progress are reserved for the operator"))]
     pub volumes: Option<Vec<Volume>>,
 
-    /// Where the worker container mounts the extra volumes. `/crew` and paths below it are the operator's.
+    /// Where the worker container mounts the extra volumes. `/crew`, `/var/run/secrets/crew.dev` and paths below
+    /// them are the operator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("self.all(m, m.mountPath != '/crew' && !m.mountPath.startsWith('/crew/'))")
-        .message("the mount path /crew is reserved for the operator"))]
+    #[x_kube(validation = Rule::new("self.all(m, m.mountPath != '/crew' && !m.mountPath.startsWith('/crew/') && m.mountPath != '/var/run/secrets/crew.dev' && !m.mountPath.startsWith('/var/run/secrets/crew.dev/'))")
+        .message("the mount paths /crew and /var/run/secrets/crew.dev are reserved for the operator"))]
     pub volume_mounts: Option<Vec<VolumeMount>>,
 
     /// RuntimeClass of the worker pods (e.g. a sandboxed runtime such as gVisor or Kata).

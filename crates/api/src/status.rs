@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Observed state of a CrewExecution. Derived from the Jobs the execution owns; history and terminal phases are
 /// kept as written.
@@ -88,7 +89,9 @@ pub struct CrewExecutionStatus {
     pub history: Vec<HistoryEntry>,
 
     /// Standard conditions: `Ready`, `Reconciling`, `Stalled` (kstatus), `Succeeded` (for `kubectl wait`), and
-    /// `Paused`, `Admitted` where they apply; `StepsChanged` while the spec's steps differ from `resolvedSteps`.
+    /// `Paused`, `Admitted` where they apply; `StepsChanged` while the spec's steps differ from `resolvedSteps`;
+    /// `StartBlocked` while the worker cannot start; `ProgressStalled` while the running worker has not reported
+    /// for `stallTimeoutSeconds`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -98,7 +101,8 @@ pub struct CrewExecutionStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
-    /// `100 * completedSteps / totalSteps`, rounded down; 100 once Succeeded.
+    /// `100 * (completedSteps + the running step's reported fraction) / totalSteps`, rounded down; 100 once
+    /// Succeeded.
     pub percent: u32,
     /// Steps that succeeded.
     pub completed_steps: u32,
@@ -110,7 +114,7 @@ pub struct Progress {
     /// Human-readable progress note.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Short form for `kubectl get`, like `2/3 (66%)`.
+    /// Short form for `kubectl get`, like `2/3 (66%)`, or `1/3 (45%)` while the running step reports 35%.
     pub display: String,
 }
 
@@ -146,6 +150,35 @@ pub struct StepStatus {
     /// The worker's termination message (at most 4 KiB; longer ones are truncated with a marker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// What the latest attempt's worker reported about its own progress (`POST /v1/progress`, see the README,
+    /// "Reporting progress"); unset until it reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<StepProgress>,
+    /// Custom figures the latest attempt's worker reported (for example `records_processed`), at most 32, the
+    /// latest value of each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub metrics: BTreeMap<String, f64>,
+    /// Warnings the latest attempt's worker reported, the last 10, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub warnings: Vec<String>,
+}
+
+/// A worker's report of how far its step attempt has come.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepProgress {
+    /// Percent of the step done, 0 to 100, never decreasing within an attempt.
+    #[schemars(range(min = 0, max = 100))]
+    pub percent: u32,
+    /// What the worker is doing (at most 256 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub message: Option<String>,
+    /// When the worker last reported (a heartbeat included), as of the last status write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_time: Option<Time>,
 }
 
 /// One phase transition or step outcome.

@@ -89,6 +89,8 @@ async fn measure(
         "run".to_string(),
         "--metrics-addr".into(),
         addr.to_string(),
+        "--progress-addr".into(),
+        "127.0.0.1:0".into(),
         "--log-level".into(),
         config.operator_log.clone(),
     ];

@@ -35,6 +35,7 @@ impl Replica {
             .args(["run", "--namespace", &t.ns, "--leader-election"])
             .args(["--lease-namespace", &t.ns, "--instance", name])
             .args(["--metrics-addr", &addr.to_string(), "--log-level", "info"])
+            .args(["--progress-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", &plane().kubeconfig)
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")

@@ -274,7 +274,10 @@ fn assert_container_basics(docs: &[Value]) {
     let container = deployment_container(docs);
     assert_eq!(
         container["ports"],
-        json!([{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}])
+        json!([
+            {"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "http-progress", "containerPort": 8081, "protocol": "TCP"}
+        ])
     );
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(
@@ -295,7 +298,25 @@ fn assert_container_basics(docs: &[Value]) {
         pod_name["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.name"
     );
-    let service = one(docs, "Service");
+    let services = of_kind(docs, "Service");
+    let service = services
+        .iter()
+        .find(|s| {
+            s["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-metrics"))
+        })
+        .expect("the metrics Service");
+    let progress = services
+        .iter()
+        .find(|s| {
+            s["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-progress"))
+        })
+        .expect("the progress Service");
+    assert_eq!(progress["spec"]["ports"][0]["port"], 8081);
+    assert_eq!(progress["spec"]["ports"][0]["targetPort"], "http-progress");
     assert_eq!(service["spec"]["ports"][0]["name"], "http-metrics");
     assert_eq!(service["spec"]["ports"][0]["port"], 8080);
     assert_eq!(
@@ -357,8 +378,11 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
+            "Service",
             "Service",
             "ServiceAccount"
         ]
@@ -383,7 +407,13 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
             "--metrics-addr",
             "0.0.0.0:8080",
             "--start-timeout-seconds",
-            "600"
+            "600",
+            "--progress-addr",
+            "0.0.0.0:8081",
+            "--progress-url",
+            "http://crew-crew-operator-progress.crew-system.svc:8081/v1/progress",
+            "--progress-interval-ms",
+            "2000"
         ],
         "no --namespace, no --max-running, no worker-policy flags by default"
     );
@@ -400,7 +430,23 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
             .iter()
             .any(|e| e["name"] == "CREW_LEADER_ELECTION" && e["value"] == "false")
     );
-    let binding = one(&docs, "ClusterRoleBinding");
+    let token_review = |doc: &&Value| {
+        doc["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-token-review"))
+    };
+    let binding = of_kind(&docs, "ClusterRoleBinding")
+        .into_iter()
+        .find(|b| !token_review(b))
+        .expect("the operator's ClusterRoleBinding");
+    let reviewer = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(token_review)
+        .expect("the TokenReview ClusterRole");
+    assert_eq!(
+        reviewer["rules"],
+        json!([{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}])
+    );
     let role = of_kind(&docs, "ClusterRole")
         .into_iter()
         .find(|r| r["metadata"]["name"] == binding["roleRef"]["name"])
@@ -409,7 +455,7 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
     // The others are the users' roles, aggregated into view / edit / admin and bound by no one here.
     for user_role in of_kind(&docs, "ClusterRole")
         .into_iter()
-        .filter(|r| r["metadata"]["name"] != binding["roleRef"]["name"])
+        .filter(|r| r["metadata"]["name"] != binding["roleRef"]["name"] && !token_review(r))
     {
         let labels = user_role["metadata"]["labels"].as_object().expect("labels");
         assert!(
@@ -447,12 +493,15 @@ fn non_default_values_render_namespaced_rbac_leader_election_pdb_and_service_mon
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
             "Role",
             "RoleBinding",
             "RoleBinding",
+            "Service",
             "Service",
             "ServiceAccount",
             "ServiceMonitor"
@@ -565,10 +614,9 @@ fn switches_override_auto_and_replicas_alone_turn_on_pdb_and_leases() {
         one(&existing, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
         "ops-crew"
     );
-    assert_eq!(
-        one(&existing, "ClusterRoleBinding")["subjects"][0]["name"],
-        "ops-crew"
-    );
+    for binding in of_kind(&existing, "ClusterRoleBinding") {
+        assert_eq!(binding["subjects"][0]["name"], "ops-crew", "{binding}");
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 pub mod config_map;
 pub mod labels;
 pub mod pod_template;
+pub mod progress_token;
 pub mod status_patch;
 pub mod worker_job;
 

@@ -24,10 +24,13 @@ pub struct ConditionInputs<'a> {
     pub steps_changed: Option<&'a str>,
     /// Why the current attempt's worker cannot start (`StartBlocked`: reason, message), while it cannot.
     pub start_blocked: Option<(&'a str, &'a str)>,
+    /// How long the running worker has not reported (`ProgressStalled`: message), while it has not.
+    pub stalled: Option<&'a str>,
 }
 
-/// Condition types, in the order they are written (`StepsChanged` and `StartBlocked` only while true).
-pub const TYPES: [&str; 8] = [
+/// Condition types, in the order they are written (`StepsChanged`, `StartBlocked` and `ProgressStalled` only
+/// while true).
+pub const TYPES: [&str; 9] = [
     "Ready",
     "Reconciling",
     "Stalled",
@@ -36,6 +39,7 @@ pub const TYPES: [&str; 8] = [
     "Admitted",
     "StepsChanged",
     "StartBlocked",
+    "ProgressStalled",
 ];
 
 /// `status` with only the conditions the operator writes: conditions other writers add to the status (server-side
@@ -115,10 +119,14 @@ pub fn conditions(
     let start_blocked = input
         .start_blocked
         .map(|(reason, message)| ("StartBlocked", "True", reason, message));
+    let stalled = input
+        .stalled
+        .map(|message| ("ProgressStalled", "True", "NoProgressReport", message));
     wanted
         .into_iter()
         .chain(steps_changed)
         .chain(start_blocked)
+        .chain(stalled)
         .map(|(type_, status, reason, message)| {
             let last_transition_time = previous
                 .iter()
@@ -186,8 +194,8 @@ mod tests {
             assert_eq!(got, expected, "{phase}");
             assert_eq!(
                 c.len(),
-                TYPES.len() - 2,
-                "StepsChanged and StartBlocked only while true"
+                TYPES.len() - 3,
+                "StepsChanged, StartBlocked and ProgressStalled only while true"
             );
         }
     }

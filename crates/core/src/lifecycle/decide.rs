@@ -8,7 +8,8 @@ use crate::lifecycle::conditions::{self, ConditionInputs, conditions};
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::history;
 use crate::lifecycle::names::job_name;
-use crate::lifecycle::progress::progress;
+use crate::lifecycle::progress::{progress, with_running_step};
+use crate::lifecycle::report;
 use crate::lifecycle::resolve::live_field_problems;
 use crate::lifecycle::steps::{
     LOST_JOB_SECONDS, NO_POD_SECONDS, StepRecord, StepView, step_records,
@@ -18,7 +19,7 @@ use crate::lifecycle::{
     Admission, InvalidSpec, JobRejection, JobState, Launch, Observed, Plan, ResolvedStep,
     resolve_frozen, resolve_steps,
 };
-use crew_api::{CrewExecutionStatus, Phase, StepPhase};
+use crew_api::{CrewExecutionStatus, OnStall, Phase, StepPhase, StepStatus};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -42,6 +43,8 @@ struct Outcome {
     steps_changed: Option<String>,
     /// Why the current attempt's worker cannot start (reason, message), while it cannot.
     start_blocked: Option<(String, String)>,
+    /// How long the running worker has not reported, while that is longer than its stall timeout.
+    stalled: Option<String>,
 }
 
 /// The steps this run executes: the ones it froze at its start (`status.resolvedSteps`), else the spec's. Once
@@ -114,6 +117,7 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
         Err(invalid) => decide_invalid(&mut draft, &mut plan, &mut outcome, invalid),
         Ok(steps) => {
             outcome.records = step_records(steps, &observed.jobs, &previous, now);
+            carry_reports(&mut outcome.records);
             if !observed.spec.cancel
                 && outcome
                     .records
@@ -126,17 +130,87 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
             decide_steps(&mut draft, &mut plan, &mut outcome);
         }
     }
-    let status = compose(&draft, &outcome);
+    let mut status = compose(&draft, &outcome);
     if draft.phase.is_terminal()
         && let Some(ttl) = observed.spec.ttl_seconds_after_finished
     {
         plan.requeue_within(ttl.max(1) as u64);
     }
     plan.events = draft.events();
-    if status != *conditions::without_foreign(&previous) {
+    let written = conditions::without_foreign(&previous);
+    if let Some(report) = observed.report {
+        // Reports are coalesced: written when due, or with a write made for another reason (a step's outcome
+        // carries the last report before it). A heartbeat alone is never worth a write.
+        let writing = status != *written;
+        let mut folded = status.clone();
+        for step in &mut folded.steps {
+            report.fold_into(step);
+        }
+        let reported = !same_reports(&folded, &status);
+        if writing || (observed.report_due && reported) {
+            status = folded;
+            if let Some(progress) = status.progress.take() {
+                status.progress = Some(running_fraction(progress, &status.steps));
+            }
+        }
+    }
+    if status != *written {
         plan.status = Some(status);
     }
     plan
+}
+
+/// Whether `a` and `b` show the same worker reports (progress times aside).
+fn same_reports(a: &CrewExecutionStatus, b: &CrewExecutionStatus) -> bool {
+    let content = |s: &CrewExecutionStatus| -> Vec<_> {
+        s.steps
+            .iter()
+            .map(|step| {
+                (
+                    step.progress
+                        .as_ref()
+                        .map(|p| (p.percent, p.message.clone())),
+                    step.metrics.clone(),
+                    step.warnings.clone(),
+                )
+            })
+            .collect()
+    };
+    content(a) == content(b)
+}
+
+/// The execution's progress, counting the running step's reported percent.
+fn running_fraction(progress: crew_api::Progress, steps: &[StepStatus]) -> crew_api::Progress {
+    let reported = progress
+        .current_step
+        .as_deref()
+        .and_then(|name| steps.iter().find(|s| s.name == name))
+        .filter(|s| s.phase == StepPhase::Running)
+        .map_or(0, report::step_percent);
+    with_running_step(progress, reported)
+}
+
+/// What the latest attempt's worker reported stays with the step while it is that attempt's: the Job-derived
+/// record starts without it.
+fn carry_reports(records: &mut [StepRecord]) {
+    for record in records {
+        let Some(recorded) = record
+            .recorded
+            .as_ref()
+            .filter(|r| r.attempt == record.status.attempt && r.attempt > 0)
+        else {
+            continue;
+        };
+        if record.status.progress.is_none() {
+            record.status.progress = recorded.progress.clone();
+        }
+        if record.status.metrics.is_empty() {
+            record.status.metrics = recorded.metrics.clone();
+        }
+        if record.status.warnings.is_empty() {
+            record.status.warnings = recorded.warnings.clone();
+        }
+    }
 }
 
 fn decide_invalid(
@@ -230,7 +304,9 @@ fn decide_steps(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
     let view = outcome.records[completed].view.clone();
     match view {
         StepView::Active { attempt } => {
-            if !awaits_start(draft, plan, outcome, attempt) {
+            if !awaits_start(draft, plan, outcome, attempt)
+                && !stalled(draft, plan, outcome, attempt)
+            {
                 running(draft, outcome, attempt);
             }
         }
@@ -351,6 +427,88 @@ fn awaits_start(
     );
     outcome.start_blocked = Some((reason, message));
     true
+}
+
+/// While the current attempt's worker runs: once it has not reported (`POST /v1/progress`, a heartbeat counts)
+/// for its stall timeout, counted from the attempt's start, its last report or the time this replica began to
+/// act, whichever is latest, the step is stalled: condition `ProgressStalled` and one Warning Event, and
+/// `onStall` decides: `Warn` keeps it running, `Fail` fails the run, `Retry` fails the attempt (its Job deleted)
+/// under the retry policy. Returns whether it ended the attempt.
+fn stalled(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt: u32) -> bool {
+    let index = outcome.completed;
+    let record = &outcome.records[index];
+    let Some(limit) = record.spec.stall_timeout_seconds.map(|l| l.max(1)) else {
+        return false;
+    };
+    let name = record.spec.name.clone();
+    let reported = draft
+        .observed
+        .report
+        .filter(|r| r.step == name && r.attempt == attempt)
+        .map(|r| r.last_report);
+    let clock = [
+        record.status.start_time.as_ref().map(|t| t.0),
+        report::written_report_time(&record.status),
+        reported,
+        draft.observed.acting_since,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(draft.now);
+    let deadline = add_seconds(clock, limit);
+    if draft.now < deadline {
+        plan.requeue_within((seconds_between(draft.now, deadline) as u64).max(1));
+        return false;
+    }
+    // Stable while the stall lasts (a time, not a growing duration): a stalled step costs one status write.
+    let message = format!(
+        "step {name} attempt {attempt}: no progress report since {clock} (stallTimeoutSeconds {limit})"
+    );
+    let was_stalled = draft
+        .previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "ProgressStalled" && c.status == "True");
+    let action = record.spec.on_stall.unwrap_or_default();
+    if !was_stalled || action != OnStall::Warn {
+        draft.warn("ProgressStalled", message.clone());
+    }
+    match action {
+        OnStall::Warn => {
+            // Checked again when the next report comes (the shell reconciles on it) or a period later.
+            plan.requeue_within(limit as u64);
+            outcome.stalled = Some(message);
+            false
+        }
+        OnStall::Fail | OnStall::Retry => {
+            let record = &mut outcome.records[index];
+            record.status.phase = StepPhase::Failed;
+            record.status.message = Some(format!("ProgressStalled: {message}"));
+            record.status.completion_time = Some(Time(draft.now));
+            record.status.duration_seconds = record
+                .status
+                .start_time
+                .as_ref()
+                .map(|t| seconds_between(t.0, draft.now));
+            record.recorded = None;
+            if let Some(job) = record.status.job_name.clone() {
+                plan.delete_jobs.push(job);
+            }
+            if action == OnStall::Retry {
+                failed_because(draft, plan, outcome, attempt, draft.now, "ProgressStalled");
+            } else {
+                draft.transition(
+                    Phase::Failed,
+                    "ProgressStalled",
+                    format!("step {name} stalled: {message}"),
+                    Some(&name),
+                );
+                outcome.completion_time = Some(draft.now);
+            }
+            true
+        }
+    }
 }
 
 /// Why the Job `job` (created at `created`) has no pod, once it has had none for [`NO_POD_SECONDS`]: the Job
@@ -791,6 +949,7 @@ fn compose(draft: &Draft<'_>, outcome: &Outcome) -> CrewExecutionStatus {
             .start_blocked
             .as_ref()
             .map(|(r, m)| (r.as_str(), m.as_str())),
+        stalled: outcome.stalled.as_deref(),
     };
     // Frozen at the first launch (a record with an attempt), kept from then on.
     let resolved_steps = if !previous.resolved_steps.is_empty() {
@@ -805,7 +964,10 @@ fn compose(draft: &Draft<'_>, outcome: &Outcome) -> CrewExecutionStatus {
         resolved_steps,
         reason: Some(draft.reason.clone()).filter(|r| !r.is_empty()),
         message: Some(draft.message.clone()).filter(|m| !m.is_empty()),
-        progress: Some(progress(phase, completed, total, current, None)),
+        progress: Some(running_fraction(
+            progress(phase, completed, total, current, None),
+            &steps,
+        )),
         attempt: attempt_step.map(|s| s.attempt).filter(|a| *a > 0),
         start_time: start.map(Time),
         completion_time: completion.map(Time),

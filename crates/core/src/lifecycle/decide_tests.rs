@@ -12,6 +12,7 @@
 use crate::lifecycle::conditions::find;
 use crate::lifecycle::history::effective_limit;
 use crate::lifecycle::names::job_name;
+use crate::lifecycle::report::AttemptReports;
 use crate::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS;
 use crate::lifecycle::transitions::allowed;
 use crate::lifecycle::worker_policy::WorkerPolicy;
@@ -21,8 +22,8 @@ use crate::lifecycle::{
 };
 use crew_api::execution::DEFAULT_HISTORY_LIMIT;
 use crew_api::{
-    CrewExecutionSpec, CrewExecutionStatus, HistoryEntry, Phase, Progress, RetryPolicy, StepPhase,
-    StepSpec, StepStatus,
+    CrewExecutionSpec, CrewExecutionStatus, HistoryEntry, OnStall, Phase, Progress, RetryPolicy,
+    StepPhase, StepSpec, StepStatus,
 };
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -121,6 +122,12 @@ struct World {
     refuse_next_launch_by_policy: Option<String>,
     /// What the Job controller's Events say when asked why a Job has no pod.
     pod_refusal: Option<StartBlock>,
+    /// What the current attempt's worker reported (the shell's book).
+    report: Option<AttemptReports>,
+    /// Whether the report is due for a write.
+    report_due: bool,
+    /// Since when the replica acts.
+    acting_since: Option<i64>,
 }
 
 impl World {
@@ -150,6 +157,9 @@ impl World {
             worker_policy: WorkerPolicy::default(),
             refuse_next_launch_by_policy: None,
             pod_refusal: None,
+            report: None,
+            report_due: false,
+            acting_since: None,
         }
     }
 
@@ -199,6 +209,9 @@ impl World {
             default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
             pod_refused: None,
             worker_policy: &self.worker_policy,
+            report: self.report.as_ref(),
+            report_due: self.report_due,
+            acting_since: self.acting_since.map(at),
         }
     }
 
@@ -403,12 +416,13 @@ impl World {
             plan.events
         );
         for deleted in &plan.delete_jobs {
-            // Jobs are deleted when the run ends, or with the attempt the operator ended itself (StartTimeout).
+            // Jobs are deleted when the run ends, or with the attempt the operator ended itself (StartTimeout,
+            // ProgressStalled).
             let attempt_ended = after.steps.iter().any(|s| {
                 s.job_name.as_deref() == Some(deleted.as_str())
-                    && s.message
-                        .as_deref()
-                        .is_some_and(|m| m.starts_with("StartTimeout"))
+                    && s.message.as_deref().is_some_and(|m| {
+                        m.starts_with("StartTimeout") || m.starts_with("ProgressStalled")
+                    })
             });
             assert!(
                 new_phase.is_terminal() || attempt_ended,
@@ -2396,6 +2410,173 @@ mod story {
         vec![w]
     }
 
+    /// A worker's reports: written only when due, or with a write made anyway; the last report before the step
+    /// ends rides on its outcome write; the execution's percent counts the running step's fraction.
+    pub fn progress_reports_are_coalesced_and_ride_on_the_outcome() -> Vec<World> {
+        let mut w = World::new(spec(&["plan", "write"]));
+        w.step(0);
+        w.succeed(&job("plan", 1), 5, "{}");
+        w.step(5);
+        assert_eq!(w.step_status("write").attempt, 1);
+        let mut book = AttemptReports::new("write", 1, at(6));
+        let sent = |book: &mut AttemptReports, json: &str, t: i64| {
+            book.apply(serde_json::from_str(json).unwrap(), at(t))
+                .unwrap();
+        };
+        sent(
+            &mut book,
+            r#"{"percent": 40, "message": "chapter 4", "metrics": {"pages": 12}}"#,
+            6,
+        );
+        w.report = Some(book.clone());
+        w.report_due = false;
+        assert!(w.step(6).status.is_none(), "not due: no write");
+        w.report_due = true;
+        assert!(w.step(7).status.is_some(), "due: one write");
+        let write = w.step_status("write");
+        let progress = write.progress.clone().unwrap();
+        assert_eq!(
+            (progress.percent, progress.message.as_deref()),
+            (40, Some("chapter 4"))
+        );
+        assert_eq!(progress.update_time, Some(time(6)));
+        assert_eq!(write.metrics["pages"], 12.0);
+        assert_eq!(w.progress().display, "1/2 (70%)");
+        // A heartbeat alone is never worth a write, due or not.
+        sent(&mut book, "{}", 8);
+        w.report = Some(book.clone());
+        assert!(w.step(9).status.is_none(), "heartbeat: no write");
+        // Newer progress, not due; then the step ends: the outcome write carries it.
+        sent(
+            &mut book,
+            r#"{"percent": 90, "warnings": ["rate limited once"]}"#,
+            10,
+        );
+        w.report = Some(book.clone());
+        w.report_due = false;
+        assert!(w.step(10).status.is_none());
+        w.succeed(&job("write", 1), 12, "done");
+        w.step(12);
+        assert_eq!(w.phase(), Succeeded);
+        let write = w.step_status("write");
+        assert_eq!(write.progress.as_ref().map(|p| p.percent), Some(90));
+        assert_eq!(write.warnings, ["rate limited once"]);
+        assert_eq!(w.progress().display, "2/2 (100%)");
+        assert_eq!(
+            w.status_writes, 4,
+            "start, plan done, the due progress, the outcome"
+        );
+        vec![w]
+    }
+
+    /// A silent worker: after `stallTimeoutSeconds` without a report the condition `ProgressStalled` and one
+    /// Warning Event; a report clears it.
+    pub fn a_silent_worker_is_reported_stalled_then_recovers() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            stall_timeout_seconds: Some(30),
+            ..spec(&[])
+        });
+        w.step(0);
+        let plan = w.step(1);
+        assert_eq!(
+            plan.requeue_after_seconds,
+            Some(29),
+            "back when the stall timeout ends"
+        );
+        assert!(w.step(29).status.is_none());
+        w.step(30);
+        assert_eq!(w.cond_is("ProgressStalled"), ("True", "NoProgressReport"));
+        assert_eq!(w.phase(), Running, "Warn keeps it running");
+        assert_eq!(w.warnings(), ["ProgressStalled"]);
+        assert!(
+            w.step(45).status.is_none(),
+            "still stalled: no new write, no new Event"
+        );
+        assert_eq!(w.warnings(), ["ProgressStalled"]);
+        let mut book = AttemptReports::new("main", 1, at(50));
+        book.apply(serde_json::from_str("{}").unwrap(), at(50))
+            .unwrap();
+        w.report = Some(book);
+        w.report_due = true;
+        w.step(50);
+        assert!(
+            find(&w.status().conditions, "ProgressStalled").is_none(),
+            "a heartbeat clears it"
+        );
+        w.step(79);
+        assert!(find(&w.status().conditions, "ProgressStalled").is_none());
+        w.step(80);
+        assert_eq!(
+            w.cond_is("ProgressStalled").0,
+            "True",
+            "30 s after the last report"
+        );
+        vec![w]
+    }
+
+    /// `onStall: Fail` fails the run and deletes the Job; `Retry` fails the attempt under the retry policy.
+    pub fn on_stall_fail_and_retry() -> Vec<World> {
+        let mut fail = World::new(CrewExecutionSpec {
+            stall_timeout_seconds: Some(20),
+            on_stall: Some(OnStall::Fail),
+            retry: retry(3, 5),
+            ..spec(&[])
+        });
+        fail.step(0);
+        let plan = fail.step(20);
+        assert_eq!(plan.delete_jobs, [job("main", 1)]);
+        assert_eq!((fail.phase(), fail.reason()), (Failed, "ProgressStalled"));
+        assert_eq!(fail.step_status("main").phase, StepPhase::Failed);
+
+        let mut retried = World::new(CrewExecutionSpec {
+            steps: vec![StepSpec {
+                name: "main".into(),
+                stall_timeout_seconds: Some(20),
+                on_stall: Some(OnStall::Retry),
+                ..Default::default()
+            }],
+            retry: retry(1, 5),
+            ..spec(&[])
+        });
+        retried.step(0);
+        let plan = retried.step(20);
+        assert_eq!(plan.delete_jobs, [job("main", 1)]);
+        assert_eq!(retried.step_status("main").phase, StepPhase::Retrying);
+        assert!(
+            retried
+                .step_status("main")
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("ProgressStalled: "),
+        );
+        assert!(
+            retried.step(25).launch.is_some(),
+            "attempt 2 after the backoff"
+        );
+        retried.step(45);
+        assert_eq!(
+            (retried.phase(), retried.reason()),
+            (Failed, "RetriesExhausted")
+        );
+        vec![fail, retried]
+    }
+
+    /// A replica that just began acting (start-up, failover) gives the worker a full stall timeout: reports sent
+    /// to the replica before it were not seen here.
+    pub fn a_new_leader_does_not_count_a_stall_from_before_it() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            stall_timeout_seconds: Some(30),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.acting_since = Some(25);
+        assert!(w.step(40).status.is_none());
+        w.step(55);
+        assert_eq!(w.cond_is("ProgressStalled").0, "True");
+        vec![w]
+    }
+
     /// The Cancelled write is lost: the next reconcile cancels again (deleting the Job again is harmless).
     pub fn restart_terminal_write_lost() -> Vec<World> {
         let mut w = World::new(spec(&[]));
@@ -2440,6 +2621,10 @@ stories!(
     step_deadline_is_a_failed_attempt,
     worker_that_cannot_start_times_out_and_is_retried,
     start_timeout_without_retries_fails_the_run,
+    progress_reports_are_coalesced_and_ride_on_the_outcome,
+    a_silent_worker_is_reported_stalled_then_recovers,
+    on_stall_fail_and_retry,
+    a_new_leader_does_not_count_a_stall_from_before_it,
     worker_that_starts_late_runs_normally,
     a_pod_that_cannot_be_created_is_explained_then_times_out,
     worker_policy_refusals_are_invalid_specs,
@@ -2552,6 +2737,9 @@ fn sub_second_time_is_truncated() {
         default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
         pod_refused: None,
         worker_policy: &WorkerPolicy::default(),
+        report: None,
+        report_due: false,
+        acting_since: None,
     };
     let now = at(0)
         .checked_add(jiff::SignedDuration::from_millis(750))

@@ -18,6 +18,7 @@ pub mod progress;
 pub mod queue;
 pub mod queue_book;
 pub mod queue_stats;
+pub mod report;
 pub mod resolve;
 pub mod steps;
 pub mod text;

@@ -135,4 +135,12 @@ pub struct Observed<'a> {
     pub pod_refused: Option<StartBlock>,
     /// What workers may use (pod annotations and labels are checked here, before the first launch).
     pub worker_policy: &'a super::worker_policy::WorkerPolicy,
+    /// What the current attempt's worker has reported (the shell's in-memory book of `POST /v1/progress`).
+    pub report: Option<&'a super::report::AttemptReports>,
+    /// Whether the report may be written now (the progress interval since the last write has passed). A status
+    /// write for another reason carries the latest report anyway.
+    pub report_due: bool,
+    /// Since when this replica acts for the execution (start-up or leadership): a stall is never counted from
+    /// before it, since reports sent to another replica were not seen here.
+    pub acting_since: Option<Timestamp>,
 }

@@ -27,6 +27,23 @@ pub fn progress(
     }
 }
 
+/// `progress` counting the running step's reported percent as a fraction of a step: `1/3 (45%)` while the
+/// second of three steps reports 35%.
+pub fn with_running_step(mut progress: Progress, step_percent: u32) -> Progress {
+    let total = progress.total_steps.max(1);
+    if progress.completed_steps >= total || step_percent == 0 {
+        return progress;
+    }
+    let hundredths = 100 * u64::from(progress.completed_steps) + u64::from(step_percent.min(100));
+    let percent = (hundredths / u64::from(total)) as u32;
+    progress.percent = percent.min(99).max(progress.percent);
+    progress.display = format!(
+        "{}/{total} ({}%)",
+        progress.completed_steps, progress.percent
+    );
+    progress
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +62,16 @@ mod tests {
             progress(Phase::Pending, 0, 1, None, None).display,
             "0/1 (0%)"
         );
+    }
+
+    #[test]
+    fn the_running_step_counts_by_its_reported_fraction() {
+        let p = with_running_step(progress(Phase::Running, 1, 3, Some("write"), None), 35);
+        assert_eq!((p.percent, p.display.as_str()), (45, "1/3 (45%)"));
+        let done = with_running_step(progress(Phase::Running, 0, 1, Some("main"), None), 100);
+        assert_eq!(done.percent, 99, "100% only once the step succeeded");
+        let none = with_running_step(progress(Phase::Running, 2, 3, None, None), 0);
+        assert_eq!(none.display, "2/3 (66%)");
     }
 
     proptest! {

@@ -35,6 +35,10 @@ pub struct ResolvedStep {
     pub timeout_seconds: Option<i64>,
     /// `spec.podTemplate` with the step's merged over it.
     pub pod_template: crew_api::PodTemplate,
+    /// How long the worker may go without reporting progress (the step's, else `spec.stallTimeoutSeconds`).
+    pub stall_timeout_seconds: Option<i64>,
+    /// What a stall does (the step's, else `spec.onStall`).
+    pub on_stall: Option<crew_api::OnStall>,
 }
 
 /// Why a spec cannot run. The text becomes the `InvalidSpec` message.
@@ -110,9 +114,15 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
 /// The API server (etcd) refuses objects over 1.5 MiB. Spec and status must fit in this much of it, leaving
 /// room for metadata (labels, annotations, managed fields).
 pub const MAX_OBJECT_BYTES: usize = 1_400_000;
-/// The most one step can add to the status: its result, its message, names and times.
-const STATUS_BYTES_PER_STEP: usize =
-    super::steps::MAX_RESULT_BYTES + super::text::MAX_MESSAGE_BYTES + 512;
+/// The most one step can add to the status: its result, its message, names and times, and what its worker
+/// reported (a progress message and warnings at their bounds, 4 bytes per character; metrics, whose names are
+/// ASCII).
+const STATUS_BYTES_PER_STEP: usize = super::steps::MAX_RESULT_BYTES
+    + super::text::MAX_MESSAGE_BYTES
+    + 512
+    + 4 * super::report::MAX_MESSAGE_CHARS
+    + super::report::MAX_METRICS * (super::report::MAX_METRIC_NAME_CHARS + 32)
+    + super::report::MAX_WARNINGS * (4 * super::report::MAX_WARNING_CHARS + 8);
 /// The most one history entry can take.
 const STATUS_BYTES_PER_ENTRY: usize = super::text::MAX_MESSAGE_BYTES + 256;
 /// The rest of the status: `result`, `message`, the conditions (each may repeat the message), progress.
@@ -181,6 +191,10 @@ fn resolve_one(
             spec.pod_template.as_ref(),
             step.and_then(|s| s.pod_template.as_ref()),
         ),
+        stall_timeout_seconds: step
+            .and_then(|s| s.stall_timeout_seconds)
+            .or(spec.stall_timeout_seconds),
+        on_stall: step.and_then(|s| s.on_stall).or(spec.on_stall),
     }
 }
 
@@ -199,6 +213,8 @@ impl ResolvedStep {
             timeout_seconds: self.timeout_seconds,
             pod_template: Some(self.pod_template.clone())
                 .filter(|template| *template != crew_api::PodTemplate::default()),
+            stall_timeout_seconds: self.stall_timeout_seconds,
+            on_stall: self.on_stall,
         }
     }
 }

@@ -422,6 +422,7 @@ pub fn operator_process(t: &TestNs, log: &std::path::Path) -> tokio::process::Ch
         .expect("operator log");
     tokio::process::Command::new(operator_bin())
         .args(["run", "--namespace", &t.ns, "--metrics-addr", "127.0.0.1:0"])
+        .args(["--progress-addr", "127.0.0.1:0"])
         .args(["--log-level", "info"])
         .env("KUBECONFIG", &plane().kubeconfig)
         .stdout(Stdio::null())
