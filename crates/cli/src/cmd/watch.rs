@@ -63,7 +63,7 @@ impl Display {
                 });
                 bar.set_prefix(format!(
                     "{label:<width$}  {} {}/{}",
-                    crate::view::bar::bar(s.completed, s.total, 20),
+                    crate::view::bar::bar(s.percent, 100, 20),
                     s.completed,
                     s.total,
                     width = *width

@@ -74,7 +74,7 @@ pub fn render(d: &Described<'_>, now: Timestamp, style: Style) -> String {
         "Progress",
         &format!(
             "{} {}/{} ({percent}%)",
-            bar(s.completed, s.total, 20),
+            bar(percent, 100, 20),
             s.completed,
             s.total
         ),
@@ -153,12 +153,15 @@ pub fn render(d: &Described<'_>, now: Timestamp, style: Style) -> String {
         ]);
     }
     section(&mut out, &steps, style);
+    out.push_str(&reported(&status.steps, now));
 
     out.push_str("\nConditions:\n");
     let mut conditions = Table::new(&["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]);
     for c in &status.conditions {
         let paint = match (c.type_.as_str(), c.status.as_str()) {
-            ("Stalled" | "StartBlocked" | "StepsChanged", "True") => Some(Paint::Red),
+            ("Stalled" | "StartBlocked" | "StepsChanged" | "ProgressStalled", "True") => {
+                Some(Paint::Red)
+            }
             _ => None,
         };
         conditions.row(vec![
@@ -221,6 +224,44 @@ pub fn render(d: &Described<'_>, now: Timestamp, style: Style) -> String {
         ]);
     }
     section(&mut out, &events, style);
+    out
+}
+
+/// What workers reported (`POST /v1/progress`): per step, its percent and message, its metrics and warnings.
+/// Nothing when no worker reported.
+fn reported(steps: &[crew_api::StepStatus], now: Timestamp) -> String {
+    let mut out = String::new();
+    for step in steps {
+        if step.progress.is_none() && step.metrics.is_empty() && step.warnings.is_empty() {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str("\nReported by workers:\n");
+        }
+        let mut line = format!("  {} (attempt {})", step.name, step.attempt);
+        if let Some(p) = &step.progress {
+            line.push_str(&format!(": {} {}%", bar(p.percent, 100, 20), p.percent));
+            if let Some(message) = &p.message {
+                line.push_str(&format!("  {}", first_line(message, 80)));
+            }
+            if let Some(at) = &p.update_time {
+                line.push_str(&format!("  ({} ago)", short(seconds_between(at.0, now))));
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+        if !step.metrics.is_empty() {
+            let metrics: Vec<String> = step
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            out.push_str(&format!("    metrics:  {}\n", metrics.join(", ")));
+        }
+        for warning in &step.warnings {
+            out.push_str(&format!("    warning:  {}\n", first_line(warning, 100)));
+        }
+    }
     out
 }
 

@@ -53,7 +53,7 @@ pub fn cells(s: &Summary, layout: Layout, now: Timestamp) -> Vec<Cell> {
     cells.push(Cell::painted(phase, phase_paint(phase)));
     cells.push(Cell::from(format!(
         "{} {}/{}",
-        bar(s.completed, s.total, BAR_WIDTH),
+        bar(s.percent, 100, BAR_WIDTH),
         s.completed,
         s.total
     )));

@@ -16,6 +16,8 @@ pub struct Summary {
     pub message: String,
     pub completed: u32,
     pub total: u32,
+    /// `status.progress.percent`: completed steps plus the running step's reported fraction.
+    pub percent: u32,
     /// The step running now (or waiting for its retry).
     pub step: String,
     pub attempt: Option<u32>,
@@ -53,6 +55,11 @@ impl Summary {
                 .progress
                 .as_ref()
                 .map(|p| p.completed_steps)
+                .unwrap_or(0),
+            percent: status
+                .progress
+                .as_ref()
+                .map(|p| p.percent.min(100))
                 .unwrap_or(0),
             total,
             step: status
