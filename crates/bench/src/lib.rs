@@ -9,6 +9,7 @@ pub mod create;
 pub mod harness;
 pub mod process;
 pub mod procstat;
+pub mod progress;
 pub mod prom;
 pub mod report;
 pub mod run_baseline;

@@ -73,6 +73,16 @@ struct Args {
     /// The `kubectl-crew` binary for `--cli` (default: beside this one).
     #[arg(long)]
     cli_bin: Option<PathBuf>,
+    /// Instead of the operator runs: this many workers post progress reports (`--progress-rate` a second for
+    /// `--progress-seconds`); measures the status writes they cost (see BENCHMARKS.md, "Progress reports").
+    #[arg(long)]
+    progress: Option<usize>,
+    /// How long the `--progress` workers post.
+    #[arg(long, default_value_t = 60)]
+    progress_seconds: u64,
+    /// Reports per second of each `--progress` worker.
+    #[arg(long, default_value_t = 10)]
+    progress_rate: u32,
 }
 
 fn machine() -> BTreeMap<String, String> {
@@ -147,6 +157,24 @@ async fn main() -> ExitCode {
     }
     if let Some(n) = args.cli {
         return cli_bench(&args, n).await;
+    }
+    if let Some(workers) = args.progress {
+        let bench = bench::progress::ProgressBench {
+            workers,
+            seconds: args.progress_seconds,
+            per_second: args.progress_rate,
+            api_qps: args.api_qps,
+        };
+        return match bench::progress::run(&bench).await {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("crew-bench --progress: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let namespaces = args.namespaces as usize;
     let mut report = Report {
