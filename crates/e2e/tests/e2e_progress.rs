@@ -41,10 +41,6 @@ async fn operator_with_endpoint(t: &TestNs, interval: Duration) -> (Operator, So
 
 /// `(status code, body)` of `POST /v1/progress` with `token` (None: no Authorization header).
 async fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -52,25 +48,7 @@ async fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String
         "POST /v1/progress HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await;
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    support::http_exchange(addr, &request).await
 }
 
 /// The worker pod of `execution`'s step attempt, once it exists.

@@ -396,18 +396,11 @@ fn awaits_start(
             || "its pod was not created or not scheduled yet".to_string(),
             |(_, message)| message,
         );
-        let record = &mut outcome.records[index];
-        record.status.phase = StepPhase::Failed;
-        record.status.message = Some(crate::lifecycle::text::bounded_message(format!(
-            "StartTimeout: the worker did not start within {limit}s ({why})"
-        )));
-        record.status.completion_time = Some(Time(draft.now));
-        record.status.duration_seconds = record
-            .status
-            .start_time
-            .as_ref()
-            .map(|t| seconds_between(t.0, draft.now));
-        record.recorded = None;
+        end_attempt(
+            &mut outcome.records[index],
+            format!("StartTimeout: the worker did not start within {limit}s ({why})"),
+            draft.now,
+        );
         plan.delete_jobs.push(job.name);
         failed_because(draft, plan, outcome, attempt, draft.now, "StartTimeout");
         return true;
@@ -483,15 +476,7 @@ fn stalled(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attemp
         }
         OnStall::Fail | OnStall::Retry => {
             let record = &mut outcome.records[index];
-            record.status.phase = StepPhase::Failed;
-            record.status.message = Some(format!("ProgressStalled: {message}"));
-            record.status.completion_time = Some(Time(draft.now));
-            record.status.duration_seconds = record
-                .status
-                .start_time
-                .as_ref()
-                .map(|t| seconds_between(t.0, draft.now));
-            record.recorded = None;
+            end_attempt(record, format!("ProgressStalled: {message}"), draft.now);
             if let Some(job) = record.status.job_name.clone() {
                 plan.delete_jobs.push(job);
             }
@@ -509,6 +494,19 @@ fn stalled(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attemp
             true
         }
     }
+}
+
+/// Ends a running attempt the operator stops itself (its Job is deleted): failed now, with `message`.
+fn end_attempt(record: &mut StepRecord, message: String, now: Timestamp) {
+    record.status.phase = StepPhase::Failed;
+    record.status.message = Some(crate::lifecycle::text::bounded_message(message));
+    record.status.completion_time = Some(Time(now));
+    record.status.duration_seconds = record
+        .status
+        .start_time
+        .as_ref()
+        .map(|t| seconds_between(t.0, now));
+    record.recorded = None;
 }
 
 /// Why the Job `job` (created at `created`) has no pod, once it has had none for [`NO_POD_SECONDS`]: the Job

@@ -390,17 +390,28 @@ pub fn history_reasons(cx: &CrewExecution) -> Vec<String> {
 
 /// (status code, body) of `GET path` on `addr` (HTTP/1.0, so the server closes the connection after the body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_exchange(
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+    )
+    .await
+}
+
+/// (status code, body) of an HTTP/1.0 `request` sent to `addr` ((0, "") when there is no answer).
+pub async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
         return (0, String::new());
     };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
     if stream.write_all(request.as_bytes()).await.is_err() {
         return (0, String::new());
     }
     let mut response = String::new();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await;
     let code = response
         .split_whitespace()
         .nth(1)
