@@ -113,11 +113,19 @@ async fn the_operators_names_cannot_be_taken_by_the_template() {
         ),
         (
             "{volumes: [{name: crew, emptyDir: {}}]}",
-            "the volume name crew is reserved",
+            "the volume names crew and crew-progress are reserved",
+        ),
+        (
+            "{volumes: [{name: crew-progress, emptyDir: {}}]}",
+            "the volume names crew and crew-progress are reserved",
         ),
         (
             "{volumeMounts: [{name: data, mountPath: /crew/inputs.json}]}",
-            "the mount path /crew is reserved",
+            "the mount paths /crew and /var/run/secrets/crew.dev are reserved",
+        ),
+        (
+            "{volumeMounts: [{name: data, mountPath: /var/run/secrets/crew.dev}]}",
+            "the mount paths /crew and /var/run/secrets/crew.dev are reserved",
         ),
     ] {
         let manifest = format!(
