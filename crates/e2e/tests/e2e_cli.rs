@@ -577,11 +577,15 @@ async fn on_a_terminal_it_asks_colours_and_draws_bars() {
     // `list -w`: the table, then a line for each change.
     {
         use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(cli_bin())
+        let mut command = std::process::Command::new(cli_bin());
+        command
             .args(["--kubeconfig"])
             .arg(&plane().kubeconfig)
             .args(["-n", ns, "list", "-w", "--no-headers"])
-            .stdout(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        // It never ends by itself: it dies with the test binary even if the test fails before killing it.
+        crew_testkit::process::die_with_parent(&mut command);
+        let mut child = tokio::process::Command::from(command)
             .kill_on_drop(true)
             .spawn()
             .expect("list -w");
