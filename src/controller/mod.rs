@@ -468,8 +468,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         execution
     };
     // What the current attempt's worker reported, and whether it may be written now (coalescing).
-    let held = ctx.progress.report(&uid);
-    let report_due = ctx.progress.due(&uid, std::time::Instant::now());
+    let held = ctx.progress.held(&uid, std::time::Instant::now());
     let mut observed = Observed {
         name: &execution.name_any(),
         generation: execution.metadata.generation,
@@ -486,8 +485,8 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         default_start_timeout_seconds: ctx.start_timeout_seconds,
         pod_refused: None,
         worker_policy: &ctx.worker_policy,
-        report: held.as_ref().map(|(report, _)| report),
-        report_due,
+        report: held.as_ref().map(|h| &h.reports),
+        report_due: held.as_ref().is_some_and(|h| h.due),
         acting_since: Some(ctx.acting_since()),
     };
     let now = jiff::Timestamp::now();
@@ -568,11 +567,11 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     let after = plan.status.as_ref().and_then(|s| s.phase).unwrap_or(before);
     if after.is_terminal() {
         ctx.progress.forget(&uid);
-    } else if let Some((_, version)) = &held {
+    } else if let Some(held) = &held {
         let carried = written == StatusWrite::Written && plan.status.is_some();
         let again = ctx
             .progress
-            .reconciled(&uid, *version, carried, std::time::Instant::now());
+            .reconciled(&uid, held.version, carried, std::time::Instant::now());
         if let Some(wake) = again {
             crate::progress::endpoint::wake_for_report(
                 &ctx,

@@ -48,6 +48,17 @@ struct Entry {
     refilled: Instant,
 }
 
+/// What a reconcile reads from the book.
+#[derive(Clone, Debug)]
+pub struct Held {
+    /// The current attempt's reports.
+    pub reports: AttemptReports,
+    /// The book's version of them (see [`ProgressBook::reconciled`]).
+    pub version: u64,
+    /// Whether a status write may carry them now (the interval since the last one has passed).
+    pub due: bool,
+}
+
 /// Reports by execution UID.
 pub struct ProgressBook {
     entries: Mutex<HashMap<String, Entry>>,
@@ -122,18 +133,14 @@ impl ProgressBook {
         }
     }
 
-    /// What execution `uid`'s current attempt reported, and the book's version of it.
-    pub fn report(&self, uid: &str) -> Option<(AttemptReports, u64)> {
-        locked(&self.entries)
-            .get(uid)
-            .map(|e| (e.reports.clone(), e.version))
-    }
-
-    /// Whether a status write may carry `uid`'s reports now (the interval since the last one has passed).
-    pub fn due(&self, uid: &str, clock: Instant) -> bool {
-        locked(&self.entries).get(uid).is_none_or(|e| {
-            e.last_written
-                .is_none_or(|w| clock.saturating_duration_since(w) >= self.interval)
+    /// What execution `uid`'s current attempt reported, read once per reconcile under one lock.
+    pub fn held(&self, uid: &str, clock: Instant) -> Option<Held> {
+        locked(&self.entries).get(uid).map(|e| Held {
+            reports: e.reports.clone(),
+            version: e.version,
+            due: e
+                .last_written
+                .is_none_or(|w| clock.saturating_duration_since(w) >= self.interval),
         })
     }
 
@@ -199,11 +206,11 @@ mod tests {
             book.record("u", "s", 1, report(20.0), now, t0),
             Ok(Wake::Pending)
         );
-        let (reports, version) = book.report("u").unwrap();
-        assert_eq!((reports.percent, version), (20, 2));
-        assert!(book.due("u", t0));
-        assert_eq!(book.reconciled("u", version, true, t0), None);
-        assert!(!book.due("u", t0 + Duration::from_secs(1)));
+        let held = book.held("u", t0).unwrap();
+        assert_eq!((held.reports.percent, held.version), (20, 2));
+        assert!(held.due);
+        assert_eq!(book.reconciled("u", held.version, true, t0), None);
+        assert!(!book.held("u", t0 + Duration::from_secs(1)).unwrap().due);
         // The next report after a write waits for the rest of the interval.
         let t1 = t0 + Duration::from_millis(500);
         assert_eq!(
@@ -211,7 +218,7 @@ mod tests {
             Ok(Wake::After(Duration::from_millis(1500)))
         );
         // A report that arrives while the reconcile runs wakes the execution again.
-        let (_, seen) = book.report("u").unwrap();
+        let seen = book.held("u", t1).unwrap().version;
         book.record("u", "s", 1, report(40.0), now, t1).unwrap();
         let t2 = t0 + Duration::from_secs(2);
         assert_eq!(
@@ -227,7 +234,7 @@ mod tests {
         let now = Timestamp::now();
         book.record("u", "s", 1, report(80.0), now, t0).unwrap();
         book.record("u", "s", 2, report(5.0), now, t0).unwrap();
-        let (reports, _) = book.report("u").unwrap();
+        let reports = book.held("u", t0).unwrap().reports;
         assert_eq!((reports.attempt, reports.percent), (2, 5));
     }
 

@@ -100,12 +100,10 @@ async fn token_for(client: &Client, ns: &str, pod: &Pod) -> Result<String, Strin
         .ok_or_else(|| "token request without status".to_string())
 }
 
-fn percentile(sorted: &[Duration], pct: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (pct * sorted.len()).div_ceil(100).max(1);
-    sorted[rank - 1]
+/// Nearest-rank percentile of sorted latencies, in milliseconds (the operator's own percentile).
+fn percentile_ms(sorted: &[Duration], pct: usize) -> u64 {
+    let millis: Vec<u64> = sorted.iter().map(|d| d.as_millis() as u64).collect();
+    crew_core::lifecycle::queue_stats::percentile(&millis, pct).unwrap_or(0)
 }
 
 async fn measure(
@@ -288,8 +286,8 @@ async fn measure(
         bench.per_second,
         bench.seconds,
         reports as f64 / writes.max(1) as f64,
-        percentile(&latencies, 50).as_millis(),
-        percentile(&latencies, 99).as_millis(),
+        percentile_ms(&latencies, 50),
+        percentile_ms(&latencies, 99),
         latencies.len(),
     ))
 }
