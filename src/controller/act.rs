@@ -1,7 +1,8 @@
 //! Executes a [`Plan`]: the only place that writes to the API server on behalf of a reconcile.
 //!
 //! Order: delete the execution (TTL) | ConfigMap, Job creation, Job deletion, then the one status write, then the
-//! Events (only once the status they describe is stored, so a failed write does not leave Events about nothing).
+//! deletion of finished Jobs whose outcome it stores (`spec.jobCleanup`) and the Events (only once the status they
+//! describe is stored, so a failed write does not leave Events about nothing).
 
 use super::context::{Context, WriteKind};
 use super::events::EventDraft;
@@ -78,7 +79,7 @@ pub async fn execute(
     }
     for job in &plan.delete_jobs {
         still_leading(ctx, "Job delete")?;
-        Box::pin(delete_job(ctx, &ns, job)).await?;
+        Box::pin(delete_job(ctx, &ns, job, WriteKind::JobDelete)).await?;
     }
     let written = match &plan.status {
         Some(status) => {
@@ -88,6 +89,11 @@ pub async fn execute(
         None => StatusWrite::Unchanged,
     };
     if written != StatusWrite::Stale {
+        // Only now is each released Job's outcome stored: its deletion loses nothing (`spec.jobCleanup`).
+        for job in &plan.release_jobs {
+            still_leading(ctx, "finished Job delete")?;
+            Box::pin(delete_job(ctx, &ns, job, WriteKind::JobCleanup)).await?;
+        }
         let status = plan.status.as_ref().or(execution.status.as_ref());
         for note in &plan.events {
             Box::pin(publish(execution, note, status, ctx)).await;
@@ -231,7 +237,7 @@ fn post_request(ns: &str, job: &Job) -> Result<http::Request<Vec<u8>>, kube::Err
         .map_err(kube::Error::BuildRequest)
 }
 
-async fn delete_job(ctx: &Context, ns: &str, job: &str) -> Result<(), Error> {
+async fn delete_job(ctx: &Context, ns: &str, job: &str, kind: WriteKind) -> Result<(), Error> {
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
@@ -239,7 +245,7 @@ async fn delete_job(ctx: &Context, ns: &str, job: &str) -> Result<(), Error> {
     };
     match api.delete(job, &params).await {
         Ok(_) => {
-            ctx.count_write(WriteKind::JobDelete);
+            ctx.count_write(kind);
             Ok(())
         }
         Err(e) if is_reason(&e, NOT_FOUND) => Ok(()),

@@ -18,8 +18,10 @@ pub enum WriteKind {
     Status,
     /// Creation of a worker Job.
     JobCreate,
-    /// Deletion of a worker Job.
+    /// Deletion of a running worker Job (cancel, timeout, stall).
     JobDelete,
+    /// Deletion of a finished worker Job whose outcome status records (`spec.jobCleanup`).
+    JobCleanup,
     /// Creation of the crew ConfigMap.
     ConfigMap,
     /// A Kubernetes Event (create or series patch).
@@ -34,10 +36,11 @@ pub enum WriteKind {
 
 impl WriteKind {
     /// Every kind, for reporting.
-    pub const ALL: [WriteKind; 8] = [
+    pub const ALL: [WriteKind; 9] = [
         WriteKind::Status,
         WriteKind::JobCreate,
         WriteKind::JobDelete,
+        WriteKind::JobCleanup,
         WriteKind::ConfigMap,
         WriteKind::Event,
         WriteKind::ExecutionDelete,
@@ -51,6 +54,7 @@ impl WriteKind {
             WriteKind::Status => "status",
             WriteKind::JobCreate => "job_create",
             WriteKind::JobDelete => "job_delete",
+            WriteKind::JobCleanup => "job_cleanup",
             WriteKind::ConfigMap => "configmap_create",
             WriteKind::Event => "event",
             WriteKind::ExecutionDelete => "execution_delete",
@@ -62,7 +66,7 @@ impl WriteKind {
 
 /// Counters of API writes, by kind.
 #[derive(Default)]
-pub struct WriteCounts([AtomicU64; 8]);
+pub struct WriteCounts([AtomicU64; 9]);
 
 impl WriteCounts {
     /// Counts one write of `kind`.

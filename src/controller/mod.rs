@@ -527,7 +527,7 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
     }
     if !plan.is_noop() {
         tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,
-            status = plan.status.is_some(), events = plan.events.len(), "executing plan");
+            release = ?plan.release_jobs, status = plan.status.is_some(), events = plan.events.len(), "executing plan");
     }
     if !takes_slot(&plan) {
         queues::release(&ctx, &execution);

@@ -208,6 +208,14 @@ pub struct CrewExecutionSpec {
     #[schemars(range(min = 0, max = 2_147_483_647))]
     pub ttl_seconds_after_finished: Option<i64>,
 
+    /// When the operator deletes a step attempt's finished Job, and with it its pod: `Keep` (the default: they go
+    /// with the execution), `OnStepCompletion` (every attempt's Job, once status records its outcome) or
+    /// `OnStepSuccess` (only succeeded attempts' Jobs; failed ones stay for their logs). Finished pods count
+    /// against the cluster's terminated-pod limit and weigh on every pod watch; a large or long run frees them as
+    /// it goes. Once deleted, a step's logs are gone; its outcome, exit code and result stay in `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_cleanup: Option<JobCleanup>,
+
     /// How many entries `status.history` keeps (the oldest are dropped first). Defaults to 20, at most 100.
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 1, max = 100))]
@@ -286,6 +294,18 @@ pub enum OnStall {
     Fail,
     /// The attempt's Job is deleted and the attempt fails with reason `ProgressStalled`; the retry policy decides.
     Retry,
+}
+
+/// When a step attempt's finished Job (and its pod) is deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum JobCleanup {
+    /// Kept until the execution is deleted.
+    #[default]
+    Keep,
+    /// Deleted once status records the attempt's outcome.
+    OnStepCompletion,
+    /// Deleted once status records the attempt's success; failed attempts' Jobs are kept.
+    OnStepSuccess,
 }
 
 /// Retry policy of failed step attempts.

@@ -13,7 +13,7 @@ pub mod queue;
 pub mod schema;
 pub mod status;
 
-pub use execution::{CrewExecution, CrewExecutionSpec, OnStall, RetryPolicy, StepSpec};
+pub use execution::{CrewExecution, CrewExecutionSpec, JobCleanup, OnStall, RetryPolicy, StepSpec};
 pub use phase::{Phase, StepPhase};
 pub use pod_template::PodTemplate;
 pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};

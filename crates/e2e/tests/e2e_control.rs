@@ -1324,3 +1324,66 @@ async fn a_job_created_before_an_unwritten_admission_still_holds_its_queue_slot(
     t.wait_phase("urgent", "Succeeded", LIMIT).await;
     op.stop().await;
 }
+
+#[tokio::test]
+async fn finished_jobs_are_deleted_under_job_cleanup() {
+    use crew_operator::controller::context::WriteKind;
+    use k8s_openapi::api::core::v1::Pod;
+    let t = TestNs::new("cleanup", Duration::from_millis(500)).await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: tidy}\nspec:\n  image: busybox\n  jobCleanup: OnStepCompletion\n  steps:\n  \
+         - {name: a, podAnnotations: {sim.crew.dev/message: first}}\n  \
+         - {name: b, podAnnotations: {sim.crew.dev/message: second}}\n",
+    )
+    .await;
+    t.create(
+        "metadata: {name: keeps-failures}\nspec:\n  image: busybox\n  jobCleanup: OnStepSuccess\n  \
+         retry: {limit: 1, backoffSeconds: 0}\n  podAnnotations: {sim.crew.dev/fail-attempts: \"1\"}\n",
+    )
+    .await;
+    let cx = t.wait_phase("tidy", "Succeeded", LIMIT).await;
+    let status = cx.status.expect("status");
+    let results: Vec<_> = status
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.phase, s.exit_code, s.result.as_deref()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("a", StepPhase::Succeeded, Some(0), Some("first")),
+            ("b", StepPhase::Succeeded, Some(0), Some("second")),
+        ],
+        "the outcomes stay in status"
+    );
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+    wait_until(LIMIT, "tidy's Jobs and pods deleted", || async {
+        let pods_left = pods
+            .list(&ListParams::default().labels("crew.dev/execution=tidy"))
+            .await
+            .expect("list pods")
+            .items
+            .len();
+        jobs_of(&t, "tidy").await.is_empty() && pods_left == 0
+    })
+    .await;
+
+    t.wait_phase("keeps-failures", "Succeeded", LIMIT).await;
+    wait_until(LIMIT, "the successful attempt's Job deleted", || async {
+        job_names(&t, "keeps-failures").await == ["keeps-failures-main-1"]
+    })
+    .await;
+    // One delete per released Job (the NotFound of a repeat is not a write), and the run stays as it was.
+    assert_eq!(op.ctx.writes.get(WriteKind::JobCleanup), 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        phase_of(&t.executions().get("tidy").await.expect("get")),
+        "Succeeded"
+    );
+    assert_eq!(
+        job_names(&t, "keeps-failures").await,
+        ["keeps-failures-main-1"]
+    );
+    op.stop().await;
+}

@@ -4,6 +4,7 @@
 //! tests check), which is what keeps repeated reconciles silent.
 
 use crate::lifecycle::backoff::{may_retry, retry_delay_seconds};
+use crate::lifecycle::cleanup::released_jobs;
 use crate::lifecycle::conditions::{self, ConditionInputs, conditions};
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::history;
@@ -154,6 +155,7 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
             }
         }
     }
+    plan.release_jobs = released_jobs(&observed.jobs, &status, observed.spec.job_cleanup);
     if status != *written {
         plan.status = Some(status);
     }
@@ -861,11 +863,14 @@ fn stop_current_step(
         .records
         .iter_mut()
         .find(|r| !r.succeeded() && r.view != StepView::NotStarted)?;
+    // A Job that finished while its pod's outcome was not yet read stops too: the run ends now, and a step left
+    // `Running` in a finished run would never be updated again.
     if matches!(
         record.view,
-        StepView::Active { .. } | StepView::Launched { .. }
+        StepView::Active { .. } | StepView::Launched { .. } | StepView::AwaitingPod
     ) {
         if let Some(job) = &record.status.job_name
+            && record.view != StepView::AwaitingPod
             && !plan.delete_jobs.contains(job)
         {
             plan.delete_jobs.push(job.clone());
@@ -1014,6 +1019,9 @@ fn decide_finished(mut draft: Draft<'_>, mut plan: Plan) -> Plan {
         }
     }
     plan.events = draft.events();
+    if !plan.delete_execution {
+        plan.release_jobs = released_jobs(&observed.jobs, &status, observed.spec.job_cleanup);
+    }
     if status != *previous {
         plan.status = Some(status);
     }

@@ -22,8 +22,8 @@ use crate::lifecycle::{
 };
 use crew_api::execution::DEFAULT_HISTORY_LIMIT;
 use crew_api::{
-    CrewExecutionSpec, CrewExecutionStatus, HistoryEntry, OnStall, Phase, Progress, RetryPolicy,
-    StepPhase, StepSpec, StepStatus,
+    CrewExecutionSpec, CrewExecutionStatus, HistoryEntry, JobCleanup, OnStall, Phase, Progress,
+    RetryPolicy, StepPhase, StepSpec, StepStatus,
 };
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -105,6 +105,10 @@ struct World {
     config_maps: usize,
     events: Vec<EventNote>,
     deleted_jobs: Vec<String>,
+    /// Finished Jobs deleted under `spec.jobCleanup` (gone from the API server at once: no finalizer).
+    released_jobs: Vec<String>,
+    /// The shell stops between the next status write and its releases (a crash, a lost leadership).
+    skip_next_release: bool,
     execution_deleted: bool,
     /// Every (step, attempt) ever launched.
     launched: HashSet<(String, u32)>,
@@ -148,6 +152,8 @@ impl World {
             config_maps: 0,
             events: Vec::new(),
             deleted_jobs: Vec::new(),
+            released_jobs: Vec::new(),
+            skip_next_release: false,
             execution_deleted: false,
             launched: HashSet::new(),
             full_history: Vec::new(),
@@ -305,6 +311,7 @@ impl World {
                 j.deleting = true;
             }
         }
+        let mut skipped_release = false;
         let lost = std::mem::take(&mut self.lose_next_write) && plan.status.is_some();
         self.last_write_lost = lost;
         if !lost {
@@ -320,6 +327,14 @@ impl World {
                 self.status_writes += 1;
             }
             self.events.extend(plan.events.iter().cloned());
+            if std::mem::take(&mut self.skip_next_release) {
+                skipped_release = !plan.release_jobs.is_empty();
+            } else {
+                for name in &plan.release_jobs {
+                    self.released_jobs.push(name.clone());
+                    self.jobs.retain(|j| &j.name != name);
+                }
+            }
         }
         if plan.delete_execution {
             self.execution_deleted = true;
@@ -342,6 +357,10 @@ impl World {
             if plan.delete_execution || self.ttl_expired(now) {
                 rest.delete_execution = false;
             }
+            // The shell stopped before its releases: the next reconcile makes them.
+            if skipped_release {
+                rest.release_jobs.clear();
+            }
             assert!(
                 rest.is_noop(),
                 "t={now}: not a fixed point; second plan {again:#?}\nfirst plan {plan:#?}"
@@ -355,8 +374,13 @@ impl World {
         let old_phase = before.and_then(|s| s.phase).unwrap_or_default();
         let Some(after) = plan.status.as_ref().or(before) else {
             assert!(plan.launch.is_none(), "t={now}: launch without status");
+            assert!(
+                plan.release_jobs.is_empty(),
+                "t={now}: Jobs released before any status"
+            );
             return;
         };
+        self.check_releases(after, plan, now);
         let new_phase = after.phase.unwrap_or_default();
         if old_phase.is_terminal() {
             assert_eq!(new_phase, old_phase, "t={now}: terminal phase changed");
@@ -472,6 +496,47 @@ impl World {
     }
 
     /// Invariants of the world after a plan was applied.
+    /// A released Job is finished, owned, and its attempt's end is in the status stored once the plan's write
+    /// lands: deleting it loses no outcome.
+    fn check_releases(&self, after: &CrewExecutionStatus, plan: &Plan, now: i64) {
+        if plan.release_jobs.is_empty() {
+            return;
+        }
+        let policy = self.spec.job_cleanup.unwrap_or_default();
+        assert_ne!(policy, JobCleanup::Keep, "t={now}: released under Keep");
+        for name in &plan.release_jobs {
+            let job = self
+                .jobs
+                .iter()
+                .find(|j| &j.name == name)
+                .unwrap_or_else(|| panic!("t={now}: released an unknown Job {name}"));
+            assert!(
+                job.owned && job.state != JobState::Active,
+                "t={now}: released a live Job {name}"
+            );
+            let step = after
+                .steps
+                .iter()
+                .find(|s| s.name == job.step)
+                .unwrap_or_else(|| {
+                    panic!("t={now}: released {name}, whose step status does not show")
+                });
+            let recorded = step.attempt > job.attempt
+                || (step.attempt == job.attempt
+                    && !matches!(step.phase, StepPhase::Pending | StepPhase::Running));
+            assert!(
+                recorded,
+                "t={now}: released {name} before its outcome: {step:?}"
+            );
+            if policy == JobCleanup::OnStepSuccess {
+                assert!(
+                    step.attempt == job.attempt && step.phase == StepPhase::Succeeded,
+                    "t={now}: OnStepSuccess released {name}: {step:?}"
+                );
+            }
+        }
+    }
+
     fn check_world(&self, now: i64) {
         let active = self
             .jobs
@@ -671,6 +736,25 @@ fn check_whole_life(label: &str, w: &World) {
             "{label}: history out of order"
         );
     }
+}
+
+/// Once the run has ended and been reconciled, `spec.jobCleanup` has let go of every finished Job it covers.
+fn check_cleaned_up(w: &World) {
+    let policy = w.spec.job_cleanup.unwrap_or_default();
+    let kept: Vec<_> = w
+        .jobs
+        .iter()
+        .filter(|j| j.owned && !j.deleting)
+        .filter(|j| match policy {
+            JobCleanup::Keep => false,
+            JobCleanup::OnStepCompletion => true,
+            JobCleanup::OnStepSuccess => w.status().steps.iter().any(|s| {
+                s.name == j.step && s.attempt == j.attempt && s.phase == StepPhase::Succeeded
+            }),
+        })
+        .map(|j| &j.name)
+        .collect();
+    assert!(kept.is_empty(), "{policy:?} kept {kept:?}: {:#?}", w.status);
 }
 
 /// Story functions: each runs one scripted life with its assertions and returns the worlds it built.
@@ -2577,6 +2661,108 @@ mod story {
         vec![w]
     }
 
+    /// `OnStepCompletion`: each step's Job goes in the reconcile that writes its outcome (after the write), and
+    /// nothing of the outcome goes with it; no extra status write.
+    pub fn finished_jobs_released_on_step_completion() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            job_cleanup: Some(JobCleanup::OnStepCompletion),
+            ..spec(&["plan", "write"])
+        });
+        w.step(0);
+        w.succeed(&job("plan", 1), 10, "outline");
+        let plan = w.step(10);
+        assert!(plan.status.is_some(), "the outcome is written");
+        assert_eq!(plan.release_jobs, [job("plan", 1)]);
+        assert_eq!(plan.launch.map(|l| l.job_name), Some(job("write", 1)));
+        assert!(w.jobs.iter().all(|j| j.name != job("plan", 1)), "deleted");
+        assert_eq!(w.quiet(11), None, "a gone Job changes nothing");
+        let plan_step = w.step_status("plan");
+        assert_eq!(
+            (
+                plan_step.phase,
+                plan_step.exit_code,
+                plan_step.result.as_deref()
+            ),
+            (StepPhase::Succeeded, Some(0), Some("outline"))
+        );
+        w.succeed(&job("write", 1), 20, "text");
+        let plan = w.step(20);
+        assert_eq!(plan.release_jobs, [job("write", 1)]);
+        assert_eq!(w.phase(), Succeeded);
+        assert!(w.jobs.is_empty());
+        assert_eq!(w.step_status("write").result.as_deref(), Some("text"));
+        assert_eq!((w.status_writes, w.job_creates), (3, 2), "as with Keep");
+        assert_eq!(w.released_jobs, [job("plan", 1), job("write", 1)]);
+        vec![w]
+    }
+
+    /// `OnStepSuccess` keeps a failed attempt's Job (for its logs) and lets the successful retry's go.
+    pub fn failed_attempts_kept_on_step_success() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            job_cleanup: Some(JobCleanup::OnStepSuccess),
+            retry: retry(1, 10),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.fail(&job("main", 1), 5, 1, "flaky");
+        assert!(w.step(5).release_jobs.is_empty(), "a failure is kept");
+        w.step(15);
+        w.succeed(&job("main", 2), 20, "ok");
+        assert_eq!(w.step(20).release_jobs, [job("main", 2)]);
+        assert_eq!(w.phase(), Succeeded);
+        let kept: Vec<_> = w.jobs.iter().map(|j| j.name.clone()).collect();
+        assert_eq!(kept, [job("main", 1)]);
+        vec![w]
+    }
+
+    /// The shell stops after writing an outcome and before deleting its Job: the next reconcile deletes it, with
+    /// no status write. A lost status write releases nothing.
+    pub fn release_survives_a_restart() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            job_cleanup: Some(JobCleanup::OnStepCompletion),
+            ..spec(&["a", "b"])
+        });
+        w.step(0);
+        w.succeed(&job("a", 1), 10, "ok");
+        w.lose_next_write = true;
+        w.step(10);
+        assert!(
+            w.released_jobs.is_empty(),
+            "nothing stored, nothing released"
+        );
+        w.skip_next_release = true;
+        let plan = w.step(11);
+        assert_eq!(plan.release_jobs, [job("a", 1)]);
+        assert!(w.released_jobs.is_empty(), "the shell stopped");
+        let writes = w.status_writes;
+        let plan = w.step(12);
+        assert_eq!(plan.release_jobs, [job("a", 1)]);
+        assert!(plan.status.is_none() && plan.launch.is_none());
+        assert_eq!(w.status_writes, writes);
+        assert_eq!(w.released_jobs, [job("a", 1)]);
+        assert_eq!(w.step_status("a").phase, StepPhase::Succeeded);
+        vec![w]
+    }
+
+    /// A cancel while a finished Job's pod is not yet in the cache: the step ends `Cancelled` with the run (it
+    /// stayed `Running` in the finished status before), and its Job is released like any ended attempt's.
+    pub fn cancel_while_awaiting_the_pod_ends_the_step() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            job_cleanup: Some(JobCleanup::OnStepCompletion),
+            ..spec(&[])
+        });
+        w.step(0);
+        w.finish(&job("main", 1), 5, JobState::Failed, |_| {});
+        assert!(w.step(5).status.is_none(), "waits for the pod");
+        w.edit(|s| s.cancel = true);
+        let plan = w.step(6);
+        assert!(plan.delete_jobs.is_empty(), "the Job has finished");
+        assert_eq!(plan.release_jobs, [job("main", 1)]);
+        assert_eq!(w.phase(), Cancelled);
+        assert_eq!(w.step_status("main").phase, StepPhase::Cancelled);
+        vec![w]
+    }
+
     /// The Cancelled write is lost: the next reconcile cancels again (deleting the Job again is harmless).
     pub fn restart_terminal_write_lost() -> Vec<World> {
         let mut w = World::new(spec(&[]));
@@ -2614,6 +2800,10 @@ macro_rules! stories {
 
 stories!(
     one_step_success,
+    finished_jobs_released_on_step_completion,
+    failed_attempts_kept_on_step_success,
+    release_survives_a_restart,
+    cancel_while_awaiting_the_pod_ends_the_step,
     three_step_success,
     failing_step_without_retry,
     retries_then_success,
@@ -2770,6 +2960,8 @@ enum Act {
     DropLastStep,
     /// The API server refuses the next Job create (permanently or not).
     RejectNextLaunch(bool),
+    /// The shell stops between the next status write and its Job releases.
+    SkipNextRelease,
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -2788,6 +2980,7 @@ fn act() -> impl Strategy<Value = Act> {
         1 => (0u32..=3).prop_map(Act::SetRetryLimit),
         1 => Just(Act::DropLastStep),
         1 => any::<bool>().prop_map(Act::RejectNextLaunch),
+        1 => Just(Act::SkipNextRelease),
     ]
 }
 
@@ -2801,9 +2994,15 @@ fn arb_spec() -> impl Strategy<Value = CrewExecutionSpec> {
         any::<bool>(),
         any::<bool>(),
         prop::bool::weighted(0.05),
+        prop::sample::select(vec![
+            None,
+            Some(JobCleanup::Keep),
+            Some(JobCleanup::OnStepCompletion),
+            Some(JobCleanup::OnStepSuccess),
+        ]),
     )
         .prop_map(
-            |(steps, limit, backoff, timeout, history_limit, suspend, crew, cancel)| {
+            |(steps, limit, backoff, timeout, history_limit, suspend, crew, cancel, cleanup)| {
                 let names: Vec<String> = (0..steps).map(|i| format!("s{i}")).collect();
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
                 let base = spec(&refs);
@@ -2813,6 +3012,7 @@ fn arb_spec() -> impl Strategy<Value = CrewExecutionSpec> {
                     history_limit,
                     suspend,
                     cancel,
+                    job_cleanup: cleanup,
                     queue: Some("q".into()),
                     crew: base.crew.clone().filter(|_| crew),
                     ..base
@@ -2885,6 +3085,7 @@ fn run_random(spec: CrewExecutionSpec, first_admission: u8, acts: Vec<Act>) {
             Act::RejectNextLaunch(permanent) => {
                 w.reject_next_launch = Some((permanent, "refused".into()));
             }
+            Act::SkipNextRelease => w.skip_next_release = true,
             Act::DropLastStep => {
                 // Only steps that have not started: editing a started step mid-run is review finding 11 (the
                 // spec is to be frozen at start), not covered here yet.
@@ -2925,6 +3126,7 @@ fn run_random(spec: CrewExecutionSpec, first_admission: u8, acts: Vec<Act>) {
     assert!(w.phase().is_terminal(), "did not finish: {:#?}", w.status);
     w.step(now + 1000);
     check_whole_life("random run", &w);
+    check_cleaned_up(&w);
 }
 
 proptest! {

@@ -4,6 +4,7 @@
 //! cluster into an [`Observed`] snapshot, passes `now`, and executes the [`Plan`] that [`decide`] returns.
 
 pub mod backoff;
+pub mod cleanup;
 pub mod conditions;
 pub mod decide;
 #[cfg(test)]

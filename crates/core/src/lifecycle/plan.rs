@@ -46,6 +46,9 @@ pub struct Plan {
     pub launch: Option<Launch>,
     /// Jobs to delete (cancel, execution timeout).
     pub delete_jobs: Vec<String>,
+    /// Finished Jobs to delete once the status write succeeded (`spec.jobCleanup`): their outcome is in that
+    /// status, or already stored.
+    pub release_jobs: Vec<String>,
     /// The new status; `None` when nothing changed (no write).
     pub status: Option<CrewExecutionStatus>,
     /// Events to record once the status write succeeded.
@@ -72,6 +75,7 @@ impl Plan {
         !self.ensure_config_map
             && self.launch.is_none()
             && self.delete_jobs.is_empty()
+            && self.release_jobs.is_empty()
             && self.status.is_none()
             && self.events.is_empty()
             && !self.delete_execution
