@@ -14,6 +14,11 @@ fn transient(e: &kube::Error) -> bool {
     }
 }
 
+/// Whether the object was not there (a delete retried after it went through).
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
+}
+
 fn already_exists(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
 }

@@ -43,6 +43,9 @@ pub struct RunConfig {
     pub operator_args: Vec<String>,
     /// Keep each run's directory (control-plane and operator logs) even when it completed.
     pub keep_dirs: bool,
+    /// Delete each finished Job once its completion is seen: the operator's executions set `jobCleanup:
+    /// OnStepCompletion`, the baseline deletes its Jobs itself the same way (propagation Background).
+    pub job_cleanup: bool,
 }
 
 /// A fresh control plane (KWOK playing the kubelet) and the recording watches.
@@ -104,12 +107,14 @@ impl Harness {
     }
 
     /// Watches the worker Jobs in all namespaces: records first seen and first seen complete. A completed step
-    /// sends `(chain, next step)` to `next` (the baseline creates it); with `last_is_done` the last step's
-    /// completion is the chain's end (baseline). Resolves the returned receiver once the initial list is done.
+    /// sends `(chain, next step)` to `next` (the baseline creates it; with `release_last` the last step's completion
+    /// sends `(chain, steps)` too, for its deletion); with `last_is_done` the last step's completion is the chain's
+    /// end (baseline). Resolves the returned receiver once the initial list is done.
     pub fn watch_jobs(
         &mut self,
         next: Option<UnboundedSender<(usize, usize)>>,
         last_is_done: bool,
+        release_last: bool,
     ) -> oneshot::Receiver<()> {
         let api: Api<SlimJob> = Api::all(self.client.clone());
         let config = watcher::Config::default().labels(labels::EXECUTION);
@@ -128,6 +133,9 @@ impl Harness {
                     }
                 } else if last_is_done {
                     t.chain_done(chain, at);
+                    if let Some(next) = next.as_ref().filter(|_| release_last) {
+                        let _ = next.unbounded_send((chain, step + 1));
+                    }
                 }
             } else if job.failed() && last_is_done && failed.insert(chain) {
                 t.chain_failed();
@@ -235,6 +243,7 @@ impl Harness {
             operator,
             cpu_seconds,
             kept_dir: None,
+            job_cleanup: config.job_cleanup,
         }
     }
 

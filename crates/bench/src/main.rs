@@ -50,6 +50,10 @@ struct Args {
     /// Keep every run's directory (control-plane and operator logs); failed runs' are always kept.
     #[arg(long)]
     keep_dirs: bool,
+    /// Delete each finished Job (and so its pod) once its outcome is read, in both runs: `on`, `off`, or `auto`
+    /// (on when N x steps exceeds 12 500, the controller manager's terminated-pod limit; see BENCHMARKS.md).
+    #[arg(long, value_enum, default_value_t = JobCleanupChoice::Auto)]
+    job_cleanup: JobCleanupChoice,
     /// Extra arguments for `crew-operator run`, whitespace-separated (e.g. "--max-api-requests 64").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     operator_args: String,
@@ -83,6 +87,29 @@ struct Args {
     /// Reports per second of each `--progress` worker.
     #[arg(long, default_value_t = 10)]
     progress_rate: u32,
+}
+
+/// Whether the runs delete finished Jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum JobCleanupChoice {
+    /// When N x steps exceeds [`TERMINATED_POD_LIMIT`].
+    Auto,
+    On,
+    Off,
+}
+
+/// kube-controller-manager's default `--terminated-pod-gc-threshold`: past it, the pod garbage collector deletes
+/// finished pods one by one, competing with the Job controller (BENCHMARKS.md, N = 10 000 on v1.37).
+const TERMINATED_POD_LIMIT: usize = 12_500;
+
+impl JobCleanupChoice {
+    fn applies(self, n: usize, steps: usize) -> bool {
+        match self {
+            JobCleanupChoice::Auto => n * steps > TERMINATED_POD_LIMIT,
+            JobCleanupChoice::On => true,
+            JobCleanupChoice::Off => false,
+        }
+    }
 }
 
 fn machine() -> BTreeMap<String, String> {
@@ -220,8 +247,16 @@ async fn main() -> ExitCode {
                     .map(String::from)
                     .collect(),
                 keep_dirs: args.keep_dirs,
+                job_cleanup: args.job_cleanup.applies(n, steps),
             };
-            eprintln!("N={n} steps={steps}: operator run on a fresh control plane");
+            eprintln!(
+                "N={n} steps={steps}: operator run on a fresh control plane{}",
+                if config.job_cleanup {
+                    " (finished Jobs deleted)"
+                } else {
+                    ""
+                }
+            );
             let operator = run_operator::run(&config).await;
             let baseline = if args.skip_baseline {
                 RunResult::failed(Mode::Baseline, n, steps, "skipped (--skip-baseline)".into())

@@ -101,6 +101,9 @@ pub struct RunResult {
     pub cpu_seconds: BTreeMap<String, f64>,
     /// Control-plane working directory, kept when the run failed (logs).
     pub kept_dir: Option<String>,
+    /// Whether finished Jobs were deleted as the run went (`--job-cleanup`).
+    #[serde(default)]
+    pub job_cleanup: bool,
 }
 
 impl RunResult {
@@ -121,6 +124,7 @@ impl RunResult {
             operator: None,
             cpu_seconds: BTreeMap::new(),
             kept_dir: None,
+            job_cleanup: false,
         }
     }
 }
@@ -218,7 +222,12 @@ fn per_kind(op: &OperatorFigures) -> String {
 pub fn render_pair(p: &PairResult) -> String {
     let (o, b) = (&p.operator, &p.baseline);
     let mut out = String::new();
-    let _ = writeln!(out, "== N={} steps={} ==", p.n, p.steps);
+    let cleanup = if o.job_cleanup || b.job_cleanup {
+        " (finished Jobs deleted)"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "== N={} steps={}{cleanup} ==", p.n, p.steps);
     row(&mut out, "", "operator", "baseline");
     let status = |r: &RunResult| {
         let mut s = format!("{}/{}", r.done, r.n);

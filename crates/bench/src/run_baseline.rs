@@ -1,16 +1,17 @@
 //! The baseline run: no operator. The benchmark creates each chain's first bare Job (the same Job the operator
 //! would create) as fast as the API server accepts them, and the next step's Job as soon as it sees the previous
-//! one complete; a chain is done when its last Job completed.
+//! one complete; a chain is done when its last Job completed. With `job_cleanup` it also deletes each Job once it
+//! has seen it complete, as the operator does under `jobCleanup: OnStepCompletion`.
 
-use super::create::with_retry;
+use super::create::{is_not_found, with_retry};
 use super::harness::{Harness, RunConfig, lock};
 use super::report::{Mode, RunResult};
-use super::workload::{baseline_job, namespace_of};
+use super::workload::{baseline_job, job_name, namespace_of};
 use futures::StreamExt;
 use futures::channel::mpsc::unbounded;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub async fn run(config: &RunConfig) -> RunResult {
 
 async fn measure(config: &RunConfig, harness: &mut Harness) -> Result<RunResult, String> {
     let (next, requests) = unbounded::<(usize, usize)>();
-    let listed = harness.watch_jobs(Some(next.clone()), true);
+    let listed = harness.watch_jobs(Some(next.clone()), true, config.job_cleanup);
     Harness::wait_listed(vec![listed]).await?;
     let before = harness.scrape_apiserver().await?;
     let cpu_before = harness.cpu(&[]);
@@ -55,13 +56,32 @@ async fn measure(config: &RunConfig, harness: &mut Harness) -> Result<RunResult,
         harness.start,
         Arc::clone(&harness.timeline),
     );
-    let (steps, namespaces, concurrency) = (config.steps, config.namespaces, config.concurrency);
+    let (steps, namespaces, concurrency, job_cleanup) = (
+        config.steps,
+        config.namespaces,
+        config.concurrency,
+        config.job_cleanup,
+    );
     let creator = tokio::spawn(async move {
         requests
             .for_each_concurrent(concurrency, |(chain, step)| {
                 let (client, timeline) = (client.clone(), Arc::clone(&timeline));
                 async move {
                     let ns = namespace_of(chain, namespaces);
+                    let api: Api<Job> = Api::namespaced(client, &ns);
+                    if job_cleanup && step > 0 {
+                        // The previous step's Job completed (that is why this request came): let it go.
+                        let (params, done) =
+                            (DeleteParams::background(), job_name(chain, step - 1));
+                        if let Err(e) = with_retry(|| api.delete(&done, &params)).await
+                            && !is_not_found(&e)
+                        {
+                            eprintln!("delete Job {chain}/{}: {e}", step - 1);
+                        }
+                    }
+                    if step == steps {
+                        return; // only the last Job's deletion
+                    }
                     let job = match baseline_job(chain, &ns, steps, step) {
                         Ok(job) => job,
                         Err(e) => {
@@ -70,7 +90,6 @@ async fn measure(config: &RunConfig, harness: &mut Harness) -> Result<RunResult,
                             return;
                         }
                     };
-                    let api: Api<Job> = Api::namespaced(client, &ns);
                     let params = PostParams::default();
                     if step == 0 {
                         lock(&timeline).created(chain, start.elapsed());

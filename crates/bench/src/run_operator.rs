@@ -105,7 +105,7 @@ async fn measure(
     )?);
     wait_http_ok(operator, addr, "/readyz", Duration::from_secs(60)).await?;
     let operator_pid = operator.pid();
-    let jobs_listed = harness.watch_jobs(None, false);
+    let jobs_listed = harness.watch_jobs(None, false, false);
     let executions_listed = harness.watch_executions();
     Harness::wait_listed(vec![jobs_listed, executions_listed]).await?;
     let before = harness.scrape_apiserver().await?;
@@ -120,11 +120,12 @@ async fn measure(
         harness.start,
         Arc::clone(&harness.timeline),
     );
-    let (n, steps, namespaces, concurrency) = (
+    let (n, steps, namespaces, concurrency, job_cleanup) = (
         config.n,
         config.steps,
         config.namespaces,
         config.concurrency,
+        config.job_cleanup,
     );
     let creator = tokio::spawn(async move {
         futures::stream::iter(0..n)
@@ -132,7 +133,7 @@ async fn measure(
                 let (client, timeline) = (client.clone(), Arc::clone(&timeline));
                 async move {
                     let ns = namespace_of(i, namespaces);
-                    let cx = match execution(i, &ns, steps) {
+                    let cx = match execution(i, &ns, steps, job_cleanup) {
                         Ok(cx) => cx,
                         Err(e) => {
                             eprintln!("execution {i}: {e}");

@@ -55,23 +55,28 @@ pub fn parse_execution_name(name: &str) -> Option<usize> {
 }
 
 /// CrewExecution `i` with `steps` steps in `namespace`: one image, a trivial command, pods that finish at once, no
-/// crew/inputs (so no ConfigMap), no retries.
+/// crew/inputs (so no ConfigMap), no retries; with `job_cleanup`, `jobCleanup: OnStepCompletion`.
 pub fn execution(
     i: usize,
     namespace: &str,
     steps: usize,
+    job_cleanup: bool,
 ) -> Result<CrewExecution, serde_json::Error> {
     let steps: Vec<_> = (0..steps).map(|k| json!({"name": step_name(k)})).collect();
+    let mut spec = json!({
+        "image": IMAGE,
+        "command": ["sh", "-c", "true"],
+        "podAnnotations": {POD_DURATION_ANNOTATION: "0"},
+        "steps": steps,
+    });
+    if job_cleanup {
+        spec["jobCleanup"] = json!("OnStepCompletion");
+    }
     serde_json::from_value(json!({
         "apiVersion": "crew.dev/v1alpha1",
         "kind": "CrewExecution",
         "metadata": {"name": execution_name(i), "namespace": namespace},
-        "spec": {
-            "image": IMAGE,
-            "command": ["sh", "-c", "true"],
-            "podAnnotations": {POD_DURATION_ANNOTATION: "0"},
-            "steps": steps,
-        }
+        "spec": spec,
     }))
 }
 
@@ -101,7 +106,7 @@ pub fn baseline_job(
     steps: usize,
     k: usize,
 ) -> Result<Job, WorkloadError> {
-    let mut cx = execution(i, namespace, steps)?;
+    let mut cx = execution(i, namespace, steps, false)?;
     // The builder needs a stored execution's UID for the owner reference, which is removed below.
     cx.metadata.uid = Some("baseline-has-no-owner".to_string());
     let step = resolve_steps(&cx.spec)
@@ -154,9 +159,15 @@ mod tests {
 
     #[test]
     fn execution_has_the_requested_steps_and_no_crew() {
-        let cx = execution(1, "ns", 3).unwrap();
+        let cx = execution(1, "ns", 3, false).unwrap();
         assert_eq!(cx.spec.steps.len(), 3);
         assert!(cx.spec.crew.is_none() && cx.spec.inputs.is_none());
+        assert_eq!(cx.spec.job_cleanup, None);
+        let tidy = execution(1, "ns", 3, true).unwrap();
+        assert_eq!(
+            tidy.spec.job_cleanup,
+            Some(crew_api::JobCleanup::OnStepCompletion)
+        );
         assert_eq!(cx.metadata.namespace.as_deref(), Some("ns"));
     }
 }
