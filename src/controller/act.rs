@@ -93,6 +93,7 @@ pub async fn execute(
         for job in &plan.release_jobs {
             still_leading(ctx, "finished Job delete")?;
             Box::pin(delete_job(ctx, &ns, job, WriteKind::JobCleanup)).await?;
+            ctx.children.mark_deleting(&ns, &name, job);
         }
         let status = plan.status.as_ref().or(execution.status.as_ref());
         for note in &plan.events {

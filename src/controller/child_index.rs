@@ -47,6 +47,10 @@ impl JobList {
         self.0.is_empty()
     }
 
+    fn get_mut(&mut self, name: &str) -> Option<&mut JobRecord> {
+        self.position(name).ok().map(|at| &mut self.0[at])
+    }
+
     fn iter(&self) -> std::slice::Iter<'_, JobRecord> {
         self.0.iter()
     }
@@ -280,6 +284,19 @@ impl ChildIndex {
             .collect()
     }
 
+    /// Marks the Job `job` of the execution `name` in `namespace` as being deleted, as its watch event will once it
+    /// arrives: a reconcile in between (the one the status write itself causes) must not delete it again.
+    pub fn mark_deleting(&self, namespace: &str, name: &str, job: &str) {
+        if let Ok(mut jobs) = self.jobs.write()
+            && let Some(record) = jobs
+                .by_execution
+                .get_mut(&key_of_execution(namespace, name))
+                .and_then(|children| children.get_mut(job))
+        {
+            record.summary.deleting = true;
+        }
+    }
+
     /// Drops the worker outcome of a Job that no longer exists (called after a Job is deleted).
     pub fn forget_outcome(&self, namespace: &str, job: &str, job_uid: Option<&str>) {
         if let Ok(mut outcomes) = self.outcomes.write() {
@@ -418,6 +435,19 @@ mod tests {
         index.apply_job_event(&Event::Delete(job("run-s2-1", "s2", 1)));
         assert_eq!(index.job_count(), 0);
         assert!(names(&index).is_empty());
+    }
+
+    #[test]
+    fn a_job_the_operator_deleted_shows_as_deleting_until_its_event() {
+        let index = ChildIndex::default();
+        index.apply_job_event(&Event::Apply(job("run-a-1", "a", 1)));
+        index.mark_deleting("ns", "run", "run-a-1");
+        index.mark_deleting("ns", "run", "run-missing-1");
+        let jobs = index.jobs_of("ns", "run", "uid-1");
+        assert_eq!(jobs.len(), 1);
+        assert!(jobs[0].deleting);
+        index.apply_job_event(&Event::Delete(job("run-a-1", "a", 1)));
+        assert_eq!(index.job_count(), 0);
     }
 
     #[test]
