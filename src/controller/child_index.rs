@@ -218,6 +218,16 @@ impl ChildIndex {
         None
     }
 
+    /// The name of the execution that controls the Job `job` in `namespace` (a pass over the indexed executions:
+    /// for rare events only, such as the Job controller's refusals).
+    pub fn owner_of_job(&self, namespace: &str, job: &str) -> Option<String> {
+        let jobs = self.jobs.read().ok()?;
+        jobs.by_execution
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .find_map(|(_, children)| children.get(job)?.owner_name.clone())
+    }
+
     /// The execution (UID) that controls `job`, and whether it owns a Job that runs (active, not being deleted)
     /// now that `job`'s event is applied: such an execution holds a running slot whatever its written phase says
     /// (a status write lost after the Job create, review finding 8).

@@ -93,6 +93,8 @@ pub struct Context {
     pub events: EventQueue,
     /// Jobs and worker outcomes, from the watches.
     pub children: ChildIndex,
+    /// The Job controller's latest `FailedCreate` Event about each Job (why it has no pod).
+    pub refusals: super::refusals::PodRefusals,
     /// API writes made.
     pub writes: WriteCounts,
     /// Per execution UID: the resourceVersion the last status write was computed from. While the cache still shows
@@ -159,6 +161,7 @@ impl Context {
             client,
             events,
             children: ChildIndex::default(),
+            refusals: Default::default(),
             writes: WriteCounts::default(),
             stale_versions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),

@@ -4,9 +4,9 @@ pub mod act;
 pub mod child_index;
 pub mod context;
 pub mod events;
-pub mod job_events;
 pub mod observe;
 pub mod queues;
+pub mod refusals;
 pub mod tolerant;
 pub mod watch_retry;
 pub mod worker_access;
@@ -162,6 +162,26 @@ pub async fn run(
     })
     .for_each(|_| futures::future::ready(()));
     let pods = tokio::spawn(pods);
+    let index = ctx.clone();
+    let refusals = retried(
+        watcher(
+            api::<k8s_openapi::api::core::v1::Event>(&client, &config.namespace),
+            watcher::Config::default().fields(refusals::FAILED_CREATE_SELECTOR),
+        ),
+        "job events",
+    )
+    .inspect_ok(move |event| {
+        // A new reason: show it now rather than at the step's next timer.
+        if let Some((namespace, job)) = index.refusals.apply(event)
+            && let Some(name) = index.children.owner_of_job(&namespace, &job)
+        {
+            let _ = index
+                .wake
+                .unbounded_send(kube::runtime::reflector::ObjectRef::new(&name).within(&namespace));
+        }
+    })
+    .for_each(|_| futures::future::ready(()));
+    let refusals = tokio::spawn(refusals);
     let executions = api::<Decoded<CrewExecution>>(&client, &config.namespace);
     let (execution_store, execution_writer) = reflector::store();
     let listed = ctx.clone();
@@ -264,6 +284,7 @@ pub async fn run(
         () = unsynced_stop => {}
     }
     pods.abort();
+    refusals.abort();
     lines.abort();
     resend.abort();
 }
@@ -514,15 +535,12 @@ async fn reconcile_one(execution: Arc<CrewExecution>, ctx: Arc<Context>) -> Resu
         }
     }
     if let Some(job) = plan.explain_job.clone() {
-        // The Job has had no pod for a while: the Job controller's Events say why. A failed read only leaves the
-        // report out: it must not keep the plan (the start timeout above all) from being carried out.
+        // The Job has had no pod for a while: the Job controller's `FailedCreate` Event says why, if it has said
+        // so (the watched index, no request). None yet: the pod is only late, and the plan stands.
         let ns = execution.namespace().unwrap_or_default();
-        match Box::pin(job_events::pod_refusal(&ctx, &ns, &job)).await {
-            Ok(refusal) => {
-                observed.pod_refused = refusal;
-                plan = Box::new(decide(&observed, now));
-            }
-            Err(error) => tracing::warn!(%error, %job, "could not read why the Job has no pod"),
+        if let Some(refusal) = ctx.refusals.of(&ns, &job) {
+            observed.pod_refused = Some(refusal);
+            plan = Box::new(decide(&observed, now));
         }
     }
     if !plan.is_noop() {

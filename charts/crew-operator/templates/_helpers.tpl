@@ -114,10 +114,11 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# Why a Job has had no pod for a while: its FailedCreate Events are listed (once per attempt, only then).
+# Why a Job has had no pod for a while: the Job controller's FailedCreate Events about Jobs, watched (a field
+# selector; nothing else of the events is read).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # One Event per transition, created and never updated.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

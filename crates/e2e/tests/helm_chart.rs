@@ -175,7 +175,7 @@ fn operator_rules() -> BTreeSet<Triple> {
         ),
         ("", "configmaps", &["create"]),
         ("", "serviceaccounts", &["get"]),
-        ("", "events", &["list"]),
+        ("", "events", &["list", "watch"]),
         ("", "pods", &["get", "list", "watch"]),
         ("events.k8s.io", "events", &["create"]),
     ])
@@ -995,6 +995,7 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         (&["get", "serviceaccounts"][..], true),
         (&["list", "serviceaccounts"][..], false),
         (&["list", "events"][..], true),
+        (&["watch", "events"][..], true),
         (&["create", "events"][..], false),
         (&["update", "crewexecutions.crew.dev"][..], false),
         (&["create", "crewexecutions.crew.dev"][..], false),
@@ -1191,6 +1192,7 @@ metadata: {name: report}
 spec:
   image: busybox
   queue: crews
+  jobCleanup: OnStepCompletion
   inputs: {topic: rbac}
   steps:
   - {name: research}
@@ -1316,11 +1318,12 @@ spec:
 
     let writes = &ctx.writes;
     println!(
-        "operator writes with the chart's RBAC: status={} job_create={} job_delete={} configmap={} events={} \
-         execution_delete={} queue_status={} lease={}",
+        "operator writes with the chart's RBAC: status={} job_create={} job_delete={} job_cleanup={} configmap={} \
+         events={} execution_delete={} queue_status={} lease={}",
         writes.get(WriteKind::Status),
         writes.get(WriteKind::JobCreate),
         writes.get(WriteKind::JobDelete),
+        writes.get(WriteKind::JobCleanup),
         writes.get(WriteKind::ConfigMap),
         writes.get(WriteKind::Event),
         writes.get(WriteKind::ExecutionDelete),
