@@ -512,8 +512,9 @@ fn end_attempt(record: &mut StepRecord, message: String, now: Timestamp) {
 }
 
 /// Why the Job `job` (created at `created`) has no pod, once it has had none for [`NO_POD_SECONDS`]: the Job
-/// controller's `FailedCreate` Event the shell read, or the one the step already shows; else the plan asks the
-/// shell to read it (once per attempt) or to come back when it is time.
+/// controller's `FailedCreate` Event the shell looked up, or the one the step already shows; else the plan asks the
+/// shell (every reconcile until one shows: the shell answers from a watched index, not a request) or to come back
+/// when it is time.
 fn pod_refusal(
     draft: &Draft<'_>,
     plan: &mut Plan,
