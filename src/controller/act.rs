@@ -1,8 +1,8 @@
 //! Executes a [`Plan`]: the only place that writes to the API server on behalf of a reconcile.
 //!
 //! Order: delete the execution (TTL) | ConfigMap, Job creation, Job deletion, then the one status write, then the
-//! deletion of finished Jobs whose outcome it stores (`spec.jobCleanup`) and the Events (only once the status they
-//! describe is stored, so a failed write does not leave Events about nothing).
+//! Events (only once the status they describe is stored, so a failed write does not leave Events about nothing),
+//! then the deletion of finished Jobs whose outcome that status stores (`spec.jobCleanup`).
 
 use super::context::{Context, WriteKind};
 use super::events::EventDraft;
@@ -88,17 +88,19 @@ pub async fn execute(
         }
         None => StatusWrite::Unchanged,
     };
-    if written != StatusWrite::Stale {
-        // Only now is each released Job's outcome stored: its deletion loses nothing (`spec.jobCleanup`).
-        for job in &plan.release_jobs {
-            still_leading(ctx, "finished Job delete")?;
-            Box::pin(delete_job(ctx, &ns, job, WriteKind::JobCleanup)).await?;
-            ctx.children.mark_deleting(&ns, &name, job);
-        }
-        let status = plan.status.as_ref().or(execution.status.as_ref());
-        for note in &plan.events {
-            Box::pin(publish(execution, note, status, ctx)).await;
-        }
+    if written == StatusWrite::Stale {
+        return Ok(written);
+    }
+    let status = plan.status.as_ref().or(execution.status.as_ref());
+    for note in &plan.events {
+        Box::pin(publish(execution, note, status, ctx)).await;
+    }
+    // Only now is each released Job's outcome stored: its deletion loses nothing (`spec.jobCleanup`). After the
+    // Events: a failed delete is retried by the next reconcile, the Events of this status would not be.
+    for job in &plan.release_jobs {
+        still_leading(ctx, "finished Job delete")?;
+        Box::pin(delete_job(ctx, &ns, job, WriteKind::JobCleanup)).await?;
+        ctx.children.mark_deleting(&ns, &name, job);
     }
     Ok(written)
 }
