@@ -131,16 +131,6 @@ impl PodRefusals {
                 message: refusal.message.clone(),
             })
     }
-
-    /// Jobs with a refusal held (for memory checks).
-    pub fn len(&self) -> usize {
-        self.0.read().map_or(0, |r| r.by_job.len())
-    }
-
-    /// Whether no refusal is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -193,7 +183,7 @@ mod tests {
             "another Event's expiry"
         );
         index.apply(&watcher::Event::Delete(event("e2", "run-a-1", 20, "quota")));
-        assert!(index.is_empty());
+        assert!(index.of("ns", "run-a-1").is_none());
     }
 
     #[test]
@@ -202,7 +192,7 @@ mod tests {
         let mut pod_event = event("e3", "run-b-1", 5, "x");
         pod_event.involved_object.kind = Some("Pod".into());
         index.apply(&watcher::Event::Apply(pod_event));
-        assert!(index.is_empty());
+        assert!(index.of("ns", "run-b-1").is_none());
         index.apply(&watcher::Event::Apply(event("e1", "run-a-1", 10, "old")));
         index.apply(&watcher::Event::Init);
         index.apply(&watcher::Event::InitApply(event(

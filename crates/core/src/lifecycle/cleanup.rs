@@ -1,6 +1,7 @@
 //! `spec.jobCleanup`: which finished Jobs may go. Only a Job whose attempt's outcome the status records: once it
 //! is gone, the step's view comes from that record (`steps::view_of`), so deleting it loses nothing the run needs.
 
+use crate::lifecycle::steps::is_finished;
 use crate::lifecycle::{JobState, ObservedJob};
 use crew_api::{CrewExecutionStatus, JobCleanup, StepPhase};
 
@@ -12,36 +13,27 @@ pub fn released_jobs(
     policy: Option<JobCleanup>,
 ) -> Vec<String> {
     let policy = policy.unwrap_or_default();
-    if policy == JobCleanup::Keep {
-        return Vec::new();
-    }
     jobs.iter()
         .filter(|job| job.owned && job.state != JobState::Active && !job.deleting)
         .filter(|job| {
-            let Some(step) = status.steps.iter().find(|s| s.name == job.step) else {
-                return false;
-            };
-            let succeeded = if job.attempt < step.attempt {
-                // An earlier attempt: it failed (only a failed attempt is retried), and its end is in history.
-                false
-            } else if job.attempt == step.attempt && recorded_end(step.phase) {
-                step.phase == StepPhase::Succeeded
-            } else {
-                // Not recorded yet: the outcome is still read from this Job.
-                return false;
-            };
-            policy == JobCleanup::OnStepCompletion || succeeded
+            status
+                .steps
+                .iter()
+                .find(|s| s.name == job.step)
+                .is_some_and(|step| {
+                    // An earlier attempt failed (only a failed attempt is retried) and its end is in history; the latest
+                    // one's end is recorded once its phase is; otherwise its outcome is still read from the Job.
+                    let earlier = job.attempt < step.attempt;
+                    let ended = job.attempt == step.attempt && is_finished(step.phase);
+                    match policy {
+                        JobCleanup::Keep => false,
+                        JobCleanup::OnStepCompletion => earlier || ended,
+                        JobCleanup::OnStepSuccess => ended && step.phase == StepPhase::Succeeded,
+                    }
+                })
         })
         .map(|job| job.name.clone())
         .collect()
-}
-
-/// Whether a step's recorded phase is the end of its latest attempt.
-fn recorded_end(phase: StepPhase) -> bool {
-    matches!(
-        phase,
-        StepPhase::Succeeded | StepPhase::Failed | StepPhase::Retrying | StepPhase::Cancelled
-    )
 }
 
 #[cfg(test)]

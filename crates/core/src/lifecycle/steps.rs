@@ -218,7 +218,7 @@ fn view_of_job(
 }
 
 /// Whether a recorded step attempt has ended (its outcome is written).
-fn is_finished(phase: StepPhase) -> bool {
+pub(crate) fn is_finished(phase: StepPhase) -> bool {
     matches!(
         phase,
         StepPhase::Succeeded | StepPhase::Failed | StepPhase::Retrying | StepPhase::Cancelled
