@@ -1,4 +1,5 @@
-//! Errors of the I/O shell. Variant names double as metric labels and Warning Event reasons.
+//! Errors of the I/O shell. Each variant belongs to one [`ErrorCategory`], whose name is both the `kind` label of
+//! `crew_reconcile_errors_total` and the reason of the Warning Event a failing reconcile leaves on its execution.
 
 use crew_core::build::BuildError;
 use crew_core::lifecycle::JobRejection;
@@ -29,16 +30,74 @@ pub enum Error {
     NotLeading(&'static str),
 }
 
-impl Error {
-    /// Short label for metrics and logs.
-    pub fn metric_label(&self) -> &'static str {
+/// What kind of failure a reconcile error is: one metric label and one Event reason each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCategory {
+    /// A request to the API server failed (unreachable, overloaded, refused).
+    ApiError,
+    /// An object could not be built from the execution's spec.
+    BuildError,
+    /// The step's Job name is held by a Job of another execution of the same name.
+    JobNameTaken,
+    /// The API server refused the step's Job twice in one reconcile.
+    JobRejected,
+    /// This replica stopped leading before it could write.
+    NotLeading,
+}
+
+impl ErrorCategory {
+    /// Every category.
+    pub const ALL: [ErrorCategory; 5] = [
+        ErrorCategory::ApiError,
+        ErrorCategory::BuildError,
+        ErrorCategory::JobNameTaken,
+        ErrorCategory::JobRejected,
+        ErrorCategory::NotLeading,
+    ];
+
+    /// The Warning Event's reason (CamelCase).
+    pub fn reason(self) -> &'static str {
         match self {
-            Error::Kube { .. } => "kube",
-            Error::Build(_) => "build",
-            Error::JobNameTaken(_) => "job_name_taken",
-            Error::JobRejected(_) => "job_rejected",
-            Error::NotLeading(_) => "not_leading",
+            ErrorCategory::ApiError => "ApiError",
+            ErrorCategory::BuildError => "BuildError",
+            ErrorCategory::JobNameTaken => "JobNameTaken",
+            ErrorCategory::JobRejected => "JobRejected",
+            ErrorCategory::NotLeading => "NotLeading",
         }
+    }
+
+    /// The metric label: the reason in snake_case.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            ErrorCategory::ApiError => "api_error",
+            ErrorCategory::BuildError => "build_error",
+            ErrorCategory::JobNameTaken => "job_name_taken",
+            ErrorCategory::JobRejected => "job_rejected",
+            ErrorCategory::NotLeading => "not_leading",
+        }
+    }
+
+    /// Whether the execution is told with a Warning Event: a replica that no longer leads writes nothing.
+    pub fn reported_on_object(self) -> bool {
+        self != ErrorCategory::NotLeading
+    }
+}
+
+impl Error {
+    /// The error's category.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Error::Kube { .. } => ErrorCategory::ApiError,
+            Error::Build(_) => ErrorCategory::BuildError,
+            Error::JobNameTaken(_) => ErrorCategory::JobNameTaken,
+            Error::JobRejected(_) => ErrorCategory::JobRejected,
+            Error::NotLeading(_) => ErrorCategory::NotLeading,
+        }
+    }
+
+    /// Short label for metrics and logs (the category's).
+    pub fn metric_label(&self) -> &'static str {
+        self.category().metric_label()
     }
 }
 
@@ -50,4 +109,23 @@ pub fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
 /// Whether a client error carries the API server's `reason` (`AlreadyExists`, `NotFound`, `Conflict`, `Invalid`).
 pub fn is_reason(error: &kube::Error, reason: &str) -> bool {
     matches!(error, kube::Error::Api(status) if status.reason == reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metric_label_is_the_reason_in_snake_case() {
+        for category in ErrorCategory::ALL {
+            let mut snake = String::new();
+            for (i, c) in category.reason().chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            assert_eq!(category.metric_label(), snake);
+        }
+    }
 }

@@ -30,23 +30,13 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
 }
 
 async fn ready(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
-    if !ctx.caches_synced() {
-        let missing = format!(
-            "not ready: caches listed: jobs+pods={} executions={} queues={}",
-            ctx.children.synced(),
-            ctx.executions_listed
-                .load(std::sync::atomic::Ordering::Relaxed),
-            ctx.queues_listed.load(std::sync::atomic::Ordering::Relaxed)
-        );
-        (StatusCode::SERVICE_UNAVAILABLE, missing)
-    } else if ctx.is_leading() {
-        (StatusCode::OK, "ok".to_string())
+    let readiness = ctx.readiness();
+    let code = if readiness.synced() {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::OK,
-            "ok: standby, caches warm, not holding the leader Lease".to_string(),
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, readiness.to_string())
 }
 
 /// Serves the endpoints on `listener` until the task is dropped.

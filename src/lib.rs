@@ -13,5 +13,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod progress;
+pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

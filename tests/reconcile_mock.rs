@@ -1,9 +1,11 @@
 //! Reconcile against a mocked API server (the controller-rs pattern): the exact requests one reconcile makes.
 
 use crew_api::{CrewExecution, CrewExecutionSpec, Phase};
-use crew_operator::controller::context::{Context, WriteKind};
-use crew_operator::controller::{ControllerConfig, context, reconcile};
+use crew_operator::controller::context::Context;
+use crew_operator::controller::{Operator, reconcile};
 use crew_operator::error::Error;
+use crew_operator::metrics::WriteKind;
+use crew_operator::settings::Settings;
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
@@ -32,20 +34,19 @@ fn execution() -> CrewExecution {
 
 fn mocked() -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(
-        Client::new(service, "default"),
-        &ControllerConfig::default(),
-    );
-    for event in [Event::Init, Event::InitDone] {
-        ctx.children.apply_job_event(&event);
+    let (ctx, mut caches, _triggers) =
+        Context::new(Client::new(service, "default"), Settings::default());
+    let children = &ctx.indexes.children;
+    for (job, pod) in [
+        (Event::Init, Event::Init),
+        (Event::InitDone, Event::InitDone),
+    ] {
+        children.apply_job_event(&job);
+        children.apply_pod_event(&pod);
     }
-    for event in [Event::Init, Event::InitDone] {
-        ctx.children.apply_pod_event(&event);
-    }
-    ctx.executions_listed
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    ctx.queues_listed
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    caches.executions.apply_watcher_event(&Event::InitDone);
+    caches.queues.apply_watcher_event(&Event::InitDone);
+    assert!(ctx.readiness().may_act());
     (ctx, handle)
 }
 
@@ -140,13 +141,13 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
     task.await.unwrap().expect("reconcile succeeds");
     // The Event is created in the background: counted once its create returns.
     for _ in 0..100 {
-        if ctx.writes.get(WriteKind::Event) == 1 {
+        if ctx.metrics.writes(WriteKind::Event) == 1 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(
-        [WriteKind::JobCreate, WriteKind::Status, WriteKind::Event].map(|k| ctx.writes.get(k)),
+        [WriteKind::JobCreate, WriteKind::Status, WriteKind::Event].map(|k| ctx.metrics.writes(k)),
         [1, 1, 1]
     );
 
@@ -154,7 +155,7 @@ async fn first_reconcile_creates_the_job_then_writes_status_once_then_records_th
     let idle = tokio::spawn(reconcile(Arc::new(cx), ctx.clone()));
     idle.await.unwrap().expect("waits for the cache");
     assert_no_request(&mut api, "no request on a stale view").await;
-    assert_eq!(ctx.writes.total(), 3);
+    assert_eq!(ctx.metrics.all_writes(), 3);
 }
 
 #[tokio::test]
@@ -178,7 +179,7 @@ async fn job_of_a_stranger_with_the_same_name_is_not_adopted() {
         matches!(result, Err(Error::JobNameTaken(ref name)) if name == "x-main-1"),
         "{result:?}"
     );
-    assert_eq!(ctx.writes.total(), 0, "no status write, no event");
+    assert_eq!(ctx.metrics.all_writes(), 0, "no status write, no event");
 }
 
 #[tokio::test]
@@ -203,8 +204,8 @@ async fn our_own_job_already_existing_counts_as_created() {
     let (_, _, event, send) = next(&mut api).await;
     respond(send, StatusCode::CREATED, &event);
     task.await.unwrap().expect("reconcile succeeds");
-    assert_eq!(ctx.writes.get(WriteKind::JobCreate), 0, "no second Job");
-    assert_eq!(ctx.writes.get(WriteKind::Status), 1);
+    assert_eq!(ctx.metrics.writes(WriteKind::JobCreate), 0, "no second Job");
+    assert_eq!(ctx.metrics.writes(WriteKind::Status), 1);
 }
 
 #[tokio::test]
@@ -219,8 +220,8 @@ async fn conflicting_status_write_publishes_no_event() {
     assert_no_request(&mut api, "no event after a refused write").await;
     assert_eq!(
         (
-            ctx.writes.get(WriteKind::Status),
-            ctx.writes.get(WriteKind::Event)
+            ctx.metrics.writes(WriteKind::Status),
+            ctx.metrics.writes(WriteKind::Event)
         ),
         (0, 0)
     );
@@ -258,7 +259,7 @@ async fn invalid_spec_fails_with_a_warning_and_no_job() {
     task.await
         .unwrap()
         .expect("invalid input is not a reconcile error");
-    assert_eq!(ctx.writes.get(WriteKind::JobCreate), 0);
+    assert_eq!(ctx.metrics.writes(WriteKind::JobCreate), 0);
 }
 
 /// A stop requested before the first list has come back ends the controller at once: nothing has run yet, and
@@ -266,15 +267,14 @@ async fn invalid_spec_fails_with_a_warning_and_no_job() {
 #[tokio::test]
 async fn a_stop_before_the_caches_fill_ends_the_controller_at_once() {
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let config = ControllerConfig::default();
-    let ctx = context(Client::new(service, "default"), &config);
+    let operator = Operator::new(Client::new(service, "default"), Settings::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(crew_operator::controller::run(ctx, config, async {
+    let run = tokio::spawn(operator.run(async {
         let _ = stopped.await;
     }));
     // The watches' first lists reach the API server, which never answers.
     let mut listed = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         let (request, send) = handle.next_request().await.expect("a list request");
         listed.push(request.uri().path().to_string());
         std::mem::forget(send);
@@ -283,6 +283,7 @@ async fn a_stop_before_the_caches_fill_ends_the_controller_at_once() {
     assert_eq!(
         listed,
         [
+            "/api/v1/events",
             "/api/v1/pods",
             "/apis/batch/v1/jobs",
             "/apis/crew.dev/v1alpha1/crewexecutions",
@@ -369,7 +370,7 @@ fn metadata_of(name: &str, resource_version: &str) -> Value {
 async fn jobs_are_not_deleted_on_a_stale_view() {
     let (ctx, mut api) = mocked();
     let (cx, job) = cancelled_while_running();
-    ctx.children.apply_job_event(&Event::Apply(job));
+    ctx.indexes.children.apply_job_event(&Event::Apply(job));
     let task = tokio::spawn(reconcile(Arc::new(cx), ctx.clone()));
     let (method, uri, _, send) = next(&mut api).await;
     assert_eq!(
@@ -382,7 +383,7 @@ async fn jobs_are_not_deleted_on_a_stale_view() {
     respond(send, StatusCode::OK, &metadata_of("x", "9"));
     task.await.unwrap().expect("a stale view is not an error");
     assert_no_request(&mut api, "no DELETE and no status write on a stale view").await;
-    assert_eq!(ctx.writes.total(), 0);
+    assert_eq!(ctx.metrics.all_writes(), 0);
 }
 
 /// The same plan on a current view: the Job is deleted, then the status written.
@@ -390,7 +391,7 @@ async fn jobs_are_not_deleted_on_a_stale_view() {
 async fn jobs_are_deleted_when_the_view_is_current() {
     let (ctx, mut api) = mocked();
     let (cx, job) = cancelled_while_running();
-    ctx.children.apply_job_event(&Event::Apply(job));
+    ctx.indexes.children.apply_job_event(&Event::Apply(job));
     let task = tokio::spawn(reconcile(Arc::new(cx.clone()), ctx.clone()));
     let (method, _, _, send) = next(&mut api).await;
     assert_eq!(method, Method::GET);
@@ -418,7 +419,7 @@ async fn jobs_are_deleted_when_the_view_is_current() {
     let (_, _, event, send) = next(&mut api).await;
     respond(send, StatusCode::CREATED, &event);
     task.await.unwrap().expect("reconcile succeeds");
-    assert_eq!(ctx.writes.get(WriteKind::JobDelete), 1);
+    assert_eq!(ctx.metrics.writes(WriteKind::JobDelete), 1);
 }
 
 /// Review finding 15, the TTL: the execution is deleted only in the version the plan was made from (a TTL raised
@@ -453,5 +454,5 @@ async fn the_ttl_delete_is_guarded_by_the_resource_version() {
         .unwrap()
         .expect("a refused delete is a stale view, not an error");
     assert_no_request(&mut api, "no further request").await;
-    assert_eq!(ctx.writes.total(), 0);
+    assert_eq!(ctx.metrics.all_writes(), 0);
 }

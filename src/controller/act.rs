@@ -4,9 +4,10 @@
 //! Events (only once the status they describe is stored, so a failed write does not leave Events about nothing),
 //! then the deletion of finished Jobs whose outcome that status stores (`spec.jobCleanup`).
 
-use super::context::{Context, WriteKind};
+use super::context::Context;
 use super::events::EventDraft;
 use crate::error::{Error, is_reason, kube as kube_err};
+use crate::metrics::WriteKind;
 use crew_api::{CrewExecution, CrewExecutionStatus, FIELD_MANAGER};
 use crew_core::build::{
     config_map::crew_config_map, status_patch::status_apply_body, worker_job::worker_job,
@@ -100,7 +101,7 @@ pub async fn execute(
     for job in &plan.release_jobs {
         still_leading(ctx, "finished Job delete")?;
         Box::pin(delete_job(ctx, &ns, job, WriteKind::JobCleanup)).await?;
-        ctx.children.mark_deleting(&ns, &name, job);
+        ctx.indexes.children.mark_deleting(&ns, &name, job);
     }
     Ok(written)
 }
@@ -163,7 +164,7 @@ async fn create_job(
     // Serialized in a statement of its own, so that the Job is dropped before the request waits on the API server.
     let request = {
         let mut job = worker_job(execution, launch)?;
-        if let Some(url) = &ctx.progress_url {
+        if let Some(url) = &ctx.settings.progress.progress_url {
             crew_core::build::progress_token::add_progress_reporting(&mut job, url);
         }
         post_request(ns, &job).map_err(kube_err("create Job"))?
@@ -277,7 +278,7 @@ async fn write_status(
             if let Some(uid) = execution.uid()
                 && written.resource_version() != rv
             {
-                ctx.wrote_status_from(&uid, rv.as_deref());
+                ctx.objects.wrote_status_from(&uid, rv.as_deref());
             }
             Ok(StatusWrite::Written)
         }
@@ -334,10 +335,7 @@ pub const RESEND_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(
 /// `AlreadyExists` (the Event is named after its entry), so this costs at most one request per recently active
 /// execution per start and never makes a duplicate. Run once the caches are filled and this replica leads.
 pub async fn resend_recent_events(ctx: &Context, now: jiff::Timestamp) {
-    let Some(executions) = ctx.executions.get() else {
-        return;
-    };
-    for execution in executions.state() {
+    for execution in ctx.caches.executions.state() {
         let Some(status) = execution.status.as_ref() else {
             continue;
         };

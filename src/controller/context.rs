@@ -1,247 +1,150 @@
-//! Shared state of the controller: client, Event publisher, child index, counters, per-object bookkeeping.
+//! What every reconcile shares, built in order before the controller starts: the client, the settings, the caches
+//! and indexes the watches fill, per-execution bookkeeping, leadership, the progress book, metrics, the Event queue
+//! and the senders of the reconcile triggers that come from outside the watches.
 
 use super::child_index::ChildIndex;
 use super::events::EventQueue;
+use super::refusals::PodRefusals;
+use crate::metrics::{Metrics, WriteKind};
+use crate::progress::book::ProgressBook;
+use crate::settings::Settings;
 use crew_api::{CrewExecution, CrewQueue};
 use crew_core::lifecycle::queue_book::QueueBook;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-
-/// Kinds of API writes the operator makes, counted for tests, benchmarks and metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WriteKind {
-    /// Server-side apply of an execution's status.
-    Status,
-    /// Creation of a worker Job.
-    JobCreate,
-    /// Deletion of a running worker Job (cancel, timeout, stall).
-    JobDelete,
-    /// Deletion of a finished worker Job whose outcome status records (`spec.jobCleanup`).
-    JobCleanup,
-    /// Creation of the crew ConfigMap.
-    ConfigMap,
-    /// A Kubernetes Event (create or series patch).
-    Event,
-    /// Deletion of a finished execution (TTL).
-    ExecutionDelete,
-    /// Server-side apply of a queue's status.
-    QueueStatus,
-    /// Creation, renewal or release of the leader-election Lease (not per execution).
-    Lease,
-}
-
-impl WriteKind {
-    /// Every kind, for reporting.
-    pub const ALL: [WriteKind; 9] = [
-        WriteKind::Status,
-        WriteKind::JobCreate,
-        WriteKind::JobDelete,
-        WriteKind::JobCleanup,
-        WriteKind::ConfigMap,
-        WriteKind::Event,
-        WriteKind::ExecutionDelete,
-        WriteKind::QueueStatus,
-        WriteKind::Lease,
-    ];
-
-    /// Label for metrics and reports.
-    pub fn label(self) -> &'static str {
-        match self {
-            WriteKind::Status => "status",
-            WriteKind::JobCreate => "job_create",
-            WriteKind::JobDelete => "job_delete",
-            WriteKind::JobCleanup => "job_cleanup",
-            WriteKind::ConfigMap => "configmap_create",
-            WriteKind::Event => "event",
-            WriteKind::ExecutionDelete => "execution_delete",
-            WriteKind::QueueStatus => "queue_status",
-            WriteKind::Lease => "lease",
-        }
-    }
-}
-
-/// Counters of API writes, by kind.
-#[derive(Default)]
-pub struct WriteCounts([AtomicU64; 9]);
-
-impl WriteCounts {
-    /// Counts one write of `kind`.
-    pub fn add(&self, kind: WriteKind) {
-        self.0[kind as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Writes of `kind` so far.
-    pub fn get(&self, kind: WriteKind) -> u64 {
-        self.0[kind as usize].load(Ordering::Relaxed)
-    }
-
-    /// All writes so far.
-    pub fn total(&self) -> u64 {
-        WriteKind::ALL.iter().map(|k| self.get(*k)).sum()
-    }
-}
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Everything a reconcile needs besides the execution itself.
 pub struct Context {
     /// API client.
     pub client: Client,
+    /// The operator's settings, by group.
+    pub settings: Arc<Settings>,
+    /// The caches of executions and queues (filled by the watches).
+    pub caches: Caches,
+    /// What the watches of Jobs, pods and Job Events index, and the queue book.
+    pub indexes: Indexes,
+    /// Per execution: the version of our last status write, the failure streak.
+    pub objects: ObjectStates,
+    /// Whether, and since when, this replica may act.
+    pub leadership: Leadership,
+    /// Workers' progress reports not written yet, and when to write them (`crate::progress`).
+    pub progress: ProgressBook,
+    /// Prometheus metrics, among them the one count of API writes.
+    pub metrics: Arc<Metrics>,
     /// Publishes the Events about executions (in the background).
     pub events: EventQueue,
-    /// Jobs and worker outcomes, from the watches.
-    pub children: ChildIndex,
-    /// The Job controller's latest `FailedCreate` Event about each Job (why it has no pod).
-    pub refusals: super::refusals::PodRefusals,
-    /// API writes made.
-    pub writes: WriteCounts,
-    /// Per execution UID: the resourceVersion the last status write was computed from. While the cache still shows
-    /// that version, it has not seen our own write and the reconcile waits (no side effects on a stale view).
-    pub stale_versions: Mutex<HashMap<String, String>>,
-    /// Per execution UID: consecutive reconcile failures (for exponential error backoff).
-    pub failures: Mutex<HashMap<String, u32>>,
-    /// The controller's cache of executions (set when the controller starts).
-    pub executions: OnceLock<Store<CrewExecution>>,
-    /// Cache of CrewQueues (set when the controller starts).
-    pub queues: OnceLock<Store<CrewQueue>>,
-    /// Operator-wide limit on running executions without `spec.queue` (None: unlimited).
-    pub max_running: Option<u32>,
-    /// Start timeout of workers whose execution sets no `spec.startTimeoutSeconds`.
-    pub start_timeout_seconds: i64,
-    /// What workers may use (ServiceAccounts, Secrets, pod annotations).
-    pub worker_policy: crew_core::lifecycle::worker_policy::WorkerPolicy,
-    /// Reconcile requests for executions whose queue has a free slot.
-    pub wake: UnboundedSender<ObjectRef<CrewExecution>>,
-    /// Every queue's members, in admission order, with the slots they hold (and admissions not yet visible).
-    pub book: Mutex<QueueBook>,
-    /// Prometheus metrics.
-    pub metrics: crate::metrics::Metrics,
-    /// Set once the executions cache has listed.
-    pub executions_listed: std::sync::atomic::AtomicBool,
-    /// Set once the queues cache has listed.
-    pub queues_listed: std::sync::atomic::AtomicBool,
-    /// The receiving end of `wake`, taken by the controller when it starts.
-    pub wake_requests: Mutex<Option<UnboundedReceiver<ObjectRef<CrewExecution>>>>,
-    /// Whether this replica may act: false while a standby under leader election (true without it).
-    pub leading: std::sync::atomic::AtomicBool,
-    /// Under leader election, the instant the last renewal's deadline passes: no write is sent after it, even if
-    /// the elector has not yet noticed the loss (a starved runtime). None without leader election.
-    leading_until: Mutex<Option<std::time::Instant>>,
-    /// Workers' progress reports not written yet, and when to write them (`crate::progress`).
-    pub progress: crate::progress::book::ProgressBook,
-    /// The URL workers post progress to (`CREW_PROGRESS_URL` in every worker; None: workers are not told).
-    pub progress_url: Option<String>,
-    /// Since when this replica acts (start-up, or the last time it became the leader): stall clocks start here.
-    acting_since: Mutex<jiff::Timestamp>,
+    /// Reconcile requests from outside the watches (freed queue slots, due progress reports).
+    pub triggers: Triggers,
 }
 
-impl Context {
-    /// A context around `client` with an empty index.
-    pub fn new(client: Client, events: EventQueue, max_running: Option<u32>) -> Self {
-        let (wake, wake_requests) = unbounded();
-        Context {
-            executions: OnceLock::new(),
-            queues: OnceLock::new(),
-            max_running,
-            start_timeout_seconds: crew_core::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS,
-            worker_policy: Default::default(),
-            wake,
-            wake_requests: Mutex::new(Some(wake_requests)),
-            metrics: crate::metrics::Metrics::default(),
-            book: Mutex::new(QueueBook::default()),
-            executions_listed: std::sync::atomic::AtomicBool::new(false),
-            queues_listed: std::sync::atomic::AtomicBool::new(false),
-            leading: std::sync::atomic::AtomicBool::new(true),
-            leading_until: Mutex::new(None),
-            progress: crate::progress::book::ProgressBook::new(DEFAULT_PROGRESS_INTERVAL),
-            progress_url: None,
-            acting_since: Mutex::new(jiff::Timestamp::now()),
-            client,
-            events,
-            children: ChildIndex::default(),
-            refusals: Default::default(),
-            writes: WriteCounts::default(),
-            stale_versions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
+/// The caches the controller reads, created before the [`Context`]; their writers belong to the watches.
+pub struct Caches {
+    /// CrewExecutions (slimmed: no managed fields, no payload once started).
+    pub executions: Store<CrewExecution>,
+    /// CrewQueues.
+    pub queues: Store<CrewQueue>,
+}
 
-    /// Every cache has listed: Jobs and pods, executions, queues.
-    pub fn caches_synced(&self) -> bool {
-        self.children.synced()
-            && self.executions_listed.load(Ordering::Relaxed)
-            && self.queues_listed.load(Ordering::Relaxed)
-    }
+/// Indexes the watches keep besides the caches.
+#[derive(Default)]
+pub struct Indexes {
+    /// Jobs and worker outcomes, from the Jobs and pods watches.
+    pub children: ChildIndex,
+    /// The Job controller's latest `FailedCreate` Event about each Job (why it has no pod).
+    pub refusals: PodRefusals,
+    /// Every queue's members, in admission order, with the slots they hold (and admissions not yet visible).
+    book: Mutex<QueueBook>,
+}
 
-    /// Whether this replica leads (always, without leader election): it holds the Lease and its last renewal's
-    /// deadline has not passed. Checked at the start of a reconcile and again just before each write.
-    pub fn is_leading(&self) -> bool {
-        self.leading.load(Ordering::Relaxed)
-            && self
-                .leading_until
-                .lock()
-                .is_ok_and(|until| until.is_none_or(|until| crate::leader::elector::now() < until))
+impl Indexes {
+    /// The queue book. A lock poisoned by a panic elsewhere is taken anyway: refusing it would hold every queue's
+    /// admissions forever.
+    pub fn book(&self) -> MutexGuard<'_, QueueBook> {
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
-    /// Records the instant until which this replica may write (the renew deadline of its last Lease renewal).
-    pub fn lead_until(&self, until: std::time::Instant) {
-        if let Ok(mut deadline) = self.leading_until.lock() {
-            *deadline = Some(until);
-        }
+/// Whether this replica may act: the one place readiness is derived from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// The Jobs and pods watches have listed.
+    pub jobs_and_pods: bool,
+    /// The executions cache has listed.
+    pub executions: bool,
+    /// The queues cache has listed.
+    pub queues: bool,
+    /// This replica leads (always, without leader election).
+    pub leading: bool,
+}
+
+impl Readiness {
+    /// Every cache has listed.
+    pub fn synced(&self) -> bool {
+        self.jobs_and_pods && self.executions && self.queues
     }
 
     /// May act: leading, with every cache listed.
-    pub fn is_ready(&self) -> bool {
-        self.is_leading() && self.caches_synced()
+    pub fn may_act(&self) -> bool {
+        self.synced() && self.leading
     }
+}
 
-    /// Marks this replica as leading (may act) or standing by, in readiness and in the `crew_leader` gauge.
-    pub fn set_leading(&self, leading: bool) {
-        let was = self.leading.swap(leading, Ordering::Relaxed);
-        if leading && !was {
-            *self
-                .acting_since
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = jiff::Timestamp::now();
-        }
-        self.metrics.leader.set(i64::from(leading));
-    }
-
-    /// Asks for a reconcile of every cached execution (when this replica has just become the leader: a standby's
-    /// reconciles did nothing and wait for this).
-    pub fn wake_all(&self) {
-        if let Some(executions) = self.executions.get() {
-            for cx in executions.state() {
-                let _ = self.wake.unbounded_send(ObjectRef::from_obj(cx.as_ref()));
-            }
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.synced() {
+            write!(
+                f,
+                "not ready: caches listed: jobs+pods={} executions={} queues={}",
+                self.jobs_and_pods, self.executions, self.queues
+            )
+        } else if self.leading {
+            write!(f, "ok")
+        } else {
+            write!(f, "ok: standby, caches warm, not holding the leader Lease")
         }
     }
+}
 
-    /// Counts one API write (for tests, benchmarks and `/metrics`).
-    /// Since when this replica acts (start-up or leadership): no stall is counted from before.
-    pub fn acting_since(&self) -> jiff::Timestamp {
-        *self
-            .acting_since
+/// What the operator keeps per execution UID between reconciles.
+#[derive(Default)]
+pub struct ObjectStates(Mutex<HashMap<String, ObjectState>>);
+
+/// One execution's bookkeeping.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectState {
+    /// The resourceVersion the last status write was computed from. While the cache still shows that version, it
+    /// has not seen our own write and the reconcile waits (no side effects on a stale view).
+    pub stale_version: Option<String>,
+    /// Consecutive reconcile failures (for exponential error backoff).
+    pub failures: u32,
+    /// The category of the last failure the execution was told about (a Warning Event): one per category and
+    /// streak, so a failing execution is told why without an Event per retry.
+    pub reported: Option<crate::error::ErrorCategory>,
+}
+
+impl ObjectStates {
+    fn locked(&self) -> MutexGuard<'_, HashMap<String, ObjectState>> {
+        self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn count_write(&self, kind: WriteKind) {
-        self.writes.add(kind);
-        self.metrics.write(kind.label());
-    }
-
     /// Whether the cached object is the one our last status write was computed from (the cache lags our write).
     pub fn cache_lags_own_write(&self, uid: &str, resource_version: Option<&str>) -> bool {
-        let Ok(mut versions) = self.stale_versions.lock() else {
+        let mut states = self.locked();
+        let Some(state) = states.get_mut(uid) else {
             return false;
         };
-        match (versions.get(uid), resource_version) {
+        match (&state.stale_version, resource_version) {
             (Some(before), Some(now)) if before == now => true,
             (Some(_), _) => {
-                versions.remove(uid);
+                state.stale_version = None;
                 false
             }
             _ => false,
@@ -250,43 +153,234 @@ impl Context {
 
     /// Remembers that a status write was computed from `resource_version`.
     pub fn wrote_status_from(&self, uid: &str, resource_version: Option<&str>) {
-        if let (Ok(mut versions), Some(rv)) = (self.stale_versions.lock(), resource_version) {
-            versions.insert(uid.to_string(), rv.to_string());
+        if let Some(rv) = resource_version {
+            self.locked()
+                .entry(uid.to_string())
+                .or_default()
+                .stale_version = Some(rv.to_string());
         }
     }
 
-    /// Records a failure of `uid` and returns how many in a row.
-    pub fn record_failure(&self, uid: &str) -> u32 {
-        let Ok(mut failures) = self.failures.lock() else {
-            return 1;
-        };
-        let count = failures.entry(uid.to_string()).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
+    /// Records a failure of `uid` in `category`: how many in a row, and whether the execution should be told
+    /// (the first failure of this category in the streak).
+    pub fn record_failure(&self, uid: &str, category: crate::error::ErrorCategory) -> (u32, bool) {
+        let mut states = self.locked();
+        let state = states.entry(uid.to_string()).or_default();
+        state.failures = state.failures.saturating_add(1);
+        let tell = state.reported != Some(category);
+        state.reported = Some(category);
+        (state.failures, tell)
     }
 
     /// Clears the failure streak of `uid`.
     pub fn record_success(&self, uid: &str) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(uid);
+        if let Some(state) = self.locked().get_mut(uid) {
+            state.failures = 0;
+            state.reported = None;
         }
     }
 
-    /// Forgets everything about an execution that is gone (called when the watch reports it deleted, so nothing
-    /// kept per execution outlives it: review finding 18).
+    /// Forgets everything kept for an execution that is gone (nothing kept per execution outlives it).
     pub fn forget(&self, uid: &str) {
-        self.record_success(uid);
-        self.progress.forget(uid);
-        if let Ok(mut versions) = self.stale_versions.lock() {
-            versions.remove(uid);
-        }
+        self.locked().remove(uid);
+    }
+
+    /// What is kept for `uid` (tests).
+    pub fn of(&self, uid: &str) -> Option<ObjectState> {
+        self.locked().get(uid).cloned()
     }
 }
 
-/// Seconds to wait after the `failures`-th consecutive failure: 1, 2, 4, ... capped at 300.
-/// Default of `--progress-interval`: reports cost at most one status write per execution this often.
-pub const DEFAULT_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Whether, and since when, this replica may act.
+pub struct Leadership {
+    /// False while a standby under leader election (true without it).
+    leading: AtomicBool,
+    /// Under leader election, the instant the last renewal's deadline passes: no write is sent after it, even if
+    /// the elector has not yet noticed the loss (a starved runtime). None without leader election.
+    until: Mutex<Option<std::time::Instant>>,
+    /// Since when this replica acts (start-up, or the last time it became the leader): stall clocks start here.
+    since: Mutex<jiff::Timestamp>,
+    /// Told each time this replica becomes the leader (every cached execution is then reconciled).
+    gained: UnboundedSender<()>,
+}
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Leadership {
+    fn new(gained: UnboundedSender<()>) -> Leadership {
+        Leadership {
+            leading: AtomicBool::new(true),
+            until: Mutex::new(None),
+            since: Mutex::new(jiff::Timestamp::now()),
+            gained,
+        }
+    }
+
+    /// Whether this replica leads (always, without leader election): it holds the Lease and its last renewal's
+    /// deadline has not passed. Checked at the start of a reconcile and again just before each write.
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+            && lock(&self.until).is_none_or(|until| crate::leader::elector::now() < until)
+    }
+
+    /// Records the instant until which this replica may write (the renew deadline of its last Lease renewal).
+    pub fn lead_until(&self, until: std::time::Instant) {
+        *lock(&self.until) = Some(until);
+    }
+
+    /// Marks this replica as leading (may act) or standing by; on becoming the leader every cached execution is
+    /// reconciled (a standby's reconciles did nothing and wait for this).
+    fn set(&self, leading: bool) {
+        let was = self.leading.swap(leading, Ordering::Relaxed);
+        if leading && !was {
+            *lock(&self.since) = jiff::Timestamp::now();
+            let _ = self.gained.unbounded_send(());
+        }
+    }
+
+    /// Since when this replica acts (start-up or leadership): no stall is counted from before.
+    pub fn since(&self) -> jiff::Timestamp {
+        *lock(&self.since)
+    }
+}
+
+/// Senders of the reconcile triggers that do not come from a watch (each is one `reconcile_on` stream of the
+/// controller, see [`super::Operator::run`]).
+#[derive(Clone)]
+pub struct Triggers {
+    /// Waiting executions admission lets in now: a slot freed.
+    slots_freed: UnboundedSender<ObjectRef<CrewExecution>>,
+    /// Executions whose worker reports are due to be written.
+    reports_due: UnboundedSender<ObjectRef<CrewExecution>>,
+}
+
+/// The receiving ends of [`Triggers`] and of [`Leadership`]'s gains, taken by the controller when it starts.
+pub struct TriggerStreams {
+    /// See [`Triggers::slot_freed`].
+    pub slots_freed: UnboundedReceiver<ObjectRef<CrewExecution>>,
+    /// See [`Triggers::report_due`].
+    pub reports_due: UnboundedReceiver<ObjectRef<CrewExecution>>,
+    /// One item each time this replica becomes the leader.
+    pub leadership_gained: UnboundedReceiver<()>,
+}
+
+impl Triggers {
+    /// Reconcile `execution`: a slot it may take is free.
+    pub fn slot_freed(&self, execution: ObjectRef<CrewExecution>) {
+        let _ = self.slots_freed.unbounded_send(execution);
+    }
+
+    /// Reconcile `execution`: its worker's reports are due.
+    pub fn report_due(&self, execution: ObjectRef<CrewExecution>) {
+        let _ = self.reports_due.unbounded_send(execution);
+    }
+}
+
+/// The writers of the caches a [`Context`] reads, for the watches that fill them.
+pub struct CacheWriters {
+    /// Writes [`Caches::executions`].
+    pub executions: kube::runtime::reflector::store::Writer<CrewExecution>,
+    /// Writes [`Caches::queues`].
+    pub queues: kube::runtime::reflector::store::Writer<CrewQueue>,
+}
+
+impl Context {
+    /// A context for `client` and `settings` (within a Tokio runtime: it starts the Event lanes), with empty caches
+    /// and indexes; the writers of the caches and the trigger streams go to the controller.
+    pub fn new(client: Client, settings: Settings) -> (Arc<Context>, CacheWriters, TriggerStreams) {
+        let metrics = Arc::new(Metrics::default());
+        let instance = settings
+            .connection
+            .instance
+            .clone()
+            .or_else(super::host_name)
+            .unwrap_or_else(|| super::REPORTER.to_string());
+        let events = super::events::EventQueue::start(
+            super::events::EventPublisher::new(client.clone(), super::REPORTER, &instance),
+            super::events::count_published(metrics.clone()),
+        );
+        let (executions, execution_writer) = kube::runtime::reflector::store();
+        let (queues, queue_writer) = kube::runtime::reflector::store();
+        let (slots_freed, slots_freed_rx) = unbounded();
+        let (reports_due, reports_due_rx) = unbounded();
+        let (gained, gained_rx) = unbounded();
+        let ctx = Context {
+            client,
+            progress: ProgressBook::new(settings.progress.interval()),
+            settings: Arc::new(settings),
+            caches: Caches { executions, queues },
+            indexes: Indexes::default(),
+            objects: ObjectStates::default(),
+            leadership: Leadership::new(gained),
+            metrics,
+            events,
+            triggers: Triggers {
+                slots_freed,
+                reports_due,
+            },
+        };
+        (
+            Arc::new(ctx),
+            CacheWriters {
+                executions: execution_writer,
+                queues: queue_writer,
+            },
+            TriggerStreams {
+                slots_freed: slots_freed_rx,
+                reports_due: reports_due_rx,
+                leadership_gained: gained_rx,
+            },
+        )
+    }
+
+    /// Where readiness stands: which caches have listed, and whether this replica leads.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            jobs_and_pods: self.indexes.children.synced(),
+            executions: ready_now(&self.caches.executions),
+            queues: ready_now(&self.caches.queues),
+            leading: self.leadership.is_leading(),
+        }
+    }
+
+    /// Whether this replica leads (see [`Leadership::is_leading`]).
+    pub fn is_leading(&self) -> bool {
+        self.leadership.is_leading()
+    }
+
+    /// Marks this replica as leading or standing by, in readiness and in the `crew_leader` gauge.
+    pub fn set_leading(&self, leading: bool) {
+        self.leadership.set(leading);
+        self.metrics.leader.set(i64::from(leading));
+    }
+
+    /// Counts one API write (`crew_api_writes_total{kind}`).
+    pub fn count_write(&self, kind: WriteKind) {
+        self.metrics.write(kind);
+    }
+
+    /// Forgets everything about an execution that is gone (when the watch reports it deleted, so nothing kept per
+    /// execution outlives it).
+    pub fn forget(&self, uid: &str) {
+        self.objects.forget(uid);
+        self.progress.forget(uid);
+    }
+}
+
+/// Whether `store` has had its initial list (without waiting for it).
+pub fn ready_now<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|ready| ready.is_ok())
+}
+
+/// Seconds to wait after the `failures`-th consecutive failure: 1, 2, 4, ... capped at 300.
 pub fn error_backoff_seconds(failures: u32) -> u64 {
     1u64.checked_shl(failures.saturating_sub(1).min(16))
         .unwrap_or(u64::MAX)
@@ -315,13 +409,14 @@ mod tests {
             ctx.is_leading(),
             "without leader election a replica always leads"
         );
-        ctx.lead_until(crate::leader::elector::now() + std::time::Duration::from_secs(7));
+        let leadership = &ctx.leadership;
+        leadership.lead_until(crate::leader::elector::now() + std::time::Duration::from_secs(7));
         tokio::time::advance(std::time::Duration::from_millis(6_999)).await;
-        assert!(ctx.is_leading());
+        assert!(leadership.is_leading());
         tokio::time::advance(std::time::Duration::from_millis(1)).await;
-        assert!(!ctx.is_leading(), "the deadline has passed");
-        ctx.lead_until(crate::leader::elector::now() + std::time::Duration::from_secs(7));
-        assert!(ctx.is_leading(), "a renewal extends it");
+        assert!(!leadership.is_leading(), "the deadline has passed");
+        leadership.lead_until(crate::leader::elector::now() + std::time::Duration::from_secs(7));
+        assert!(leadership.is_leading(), "a renewal extends it");
     }
 
     /// Review finding 18: failure streaks and stale versions of deleted executions were kept forever (their
@@ -330,21 +425,73 @@ mod tests {
     async fn forgetting_an_execution_drops_everything_kept_for_it() {
         let (ctx, _api) = super::super::mocked_context();
         for uid in ["gone", "kept"] {
-            ctx.record_failure(uid);
-            ctx.wrote_status_from(uid, Some("5"));
+            ctx.objects
+                .record_failure(uid, crate::error::ErrorCategory::ApiError);
+            ctx.objects.wrote_status_from(uid, Some("5"));
         }
         ctx.forget("gone");
+        assert_eq!(ctx.objects.of("gone"), None);
         assert_eq!(
-            ctx.failures.lock().unwrap().keys().collect::<Vec<_>>(),
-            ["kept"]
+            ctx.objects.of("kept"),
+            Some(ObjectState {
+                stale_version: Some("5".into()),
+                failures: 1,
+                reported: Some(crate::error::ErrorCategory::ApiError),
+            })
         );
+    }
+
+    #[tokio::test]
+    async fn a_failure_streak_is_told_once_per_category() {
+        use crate::error::ErrorCategory::{ApiError, BuildError};
+        let (ctx, _api) = super::super::mocked_context();
+        let told: Vec<_> = [ApiError, ApiError, ApiError, BuildError, BuildError]
+            .into_iter()
+            .map(|category| ctx.objects.record_failure("u", category))
+            .collect();
         assert_eq!(
-            ctx.stale_versions
-                .lock()
-                .unwrap()
-                .keys()
-                .collect::<Vec<_>>(),
-            ["kept"]
+            told,
+            [(1, true), (2, false), (3, false), (4, true), (5, false)]
         );
+        ctx.objects.record_success("u");
+        assert_eq!(ctx.objects.record_failure("u", BuildError), (1, true));
+    }
+
+    #[tokio::test]
+    async fn a_cache_that_shows_our_write_ends_the_wait() {
+        let (ctx, _api) = super::super::mocked_context();
+        ctx.objects.wrote_status_from("u", Some("5"));
+        assert!(ctx.objects.cache_lags_own_write("u", Some("5")));
+        assert!(!ctx.objects.cache_lags_own_write("u", Some("6")));
+        assert!(
+            !ctx.objects.cache_lags_own_write("u", Some("5")),
+            "the wait ended with the newer version"
+        );
+        assert!(!ctx.objects.cache_lags_own_write("other", Some("5")));
+    }
+
+    #[tokio::test]
+    async fn becoming_the_leader_asks_for_every_execution_once() {
+        let (ctx, cache_writers, mut streams) = Context::new(
+            kube::Client::new(
+                tower_test::mock::pair::<
+                    http::Request<kube::client::Body>,
+                    http::Response<kube::client::Body>,
+                >()
+                .0,
+                "default",
+            ),
+            Settings::default(),
+        );
+        drop(cache_writers);
+        ctx.set_leading(true);
+        assert!(
+            streams.leadership_gained.try_recv().is_err(),
+            "already leading: no gain"
+        );
+        ctx.set_leading(false);
+        ctx.set_leading(true);
+        assert_eq!(streams.leadership_gained.try_recv().ok(), Some(()));
+        assert!(!ctx.readiness().synced(), "nothing has listed");
     }
 }

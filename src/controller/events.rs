@@ -36,6 +36,20 @@ const LANE_CAPACITY: usize = 512;
 /// Told the outcome of each Event create (to count writes and log failures).
 pub type OnPublished = Arc<dyn Fn(&Event, Result<(), kube::Error>) + Send + Sync>;
 
+/// Counts each Event created in `metrics`; an Event that exists already (sent again after a restart) is no write,
+/// and a failure is logged (Events are best effort: never a reason to fail a reconcile).
+pub fn count_published(metrics: Arc<crate::metrics::Metrics>) -> OnPublished {
+    Arc::new(move |event, outcome| match outcome {
+        Ok(()) => metrics.write(crate::metrics::WriteKind::Event),
+        Err(error) if crate::error::is_reason(&error, super::act::ALREADY_EXISTS) => {
+            tracing::debug!(name = ?event.metadata.name, "Event already recorded");
+        }
+        Err(error) => {
+            tracing::warn!(%error, reason = ?event.reason, "could not record Event");
+        }
+    })
+}
+
 /// Events waiting to be created, in [`LANES`] ordered lanes drained by background tasks.
 #[derive(Clone)]
 pub struct EventQueue {

@@ -6,7 +6,8 @@
 //! and a queue's status is computed only when one of its members changed (or every [`CLOCK_REFRESH`], for the
 //! clock-driven figures and as a safety net).
 
-use super::context::{Context, WriteKind};
+use super::context::Context;
+use crate::metrics::WriteKind;
 use crew_api::{CrewExecution, CrewQueue, FIELD_MANAGER, Phase};
 use crew_core::lifecycle::Admission;
 use crew_core::lifecycle::queue::{Member, member_key};
@@ -20,6 +21,7 @@ use kube::runtime::watcher::Event;
 use kube::{Api, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
+
 use std::time::Duration;
 
 /// Name used for the operator-wide limit in messages.
@@ -63,12 +65,9 @@ fn entry_of(cx: &CrewExecution) -> Entry {
     }
 }
 
-/// The queue book. A lock poisoned by a panic elsewhere is taken anyway: refusing it would hold every queue's
-/// admissions forever.
+/// The queue book.
 fn book(ctx: &Context) -> MutexGuard<'_, QueueBook> {
-    ctx.book
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    ctx.indexes.book()
 }
 
 /// Applies one event of the executions watch to the book (after the cache applied it).
@@ -88,12 +87,12 @@ pub fn execution_event(ctx: &Context, event: &Event<CrewExecution>) {
 pub fn job_event(ctx: &Context, event: &Event<Job>) {
     match event {
         Event::Apply(job) | Event::Delete(job) => {
-            if let Some((owner, running)) = ctx.children.running_owner_of(job) {
+            if let Some((owner, running)) = ctx.indexes.children.running_owner_of(job) {
                 book(ctx).set_running_job(&owner, running);
             }
         }
         Event::InitDone => {
-            let owners = ctx.children.running_owners();
+            let owners = ctx.indexes.children.running_owners();
             book(ctx).replace_running_jobs(owners);
         }
         Event::Init | Event::InitApply(_) => {}
@@ -162,14 +161,16 @@ enum Limit {
 fn limit_of(ctx: &Context, namespace: &str, queue: Option<&str>) -> Limit {
     match queue {
         Some(name) => ctx
+            .caches
             .queues
-            .get()
-            .and_then(|queues| queues.get(&ObjectRef::new(name).within(namespace)))
+            .get(&ObjectRef::new(name).within(namespace))
             .map_or_else(
                 || Limit::QueueNotFound(name.to_string()),
                 |queue| Limit::Of(queue.spec.max_running.max(1)),
             ),
         None => ctx
+            .settings
+            .limits
             .max_running
             .map_or(Limit::Unlimited, |max| Limit::Of(max.max(1))),
     }
@@ -180,9 +181,8 @@ fn limit_of(ctx: &Context, namespace: &str, queue: Option<&str>) -> Limit {
 fn wake_heads(ctx: &Context, line: &LineId, limit: u32) {
     let heads = book(ctx).next_admitted(line, limit, Timestamp::now());
     for (namespace, name) in heads {
-        let _ = ctx
-            .wake
-            .unbounded_send(ObjectRef::new(&name).within(&namespace));
+        ctx.triggers
+            .slot_freed(ObjectRef::new(&name).within(&namespace));
     }
 }
 
@@ -218,7 +218,7 @@ pub async fn serve_lines(ctx: Arc<Context>) {
             if full {
                 last_full = tokio::time::Instant::now();
                 book.mark_all_dirty();
-                for queue in ctx.queues.get().map(|q| q.state()).unwrap_or_default() {
+                for queue in ctx.caches.queues.state() {
                     book.mark_dirty(LineId::of(
                         &queue.namespace().unwrap_or_default(),
                         Some(&queue.name_any()),
@@ -250,15 +250,15 @@ async fn serve_line(
     written: &mut HashMap<LineId, Timestamp>,
 ) {
     let LineId::Queue { namespace, name } = line else {
-        if let (Some(max), true) = (ctx.max_running, leading) {
+        if let (Some(max), true) = (ctx.settings.limits.max_running, leading) {
             wake_heads(ctx, line, max.max(1));
         }
         return;
     };
     let Some(queue) = ctx
+        .caches
         .queues
-        .get()
-        .and_then(|queues| queues.get(&ObjectRef::new(name).within(namespace)))
+        .get(&ObjectRef::new(name).within(namespace))
     else {
         written.remove(line);
         return;
@@ -323,20 +323,22 @@ fn facts(cx: &CrewExecution) -> MemberFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::{ControllerConfig, context};
+    use crate::controller::Operator;
+    use crate::settings::{LimitArgs, Settings};
 
     fn limited_context(max_running: u32) -> Arc<Context> {
         let (service, _api) = tower_test::mock::pair::<
             http::Request<kube::client::Body>,
             http::Response<kube::client::Body>,
         >();
-        context(
-            kube::Client::new(service, "default"),
-            &ControllerConfig {
+        let settings = Settings {
+            limits: LimitArgs {
                 max_running: Some(max_running),
                 ..Default::default()
             },
-        )
+            ..Default::default()
+        };
+        Operator::new(kube::Client::new(service, "default"), settings).context()
     }
 
     fn queued(name: &str, created: i64) -> CrewExecution {
@@ -382,11 +384,11 @@ mod tests {
         execution_event(&ctx, &Event::Apply(lost_write));
         execution_event(&ctx, &Event::Apply(next.clone()));
         let job = Event::Apply(running_job_of("lost-write"));
-        ctx.children.apply_job_event(&job);
+        ctx.indexes.children.apply_job_event(&job);
         job_event(&ctx, &job);
         assert!(matches!(admission(&ctx, &next), Admission::Wait { .. }));
         let gone = Event::Delete(running_job_of("lost-write"));
-        ctx.children.apply_job_event(&gone);
+        ctx.indexes.children.apply_job_event(&gone);
         job_event(&ctx, &gone);
         assert_eq!(admission(&ctx, &next), Admission::Admitted);
     }

@@ -61,7 +61,9 @@ pub async fn refusal(
     let annotations = found.metadata.annotations.unwrap_or_default();
     if named.is_some()
         && let Some(problem) = ctx
-            .worker_policy
+            .settings
+            .workers
+            .policy
             .service_account_problem(account, &annotations)
     {
         return Ok(refuse(problem, true));

@@ -11,10 +11,9 @@
 pub mod elector;
 pub mod rules;
 
-use crate::controller::context::{Context, WriteKind};
-use crate::controller::{self, ControllerConfig};
+use crate::controller::Operator;
+use crate::metrics::WriteKind;
 pub use elector::{Elector, Lost};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How leader election runs.
@@ -68,24 +67,24 @@ impl LeaderConfig {
 /// in-flight reconciles finished; the Lease released if held), or the reason leadership was lost: the caller must
 /// then exit immediately.
 pub async fn run_when_leading(
-    ctx: Arc<Context>,
-    controller_config: ControllerConfig,
+    operator: Operator,
     config: LeaderConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Lost> {
+    let ctx = operator.context();
     ctx.set_leading(false);
-    let counter = ctx.clone();
-    let on_write = Box::new(move || counter.count_write(WriteKind::Lease));
+    let metrics = ctx.metrics.clone();
+    let on_write = Box::new(move || metrics.write(WriteKind::Lease));
     let mut elector = Elector::new(ctx.client.clone(), config, on_write);
-    let controller = controller::run(ctx.clone(), controller_config, shutdown);
+    let controller = operator.run(shutdown);
     tokio::pin!(controller);
     let acquired_at = tokio::select! {
         at = elector.acquire() => at,
         () = &mut controller => return Ok(()),
     };
+    // Every cached execution is reconciled now (the controller's `reconcile_all_on` trigger).
     ctx.set_leading(true);
-    ctx.wake_all();
-    let lead_until = |until| ctx.lead_until(until);
+    let lead_until = |until| ctx.leadership.lead_until(until);
     let lost = tokio::select! {
         () = &mut controller => None,
         lost = elector.hold(acquired_at, &lead_until) => Some(lost),

@@ -136,7 +136,7 @@ async fn report(
         }
     };
     let reference = ObjectRef::<CrewExecution>::new(&worker.execution).within(&worker.namespace);
-    let execution = ctx.executions.get().and_then(|store| store.get(&reference));
+    let execution = ctx.caches.executions.get(&reference);
     let running = execution
         .as_ref()
         .filter(|cx| cx.metadata.uid.as_deref() == Some(worker.execution_uid.as_str()))
@@ -174,16 +174,14 @@ async fn report(
 }
 
 /// Reconciles the execution when its reports should be written.
-pub fn wake_for_report(ctx: &Arc<Context>, execution: ObjectRef<CrewExecution>, wake: Wake) {
+pub fn wake_for_report(ctx: &Context, execution: ObjectRef<CrewExecution>, wake: Wake) {
     match wake {
-        Wake::Now => {
-            let _ = ctx.wake.unbounded_send(execution);
-        }
+        Wake::Now => ctx.triggers.report_due(execution),
         Wake::After(delay) => {
-            let sender = ctx.wake.clone();
+            let triggers = ctx.triggers.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ = sender.unbounded_send(execution);
+                triggers.report_due(execution);
             });
         }
         Wake::Pending => {}

@@ -1115,18 +1115,13 @@ async fn operator_wide_limit_runs_executions_without_a_queue_one_at_a_time() {
 /// Waits until the operator has listed its caches and sees `queue`, so that what is created next reaches it one
 /// watch event at a time.
 async fn operator_sees_queue(op: &support::Operator, t: &TestNs, queue: &str) {
-    wait_until(LIMIT, "the controller to start", || async {
-        op.ctx.executions.get().is_some()
-    })
-    .await;
-    let executions = op.ctx.executions.get().unwrap();
-    tokio::time::timeout(LIMIT, executions.wait_until_ready())
+    tokio::time::timeout(LIMIT, op.ctx.caches.executions.wait_until_ready())
         .await
         .expect("the executions cache lists within the limit")
         .expect("executions cache");
     let key = ObjectRef::<CrewQueue>::new(queue).within(&t.ns);
     wait_until(LIMIT, "the operator's caches", || async {
-        op.ctx.children.synced() && op.ctx.queues.get().and_then(|q| q.get(&key)).is_some()
+        op.ctx.indexes.children.synced() && op.ctx.caches.queues.get(&key).is_some()
     })
     .await;
 }
@@ -1327,7 +1322,7 @@ async fn a_job_created_before_an_unwritten_admission_still_holds_its_queue_slot(
 
 #[tokio::test]
 async fn finished_jobs_are_deleted_under_job_cleanup() {
-    use crew_operator::controller::context::WriteKind;
+    use crew_operator::metrics::WriteKind;
     use k8s_openapi::api::core::v1::Pod;
     let t = TestNs::new("cleanup", Duration::from_millis(500)).await;
     let op = t.start_operator();
@@ -1375,7 +1370,7 @@ async fn finished_jobs_are_deleted_under_job_cleanup() {
     })
     .await;
     // One delete per released Job (the NotFound of a repeat is not a write), and the run stays as it was.
-    assert_eq!(op.ctx.writes.get(WriteKind::JobCleanup), 3);
+    assert_eq!(op.ctx.metrics.writes(WriteKind::JobCleanup), 3);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         phase_of(&t.executions().get("tidy").await.expect("get")),

@@ -5,7 +5,7 @@ mod support;
 
 use crew_api::StepPhase;
 use crew_core::lifecycle::names::config_map_name;
-use crew_operator::controller::context::WriteKind;
+use crew_operator::metrics::WriteKind;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
@@ -69,17 +69,17 @@ spec:
             ("Normal".into(), "Succeeded".into())
         ]
     );
-    let writes = &op.ctx.writes;
+    let writes = &op.ctx.metrics;
     println!(
         "one-step execution writes: status={} job_create={} events={} configmap={} total={}",
-        writes.get(WriteKind::Status),
-        writes.get(WriteKind::JobCreate),
-        writes.get(WriteKind::Event),
-        writes.get(WriteKind::ConfigMap),
-        writes.total()
+        writes.writes(WriteKind::Status),
+        writes.writes(WriteKind::JobCreate),
+        writes.writes(WriteKind::Event),
+        writes.writes(WriteKind::ConfigMap),
+        writes.all_writes()
     );
-    assert_eq!(writes.get(WriteKind::Status), 2);
-    assert_eq!(writes.get(WriteKind::JobCreate), 1);
+    assert_eq!(writes.writes(WriteKind::Status), 2);
+    assert_eq!(writes.writes(WriteKind::JobCreate), 1);
     op.stop().await;
 }
 
@@ -175,19 +175,19 @@ spec:
         events_of(&t, "crew").await.len() >= 4
     })
     .await;
-    let writes = &op.ctx.writes;
+    let writes = &op.ctx.metrics;
     println!(
         "three-step execution writes: status={} job_create={} events={} configmap={} total={}",
-        writes.get(WriteKind::Status),
-        writes.get(WriteKind::JobCreate),
-        writes.get(WriteKind::Event),
-        writes.get(WriteKind::ConfigMap),
-        writes.total()
+        writes.writes(WriteKind::Status),
+        writes.writes(WriteKind::JobCreate),
+        writes.writes(WriteKind::Event),
+        writes.writes(WriteKind::ConfigMap),
+        writes.all_writes()
     );
-    assert_eq!(writes.get(WriteKind::JobCreate), 3);
-    assert_eq!(writes.get(WriteKind::Status), 4);
-    assert_eq!(writes.get(WriteKind::Event), 4);
-    assert_eq!(writes.get(WriteKind::ConfigMap), 1);
+    assert_eq!(writes.writes(WriteKind::JobCreate), 3);
+    assert_eq!(writes.writes(WriteKind::Status), 4);
+    assert_eq!(writes.writes(WriteKind::Event), 4);
+    assert_eq!(writes.writes(WriteKind::ConfigMap), 1);
     op.stop().await;
 }
 
@@ -570,7 +570,7 @@ async fn an_event_lost_to_a_crash_is_sent_again_after_a_restart_and_none_is_dupl
     assert_eq!(about("lost").await, all_lost);
     assert_eq!(about("kept").await, all_kept);
     assert_eq!(
-        op.ctx.writes.get(WriteKind::Event),
+        op.ctx.metrics.writes(WriteKind::Event),
         1,
         "only the lost Event was created again"
     );

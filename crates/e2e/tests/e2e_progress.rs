@@ -6,8 +6,8 @@
 mod support;
 
 use crew_api::CrewExecution;
-use crew_operator::controller::ControllerConfig;
-use crew_operator::controller::context::WriteKind;
+use crew_operator::metrics::WriteKind;
+use crew_operator::settings::{ProgressArgs, Settings};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{ListParams, PostParams};
@@ -24,12 +24,13 @@ async fn operator_with_endpoint(t: &TestNs, interval: Duration) -> (Operator, So
     let addr = listener.local_addr().expect("address");
     let operator = start_operator(
         &t.client,
-        ControllerConfig {
-            namespace: Some(t.ns.clone()),
-            instance: Some("test".into()),
-            progress_url: Some(format!("http://{addr}/v1/progress")),
-            progress_interval: Some(interval),
-            ..Default::default()
+        Settings {
+            progress: ProgressArgs {
+                progress_url: Some(format!("http://{addr}/v1/progress")),
+                progress_interval_ms: interval.as_millis() as u64,
+                ..Default::default()
+            },
+            ..Settings::for_namespace(Some(&t.ns), "test")
         },
     );
     tokio::spawn(crew_operator::progress::endpoint::serve(
@@ -192,7 +193,7 @@ async fn wrong_tokens_finished_attempts_and_bad_reports_are_refused() {
         .await;
     let pod = worker_pod(&t, "mine", "main", 1).await;
     let token = token_of(&t, &pod, "crew-operator").await;
-    let writes = || operator.ctx.writes.get(WriteKind::Status);
+    let writes = || operator.ctx.metrics.writes(WriteKind::Status);
     let before = writes();
 
     let (code, _) = post(addr, None, "{}").await;
@@ -269,7 +270,7 @@ async fn reports_are_coalesced_into_few_writes() {
         let pod = worker_pod(&t, &format!("w{i}"), "main", 1).await;
         tokens.push(token_of(&t, &pod, "crew-operator").await);
     }
-    let before = operator.ctx.writes.get(WriteKind::Status);
+    let before = operator.ctx.metrics.writes(WriteKind::Status);
     let started = Instant::now();
     let workers: Vec<_> = tokens
         .into_iter()
@@ -293,7 +294,7 @@ async fn reports_are_coalesced_into_few_writes() {
         sent += worker.await.expect("worker");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let writes = operator.ctx.writes.get(WriteKind::Status) - before;
+    let writes = operator.ctx.metrics.writes(WriteKind::Status) - before;
     let per_execution_second = writes as f64 / WORKERS as f64 / elapsed;
     eprintln!(
         "{sent} reports from {WORKERS} workers in {elapsed:.1} s: {writes} status writes, {per_execution_second:.2} per execution per second"

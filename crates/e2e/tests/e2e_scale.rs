@@ -52,8 +52,8 @@ async fn cancelling_a_thousand_executions_at_once_causes_no_error_storm() {
     .await;
     let writes_before = op
         .ctx
-        .writes
-        .get(crew_operator::controller::context::WriteKind::Status);
+        .metrics
+        .writes(crew_operator::metrics::WriteKind::Status);
     let cancel = Patch::Merge(json!({"spec": {"cancel": true}}));
     futures::stream::iter(names.iter())
         .for_each_concurrent(32, |name| {
@@ -82,8 +82,8 @@ async fn cancelling_a_thousand_executions_at_once_causes_no_error_storm() {
     .await;
     let cancel_writes = op
         .ctx
-        .writes
-        .get(crew_operator::controller::context::WriteKind::Status)
+        .metrics
+        .writes(crew_operator::metrics::WriteKind::Status)
         - writes_before;
     let metrics = op.ctx.metrics.render();
     println!(

@@ -4,7 +4,7 @@
 
 mod support;
 
-use crew_operator::controller::ControllerConfig;
+use crew_operator::settings::{LimitArgs, Settings};
 use kube::api::{Patch, PatchParams};
 use std::time::Duration;
 use support::{TestNs, phase_of, start_operator};
@@ -24,11 +24,12 @@ async fn the_operator_wide_limit_counts_same_named_executions_of_two_namespaces(
     let b = TestNs::new("tenant-b", Duration::from_millis(300)).await;
     let op = start_operator(
         &a.client,
-        ControllerConfig {
-            namespace: None,
-            instance: Some("tenants".into()),
-            max_running: Some(1),
-            ..Default::default()
+        Settings {
+            limits: LimitArgs {
+                max_running: Some(1),
+                ..Default::default()
+            },
+            ..Settings::for_namespace(None, "tenants")
         },
     );
     a.create("metadata: {name: nightly}\nspec: {image: busybox, podAnnotations: {sim.crew.dev/hang: \"true\"}}\n")
@@ -159,19 +160,12 @@ async fn undecodable_objects_of_one_tenant_do_not_stop_the_operator_for_another(
     restore_crd_schema(client, "crewexecutions.crew.dev", executions).await;
     restore_crd_schema(client, "crewqueues.crew.dev", queues).await;
 
-    let op = start_operator(
-        client,
-        ControllerConfig {
-            namespace: None,
-            instance: Some("tenants".into()),
-            ..Default::default()
-        },
-    );
+    let op = start_operator(client, Settings::for_namespace(None, "tenants"));
     good.create("metadata: {name: neighbour}\nspec: {image: busybox}\n")
         .await;
     good.wait_phase("neighbour", "Succeeded", LIMIT).await;
     assert!(
-        op.ctx.caches_synced(),
+        op.ctx.readiness().synced(),
         "every cache listed despite the bad objects"
     );
     for (name, kind) in [("poison", "CrewExecution"), ("huge", "CrewQueue")] {

@@ -5,8 +5,10 @@
 mod support;
 
 use crew_api::{CrewExecution, CrewQueue};
-use crew_operator::controller::{self, ControllerConfig, context::WriteKind};
+use crew_operator::controller;
 use crew_operator::leader::{self, LeaderConfig};
+use crew_operator::metrics::WriteKind;
+use crew_operator::settings::Settings;
 use crew_testkit::{ControlPlane, create_namespace};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -1135,15 +1137,11 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         .await
         .expect("namespace ready for pods");
     // Default values grant a ClusterRole: the operator watches all namespaces, like the Deployment would.
-    let config = ControllerConfig {
-        namespace: None,
-        instance: Some(format!("helm-test-{pid}")),
-        max_running: None,
-        ..Default::default()
-    };
+    let settings = Settings::for_namespace(None, &format!("helm-test-{pid}"));
     // Leader election on, as the chart's Deployment runs it with leaderElection.enabled: the Lease lives in the
     // release namespace, under the Role the chart adds for it.
-    let ctx = controller::context(sa_client.clone(), &config);
+    let operator = controller::Operator::new(sa_client.clone(), settings);
+    let ctx = operator.context();
     let leader_config = LeaderConfig {
         lease_name: "crew-operator".into(),
         namespace: release_ns.clone(),
@@ -1154,8 +1152,7 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
     };
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(leader::run_when_leading(
-        ctx.clone(),
-        config,
+        operator,
         leader_config,
         async move {
             let _ = shutdown_rx.await;
@@ -1316,22 +1313,26 @@ spec:
     })
     .await;
 
-    let writes = &ctx.writes;
+    let writes = &ctx.metrics;
     println!(
         "operator writes with the chart's RBAC: status={} job_create={} job_delete={} job_cleanup={} configmap={} \
          events={} execution_delete={} queue_status={} lease={}",
-        writes.get(WriteKind::Status),
-        writes.get(WriteKind::JobCreate),
-        writes.get(WriteKind::JobDelete),
-        writes.get(WriteKind::JobCleanup),
-        writes.get(WriteKind::ConfigMap),
-        writes.get(WriteKind::Event),
-        writes.get(WriteKind::ExecutionDelete),
-        writes.get(WriteKind::QueueStatus),
-        writes.get(WriteKind::Lease),
+        writes.writes(WriteKind::Status),
+        writes.writes(WriteKind::JobCreate),
+        writes.writes(WriteKind::JobDelete),
+        writes.writes(WriteKind::JobCleanup),
+        writes.writes(WriteKind::ConfigMap),
+        writes.writes(WriteKind::Event),
+        writes.writes(WriteKind::ExecutionDelete),
+        writes.writes(WriteKind::QueueStatus),
+        writes.writes(WriteKind::Lease),
     );
     for kind in WriteKind::ALL {
-        assert!(writes.get(kind) > 0, "no {} write happened", kind.label());
+        assert!(
+            writes.writes(kind) > 0,
+            "no {} write happened",
+            kind.label()
+        );
     }
     let (code, body) = http_get(http_addr, "/metrics").await;
     assert_eq!(code, 200);

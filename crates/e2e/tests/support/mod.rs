@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use crew_api::{CrewExecution, Phase};
+use crew_operator::controller;
 use crew_operator::controller::context::Context;
-use crew_operator::controller::{self, ControllerConfig};
+use crew_operator::settings::{LimitArgs, Settings};
 use crew_testkit::{ControlPlane, POD_DURATION_ANNOTATION, create_namespace};
 use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
@@ -174,10 +175,11 @@ impl Operator {
 
 /// Starts the operator in-process with `config` (`namespace: None` watches every namespace, as `crew-operator run`
 /// does by default: only for test binaries of their own, since it acts on every other test's namespace too).
-pub fn start_operator(client: &Client, config: ControllerConfig) -> Operator {
-    let ctx = controller::context(client.clone(), &config);
+pub fn start_operator(client: &Client, settings: Settings) -> Operator {
+    let operator = controller::Operator::new(client.clone(), settings);
+    let ctx = operator.context();
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(controller::run(ctx.clone(), config, async {
+    let task = tokio::spawn(operator.run(async {
         let _ = rx.await;
     }));
     Operator {
@@ -226,11 +228,12 @@ impl TestNs {
     pub fn start_operator_with(&self, max_running: Option<u32>) -> Operator {
         start_operator(
             &self.client,
-            ControllerConfig {
-                namespace: Some(self.ns.clone()),
-                instance: Some("test".into()),
-                max_running,
-                ..Default::default()
+            Settings {
+                limits: LimitArgs {
+                    max_running,
+                    ..Default::default()
+                },
+                ..Settings::for_namespace(Some(&self.ns), "test")
             },
         )
     }

@@ -6,7 +6,8 @@
 //! `crew-dev plane`: only the control plane (no operator), until Ctrl-C; prints its `KUBECONFIG`. For poking at the
 //! test cluster by hand (its logs stay in the printed directory while it runs).
 
-use crew_operator::controller::{self, ControllerConfig};
+use crew_operator::controller::Operator;
+use crew_operator::settings::Settings;
 use crew_operator::telemetry::{self, LogFormat};
 use crew_testkit::{ControlPlane, create_namespace, install_crds};
 use std::path::PathBuf;
@@ -40,14 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     create_namespace(&client, NAMESPACE).await?;
 
     let (stop_operator, stopped) = tokio::sync::oneshot::channel();
-    let config = ControllerConfig {
-        namespace: None,
-        instance: Some("crew-dev".into()),
-        max_running: None,
-        ..Default::default()
-    };
-    let ctx = controller::context(client.clone(), &config);
-    let operator = tokio::spawn(controller::run(ctx, config, async {
+    let operator = Operator::new(client.clone(), Settings::for_namespace(None, "crew-dev"));
+    let operator = tokio::spawn(operator.run(async {
         let _ = stopped.await;
     }));
 

@@ -1,0 +1,97 @@
+//! Decide once, answer the reads the plan asks for (and decide again with the answers), then act; a Job create
+//! the API server refuses is one more fact, decided on once more.
+
+use super::observe::Seen;
+use super::ticket::AdmissionTicket;
+use crate::controller::act::{self, StatusWrite};
+use crate::controller::context::Context;
+use crate::error::Error;
+use crew_api::CrewExecution;
+use crew_core::lifecycle::{Plan, decide};
+use k8s_openapi::api::batch::v1::Job;
+use kube::{Api, ResourceExt};
+
+/// A read a plan asks for before its writes are made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// The cache has not shown this Job for a minute: is it gone from the API server too?
+    Job(String),
+    /// Why has this Job no pod (the Job controller's `FailedCreate` Event, from the watched index)?
+    PodRefusal(String),
+}
+
+/// The read `plan` asks for, if any.
+fn read_of(plan: &Plan) -> Option<Read> {
+    plan.verify_job
+        .clone()
+        .map(Read::Job)
+        .or_else(|| plan.explain_job.clone().map(Read::PodRefusal))
+}
+
+/// Decides on what `seen` shows, answering each read the plan asks for (at most once each) and deciding again with
+/// the answer; makes the final plan's writes. Boxed plans: a plan (a whole status) stays alive while its writes wait
+/// on the API server.
+pub async fn decide_and_act(
+    cx: &CrewExecution,
+    seen: &mut Seen,
+    ticket: &mut AdmissionTicket<'_>,
+    ctx: &Context,
+) -> Result<(Box<Plan>, StatusWrite), Error> {
+    let now = jiff::Timestamp::now();
+    let mut answered = Vec::new();
+    loop {
+        let plan = Box::new(decide(&seen.observed(cx, ctx), now));
+        if let Some(read) = read_of(&plan).filter(|read| !answered.contains(read)) {
+            answered.push(read.clone());
+            if Box::pin(answer(&read, cx, seen, ctx)).await? {
+                continue;
+            }
+        }
+        if !plan.is_noop() {
+            tracing::debug!(launch = ?plan.launch.as_ref().map(|l| &l.job_name), delete = ?plan.delete_jobs,
+                release = ?plan.release_jobs, status = plan.status.is_some(), events = plan.events.len(),
+                "executing plan");
+        }
+        ticket.settle(&plan);
+        // Boxed, like each write inside: thousands of reconciles wait here at once during a burst.
+        match Box::pin(act::execute(cx, &plan, ctx)).await {
+            // The API server refused the Job: decide again knowing it (the attempt fails, visibly) and write that.
+            Err(Error::JobRejected(rejection)) if seen.answers.rejected.is_none() => {
+                tracing::info!(job = %rejection.job_name, permanent = rejection.permanent,
+                    message = %rejection.message, "Job create refused");
+                seen.answers.rejected = Some(rejection);
+            }
+            outcome => return outcome.map(|written| (plan, written)),
+        }
+    }
+}
+
+/// Answers `read` into `seen`; returns whether the answer is news the plan must be decided again on.
+async fn answer(
+    read: &Read,
+    cx: &CrewExecution,
+    seen: &mut Seen,
+    ctx: &Context,
+) -> Result<bool, Error> {
+    let namespace = cx.namespace().unwrap_or_default();
+    match read {
+        Read::Job(job) => {
+            let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+            let found = jobs
+                .get_metadata_opt(job)
+                .await
+                .map_err(crate::error::kube("read a Job missing from the cache"))?;
+            if found.is_some() {
+                tracing::info!(%job, "Job missing from the cache but present: the watch lags");
+                return Ok(false);
+            }
+            seen.answers.missing_job = Some(job.clone());
+            Ok(true)
+        }
+        Read::PodRefusal(job) => {
+            // None yet: the pod is only late, and the plan stands.
+            seen.answers.pod_refused = ctx.indexes.refusals.of(&namespace, job);
+            Ok(seen.answers.pod_refused.is_some())
+        }
+    }
+}

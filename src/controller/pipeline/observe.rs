@@ -1,0 +1,80 @@
+//! Everything one reconcile's decision reads besides the execution itself, taken from the caches and indexes the
+//! watches keep (no request), plus the answers to the reads a plan asks for (`decide_act`).
+
+use crate::controller::context::Context;
+use crate::progress::book::Held;
+use crew_api::CrewExecution;
+use crew_core::lifecycle::{Admission, JobRejection, Observed, ObservedJob, StartBlock};
+use kube::ResourceExt;
+
+/// What one reconcile has seen (see the module documentation).
+#[derive(Debug)]
+pub struct Seen {
+    /// The Jobs labelled with the execution, summarised.
+    pub jobs: Vec<ObservedJob>,
+    /// The queue's verdict.
+    pub admission: Admission,
+    /// What the current attempt's worker reported, and whether it may be written now (coalescing).
+    pub held: Option<Held>,
+    /// Answers to the reads the plans of this reconcile asked for.
+    pub answers: Answers,
+}
+
+/// Facts one reconcile learned beyond its caches, each asked for by a plan.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// A Job the status records that the API server does not have either (the cache was not just late).
+    pub missing_job: Option<String>,
+    /// Why the Job controller creates no pod for a Job (its latest `FailedCreate` Event).
+    pub pod_refused: Option<StartBlock>,
+    /// The Job create the API server refused.
+    pub rejected: Option<JobRejection>,
+}
+
+/// What the caches and indexes show of `cx`. Outcomes its status already records are released from the child
+/// index first: they are kept as written, the index need not hold them any longer.
+pub fn observe(cx: &CrewExecution, ctx: &Context, admission: Admission) -> Seen {
+    let (namespace, name, uid) = (
+        cx.namespace().unwrap_or_default(),
+        cx.name_any(),
+        cx.uid().unwrap_or_default(),
+    );
+    let children = &ctx.indexes.children;
+    if let Some(status) = &cx.status {
+        let recorded = status
+            .steps
+            .iter()
+            .filter(|step| step.completion_time.is_some())
+            .filter_map(|step| step.job_name.as_deref());
+        children.release_outcomes(&namespace, &name, recorded);
+    }
+    Seen {
+        jobs: children.jobs_of(&namespace, &name, &uid),
+        admission,
+        held: ctx.progress.held(&uid, std::time::Instant::now()),
+        answers: Answers::default(),
+    }
+}
+
+impl Seen {
+    /// The snapshot the core decides on.
+    pub fn observed<'a>(&'a self, cx: &'a CrewExecution, ctx: &'a Context) -> Observed<'a> {
+        let workers = &ctx.settings.workers;
+        Observed {
+            name: cx.metadata.name.as_deref().unwrap_or_default(),
+            generation: cx.metadata.generation,
+            spec: &cx.spec,
+            status: cx.status.as_ref(),
+            jobs: self.jobs.clone(),
+            admission: self.admission.clone(),
+            rejected: self.answers.rejected.clone(),
+            missing_job: self.answers.missing_job.clone(),
+            default_start_timeout_seconds: workers.args.start_timeout_seconds,
+            pod_refused: self.answers.pod_refused.clone(),
+            worker_policy: &workers.policy,
+            report: self.held.as_ref().map(|held| &held.reports),
+            report_due: self.held.as_ref().is_some_and(|held| held.due),
+            acting_since: Some(ctx.leadership.since()),
+        }
+    }
+}
