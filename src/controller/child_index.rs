@@ -237,7 +237,7 @@ impl ChildIndex {
         let running = self.jobs.read().is_ok_and(|jobs| {
             jobs.by_execution.get(&key).is_some_and(|children| {
                 children.iter().any(|record| {
-                    record.owner_uid.as_deref() == Some(owner.as_str()) && runs(record)
+                    record.owner_uid.as_deref() == Some(owner.as_str()) && record.runs()
                 })
             })
         });
@@ -252,7 +252,7 @@ impl ChildIndex {
                 jobs.by_execution
                     .values()
                     .flat_map(JobList::iter)
-                    .filter(|record| runs(record))
+                    .filter(|record| record.runs())
                     .filter_map(|record| record.owner_uid.clone())
                     .collect()
             },
@@ -367,11 +367,6 @@ fn carry_seen_finished(children: Option<&JobList>, record: &mut JobRecord) {
 }
 
 /// The index key of the execution `name` in `namespace`: its namespace and its label value.
-/// A Job that runs: active and not being deleted.
-fn runs(record: &JobRecord) -> bool {
-    record.summary.state == crew_core::lifecycle::JobState::Active && !record.summary.deleting
-}
-
 fn key_of_execution(namespace: &str, name: &str) -> Key {
     (
         namespace.to_string(),

@@ -97,34 +97,8 @@ async fn jobs_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<JobLine>
         .limit(cluster.page);
     let mut lines: Vec<JobLine> = list_all(&api, params, Request::new("list", "jobs", Some(ns)))
         .await?
-        .into_iter()
-        .map(|job| {
-            let label = |key: &str| job.labels().get(key).cloned().unwrap_or_default();
-            let status = job.status.clone().unwrap_or_default();
-            let condition = |kind: &str| {
-                status
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == kind && c.status == "True")
-            };
-            let state = if condition("Complete") {
-                "Complete"
-            } else if condition("Failed") {
-                "Failed"
-            } else if job.metadata.deletion_timestamp.is_some() {
-                "Terminating"
-            } else {
-                "Running"
-            };
-            JobLine {
-                name: job.name_any(),
-                step: label(labels::STEP),
-                attempt: label(labels::ATTEMPT),
-                status: state.to_string(),
-                created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            }
-        })
+        .iter()
+        .map(JobLine::of)
         .collect();
     lines.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
     Ok(lines)
