@@ -12,6 +12,7 @@ mod decide_tests;
 pub mod draft;
 pub mod history;
 pub mod job_summary;
+pub mod membership;
 pub mod names;
 pub mod observed;
 pub mod plan;
