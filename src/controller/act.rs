@@ -180,7 +180,7 @@ async fn create_job(
                 .get(&launch.job_name)
                 .await
                 .map_err(kube_err("read existing Job"))?;
-            match super::observe::controller_of(&existing) {
+            match crew_core::lifecycle::job_summary::controller_of(&existing) {
                 Some(owner) if Some(&owner.uid) == execution.uid().as_ref() => Ok(()),
                 // An earlier execution of the same name: its Job goes with it (the decision waits, visibly, once
                 // the cache shows that Job under this execution's label).

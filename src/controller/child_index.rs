@@ -3,9 +3,10 @@
 //! Fed from the watch streams (a re-list is buffered and swapped in whole at its end, so reconciles never see a
 //! half-listed view); read by reconciles. Keeps small summaries, not whole objects, so memory stays flat at scale.
 
-use super::observe::{JobRecord, PodReport, controller_of, pod_report, summarise_job};
 use crew_core::build::labels;
 use crew_core::lifecycle::ObservedJob;
+use crew_core::lifecycle::job_summary::{JobRecord, controller_of, summarise_job};
+use crew_core::lifecycle::pod_report::{PodReport, pod_report};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -237,7 +238,7 @@ impl ChildIndex {
         let running = self.jobs.read().is_ok_and(|jobs| {
             jobs.by_execution.get(&key).is_some_and(|children| {
                 children.iter().any(|record| {
-                    record.owner_uid.as_deref() == Some(owner.as_str()) && runs(record)
+                    record.owner_uid.as_deref() == Some(owner.as_str()) && record.runs()
                 })
             })
         });
@@ -252,7 +253,7 @@ impl ChildIndex {
                 jobs.by_execution
                     .values()
                     .flat_map(JobList::iter)
-                    .filter(|record| runs(record))
+                    .filter(|record| record.runs())
                     .filter_map(|record| record.owner_uid.clone())
                     .collect()
             },
@@ -367,11 +368,6 @@ fn carry_seen_finished(children: Option<&JobList>, record: &mut JobRecord) {
 }
 
 /// The index key of the execution `name` in `namespace`: its namespace and its label value.
-/// A Job that runs: active and not being deleted.
-fn runs(record: &JobRecord) -> bool {
-    record.summary.state == crew_core::lifecycle::JobState::Active && !record.summary.deleting
-}
-
 fn key_of_execution(namespace: &str, name: &str) -> Key {
     (
         namespace.to_string(),

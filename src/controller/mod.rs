@@ -9,7 +9,6 @@ pub mod act;
 pub mod child_index;
 pub mod context;
 pub mod events;
-pub mod observe;
 pub mod pipeline;
 pub mod queues;
 pub mod refusals;

@@ -10,9 +10,9 @@ use super::context::Context;
 use crate::metrics::WriteKind;
 use crew_api::{CrewExecution, CrewQueue, FIELD_MANAGER, Phase};
 use crew_core::lifecycle::Admission;
-use crew_core::lifecycle::queue::{Member, member_key};
+use crew_core::lifecycle::membership::{key_of, phase_of};
 use crew_core::lifecycle::queue_book::{Entry, LineId, QueueBook};
-use crew_core::lifecycle::queue_stats::{MemberFacts, counts_changed, queue_status};
+use crew_core::lifecycle::queue_stats::{counts_changed, queue_status};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Patch, PatchParams};
@@ -21,7 +21,6 @@ use kube::runtime::watcher::Event;
 use kube::{Api, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
-
 use std::time::Duration;
 
 /// Name used for the operator-wide limit in messages.
@@ -29,41 +28,6 @@ pub const GLOBAL_QUEUE: &str = "(operator-wide limit)";
 /// Re-serve every queue this often even when no member changed: the clock-driven figures
 /// (`oldestQueuedSeconds`), expired admissions, and a safety net for any missed change.
 const CLOCK_REFRESH: Duration = Duration::from_secs(30);
-
-fn phase(cx: &CrewExecution) -> Phase {
-    cx.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
-}
-
-fn created(cx: &CrewExecution) -> Timestamp {
-    cx.metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
-}
-
-fn key_of(cx: &CrewExecution) -> String {
-    member_key(&cx.namespace().unwrap_or_default(), &cx.name_any())
-}
-
-fn line_of(cx: &CrewExecution) -> LineId {
-    LineId::of(
-        &cx.namespace().unwrap_or_default(),
-        cx.spec.queue.as_deref(),
-    )
-}
-
-/// The book's view of `cx`.
-fn entry_of(cx: &CrewExecution) -> Entry {
-    let key = key_of(cx);
-    Entry {
-        namespace: cx.namespace().unwrap_or_default(),
-        name: cx.name_any(),
-        uid: cx.uid().unwrap_or_default(),
-        line: line_of(cx),
-        member: Member::new(&key, &cx.spec, phase(cx), created(cx)),
-        facts: facts(cx),
-    }
-}
 
 /// The queue book.
 fn book(ctx: &Context) -> MutexGuard<'_, QueueBook> {
@@ -74,10 +38,10 @@ fn book(ctx: &Context) -> MutexGuard<'_, QueueBook> {
 pub fn execution_event(ctx: &Context, event: &Event<CrewExecution>) {
     let mut book = book(ctx);
     match event {
-        Event::Apply(cx) => book.apply(entry_of(cx)),
+        Event::Apply(cx) => book.apply(Entry::of(cx)),
         Event::Delete(cx) => book.remove(&key_of(cx)),
         Event::Init => book.begin_relist(),
-        Event::InitApply(cx) => book.relisted(entry_of(cx)),
+        Event::InitApply(cx) => book.relisted(Entry::of(cx)),
         Event::InitDone => book.finish_relist(),
     }
 }
@@ -115,7 +79,7 @@ pub fn queue_event(ctx: &Context, event: &Event<CrewQueue>) {
 
 /// Whether `execution` may take a running slot now.
 pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
-    let current = phase(execution);
+    let current = phase_of(execution);
     if current == Phase::Running || current.is_terminal() {
         return Admission::Admitted;
     }
@@ -129,7 +93,7 @@ pub fn admission(ctx: &Context, execution: &CrewExecution) -> Admission {
     };
     // Computing and reserving under one lock makes concurrent reconciles agree (see `QueueBook::admit`).
     book(ctx).admit(
-        &line_of(execution),
+        &LineId::of_execution(execution),
         &key_of(execution),
         label,
         Some(limit),
@@ -146,7 +110,7 @@ pub fn release(ctx: &Context, execution: &CrewExecution) {
 pub fn wake_queue_of(ctx: &Context, execution: &CrewExecution) {
     let namespace = execution.namespace().unwrap_or_default();
     if let Limit::Of(limit) = limit_of(ctx, &namespace, execution.spec.queue.as_deref()) {
-        wake_heads(ctx, &line_of(execution), limit);
+        wake_heads(ctx, &LineId::of_execution(execution), limit);
     }
 }
 
@@ -297,26 +261,6 @@ async fn serve_line(
             written.insert(line.clone(), now);
         }
         Err(error) => tracing::warn!(%error, queue = %name, "could not write queue status"),
-    }
-}
-
-fn facts(cx: &CrewExecution) -> MemberFacts {
-    let status = cx.status.as_ref();
-    let current = phase(cx);
-    let waiting_since = status
-        .and_then(|s| {
-            s.history
-                .iter()
-                .rev()
-                .find(|h| h.to == Phase::Queued)
-                .map(|h| h.time.0)
-        })
-        .or_else(|| cx.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    MemberFacts {
-        phase: current,
-        completed: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0),
-        duration_seconds: status.and_then(|s| s.duration_seconds),
-        waiting_since,
     }
 }
 

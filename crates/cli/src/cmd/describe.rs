@@ -7,14 +7,16 @@ use crate::error::{self, CliError, Exit, Request};
 use crate::output::{note, print, stdout_is_terminal};
 use crate::view::describe::{Described, EventLine, JobLine, render};
 use crate::view::style::Style;
-use crate::view::waiting::{Waiting, waiting};
+use crate::view::waiting::{Waiting, running_owners, waiting};
 use crew_api::{CrewExecution, CrewQueue, Phase};
 use crew_core::build::labels;
+use crew_core::lifecycle::membership::phase_of;
 use crew_core::lifecycle::names::label_value;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
+use std::collections::HashSet;
 
 pub async fn describe(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {
     let cx = cluster.execution(name).await?;
@@ -97,51 +99,22 @@ async fn jobs_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<JobLine>
         .limit(cluster.page);
     let mut lines: Vec<JobLine> = list_all(&api, params, Request::new("list", "jobs", Some(ns)))
         .await?
-        .into_iter()
-        .map(|job| {
-            let label = |key: &str| job.labels().get(key).cloned().unwrap_or_default();
-            let status = job.status.clone().unwrap_or_default();
-            let condition = |kind: &str| {
-                status
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == kind && c.status == "True")
-            };
-            let state = if condition("Complete") {
-                "Complete"
-            } else if condition("Failed") {
-                "Failed"
-            } else if job.metadata.deletion_timestamp.is_some() {
-                "Terminating"
-            } else {
-                "Running"
-            };
-            JobLine {
-                name: job.name_any(),
-                step: label(labels::STEP),
-                attempt: label(labels::ATTEMPT),
-                status: state.to_string(),
-                created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            }
-        })
+        .iter()
+        .map(JobLine::of)
         .collect();
     lines.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
     Ok(lines)
 }
 
-/// Where a Queued (or not yet admitted) execution stands in its queue line.
+/// Where a Queued (or not yet admitted) execution stands in its queue line, counted over the line's executions and
+/// the Jobs they run, as the operator counts.
 async fn waiting_of(cluster: &Cluster, cx: &CrewExecution) -> Result<Option<Waiting>, CliError> {
-    let phase = cx
-        .status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .unwrap_or(Phase::Pending);
-    if !matches!(phase, Phase::Queued | Phase::Pending) || cx.spec.suspend || cx.spec.cancel {
+    if !matches!(phase_of(cx), Phase::Queued | Phase::Pending) || cx.spec.suspend || cx.spec.cancel
+    {
         return Ok(None);
     }
     let ns = cx.namespace().unwrap_or_default();
-    match &cx.spec.queue {
+    let (scope, max_running) = match &cx.spec.queue {
         Some(queue) => {
             let queues: Api<CrewQueue> = cluster.api_in(&ns);
             let max_running = match queues.get(queue).await {
@@ -153,29 +126,52 @@ async fn waiting_of(cluster: &Cluster, cx: &CrewExecution) -> Result<Option<Wait
                     return Err(error::api(&request, e));
                 }
             };
-            let filter = Filter {
-                queue: Some(queue.clone()),
-                ..Default::default()
-            };
             let scoped = Cluster {
                 namespace: Some(ns.clone()),
                 ..cluster.clone()
             };
-            let line = scoped.executions(&filter).await?;
-            Ok(Some(waiting(cx, &line, max_running, false)))
+            (scoped, max_running)
         }
+        // The operator-wide limit counts executions without a queue in every namespace.
         None => {
-            // The operator-wide limit counts executions without a queue in every namespace.
             let everywhere = Cluster {
                 namespace: None,
                 ..cluster.clone()
             };
-            let line = everywhere.executions(&Filter::default()).await?;
-            let line: Vec<CrewExecution> = line
-                .into_iter()
-                .filter(|other| other.spec.queue.is_none())
-                .collect();
-            Ok(Some(waiting(cx, &line, None, true)))
+            (everywhere, None)
+        }
+    };
+    let filter = Filter {
+        queue: cx.spec.queue.clone(),
+        ..Default::default()
+    };
+    let (line, running) = futures::join!(scope.executions(&filter), running_owners_in(&scope));
+    let mut line = line?;
+    line.retain(|other| other.spec.queue == cx.spec.queue);
+    let spans_namespaces = scope.namespace.is_none();
+    Ok(Some(waiting(
+        cx,
+        &line,
+        &running,
+        max_running,
+        spans_namespaces,
+    )))
+}
+
+/// The executions (UIDs) in `scope` that own a Job that runs: they hold a slot whatever their status says. Without
+/// the Jobs (not allowed to list them, say) the count falls back to the statuses, with a note.
+async fn running_owners_in(scope: &Cluster) -> HashSet<String> {
+    let params = ListParams::default()
+        .labels(labels::EXECUTION)
+        .limit(scope.page);
+    let request = Request::new("list", "jobs", scope.namespace.as_deref());
+    match list_all(&scope.api::<Job>(), params, request).await {
+        Ok(jobs) => running_owners(&jobs),
+        Err(e) => {
+            note(&format!(
+                "(running Jobs left out of the queue position: {e})\n"
+            ));
+            HashSet::new()
         }
     }
 }

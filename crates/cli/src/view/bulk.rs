@@ -1,6 +1,7 @@
 //! Bulk operations decided per target, before any request: change it, or say why it is already so.
 
 use crew_api::CrewExecution;
+use crew_core::lifecycle::membership::phase_of;
 use kube::ResourceExt;
 
 /// A bulk operation.
@@ -83,12 +84,7 @@ pub fn dry_run_line(op: Operation, cx: &CrewExecution, qualified: bool) -> Strin
     } else {
         cx.name_any()
     };
-    let phase = cx
-        .status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .map(|p| p.as_str())
-        .unwrap_or("Pending");
+    let phase = phase_of(cx).as_str();
     match change(op, cx) {
         Change::Apply => match op.patch() {
             Some(patch) => format!("would {} {name} ({phase}): merge patch {patch}", op.verb()),

@@ -8,7 +8,12 @@ use super::table::{Cell, Table};
 use super::time::{exact, seconds_between, short, stamp};
 use super::waiting::{Waiting, sentence};
 use crew_api::CrewExecution;
+use crew_core::build::labels;
+use crew_core::lifecycle::JobState;
+use crew_core::lifecycle::job_summary::job_verdict;
 use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
 
 /// History entries `describe` shows (the newest).
 pub const HISTORY_SHOWN: usize = 10;
@@ -29,9 +34,40 @@ pub struct JobLine {
     pub name: String,
     pub step: String,
     pub attempt: String,
-    /// Running, Complete or Failed.
+    /// Running, Terminating, Complete or Failed ([`job_status`]).
     pub status: String,
     pub created: Option<Timestamp>,
+}
+
+impl JobLine {
+    /// `job` as a row, classified by the operator's own reading of it
+    /// ([`job_verdict`](crew_core::lifecycle::job_summary::job_verdict)). A Job without step or attempt labels
+    /// (made by hand) is shown with those cells empty.
+    pub fn of(job: &Job) -> JobLine {
+        let label = |key: &str| job.labels().get(key).cloned().unwrap_or_default();
+        JobLine {
+            name: job.name_any(),
+            step: label(labels::STEP),
+            attempt: label(labels::ATTEMPT),
+            status: job_status(
+                job_verdict(job).state,
+                job.metadata.deletion_timestamp.is_some(),
+            )
+            .to_string(),
+            created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        }
+    }
+}
+
+/// The word `describe` shows for a Job in `state`: `Complete`, `Failed`, or while active `Terminating` (being
+/// deleted) or `Running`.
+pub fn job_status(state: JobState, deleting: bool) -> &'static str {
+    match (state, deleting) {
+        (JobState::Succeeded, _) => "Complete",
+        (JobState::Failed, _) => "Failed",
+        (JobState::Active, true) => "Terminating",
+        (JobState::Active, false) => "Running",
+    }
 }
 
 /// Everything `describe` shows.
@@ -279,5 +315,53 @@ fn section(out: &mut String, table: &Table, style: Style) {
         out.push_str("  <none>\n");
     } else {
         out.push_str(&table.render(true, 2, style));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(deleting: bool, status: serde_json::Value) -> Job {
+        let mut metadata = json!({
+            "name": "x-main-1", "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"crew.dev/execution": "x", "crew.dev/step": "main", "crew.dev/attempt": "1"},
+        });
+        if deleting {
+            metadata["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
+        }
+        serde_json::from_value(json!({"metadata": metadata, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn job_lines_read_jobs_as_the_operator_does() {
+        let complete = json!({"conditions": [{"type": "Complete", "status": "True"}]});
+        let failed = json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]});
+        let not_yet = json!({"active": 1, "conditions": [{"type": "Failed", "status": "False"}]});
+        let cases = [
+            (false, complete.clone(), "Complete"),
+            (true, complete, "Complete"),
+            (true, failed, "Failed"),
+            (true, not_yet.clone(), "Terminating"),
+            (false, not_yet, "Running"),
+        ];
+        for (deleting, status, word) in cases {
+            let line = JobLine::of(&job(deleting, status.clone()));
+            assert_eq!(line.status, word, "{status} deleting={deleting}");
+        }
+        let line = JobLine::of(&job(false, json!(null)));
+        assert_eq!(
+            (
+                line.name.as_str(),
+                line.step.as_str(),
+                line.attempt.as_str()
+            ),
+            ("x-main-1", "main", "1")
+        );
+        assert_eq!(
+            line.created.map(|t| t.to_string()).as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
     }
 }

@@ -105,9 +105,11 @@ fn describe_running() {
 fn describe_queued_says_why_it_waits() {
     let cx = named("backfill-3");
     let line = fixtures();
-    let waiting = super::waiting::waiting(&cx, &line, Some(1), false);
+    let waiting = super::waiting::waiting(&cx, &line, &Default::default(), Some(1), false);
     assert_eq!(waiting.position, 1);
     assert_eq!(waiting.holders, ["report-42"]);
+    // Every fixture is listed, but `fresh` (team-b, no queue) waits in another line, as the operator counts.
+    assert_eq!(waiting.waiting, 1);
     let described = Described {
         cx: &cx,
         events: vec![],

@@ -1,10 +1,16 @@
-//! Ages and durations as kubectl prints them.
+//! Ages and durations as the CLI prints them. Exact durations and timestamps are the operator's own formats
+//! (`crew_core::lifecycle::timefmt`), so `describe` shows what `.status.duration` holds; only ages are the CLI's,
+//! rounded the way kubectl rounds them ([`short`]).
 
+use crew_core::lifecycle::timefmt::whole_seconds;
 use jiff::Timestamp;
 
+/// The compact exact duration the operator writes in `.status.duration` (`45s`, `1m5s`, `2h3m4s`, `1d2h`).
+pub use crew_core::lifecycle::timefmt::human_duration as exact;
 pub use crew_core::lifecycle::timefmt::seconds_between;
 
-/// kubectl's short human duration (`45s`, `5m3s`, `45m`, `3h20m`, `30h`, `3d4h`, `20d`, `3y`), for ages.
+/// kubectl's short human duration (`45s`, `5m3s`, `45m`, `3h20m`, `30h`, `3d4h`, `20d`, `3y`), for ages. Not
+/// [`exact`]: an age drops precision as it grows (`45m`, not `45m12s`), as `kubectl get` columns do.
 pub fn short(seconds: i64) -> String {
     let s = seconds.max(0);
     let (m, h, d) = (s / 60, s / 3600, s / 86_400);
@@ -36,16 +42,9 @@ pub fn short(seconds: i64) -> String {
     }
 }
 
-/// The compact exact duration the operator writes in `.status.duration` (`45s`, `1m5s`, `2h3m4s`, `1d2h`).
-pub fn exact(seconds: i64) -> String {
-    crew_core::lifecycle::timefmt::human_duration(seconds)
-}
-
-/// `ts` as RFC 3339 in UTC, to the second.
+/// `ts` as RFC 3339 in UTC, to the second (as the API server stores it).
 pub fn stamp(ts: Timestamp) -> String {
-    Timestamp::from_second(ts.as_second())
-        .unwrap_or(ts)
-        .to_string()
+    whole_seconds(ts).to_string()
 }
 
 #[cfg(test)]
@@ -69,5 +68,12 @@ mod tests {
         for (seconds, text) in cases {
             assert_eq!(short(seconds), text, "{seconds}");
         }
+    }
+
+    #[test]
+    fn stamps_and_exact_durations_are_the_operators() {
+        let ts: Timestamp = "2026-11-29T11:58:00.750Z".parse().unwrap();
+        assert_eq!(stamp(ts), "2026-11-29T11:58:00Z");
+        assert_eq!((exact(2700), short(2700)), ("45m0s".into(), "45m".into()));
     }
 }

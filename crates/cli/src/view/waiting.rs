@@ -1,10 +1,13 @@
 //! Why a Queued execution waits: its place in the admission order and who holds the slots, computed with the
-//! operator's own order (`crew_core::lifecycle::queue`).
+//! operator's own book (`crew_core::lifecycle::queue_book`) over the members it would hold
+//! (`crew_core::lifecycle::membership`).
 
-use crew_api::{CrewExecution, Phase};
-use crew_core::lifecycle::queue::{Member, admission_order, member_key};
-use jiff::Timestamp;
-use kube::ResourceExt;
+use crew_api::CrewExecution;
+use crew_core::lifecycle::job_summary::{JobRecord, summarise_job};
+use crew_core::lifecycle::membership::key_of;
+use crew_core::lifecycle::queue_book::{Entry, LineId, QueueBook};
+use k8s_openapi::api::batch::v1::Job;
+use std::collections::HashSet;
 
 /// A waiting execution's place in its queue line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,59 +24,41 @@ pub struct Waiting {
     pub holders: Vec<String>,
 }
 
-fn member(cx: &CrewExecution) -> Member {
-    let phase = cx
-        .status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .unwrap_or(Phase::Pending);
-    let created = cx
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(Timestamp::UNIX_EPOCH);
-    Member::new(
-        &member_key(&cx.namespace().unwrap_or_default(), &cx.name_any()),
-        &cx.spec,
-        phase,
-        created,
-    )
+/// The executions (UIDs) that own a Job that runs among `jobs`, read as the operator's child index reads them
+/// ([`summarise_job`], [`JobRecord::runs`]).
+pub fn running_owners(jobs: &[Job]) -> HashSet<String> {
+    jobs.iter()
+        .filter_map(summarise_job)
+        .filter(JobRecord::runs)
+        .filter_map(|record| record.owner_uid)
+        .collect()
 }
 
-/// Where `cx` stands among `line` (every execution of its queue line, `cx` included or not).
+/// Where `cx` stands among `line` (every execution of its queue line, `cx` included or not), counted as the
+/// operator's [`QueueBook`] counts: a member holds a slot when it is Running or, still waiting, owns a Job that
+/// runs (its UID is in `running_owners`: a Running status write was lost). The operator also holds slots for
+/// admissions its cache does not show yet; those live in its memory only.
 pub fn waiting(
     cx: &CrewExecution,
     line: &[CrewExecution],
+    running_owners: &HashSet<String>,
     max_running: Option<u32>,
     spans_namespaces: bool,
 ) -> Waiting {
-    let me = member(cx);
-    let mut waiting: Vec<Member> = line
-        .iter()
-        .map(member)
-        .filter(|m| m.waiting && m.key != me.key)
-        .collect();
-    if me.waiting {
-        waiting.push(me.clone());
+    let mut book = QueueBook::default();
+    book.replace_running_jobs(running_owners.clone());
+    for member in line.iter().chain([cx]) {
+        book.apply(Entry::of(member));
     }
-    waiting.sort_by(admission_order);
-    let position = waiting
-        .iter()
-        .position(|m| m.key == me.key)
-        .map_or(0, |p| p + 1);
-    let mut holders: Vec<String> = line
-        .iter()
-        .filter(|other| member(other).running)
-        .map(|other| {
+    let queue = LineId::of_execution(cx);
+    let mut holders: Vec<String> = book
+        .holders(&queue)
+        .into_iter()
+        .map(|(namespace, name)| {
             if spans_namespaces {
-                format!(
-                    "{}/{}",
-                    other.namespace().unwrap_or_default(),
-                    other.name_any()
-                )
+                format!("{namespace}/{name}")
             } else {
-                other.name_any()
+                name
             }
         })
         .collect();
@@ -81,8 +66,8 @@ pub fn waiting(
     Waiting {
         queue: cx.spec.queue.clone(),
         max_running,
-        position,
-        waiting: waiting.len(),
+        position: book.place(&queue, &key_of(cx)).unwrap_or(0),
+        waiting: book.summary(&queue).waiting,
         holders,
     }
 }
@@ -113,4 +98,125 @@ pub fn sentence(w: &Waiting) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crew_core::lifecycle::Admission;
+    use serde_json::json;
+
+    fn execution(name: &str, created: &str, phase: &str) -> CrewExecution {
+        serde_json::from_value(json!({
+            "apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "creationTimestamp": created},
+            "spec": {"queue": "gpu", "steps": [{"name": "s", "image": "busybox"}]},
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    fn job_of(owner: &str, labelled: bool, status: serde_json::Value) -> Job {
+        let mut labels = json!({"crew.dev/execution": owner});
+        if labelled {
+            labels["crew.dev/step"] = json!("s");
+            labels["crew.dev/attempt"] = json!("1");
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{owner}-s-1"), "namespace": "ns", "labels": labels,
+                         "ownerReferences": [{"apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution",
+                                              "name": owner, "uid": format!("uid-{owner}"), "controller": true}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_jobs_that_run_make_their_owner_hold() {
+        let jobs = [
+            job_of("runs", true, json!({"active": 1})),
+            job_of(
+                "done",
+                true,
+                json!({"conditions": [{"type": "Complete", "status": "True"}]}),
+            ),
+            job_of("unlabelled", false, json!({"active": 1})),
+        ];
+        assert_eq!(
+            running_owners(&jobs),
+            HashSet::from(["uid-runs".to_string()])
+        );
+    }
+
+    /// A member whose Running status write was lost after its Job create holds its slot for the operator (its
+    /// book counts the running Job); `describe` counts it too.
+    #[test]
+    fn a_member_whose_job_runs_holds_a_slot_whatever_its_status_says() {
+        for status in ["Queued", "Pending"] {
+            let lost_write = execution("lost-write", "2026-01-01T00:00:01Z", status);
+            let next = execution("next", "2026-01-01T00:00:05Z", "Queued");
+            let line = [lost_write.clone(), next.clone()];
+            let jobs = [job_of("lost-write", true, json!({"active": 1}))];
+
+            let shown = waiting(&next, &line, &running_owners(&jobs), Some(1), false);
+            assert_eq!(
+                shown,
+                Waiting {
+                    queue: Some("gpu".into()),
+                    max_running: Some(1),
+                    position: 1,
+                    waiting: 1,
+                    holders: vec!["lost-write".into()],
+                },
+                "{status}"
+            );
+            assert_eq!(
+                sentence(&shown),
+                "position 1 of 1 waiting in queue \"gpu\"; 1 of 1 slots held by lost-write"
+            );
+            let own = waiting(&lost_write, &line, &running_owners(&jobs), Some(1), false);
+            assert_eq!(
+                (own.position, own.waiting),
+                (0, 1),
+                "{status}: it does not wait"
+            );
+
+            // The operator's book, fed as its watches feed it, makes `next` wait for the same slot.
+            let mut book = QueueBook::default();
+            for cx in &line {
+                book.apply(Entry::of(cx));
+            }
+            for record in jobs.iter().filter_map(summarise_job) {
+                if let Some(owner) = &record.owner_uid {
+                    book.set_running_job(owner, record.runs());
+                }
+            }
+            let line_id = LineId::of_execution(&next);
+            assert_eq!(
+                book.admit(
+                    &line_id,
+                    &key_of(&next),
+                    "gpu",
+                    Some(1),
+                    jiff::Timestamp::UNIX_EPOCH
+                ),
+                Admission::Wait {
+                    queue: "gpu".into(),
+                    position: 1
+                },
+                "{status}"
+            );
+
+            let without_jobs = waiting(&next, &line, &HashSet::new(), Some(1), false);
+            assert_eq!(
+                (
+                    without_jobs.position,
+                    without_jobs.waiting,
+                    without_jobs.holders.len()
+                ),
+                (2, 2, 0),
+                "{status}: by the statuses alone both wait, lost-write first"
+            );
+        }
+    }
 }

@@ -297,6 +297,28 @@ impl QueueBook {
         })
     }
 
+    /// The place of the member `key` among those waiting for a slot in `line`: 1-based, in admission order.
+    /// `None` when it does not wait (it holds a slot, is finished, suspended or cancelled) or the book does not
+    /// hold it.
+    pub fn place(&self, line: &LineId, key: &str) -> Option<usize> {
+        let queue = self.lines.get(line)?;
+        let slot = queue.slots.get(key).filter(|slot| slot.queued)?;
+        Some(queue.queued.range(..Rank::of(&slot.entry.member)).count() + 1)
+    }
+
+    /// The members of `line` holding a slot (Running, or waiting with a running Job or a reservation), as
+    /// (namespace, name), in no particular order.
+    pub fn holders(&self, line: &LineId) -> Vec<(String, String)> {
+        self.lines.get(line).map_or_else(Vec::new, |queue| {
+            queue
+                .slots
+                .values()
+                .filter(|slot| slot.holds)
+                .map(|slot| (slot.entry.namespace.clone(), slot.entry.name.clone()))
+                .collect()
+        })
+    }
+
     /// What `line`'s status and metrics need (an empty summary for a line without members).
     pub fn summary(&self, line: &LineId) -> LineSummary {
         self.lines
@@ -519,6 +541,39 @@ mod tests {
             book.admit(&q, "ns/a", "q", Some(1), at(0)),
             Admission::Admitted
         );
+    }
+
+    #[test]
+    fn places_and_holders_count_running_jobs_and_reservations() {
+        let q = queue("q");
+        let mut book = QueueBook::default();
+        book.apply(entry("running", &q, 0, 1, Phase::Running));
+        book.apply(entry("lost-write", &q, 0, 2, Phase::Queued));
+        book.apply(entry("first", &q, 5, 9, Phase::Queued));
+        book.apply(entry("second", &q, 0, 3, Phase::Pending));
+        book.apply(entry("done", &q, 0, 0, Phase::Succeeded));
+        book.set_running_job("uid-lost-write", true);
+        let mut holders = book.holders(&q);
+        holders.sort();
+        assert_eq!(
+            holders,
+            [
+                ("ns".to_string(), "lost-write".to_string()),
+                ("ns".to_string(), "running".to_string())
+            ]
+        );
+        assert_eq!(book.place(&q, "ns/first"), Some(1), "higher priority first");
+        assert_eq!(book.place(&q, "ns/second"), Some(2));
+        for holds_or_done in ["ns/running", "ns/lost-write", "ns/done", "ns/unknown"] {
+            assert_eq!(book.place(&q, holds_or_done), None, "{holds_or_done}");
+        }
+        assert_eq!(
+            book.admit(&q, "ns/first", "q", Some(3), at(0)),
+            Admission::Admitted
+        );
+        assert_eq!(book.place(&q, "ns/first"), None, "reserved");
+        assert_eq!(book.place(&q, "ns/second"), Some(1));
+        assert_eq!(book.holders(&q).len(), 3);
     }
 
     #[test]
