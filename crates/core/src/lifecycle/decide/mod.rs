@@ -16,6 +16,8 @@ mod retry;
 mod run_steps;
 mod stall;
 mod start_watch;
+#[cfg(test)]
+mod tests;
 mod timeout;
 mod walk;
 
