@@ -4,7 +4,7 @@
 use super::outcome::Outcome;
 use crate::lifecycle::Admission;
 use crate::lifecycle::draft::Draft;
-use crew_api::Phase;
+use crew_api::{Phase, Reason};
 
 /// Whether the execution holds a running slot after [`acquire_slot`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,9 +23,9 @@ pub(super) fn acquire_slot(draft: &mut Draft<'_>, outcome: &mut Outcome, step: &
     match &draft.observed.admission {
         Admission::Admitted => {
             let (reason, verb) = if outcome.start_time.is_none() {
-                ("Started", "started")
+                (Reason::Started, "started")
             } else {
-                ("Resumed", "resumed")
+                (Reason::Resumed, "resumed")
             };
             let moved = draft.transition(
                 Phase::Running,
@@ -37,20 +37,20 @@ pub(super) fn acquire_slot(draft: &mut Draft<'_>, outcome: &mut Outcome, step: &
         }
         Admission::Wait { queue, .. } => {
             let message = format!("waiting for a free slot in queue {queue}");
-            draft.transition(Phase::Queued, "Queued", message.clone(), None);
-            draft.set_reason("Queued", message);
+            draft.transition(Phase::Queued, Reason::Queued, message.clone(), None);
+            draft.set_reason(Reason::Queued, message);
             Slot::Wait
         }
         Admission::QueueNotFound(queue) => {
             let message =
                 format!("queue {queue} does not exist; the execution starts once it does");
             if draft.phase == Phase::Pending {
-                draft.warn_once("QueueNotFound", message.clone());
+                draft.event_once(Reason::QueueNotFound, message.clone());
             } else {
-                draft.transition(Phase::Queued, "QueueNotFound", message.clone(), None);
+                draft.transition(Phase::Queued, Reason::QueueNotFound, message.clone(), None);
             }
-            draft.set_reason("QueueNotFound", message.clone());
-            outcome.not_admitted = Some(("QueueNotFound".into(), message));
+            draft.set_reason(Reason::QueueNotFound, message.clone());
+            outcome.not_admitted = Some((Reason::QueueNotFound, message));
             Slot::Wait
         }
     }

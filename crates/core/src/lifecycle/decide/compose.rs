@@ -200,10 +200,7 @@ fn condition_inputs<'a>(draft: &'a Draft<'_>, outcome: &'a Outcome) -> Condition
         reason: &draft.reason,
         message: &draft.message,
         pause_requested: outcome.pause_requested,
-        not_admitted: outcome
-            .not_admitted
-            .as_ref()
-            .map(|(r, m)| (r.as_str(), m.as_str())),
+        not_admitted: outcome.not_admitted.as_ref().map(|(r, m)| (*r, m.as_str())),
         generation: draft.observed.generation,
         steps_changed: outcome.steps_changed.as_deref(),
         start_blocked: outcome

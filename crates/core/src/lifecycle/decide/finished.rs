@@ -6,7 +6,7 @@ use crate::lifecycle::Plan;
 use crate::lifecycle::cleanup::released_jobs;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::timefmt::{add_seconds, seconds_between};
-use crew_api::Phase;
+use crew_api::{Phase, Reason};
 
 /// Terminal phases are kept as written; only spec-edit warnings, leftover Job clean-up and the TTL act.
 pub(super) fn decide_finished(mut draft: Draft<'_>, mut plan: Plan) -> Plan {
@@ -16,8 +16,8 @@ pub(super) fn decide_finished(mut draft: Draft<'_>, mut plan: Plan) -> Plan {
     let mut status = previous.clone();
     if observed.generation != previous.observed_generation {
         if previous.phase == Some(Phase::Cancelled) && !observed.spec.cancel {
-            draft.warn(
-                "CancelIrreversible",
+            draft.event(
+                Reason::CancelIrreversible,
                 "spec.cancel was cleared, but a cancelled execution stays cancelled".into(),
             );
         }

@@ -11,7 +11,7 @@ use crate::lifecycle::draft::Draft;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::text::bounded_message;
 use crate::lifecycle::{JobRejection, Launch, Plan};
-use crew_api::{Phase, StepPhase, StepStatus};
+use crew_api::{Phase, Reason, StepPhase, StepStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Starts attempt `attempt` of the current step: the plan creates its Job (and, before the run's first Job, the
@@ -33,8 +33,8 @@ pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcom
         let message = format!(
             "Job {job} belongs to an earlier execution of the same name; waiting for it to be deleted"
         );
-        draft.warn_once("JobNameTaken", message.clone());
-        draft.set_reason("JobNameTaken", message);
+        draft.event_once(Reason::JobNameTaken, message.clone());
+        draft.set_reason(Reason::JobNameTaken, message);
         plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
         return;
     }
@@ -67,7 +67,7 @@ pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcom
     });
     if attempt > 1 {
         draft.note(
-            "StepStarted",
+            Reason::StepStarted,
             format!("step {name} attempt {attempt} started"),
             &name,
         );
@@ -89,10 +89,10 @@ fn rejected(
 ) {
     let name = outcome.current().spec.name.clone();
     let (reason, message) = if rejection.policy {
-        ("InvalidSpec", rejection.message.clone())
+        (Reason::InvalidSpec, rejection.message.clone())
     } else {
         (
-            "JobRejected",
+            Reason::JobRejected,
             format!(
                 "Job {} rejected by the API server: {}",
                 rejection.job_name, rejection.message

@@ -1,9 +1,7 @@
 //! `decide`: from one observed snapshot and the time, the whole plan of one reconcile.
 //!
-//! Running `decide` again on the state its plan produces yields no further writes (the fixed-point property the
-//! tests check), which is what keeps repeated reconciles silent. Each rule has its own module; they share one
-//! [`Draft`] (phase, reason, history, Events), one [`Plan`] (the writes) and one [`outcome::Outcome`] (the other
-//! status fields).
+//! Deciding again on the state a plan produces asks for no further writes (the fixed point the tests check). One
+//! module per rule; they share a [`Draft`] (phase, reason, history, Events), a [`Plan`] and an `Outcome`.
 
 mod admission;
 mod compose;
@@ -22,7 +20,7 @@ mod timeout;
 mod walk;
 
 use crate::lifecycle::draft::Draft;
-use crate::lifecycle::steps::{StepView, step_records};
+use crate::lifecycle::steps::step_records;
 use crate::lifecycle::timefmt::whole_seconds;
 use crate::lifecycle::{Observed, Plan};
 use jiff::Timestamp;
@@ -48,11 +46,7 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
         Ok(steps) => {
             outcome.records = step_records(steps, &observed.jobs, &previous, now);
             compose::carry_reports(&mut outcome.records);
-            let awaiting_pod = outcome
-                .records
-                .iter()
-                .any(|r| r.view == StepView::AwaitingPod);
-            if awaiting_pod && !observed.spec.cancel {
+            if outcome.awaits_a_pod() && !observed.spec.cancel {
                 plan.requeue_within(POD_LAG_REQUEUE_SECONDS);
                 return plan;
             }

@@ -3,8 +3,8 @@
 //!
 //! [`Draft`]: crate::lifecycle::draft::Draft
 
-use crate::lifecycle::steps::StepRecord;
-use crew_api::CrewExecutionStatus;
+use crate::lifecycle::steps::{StepRecord, StepView};
+use crew_api::{CrewExecutionStatus, Reason};
 use jiff::Timestamp;
 
 /// Derived facts that become status fields besides phase, reason and history.
@@ -25,10 +25,10 @@ pub(super) struct Outcome {
     /// `spec.suspend` is set while a step still runs.
     pub pause_requested: bool,
     /// Why the execution is not admitted (reason, message), when it waits for a reason worth a condition.
-    pub not_admitted: Option<(String, String)>,
+    pub not_admitted: Option<(Reason, String)>,
     /// Why the spec's steps are not the ones this run executes, when they differ.
     pub steps_changed: Option<String>,
-    /// Why the current attempt's worker cannot start (reason, message), while it cannot.
+    /// Why the current attempt's worker cannot start (Kubernetes' reason, message), while it cannot.
     pub start_blocked: Option<(String, String)>,
     /// How long the running worker has not reported, while that is longer than its stall timeout.
     pub stalled: Option<String>,
@@ -41,6 +41,11 @@ impl Outcome {
             start_time: previous.start_time.as_ref().map(|t| t.0),
             ..Default::default()
         }
+    }
+
+    /// Whether a step's Job finished but its pod's outcome has not reached the cache yet.
+    pub fn awaits_a_pod(&self) -> bool {
+        self.records.iter().any(|r| r.view == StepView::AwaitingPod)
     }
 
     /// The current step's record (the first that has not succeeded).

@@ -5,12 +5,12 @@ use super::outcome::Outcome;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::steps::StepView;
 use crate::lifecycle::{JobState, Plan};
-use crew_api::{Phase, StepPhase};
+use crew_api::{Phase, Reason, StepPhase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Pauses the run before `step` starts (an attempt, or its retry), with `message`.
 pub(super) fn pause(draft: &mut Draft<'_>, step: &str, message: String) {
-    draft.transition(Phase::Paused, "Paused", message, Some(step));
+    draft.transition(Phase::Paused, Reason::Paused, message, Some(step));
 }
 
 /// Cancels the run through `spec.cancel`: its Job is deleted and the current step stopped.
@@ -18,7 +18,7 @@ pub(super) fn cancel(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outco
     let step = stop_current_step(draft, plan, outcome, "cancelled");
     if draft.transition(
         Phase::Cancelled,
-        "Cancelled",
+        Reason::Cancelled,
         "cancelled through spec.cancel".into(),
         step.as_deref(),
     ) {

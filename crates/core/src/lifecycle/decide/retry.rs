@@ -12,7 +12,7 @@ use crate::lifecycle::names::job_name;
 use crate::lifecycle::steps::StepRecord;
 use crate::lifecycle::text::bounded_message;
 use crate::lifecycle::timefmt::{add_seconds, seconds_between};
-use crew_api::{Phase, StepPhase};
+use crew_api::{Phase, Reason, StepPhase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -25,7 +25,7 @@ pub(super) fn failed(
     attempt: u32,
     finished: Timestamp,
 ) {
-    failed_because(draft, plan, outcome, attempt, finished, "StepFailed");
+    failed_because(draft, plan, outcome, attempt, finished, Reason::StepFailed);
 }
 
 /// The current step's attempt `attempt` failed at `finished`: the next attempt is scheduled if the retry policy
@@ -36,7 +36,7 @@ pub(super) fn failed_because(
     outcome: &mut Outcome,
     attempt: u32,
     finished: Timestamp,
-    reason: &str,
+    reason: Reason,
 ) {
     let policy = draft.observed.spec.retry.clone().unwrap_or_default();
     let record = outcome.current_mut();
@@ -50,7 +50,10 @@ pub(super) fn failed_because(
     if !may_retry(&policy, attempt) {
         record.status.phase = StepPhase::Failed;
         let (reason, tries) = if policy.limit > 0 {
-            ("RetriesExhausted", format!(" after {attempt} attempts"))
+            (
+                Reason::RetriesExhausted,
+                format!(" after {attempt} attempts"),
+            )
         } else {
             (reason, String::new())
         };
@@ -70,7 +73,7 @@ pub(super) fn failed_because(
             "step {name} attempt {attempt} failed ({detail}); attempt {} in {delay}s",
             attempt + 1
         );
-        draft.note("RetryScheduled", message, &name);
+        draft.note(Reason::RetryScheduled, message, &name);
         draft.relate_last(job_name(draft.observed.name, &name, attempt));
     }
     let retry_at = add_seconds(finished, delay as i64);
@@ -105,7 +108,7 @@ fn retry_when_due(
     }
     outcome.next_retry_time = Some(retry_at);
     draft.set_reason(
-        "RetryBackoff",
+        Reason::RetryBackoff,
         format!("step {name} attempt {} starts at {retry_at}", attempt + 1),
     );
     plan.requeue_within((seconds_between(draft.now, retry_at) as u64).max(1));

@@ -7,7 +7,7 @@ use crate::lifecycle::conditions;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::resolve::live_field_problems;
 use crate::lifecycle::{InvalidSpec, Observed, Plan, ResolvedStep, resolve_frozen, resolve_steps};
-use crew_api::{CrewExecutionStatus, Phase};
+use crew_api::{ConditionType, CrewExecutionStatus, Phase, Reason};
 
 /// The steps this run executes; records in `outcome` why the spec's own steps differ, and warns once per spec
 /// edit that does not apply.
@@ -20,7 +20,7 @@ pub(super) fn steps_to_run(
     if let Some(change) = &steps_changed
         && observed.generation != draft.previous.observed_generation
     {
-        draft.warn("StepsChanged", change.clone());
+        draft.event(Reason::StepsChanged, change.clone());
     }
     outcome.steps_changed = steps_changed;
     steps
@@ -52,7 +52,7 @@ fn frozen_or_spec(
     if observed.generation == previous.observed_generation {
         // The spec is the one the last status was computed from: its verdict stands (resolving and comparing the
         // whole spec on every reconcile of a running execution would be work for nothing).
-        let changed = conditions::find(&previous.conditions, "StepsChanged")
+        let changed = conditions::find(&previous.conditions, ConditionType::StepsChanged)
             .filter(|c| c.status == "True")
             .map(|c| c.message.clone());
         return (frozen, changed);
@@ -83,7 +83,7 @@ pub(super) fn fail_invalid(
     outcome.records = Vec::new();
     // Every live phase may fail: an invalid spec ends the run wherever it stands (a stalled Queued member would
     // hold the head of its queue).
-    draft.transition(Phase::Failed, "InvalidSpec", message, None);
+    draft.transition(Phase::Failed, Reason::InvalidSpec, message, None);
     outcome.completion_time = Some(draft.now);
     plan.delete_jobs = active_owned_jobs(draft);
 }

@@ -4,10 +4,11 @@
 use super::outcome::{Outcome, Verdict};
 use super::retry;
 use crate::lifecycle::Plan;
+use crate::lifecycle::conditions;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::report;
 use crate::lifecycle::timefmt::{add_seconds, seconds_between};
-use crew_api::{OnStall, Phase};
+use crew_api::{ConditionType, OnStall, Phase, Reason};
 use jiff::Timestamp;
 
 /// While the current attempt's worker runs: once it has not reported (`POST /v1/progress`, a heartbeat counts)
@@ -36,14 +37,11 @@ pub(super) fn stalled(
     let message = format!(
         "step {name} attempt {attempt}: no progress report since {clock} (stallTimeoutSeconds {limit})"
     );
-    let was_stalled = draft
-        .previous
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "ProgressStalled" && c.status == "True");
+    let was_stalled =
+        conditions::is_true(&draft.previous.conditions, ConditionType::ProgressStalled);
     let action = outcome.current().spec.on_stall.unwrap_or_default();
     if !was_stalled || action != OnStall::Warn {
-        draft.warn("ProgressStalled", message.clone());
+        draft.event(Reason::ProgressStalled, message.clone());
     }
     if action == OnStall::Warn {
         // Checked again when the next report comes (the shell reconciles on it) or a period later.
@@ -52,16 +50,27 @@ pub(super) fn stalled(
         return Verdict::Pass;
     }
     let record = outcome.current_mut();
-    retry::end_attempt(record, format!("ProgressStalled: {message}"), draft.now);
+    retry::end_attempt(
+        record,
+        format!("{}: {message}", Reason::ProgressStalled),
+        draft.now,
+    );
     if let Some(job) = record.status.job_name.clone() {
         plan.delete_jobs.push(job);
     }
     if action == OnStall::Retry {
-        retry::failed_because(draft, plan, outcome, attempt, draft.now, "ProgressStalled");
+        retry::failed_because(
+            draft,
+            plan,
+            outcome,
+            attempt,
+            draft.now,
+            Reason::ProgressStalled,
+        );
     } else {
         draft.transition(
             Phase::Failed,
-            "ProgressStalled",
+            Reason::ProgressStalled,
             format!("step {name} stalled: {message}"),
             Some(&name),
         );

@@ -9,6 +9,7 @@ use crate::lifecycle::steps::NO_POD_SECONDS;
 use crate::lifecycle::text::bounded_message;
 use crate::lifecycle::timefmt::{add_seconds, seconds_between};
 use crate::lifecycle::{ObservedJob, Plan, StartBlock};
+use crew_api::Reason;
 use jiff::Timestamp;
 
 /// While the current attempt's worker has not started: reports why it cannot, and fails the attempt with reason
@@ -46,11 +47,21 @@ pub(super) fn awaits_start(
         );
         retry::end_attempt(
             outcome.current_mut(),
-            format!("StartTimeout: the worker did not start within {limit}s ({why})"),
+            format!(
+                "{}: the worker did not start within {limit}s ({why})",
+                Reason::StartTimeout
+            ),
             draft.now,
         );
         plan.delete_jobs.push(job.name);
-        retry::failed_because(draft, plan, outcome, attempt, draft.now, "StartTimeout");
+        retry::failed_because(
+            draft,
+            plan,
+            outcome,
+            attempt,
+            draft.now,
+            Reason::StartTimeout,
+        );
         return Verdict::Settled;
     }
     plan.requeue_within((seconds_between(draft.now, deadline) as u64).max(1));
@@ -60,10 +71,11 @@ pub(super) fn awaits_start(
     let name = outcome.current().spec.name.clone();
     outcome.current_mut().status.message = Some(message.clone());
     walk::running(draft, outcome, attempt);
-    draft.set_reason(
+    draft.set_reason_from_kubernetes(
         &reason,
         format!(
-            "step {name} attempt {attempt} cannot start: {message}; it fails with StartTimeout at {deadline}"
+            "step {name} attempt {attempt} cannot start: {message}; it fails with {} at {deadline}",
+            Reason::StartTimeout
         ),
     );
     outcome.start_blocked = Some((reason, message));
@@ -113,6 +125,7 @@ fn pod_refusal(
     created: Timestamp,
     shown: Option<&str>,
 ) -> Option<StartBlock> {
+    // The Job controller's reason for the Events it records when it cannot create a pod.
     const REASON: &str = "FailedCreate";
     let since = seconds_between(created, draft.now);
     if since < NO_POD_SECONDS {

@@ -5,7 +5,7 @@ use super::pause_cancel::stop_current_step;
 use crate::lifecycle::Plan;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::timefmt::{add_seconds, seconds_between};
-use crew_api::Phase;
+use crew_api::{Phase, Reason};
 
 /// Fails the execution once `spec.timeoutSeconds` has passed since its first start; else schedules the check.
 /// [`Verdict::Settled`] when the run timed out.
@@ -29,13 +29,13 @@ pub(super) fn timed_out(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Ou
         }
         draft.transition(
             Phase::Running,
-            "Resumed",
+            Reason::Resumed,
             "resumed to time out".into(),
             None,
         );
     }
     let step = stop_current_step(draft, plan, outcome, "stopped: the execution timed out");
-    if draft.transition(Phase::Failed, "TimedOut", message, step.as_deref()) {
+    if draft.transition(Phase::Failed, Reason::TimedOut, message, step.as_deref()) {
         outcome.completion_time = Some(draft.now);
     }
     Verdict::Settled

@@ -7,7 +7,7 @@ use crate::lifecycle::Plan;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::steps::StepView;
 use crate::lifecycle::timefmt::human_duration;
-use crew_api::Phase;
+use crew_api::{Phase, Reason};
 
 /// Decides a run whose spec is valid, from its step records.
 pub(super) fn decide_steps(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome) {
@@ -42,7 +42,7 @@ fn catch_up_start(draft: &mut Draft<'_>, outcome: &mut Outcome) {
         let first = outcome.records[0].spec.name.clone();
         draft.transition(
             Phase::Running,
-            "Started",
+            Reason::Started,
             format!("started step {first}"),
             Some(&first),
         );
@@ -69,7 +69,7 @@ fn note_succeeded_steps(draft: &mut Draft<'_>, outcome: &Outcome) {
                 .map_or(String::new(), |r| format!("; next: step {}", r.spec.name));
             let took = record.status.duration_seconds.unwrap_or_default();
             draft.note(
-                "StepSucceeded",
+                Reason::StepSucceeded,
                 format!(
                     "step {} succeeded in {}{next}",
                     record.spec.name,
@@ -93,7 +93,7 @@ fn all_succeeded(draft: &mut Draft<'_>, outcome: &mut Outcome) {
     let message = format!("all {total} steps succeeded");
     draft.transition(
         Phase::Succeeded,
-        "Succeeded",
+        Reason::Succeeded,
         message,
         Some(&last.spec.name.clone()),
     );
@@ -128,7 +128,7 @@ pub(super) fn running(draft: &mut Draft<'_>, outcome: &mut Outcome, attempt: u32
     if draft.phase != Phase::Running {
         draft.transition(
             Phase::Running,
-            "Resumed",
+            Reason::Resumed,
             format!("step {name} is running"),
             Some(&name),
         );
@@ -139,5 +139,5 @@ pub(super) fn running(draft: &mut Draft<'_>, outcome: &mut Outcome, attempt: u32
         "running step {name} ({}/{total}), attempt {attempt}",
         outcome.completed + 1
     );
-    draft.set_reason("StepRunning", message);
+    draft.set_reason(Reason::StepRunning, message);
 }

@@ -29,7 +29,8 @@ mod prelude {
         Admission, JobState, Observed, ObservedJob, StartBlock, WorkerOutcome, decide,
     };
     pub use crew_api::{
-        CrewExecutionSpec, JobCleanup, OnStall, Phase, RetryPolicy, StepPhase, StepSpec,
+        ConditionType, CrewExecutionSpec, JobCleanup, OnStall, Phase, RetryPolicy, StepPhase,
+        StepSpec,
     };
     pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 }

@@ -15,8 +15,8 @@ use crate::lifecycle::{
 };
 use crew_api::execution::DEFAULT_HISTORY_LIMIT;
 use crew_api::{
-    CrewExecutionSpec, CrewExecutionStatus, HistoryEntry, JobCleanup, Phase, Progress, RetryPolicy,
-    StepPhase, StepSpec, StepStatus,
+    ConditionType, CrewExecutionSpec, CrewExecutionStatus, HistoryEntry, JobCleanup, Phase,
+    Progress, Reason, RetryPolicy, StepPhase, StepSpec, StepStatus,
 };
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -63,6 +63,42 @@ pub fn retry(limit: u32, backoff_seconds: u32) -> Option<RetryPolicy> {
         backoff_seconds,
         max_backoff_seconds: 300,
     })
+}
+
+/// Every reason written is a [`Reason`] (a blocked start passes the reason Kubernetes gave through, in
+/// `status.reason` and the `StartBlocked` condition; a condition falls back to the phase before any reason), every
+/// condition type a [`ConditionType`], and every Event has its reason's type.
+fn check_vocabulary(written: &CrewExecutionStatus, added: &[HistoryEntry], plan: &Plan, now: i64) {
+    let blocked = find(&written.conditions, ConditionType::StartBlocked).map(|c| c.reason.as_str());
+    let known = |reason: &str| Reason::parse(reason).is_some() || Some(reason) == blocked;
+    for entry in added {
+        assert!(
+            Reason::parse(&entry.reason).is_some(),
+            "t={now}: history reason {:?} is not a Reason",
+            entry.reason
+        );
+    }
+    if let Some(reason) = &written.reason {
+        assert!(known(reason), "t={now}: status.reason {reason:?}");
+    }
+    for c in &written.conditions {
+        assert!(
+            ConditionType::parse(&c.type_).is_some(),
+            "t={now}: condition type {:?}",
+            c.type_
+        );
+        let phase = Phase::ALL.iter().any(|p| p.as_str() == c.reason);
+        assert!(known(&c.reason) || phase, "t={now}: condition reason {c:?}");
+    }
+    for event in &plan.events {
+        let reason = Reason::parse(&event.reason)
+            .unwrap_or_else(|| panic!("t={now}: Event reason {:?}", event.reason));
+        assert_eq!(
+            event.warning,
+            reason.is_warning(),
+            "t={now}: Event type of {reason}: {event:?}"
+        );
+    }
 }
 
 /// History entries present in `new` but not in `old`: `new` is `old` (maybe with its oldest entries dropped by the
@@ -430,6 +466,9 @@ impl World {
             "t={now}: decide attempted a refused transition: {:?}",
             plan.events
         );
+        if let Some(written) = &plan.status {
+            check_vocabulary(written, &added, plan, now);
+        }
         for deleted in &plan.delete_jobs {
             // Jobs are deleted when the run ends, or with the attempt the operator ended itself (StartTimeout,
             // ProgressStalled).
@@ -655,7 +694,9 @@ impl World {
     }
 
     pub fn cond(&self, type_: &str) -> &Condition {
-        find(&self.status().conditions, type_).unwrap_or_else(|| panic!("no condition {type_}"))
+        let known =
+            ConditionType::parse(type_).unwrap_or_else(|| panic!("{type_} is no condition type"));
+        find(&self.status().conditions, known).unwrap_or_else(|| panic!("no condition {type_}"))
     }
 
     /// `(status, reason)` of a condition.
@@ -674,6 +715,15 @@ impl World {
             .filter(|e| e.warning)
             .map(|e| e.reason.as_str())
             .collect()
+    }
+
+    /// The Event of the newest history entry with `reason`.
+    pub fn entry_event(&self, reason: &str) -> &EventNote {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.entry_key.is_some() && e.reason == reason)
+            .unwrap_or_else(|| panic!("no Event of a {reason} entry in {:?}", self.events))
     }
 
     /// `(from, to, reason)` of every entry in `status.history`.

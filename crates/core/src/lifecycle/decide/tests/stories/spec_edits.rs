@@ -155,7 +155,7 @@ mod story {
         });
         w.step(11);
         assert!(
-            find(&w.status().conditions, "StepsChanged").is_none(),
+            find(&w.status().conditions, ConditionType::StepsChanged).is_none(),
             "gone once the spec matches again"
         );
         w.succeed(&job("c", 1), 15, "c");

@@ -43,11 +43,11 @@ mod story {
         w.report_due = true;
         w.step(50);
         assert!(
-            find(&w.status().conditions, "ProgressStalled").is_none(),
+            find(&w.status().conditions, ConditionType::ProgressStalled).is_none(),
             "a heartbeat clears it"
         );
         w.step(79);
-        assert!(find(&w.status().conditions, "ProgressStalled").is_none());
+        assert!(find(&w.status().conditions, ConditionType::ProgressStalled).is_none());
         w.step(80);
         assert_eq!(
             w.cond_is("ProgressStalled").0,
@@ -70,6 +70,16 @@ mod story {
         assert_eq!(plan.delete_jobs, [job("main", 1)]);
         assert_eq!((fail.phase(), fail.reason()), (Failed, "ProgressStalled"));
         assert_eq!(fail.step_status("main").phase, StepPhase::Failed);
+        let failure = fail.entry_event("ProgressStalled");
+        assert!(
+            failure.warning,
+            "the run's failure is a Warning: {failure:?}"
+        );
+        assert_eq!(
+            fail.warnings(),
+            ["ProgressStalled", "ProgressStalled"],
+            "the stall, then the run's failure"
+        );
 
         let mut retried = World::new(CrewExecutionSpec {
             steps: vec![StepSpec {

@@ -53,7 +53,7 @@ mod story {
                 "StartTimeout: the worker did not start within 60s (ImagePullBackOff: Back-off pulling image \"worker:1\")"
             )
         );
-        assert!(find(&w.status().conditions, "StartBlocked").is_none());
+        assert!(find(&w.status().conditions, ConditionType::StartBlocked).is_none());
         assert_eq!(w.last_entry().reason, "RetryScheduled");
         assert_eq!(w.phase(), Running);
         assert!(w.step(70).launch.is_some(), "attempt 2 after the backoff");
@@ -96,6 +96,12 @@ mod story {
             "{}",
             w.message()
         );
+        let failure = w.entry_event("StartTimeout");
+        assert!(
+            failure.warning,
+            "the run's failure is a Warning: {failure:?}"
+        );
+        assert_eq!(w.warnings(), ["StartTimeout"]);
         vec![w]
     }
 
@@ -147,7 +153,7 @@ mod story {
         w.step(30);
         assert_eq!(w.reason(), "StepRunning");
         assert!(w.step_status("main").message.is_none());
-        assert!(find(&w.status().conditions, "StartBlocked").is_none());
+        assert!(find(&w.status().conditions, ConditionType::StartBlocked).is_none());
         w.succeed(&job("main", 1), 40, "ok");
         w.step(40);
         assert_eq!(w.phase(), Succeeded);
