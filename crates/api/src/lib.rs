@@ -12,12 +12,14 @@ pub mod pod_template;
 pub mod queue;
 pub mod schema;
 pub mod status;
+pub mod vocabulary;
 
 pub use execution::{CrewExecution, CrewExecutionSpec, JobCleanup, OnStall, RetryPolicy, StepSpec};
 pub use phase::{Phase, StepPhase};
 pub use pod_template::PodTemplate;
 pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};
 pub use status::{CrewExecutionStatus, HistoryEntry, Progress, StepProgress, StepStatus};
+pub use vocabulary::{ConditionType, EventType, Reason};
 
 /// API group of every resource of the operator.
 pub const GROUP: &str = "crew.dev";

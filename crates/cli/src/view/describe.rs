@@ -7,7 +7,7 @@ use super::summary::Summary;
 use super::table::{Cell, Table};
 use super::time::{exact, seconds_between, short, stamp};
 use super::waiting::{Waiting, sentence};
-use crew_api::CrewExecution;
+use crew_api::{ConditionType, CrewExecution, EventType};
 use crew_core::build::labels;
 use crew_core::lifecycle::JobState;
 use crew_core::lifecycle::job_summary::job_verdict;
@@ -194,12 +194,9 @@ pub fn render(d: &Described<'_>, now: Timestamp, style: Style) -> String {
     out.push_str("\nConditions:\n");
     let mut conditions = Table::new(&["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]);
     for c in &status.conditions {
-        let paint = match (c.type_.as_str(), c.status.as_str()) {
-            ("Stalled" | "StartBlocked" | "StepsChanged" | "ProgressStalled", "True") => {
-                Some(Paint::Red)
-            }
-            _ => None,
-        };
+        let abnormal =
+            ConditionType::parse(&c.type_).is_some_and(ConditionType::abnormal_when_true);
+        let paint = (abnormal && c.status == "True").then_some(Paint::Red);
         conditions.row(vec![
             Cell::painted(c.type_.as_str(), paint),
             Cell::from(c.status.as_str()),
@@ -251,7 +248,7 @@ pub fn render(d: &Described<'_>, now: Timestamp, style: Style) -> String {
         } else {
             age
         };
-        let paint = (e.type_ == "Warning").then_some(Paint::Yellow);
+        let paint = (e.type_ == EventType::Warning.as_str()).then_some(Paint::Yellow);
         events.row(vec![
             Cell::painted(e.type_.as_str(), paint),
             Cell::from(e.reason.as_str()),

@@ -1,7 +1,7 @@
 //! Standard conditions derived from the phase: kstatus (`Ready`, `Reconciling`, `Stalled`), `Succeeded` for
 //! `kubectl wait`, `Paused` and `Admitted`.
 
-use crew_api::{CrewExecutionStatus, Phase};
+use crew_api::{ConditionType, CrewExecutionStatus, Phase, Reason};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -10,37 +10,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub struct ConditionInputs<'a> {
     /// Phase after this reconcile.
     pub phase: Phase,
-    /// `status.reason` after this reconcile.
+    /// `status.reason` after this reconcile (a [`Reason`], or the one Kubernetes gave for a blocked start).
     pub reason: &'a str,
     /// `status.message` after this reconcile.
     pub message: &'a str,
     /// `spec.suspend` is set but a step still runs.
     pub pause_requested: bool,
-    /// Admission problem to report (`QueueNotFound`), if any.
-    pub not_admitted: Option<(&'a str, &'a str)>,
+    /// Admission problem to report (`QueueNotFound`: reason, message), if any.
+    pub not_admitted: Option<(Reason, &'a str)>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// Why the spec's steps differ from the ones the run executes (`StepsChanged`), if they do.
     pub steps_changed: Option<&'a str>,
-    /// Why the current attempt's worker cannot start (`StartBlocked`: reason, message), while it cannot.
+    /// Why the current attempt's worker cannot start (`StartBlocked`: Kubernetes' reason, message), while it cannot.
     pub start_blocked: Option<(&'a str, &'a str)>,
     /// How long the running worker has not reported (`ProgressStalled`: message), while it has not.
     pub stalled: Option<&'a str>,
 }
-
-/// Condition types, in the order they are written (`StepsChanged`, `StartBlocked` and `ProgressStalled` only
-/// while true).
-pub const TYPES: [&str; 9] = [
-    "Ready",
-    "Reconciling",
-    "Stalled",
-    "Succeeded",
-    "Paused",
-    "Admitted",
-    "StepsChanged",
-    "StartBlocked",
-    "ProgressStalled",
-];
 
 /// `status` with only the conditions the operator writes: conditions other writers add to the status (server-side
 /// apply merges `status.conditions` by `type`) are theirs, neither written back nor a reason to write.
@@ -55,10 +41,12 @@ pub fn without_foreign(status: &CrewExecutionStatus) -> std::borrow::Cow<'_, Cre
 
 /// Whether the operator writes conditions of this condition's type.
 pub fn is_ours(condition: &Condition) -> bool {
-    TYPES.contains(&condition.type_.as_str())
+    ConditionType::parse(&condition.type_).is_some()
 }
 
-/// The full condition list; `lastTransitionTime` is kept from `previous` when a condition's status is unchanged.
+/// The full condition list, in the order of [`ConditionType::ALL`] (`StepsChanged`, `StartBlocked` and
+/// `ProgressStalled` only while true); `lastTransitionTime` is kept from `previous` when a condition's status is
+/// unchanged.
 pub fn conditions(
     input: &ConditionInputs<'_>,
     previous: &[Condition],
@@ -85,43 +73,60 @@ pub fn conditions(
         _ => "Unknown",
     };
     let (paused, paused_reason, paused_message) = if phase == Phase::Paused {
-        ("True", "Paused", "execution is paused (spec.suspend)")
+        ("True", Reason::Paused, "execution is paused (spec.suspend)")
     } else if input.pause_requested {
         (
             "True",
-            "PauseRequested",
+            Reason::PauseRequested,
             "pause requested: the running step finishes first",
         )
     } else {
-        ("False", "NotPaused", "not paused")
+        ("False", Reason::NotPaused, "not paused")
     };
     let (admitted, admitted_reason, admitted_message) = match input.not_admitted {
         Some((r, m)) => ("False", r, m),
-        None if phase == Phase::Queued => ("False", "Queued", message),
-        None => ("True", "Admitted", "admitted"),
+        None if phase == Phase::Queued => ("False", Reason::Queued, message),
+        None => ("True", Reason::Admitted, "admitted"),
     };
     let wanted = [
         (
-            "Ready",
+            ConditionType::Ready,
             bool_status(phase == Phase::Succeeded),
             reason,
             message,
         ),
-        ("Reconciling", bool_status(in_progress), reason, message),
-        ("Stalled", bool_status(failed), reason, message),
-        ("Succeeded", succeeded, reason, message),
-        ("Paused", paused, paused_reason, paused_message),
-        ("Admitted", admitted, admitted_reason, admitted_message),
+        (
+            ConditionType::Reconciling,
+            bool_status(in_progress),
+            reason,
+            message,
+        ),
+        (ConditionType::Stalled, bool_status(failed), reason, message),
+        (ConditionType::Succeeded, succeeded, reason, message),
+        (
+            ConditionType::Paused,
+            paused,
+            paused_reason.as_str(),
+            paused_message,
+        ),
+        (
+            ConditionType::Admitted,
+            admitted,
+            admitted_reason.as_str(),
+            admitted_message,
+        ),
     ];
-    let steps_changed = input
-        .steps_changed
-        .map(|message| ("StepsChanged", "True", "StepsFrozen", message));
+    let steps_changed = input.steps_changed.map(|message| {
+        let reason = Reason::StepsFrozen.as_str();
+        (ConditionType::StepsChanged, "True", reason, message)
+    });
     let start_blocked = input
         .start_blocked
-        .map(|(reason, message)| ("StartBlocked", "True", reason, message));
-    let stalled = input
-        .stalled
-        .map(|message| ("ProgressStalled", "True", "NoProgressReport", message));
+        .map(|(reason, message)| (ConditionType::StartBlocked, "True", reason, message));
+    let stalled = input.stalled.map(|message| {
+        let reason = Reason::NoProgressReport.as_str();
+        (ConditionType::ProgressStalled, "True", reason, message)
+    });
     wanted
         .into_iter()
         .chain(steps_changed)
@@ -130,10 +135,10 @@ pub fn conditions(
         .map(|(type_, status, reason, message)| {
             let last_transition_time = previous
                 .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
+                .find(|c| c.type_ == type_.as_str() && c.status == status)
                 .map_or_else(|| Time(now), |c| c.last_transition_time.clone());
             Condition {
-                type_: type_.to_string(),
+                type_: type_.into(),
                 status: status.to_string(),
                 reason: reason.to_string(),
                 message: message.to_string(),
@@ -149,8 +154,13 @@ fn bool_status(value: bool) -> &'static str {
 }
 
 /// The condition of `type_` in `conditions`, if present.
-pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
+pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
+}
+
+/// Whether the condition of `type_` in `conditions` is present and `True`.
+pub fn is_true(conditions: &[Condition], type_: ConditionType) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == "True")
 }
 
 #[cfg(test)]
@@ -162,6 +172,7 @@ mod tests {
     }
 
     fn status_of(conds: &[Condition], type_: &str) -> String {
+        let type_ = ConditionType::parse(type_).unwrap();
         find(conds, type_).unwrap().status.clone()
     }
 
@@ -194,10 +205,30 @@ mod tests {
             assert_eq!(got, expected, "{phase}");
             assert_eq!(
                 c.len(),
-                TYPES.len() - 3,
+                ConditionType::ALL.len() - 3,
                 "StepsChanged, StartBlocked and ProgressStalled only while true"
             );
         }
+    }
+
+    #[test]
+    fn written_in_the_order_of_the_condition_types() {
+        let c = conditions(
+            &ConditionInputs {
+                phase: Phase::Running,
+                reason: "StepRunning",
+                steps_changed: Some("edited"),
+                start_blocked: Some(("Unschedulable", "0/3 nodes are available")),
+                stalled: Some("no report"),
+                ..Default::default()
+            },
+            &[],
+            at(1),
+        );
+        let types: Vec<&str> = c.iter().map(|c| c.type_.as_str()).collect();
+        let all: Vec<&str> = ConditionType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(types, all);
+        assert!(c.iter().all(is_ours));
     }
 
     #[test]
@@ -209,7 +240,7 @@ mod tests {
             ..Default::default()
         };
         let c = conditions(&input, &[], at(1));
-        let changed = find(&c, "StepsChanged").expect("StepsChanged");
+        let changed = find(&c, ConditionType::StepsChanged).expect("StepsChanged");
         assert_eq!(
             (
                 changed.status.as_str(),
@@ -226,7 +257,7 @@ mod tests {
             &c,
             at(2),
         );
-        assert!(find(&c, "StepsChanged").is_none());
+        assert!(find(&c, ConditionType::StepsChanged).is_none());
     }
 
     #[test]
@@ -256,11 +287,15 @@ mod tests {
             at(30),
         );
         assert_eq!(
-            find(&done, "Ready").unwrap().last_transition_time,
+            find(&done, ConditionType::Ready)
+                .unwrap()
+                .last_transition_time,
             Time(at(30))
         );
         assert_eq!(
-            find(&done, "Stalled").unwrap().last_transition_time,
+            find(&done, ConditionType::Stalled)
+                .unwrap()
+                .last_transition_time,
             Time(at(10))
         );
     }
@@ -276,17 +311,20 @@ mod tests {
             &[],
             at(1),
         );
-        assert_eq!(find(&c, "Paused").unwrap().reason, "PauseRequested");
+        assert_eq!(
+            find(&c, ConditionType::Paused).unwrap().reason,
+            "PauseRequested"
+        );
         let c = conditions(
             &ConditionInputs {
                 phase: Phase::Pending,
-                not_admitted: Some(("QueueNotFound", "no queue q")),
+                not_admitted: Some((Reason::QueueNotFound, "no queue q")),
                 ..Default::default()
             },
             &[],
             at(1),
         );
-        let admitted = find(&c, "Admitted").unwrap();
+        let admitted = find(&c, ConditionType::Admitted).unwrap();
         assert_eq!(
             (admitted.status.as_str(), admitted.reason.as_str()),
             ("False", "QueueNotFound")

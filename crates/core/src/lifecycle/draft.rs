@@ -4,24 +4,9 @@ use crate::lifecycle::history::entry_key;
 use crate::lifecycle::text::bounded_message;
 use crate::lifecycle::transitions::allowed;
 use crate::lifecycle::{EventNote, Observed};
-use crew_api::{CrewExecutionStatus, HistoryEntry, Phase};
+use crew_api::{CrewExecutionStatus, HistoryEntry, Phase, Reason};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-/// Reasons recorded as Warning Events; everything else is Normal.
-pub const WARNING_REASONS: [&str; 11] = [
-    "Failed",
-    "StepFailed",
-    "RetryScheduled",
-    "RetriesExhausted",
-    "TimedOut",
-    "InvalidSpec",
-    "InvalidTransition",
-    "CancelIrreversible",
-    "QueueNotFound",
-    "JobNameTaken",
-    "JobRejected",
-];
 
 /// Accumulates one reconcile's decision.
 pub struct Draft<'a> {
@@ -33,7 +18,7 @@ pub struct Draft<'a> {
     pub now: Timestamp,
     /// Phase as decided so far.
     pub phase: Phase,
-    /// `status.reason` to write.
+    /// `status.reason` to write: a [`Reason`], or the reason Kubernetes gave for a worker that cannot start.
     pub reason: String,
     /// `status.message` to write.
     pub message: String,
@@ -70,7 +55,7 @@ impl<'a> Draft<'a> {
     pub fn transition(
         &mut self,
         to: Phase,
-        reason: &str,
+        reason: Reason,
         message: String,
         step: Option<&str>,
     ) -> bool {
@@ -79,8 +64,8 @@ impl<'a> Draft<'a> {
         }
         let message = bounded_message(message);
         if !allowed(self.phase, to) {
-            self.warn(
-                "InvalidTransition",
+            self.event(
+                Reason::InvalidTransition,
                 format!(
                     "refused transition {} -> {to} ({reason}: {message})",
                     self.phase
@@ -92,7 +77,7 @@ impl<'a> Draft<'a> {
             time: Time(self.now),
             from: self.phase,
             to,
-            reason: reason.to_string(),
+            reason: reason.into(),
             message: Some(message.clone()),
             step: step.map(str::to_string),
         });
@@ -102,12 +87,12 @@ impl<'a> Draft<'a> {
     }
 
     /// Records a step outcome that does not change the phase.
-    pub fn note(&mut self, reason: &str, message: String, step: &str) {
+    pub fn note(&mut self, reason: Reason, message: String, step: &str) {
         self.entries.push(HistoryEntry {
             time: Time(self.now),
             from: self.phase,
             to: self.phase,
-            reason: reason.to_string(),
+            reason: reason.into(),
             message: Some(bounded_message(message)),
             step: Some(step.to_string()),
         });
@@ -121,16 +106,22 @@ impl<'a> Draft<'a> {
     }
 
     /// Sets `status.reason` and `status.message`.
-    pub fn set_reason(&mut self, reason: &str, message: String) {
+    pub fn set_reason(&mut self, reason: Reason, message: String) {
+        self.set_reason_from_kubernetes(reason.as_str(), message);
+    }
+
+    /// Sets `status.reason` to the reason Kubernetes gave for a worker that cannot start (`Unschedulable`,
+    /// `ImagePullBackOff`, `FailedCreate`, ...), and `status.message`.
+    pub fn set_reason_from_kubernetes(&mut self, reason: &str, message: String) {
         self.reason = reason.to_string();
         self.message = bounded_message(message);
     }
 
-    /// Records a Warning Event with no history entry.
-    pub fn warn(&mut self, reason: &str, note: String) {
+    /// Records an Event with no history entry (of the reason's [`event_type`](Reason::event_type)).
+    pub fn event(&mut self, reason: Reason, note: String) {
         self.extra_events.push(EventNote {
-            warning: true,
-            reason: reason.to_string(),
+            warning: reason.is_warning(),
+            reason: reason.into(),
             note,
             step: None,
             job: None,
@@ -139,10 +130,10 @@ impl<'a> Draft<'a> {
         });
     }
 
-    /// Records a Warning Event only when `status.reason` was not already `reason` (edge-triggered).
-    pub fn warn_once(&mut self, reason: &str, note: String) {
-        if self.previous.reason.as_deref() != Some(reason) {
-            self.warn(reason, note);
+    /// Records an Event only when `status.reason` was not already `reason` (edge-triggered).
+    pub fn event_once(&mut self, reason: Reason, note: String) {
+        if self.previous.reason.as_deref() != Some(reason.as_str()) {
+            self.event(reason, note);
         }
     }
 
@@ -164,11 +155,12 @@ impl<'a> Draft<'a> {
     }
 }
 
-/// The Event recording history entry `entry` (about Job `job`, when known exactly).
+/// The Event recording history entry `entry` (about Job `job`, when known exactly). Its type is its reason's
+/// [`event_type`](Reason::event_type); a reason this operator does not write (an older one's) makes a Normal Event.
 pub fn entry_event(entry: &HistoryEntry, job: Option<String>) -> EventNote {
     EventNote {
         job,
-        warning: WARNING_REASONS.contains(&entry.reason.as_str()),
+        warning: Reason::parse(&entry.reason).is_some_and(Reason::is_warning),
         reason: entry.reason.clone(),
         note: event_note(entry),
         step: entry.step.clone(),

@@ -7,8 +7,6 @@ pub mod backoff;
 pub mod cleanup;
 pub mod conditions;
 pub mod decide;
-#[cfg(test)]
-mod decide_tests;
 pub mod draft;
 pub mod history;
 pub mod job_summary;

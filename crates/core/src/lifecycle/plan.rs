@@ -18,9 +18,9 @@ pub struct Launch {
 /// A Kubernetes Event to record about the execution.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventNote {
-    /// Warning (true) or Normal.
+    /// Warning (true) or Normal: the reason's [`event_type`](crew_api::Reason::event_type).
     pub warning: bool,
-    /// CamelCase reason, same as the matching history entry's.
+    /// CamelCase reason (a [`Reason`](crew_api::Reason)'s name), same as the matching history entry's.
     pub reason: String,
     /// Human-readable note.
     pub note: String,

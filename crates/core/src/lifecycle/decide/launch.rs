@@ -1,0 +1,128 @@
+//! Launching an attempt: paused first when `spec.suspend` is set, waiting while an earlier execution's Job holds
+//! the name (`JobNameTaken`) or no slot is free, and a Job the API server refused (`JobRejected`, `InvalidSpec`).
+
+use super::CACHE_LAG_REQUEUE_SECONDS;
+use super::admission::{Slot, acquire_slot};
+use super::outcome::Outcome;
+use super::pause_cancel::pause;
+use super::{retry, walk};
+use crate::lifecycle::backoff::may_retry;
+use crate::lifecycle::draft::Draft;
+use crate::lifecycle::names::job_name;
+use crate::lifecycle::text::bounded_message;
+use crate::lifecycle::{JobRejection, Launch, Plan};
+use crew_api::{Phase, Reason, StepPhase, StepStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Starts attempt `attempt` of the current step: the plan creates its Job (and, before the run's first Job, the
+/// ConfigMap).
+pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcome, attempt: u32) {
+    let spec = draft.observed.spec;
+    let index = outcome.completed;
+    let name = outcome.current().spec.name.clone();
+    if spec.suspend {
+        return pause(draft, &name, format!("paused before step {name}"));
+    }
+    let job = job_name(draft.observed.name, &name, attempt);
+    if draft
+        .observed
+        .jobs
+        .iter()
+        .any(|j| !j.owned && j.name == job)
+    {
+        let message = format!(
+            "Job {job} belongs to an earlier execution of the same name; waiting for it to be deleted"
+        );
+        draft.event_once(Reason::JobNameTaken, message.clone());
+        draft.set_reason(Reason::JobNameTaken, message);
+        plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
+        return;
+    }
+    if acquire_slot(draft, outcome, &name) == Slot::Wait {
+        return;
+    }
+    if let Some(rejection) = draft
+        .observed
+        .rejected
+        .as_ref()
+        .filter(|r| r.job_name == job)
+    {
+        return rejected(draft, plan, outcome, attempt, rejection);
+    }
+    let record = outcome.current_mut();
+    record.status = StepStatus {
+        name: name.clone(),
+        phase: StepPhase::Running,
+        attempt,
+        job_name: Some(job.clone()),
+        start_time: Some(Time(draft.now)),
+        ..Default::default()
+    };
+    plan.ensure_config_map =
+        index == 0 && attempt == 1 && (spec.crew.is_some() || spec.inputs.is_some());
+    plan.launch = Some(Launch {
+        step: record.spec.clone(),
+        attempt,
+        job_name: job.clone(),
+    });
+    if attempt > 1 {
+        draft.note(
+            Reason::StepStarted,
+            format!("step {name} attempt {attempt} started"),
+            &name,
+        );
+        draft.relate_last(job.clone());
+    }
+    outcome.start_time.get_or_insert(draft.now);
+    walk::running(draft, outcome, attempt);
+}
+
+/// The API server refused the Job of this attempt: the attempt failed, with reason `JobRejected` and the API's
+/// message. A refusal no retry can cure ends the run at once; any other goes through the retry policy like a
+/// failed Job, so every run ends, with a reason, instead of retrying the create forever.
+fn rejected(
+    draft: &mut Draft<'_>,
+    plan: &mut Plan,
+    outcome: &mut Outcome,
+    attempt: u32,
+    rejection: &JobRejection,
+) {
+    let name = outcome.current().spec.name.clone();
+    let (reason, message) = if rejection.policy {
+        (Reason::InvalidSpec, rejection.message.clone())
+    } else {
+        (
+            Reason::JobRejected,
+            format!(
+                "Job {} rejected by the API server: {}",
+                rejection.job_name, rejection.message
+            ),
+        )
+    };
+    let message = bounded_message(message);
+    let record = outcome.current_mut();
+    record.status = StepStatus {
+        name: name.clone(),
+        phase: StepPhase::Failed,
+        attempt,
+        start_time: Some(Time(draft.now)),
+        completion_time: Some(Time(draft.now)),
+        duration_seconds: Some(0),
+        message: Some(message.clone()),
+        ..Default::default()
+    };
+    record.recorded = None;
+    outcome.start_time.get_or_insert(draft.now);
+    let policy = draft.observed.spec.retry.clone().unwrap_or_default();
+    if rejection.permanent || !may_retry(&policy, attempt) {
+        draft.transition(
+            Phase::Failed,
+            reason,
+            format!("step {name} attempt {attempt}: {message}"),
+            Some(&name),
+        );
+        outcome.completion_time = Some(draft.now);
+        return;
+    }
+    retry::failed(draft, plan, outcome, attempt, draft.now);
+}

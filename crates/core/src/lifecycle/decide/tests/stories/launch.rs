@@ -1,0 +1,194 @@
+//! Stories of launching an attempt: Jobs the API server or the worker policy refuses, a Job name an earlier execution holds.
+
+use crate::lifecycle::decide::tests::prelude::*;
+
+stories!(
+    worker_policy_refusals_are_invalid_specs,
+    invalid_job_fails_the_run_at_once,
+    refused_job_is_retried_under_the_policy,
+    refused_jobs_without_backoff_take_one_attempt_per_reconcile,
+    job_name_taken_by_earlier_execution,
+);
+
+mod story {
+    use super::*;
+    use Phase::*;
+
+    /// An injector annotation is refused before anything runs; a ServiceAccount or Secret the namespace's owner
+    /// did not open to workers fails the run at its launch, with reason `InvalidSpec` either way.
+    pub fn worker_policy_refusals_are_invalid_specs() -> Vec<World> {
+        let mut annotated = World::new(CrewExecutionSpec {
+            pod_annotations: Some(
+                [(
+                    "vault.hashicorp.com/agent-inject".to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            ),
+            ..spec(&[])
+        });
+        let plan = annotated.step(0);
+        assert!(plan.launch.is_none());
+        assert_eq!(
+            (annotated.phase(), annotated.reason()),
+            (Failed, "InvalidSpec")
+        );
+        assert!(
+            annotated
+                .message()
+                .contains("vault.hashicorp.com/agent-inject"),
+            "{}",
+            annotated.message()
+        );
+        let mut powerful = World::new(CrewExecutionSpec {
+            service_account_name: Some("powerful".into()),
+            retry: retry(3, 0),
+            ..spec(&[])
+        });
+        powerful.refuse_next_launch_by_policy =
+            Some("ServiceAccount \"powerful\" may not run workers".into());
+        powerful.step(0);
+        assert_eq!(
+            (powerful.phase(), powerful.reason()),
+            (Failed, "InvalidSpec")
+        );
+        assert_eq!(powerful.job_creates, 0, "no retry: no attempt can cure it");
+        assert!(
+            powerful.message().contains("powerful"),
+            "{}",
+            powerful.message()
+        );
+        vec![annotated, powerful]
+    }
+
+    /// The API server refuses the Job for a reason no retry can cure (422: a pod annotation key that is not a
+    /// qualified name): the run fails at once with `JobRejected` and the API's message, even with retries left
+    /// (review finding 2: it used to retry the create forever with no status).
+    pub fn invalid_job_fails_the_run_at_once() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(3, 10),
+            ..spec(&["a", "b"])
+        });
+        w.reject_next_launch = Some((
+            true,
+            "metadata.annotations: Invalid value: \"not a key\"".into(),
+        ));
+        let plan = w.step(0);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Failed, "JobRejected"));
+        assert!(
+            w.message()
+                .contains("Job report-a-1 rejected by the API server"),
+            "{}",
+            w.message()
+        );
+        assert!(w.message().contains("not a key"), "{}", w.message());
+        let a = w.step_status("a");
+        assert_eq!((a.phase, a.attempt), (StepPhase::Failed, 1));
+        assert!(a.message.as_deref().unwrap().contains("not a key"));
+        assert_eq!(w.event_reasons(), ["Started", "JobRejected"]);
+        assert_eq!(w.warnings(), ["JobRejected"]);
+        assert_eq!(w.job_creates, 0);
+        assert_eq!(w.quiet(100), None);
+        vec![w]
+    }
+
+    /// A refusal that may pass later (quota exceeded, an admission webhook, 429, 5xx) is a failed attempt under the
+    /// retry policy: retried with its backoff, and the run fails with `JobRejected` once no retry is left.
+    pub fn refused_job_is_retried_under_the_policy() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(1, 20),
+            ..spec(&[])
+        });
+        w.reject_next_launch = Some((false, "exceeded quota: count/jobs.batch=0".into()));
+        w.step(0);
+        assert_eq!((w.phase(), w.reason()), (Running, "RetryBackoff"));
+        let main = w.step_status("main");
+        assert_eq!((main.phase, main.attempt), (StepPhase::Retrying, 1));
+        assert_eq!(w.event_reasons(), ["Started", "RetryScheduled"]);
+        assert_eq!(w.quiet(10), Some(10));
+        w.reject_next_launch = Some((false, "exceeded quota: count/jobs.batch=0".into()));
+        let plan = w.step(20);
+        assert!(plan.launch.is_none());
+        assert_eq!((w.phase(), w.reason()), (Failed, "JobRejected"));
+        assert_eq!(
+            w.event_reasons(),
+            ["Started", "RetryScheduled", "JobRejected"]
+        );
+        assert_eq!(w.job_creates, 0);
+        vec![w]
+    }
+
+    /// With no backoff, each refused attempt is still recorded before the next starts: no loop within a reconcile.
+    pub fn refused_jobs_without_backoff_take_one_attempt_per_reconcile() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            retry: retry(2, 0),
+            ..spec(&[])
+        });
+        for attempt in 1..=2 {
+            w.reject_next_launch = Some((
+                false,
+                "the server is currently unable to handle the request".into(),
+            ));
+            let plan = w.step(attempt);
+            assert!(plan.launch.is_none(), "attempt {attempt}");
+            assert_eq!(w.step_status("main").attempt, attempt as u32);
+            assert_eq!(w.phase(), Running);
+        }
+        let plan = w.step(3);
+        assert_eq!(plan.launch.map(|l| l.attempt), Some(3));
+        w.succeed(&job("main", 3), 4, "ok");
+        w.step(4);
+        assert_eq!(w.phase(), Succeeded);
+        vec![w]
+    }
+
+    pub fn job_name_taken_by_earlier_execution() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.jobs.push(ObservedJob {
+            name: job("main", 1),
+            step: "main".into(),
+            attempt: 1,
+            owned: false,
+            state: JobState::Succeeded,
+            created: Some(at(-1000)),
+            started: Some(at(-1000)),
+            finished: Some(at(-900)),
+            seen_finished: Some(at(-900)),
+            failure_reason: None,
+            failure_message: None,
+            worker: Some(WorkerOutcome::default()),
+            pod_seen: true,
+            pod_started: true,
+            start_blocked: None,
+            deleting: true,
+        });
+        let plan = w.step(0);
+        assert!(plan.launch.is_none());
+        assert!(plan.delete_jobs.is_empty(), "not ours to delete");
+        assert_eq!(plan.requeue_after_seconds, Some(5));
+        assert_eq!(w.reason(), "JobNameTaken");
+        assert!(w.message().contains("report-main-1"), "{}", w.message());
+        assert_eq!(w.warnings(), ["JobNameTaken"]);
+        assert!(!w.phase().is_terminal());
+        let steps = &w.status().steps;
+        assert_eq!(
+            steps[0].phase,
+            StepPhase::Pending,
+            "the old Job is not our attempt"
+        );
+        assert_eq!(w.quiet(5), Some(5), "warned once");
+        w.jobs.clear();
+        let plan = w.step(10);
+        assert_eq!(
+            plan.launch.map(|l| l.job_name).as_deref(),
+            Some("report-main-1")
+        );
+        assert_eq!(w.reason(), "StepRunning");
+        assert_eq!(w.warnings(), ["JobNameTaken"]);
+        w.succeed(&job("main", 1), 20, "");
+        w.step(20);
+        assert_eq!(w.phase(), Succeeded);
+        vec![w]
+    }
+}
