@@ -1,6 +1,8 @@
-//! Errors of the I/O shell. Each variant belongs to one [`ErrorCategory`], whose name is both the `kind` label of
-//! `crew_reconcile_errors_total` and the reason of the Warning Event a failing reconcile leaves on its execution.
+//! Errors of the I/O shell. Each variant belongs to one [`ErrorCategory`]: its metric label is the `kind` of
+//! `crew_reconcile_errors_total`, and the same name is the [`Reason`] of the Warning Event a failing reconcile leaves
+//! on its execution.
 
+use crew_api::Reason;
 use crew_core::build::BuildError;
 use crew_core::lifecycle::JobRejection;
 
@@ -55,14 +57,15 @@ impl ErrorCategory {
         ErrorCategory::NotLeading,
     ];
 
-    /// The Warning Event's reason (CamelCase).
-    pub fn reason(self) -> &'static str {
+    /// The reason of the Warning Event that tells the execution (None: it is not told, a replica that no longer
+    /// leads writes nothing).
+    pub fn reason(self) -> Option<Reason> {
         match self {
-            ErrorCategory::ApiError => "ApiError",
-            ErrorCategory::BuildError => "BuildError",
-            ErrorCategory::JobNameTaken => "JobNameTaken",
-            ErrorCategory::JobRejected => "JobRejected",
-            ErrorCategory::NotLeading => "NotLeading",
+            ErrorCategory::ApiError => Some(Reason::ApiError),
+            ErrorCategory::BuildError => Some(Reason::BuildError),
+            ErrorCategory::JobNameTaken => Some(Reason::JobNameTaken),
+            ErrorCategory::JobRejected => Some(Reason::JobRejected),
+            ErrorCategory::NotLeading => None,
         }
     }
 
@@ -75,11 +78,6 @@ impl ErrorCategory {
             ErrorCategory::JobRejected => "job_rejected",
             ErrorCategory::NotLeading => "not_leading",
         }
-    }
-
-    /// Whether the execution is told with a Warning Event: a replica that no longer leads writes nothing.
-    pub fn reported_on_object(self) -> bool {
-        self != ErrorCategory::NotLeading
     }
 }
 
@@ -118,8 +116,10 @@ mod tests {
     #[test]
     fn the_metric_label_is_the_reason_in_snake_case() {
         for category in ErrorCategory::ALL {
+            let name = category.reason().map_or("NotLeading", Reason::as_str);
+            assert!(category.reason().is_none_or(Reason::is_warning));
             let mut snake = String::new();
-            for (i, c) in category.reason().chars().enumerate() {
+            for (i, c) in name.chars().enumerate() {
                 if c.is_ascii_uppercase() && i > 0 {
                     snake.push('_');
                 }

@@ -164,14 +164,14 @@ fn error_policy(execution: Arc<CrewExecution>, error: &Error, ctx: Arc<Context>)
     let delay = error_backoff_seconds(failures);
     tracing::warn!(namespace = %execution.namespace().unwrap_or_default(), name = %execution.name_any(),
         %error, kind = error.metric_label(), failures, retry_in_seconds = delay, "reconcile failed");
-    if tell && category.reported_on_object() && ctx.is_leading() {
+    if let (true, Some(reason), true) = (tell, category.reason(), ctx.is_leading()) {
         let note = format!("reconcile failed ({failures} in a row, retried in {delay}s): {error}");
         let regarding = execution.object_ref(&());
         tokio::spawn(async move {
             ctx.events
                 .send(events::EventDraft {
-                    warning: true,
-                    reason: category.reason(),
+                    warning: reason.is_warning(),
+                    reason: reason.as_str(),
                     note: &note,
                     action: "Reconcile",
                     regarding,

@@ -6,7 +6,7 @@ use super::context::Context;
 use super::tolerant::{self, Decoded};
 use super::watch_retry::retried;
 use super::{events, queues, refusals};
-use crew_api::{CrewExecution, CrewQueue, Phase};
+use crew_api::{CrewExecution, CrewQueue, Phase, Reason};
 use crew_core::build::labels;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -186,8 +186,8 @@ fn report_undecodable<K: kube::Resource<DynamicType = ()>>(
     tokio::spawn(async move {
         ctx.events
             .send(events::EventDraft {
-                warning: true,
-                reason: "Undecodable",
+                warning: Reason::Undecodable.is_warning(),
+                reason: Reason::Undecodable.as_str(),
                 note: &note,
                 action: "Watch",
                 regarding,

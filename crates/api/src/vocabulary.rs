@@ -162,6 +162,10 @@ vocabulary! {
         Succeeded,
         /// The operator cannot read an object it watches, and ignores it until it is fixed.
         Undecodable,
+        /// A reconcile failed because a request to the API server failed; it is retried with backoff.
+        ApiError,
+        /// A reconcile failed because an object could not be built from the spec; it is retried with backoff.
+        BuildError,
     }
 }
 
@@ -251,6 +255,8 @@ impl Reason {
             Reason::NoProgressReport => Warning,
             Reason::Succeeded => Normal,
             Reason::Undecodable => Warning,
+            Reason::ApiError => Warning,
+            Reason::BuildError => Warning,
         }
     }
 
@@ -315,6 +321,8 @@ mod tests {
             (Reason::NoProgressReport, Warning),
             (Reason::Succeeded, Normal),
             (Reason::Undecodable, Warning),
+            (Reason::ApiError, Warning),
+            (Reason::BuildError, Warning),
         ];
         let listed: Vec<Reason> = decided.iter().map(|(reason, _)| *reason).collect();
         assert_eq!(listed, Reason::ALL, "every reason, once, in order");
