@@ -156,11 +156,6 @@ async fn create_job(
     ctx: &Context,
     ns: &str,
 ) -> Result<(), Error> {
-    if let Some(refusal) =
-        Box::pin(super::worker_access::refusal(execution, launch, ctx, ns)).await?
-    {
-        return Err(Error::JobRejected(refusal));
-    }
     // Serialized in a statement of its own, so that the Job is dropped before the request waits on the API server.
     let request = {
         let mut job = worker_job(execution, launch)?;
@@ -202,7 +197,6 @@ async fn create_job(
                             o.kind, o.name
                         ))
                     ),
-                    policy: false,
                 })),
             }
         }
@@ -229,7 +223,6 @@ pub fn rejection(job_name: &str, error: &kube::Error) -> Option<JobRejection> {
         } else {
             status.message.clone()
         },
-        policy: false,
     })
 }
 

@@ -7,29 +7,13 @@ use crate::controller::act::{self, StatusWrite};
 use crate::controller::context::Context;
 use crate::error::Error;
 use crew_api::CrewExecution;
-use crew_core::lifecycle::{Plan, decide};
+use crew_core::lifecycle::{Plan, Read, decide};
 use k8s_openapi::api::batch::v1::Job;
 use kube::{Api, ResourceExt};
 
-/// A read a plan asks for before its writes are made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Read {
-    /// The cache has not shown this Job for a minute: is it gone from the API server too?
-    Job(String),
-    /// Why has this Job no pod (the Job controller's `FailedCreate` Event, from the watched index)?
-    PodRefusal(String),
-}
-
-/// The read `plan` asks for, if any.
-fn read_of(plan: &Plan) -> Option<Read> {
-    plan.verify_job
-        .clone()
-        .map(Read::Job)
-        .or_else(|| plan.explain_job.clone().map(Read::PodRefusal))
-}
-
 /// Decides on what `seen` shows, answering each read the plan asks for (at most once each) and deciding again with
-/// the answer; makes the final plan's writes. Boxed plans: a plan (a whole status) stays alive while its writes wait
+/// the answer (a plan that still asks for a read after its answer brought no news is carried out as it stands);
+/// makes the final plan's writes. Boxed plans: a plan (a whole status) stays alive while its writes wait
 /// on the API server.
 pub async fn decide_and_act(
     cx: &CrewExecution,
@@ -41,7 +25,7 @@ pub async fn decide_and_act(
     let mut answered = Vec::new();
     loop {
         let plan = Box::new(decide(&seen.observed(cx, ctx), now));
-        if let Some(read) = read_of(&plan).filter(|read| !answered.contains(read)) {
+        if let Some(read) = plan.read.clone().filter(|read| !answered.contains(read)) {
             answered.push(read.clone());
             if Box::pin(answer(&read, cx, seen, ctx)).await? {
                 continue;
@@ -92,6 +76,12 @@ async fn answer(
             // None yet: the pod is only late, and the plan stands.
             seen.answers.pod_refused = ctx.indexes.refusals.of(&namespace, job);
             Ok(seen.answers.pod_refused.is_some())
+        }
+        Read::ServiceAccount(name) => {
+            let fact =
+                crate::controller::worker_access::read_service_account(ctx, &namespace, name);
+            seen.answers.service_account = Some(fact.await?);
+            Ok(true)
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::controller::context::Context;
 use crate::progress::book::Held;
 use crew_api::CrewExecution;
+use crew_core::lifecycle::worker_policy::ServiceAccountFact;
 use crew_core::lifecycle::{Admission, JobRejection, Observed, ObservedJob, StartBlock};
 use kube::ResourceExt;
 
@@ -29,6 +30,8 @@ pub struct Answers {
     pub pod_refused: Option<StartBlock>,
     /// The Job create the API server refused.
     pub rejected: Option<JobRejection>,
+    /// The ServiceAccount a launch's worker would run as.
+    pub service_account: Option<ServiceAccountFact>,
 }
 
 /// What the caches and indexes show of `cx`. Outcomes its status already records are released from the child
@@ -71,6 +74,7 @@ impl Seen {
             missing_job: self.answers.missing_job.clone(),
             default_start_timeout_seconds: workers.args.start_timeout_seconds,
             pod_refused: self.answers.pod_refused.clone(),
+            service_account: self.answers.service_account.clone(),
             worker_policy: &workers.policy,
             report: self.held.as_ref().map(|held| &held.reports),
             report_due: self.held.as_ref().is_some_and(|held| held.due),

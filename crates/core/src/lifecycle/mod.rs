@@ -32,5 +32,5 @@ pub use decide::decide;
 pub use observed::{
     Admission, JobRejection, JobState, Observed, ObservedJob, StartBlock, WorkerOutcome,
 };
-pub use plan::{EventNote, Launch, Plan};
+pub use plan::{EventNote, Launch, Plan, Read};
 pub use resolve::{InvalidSpec, ResolvedStep, resolve_frozen, resolve_steps};

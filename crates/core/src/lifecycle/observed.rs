@@ -100,11 +100,8 @@ pub struct JobRejection {
     /// No retry can cure it: 400 Bad Request or 422 Invalid (the spec makes an invalid Job). Otherwise it may pass
     /// later (quota exceeded, an admission policy, 429, 5xx) and the retry policy applies.
     pub permanent: bool,
-    /// The API server's message (or the worker policy's, see `policy`).
+    /// The API server's message.
     pub message: String,
-    /// Refused by the operator's worker policy before the create was sent (a ServiceAccount or Secret the
-    /// namespace's owner did not open to workers): the run fails with reason `InvalidSpec`, not `JobRejected`.
-    pub policy: bool,
 }
 
 /// Everything `decide` needs, and nothing it should not see.
@@ -126,13 +123,16 @@ pub struct Observed<'a> {
     pub rejected: Option<JobRejection>,
     /// A Job the status records as created that the cache had not shown for
     /// [`LOST_JOB_SECONDS`](crate::lifecycle::steps::LOST_JOB_SECONDS) and that a fresh read from the API server
-    /// found missing too ([`Plan::verify_job`](crate::lifecycle::Plan::verify_job)): only then is it lost.
+    /// found missing too ([`Read::Job`](crate::lifecycle::Read::Job)): only then is it lost.
     pub missing_job: Option<String>,
     /// Start timeout when `spec.startTimeoutSeconds` is unset (the operator's `--start-timeout-seconds`).
     pub default_start_timeout_seconds: i64,
     /// Why the Job controller could not create the pod of the Job a plan asked about
-    /// ([`Plan::explain_job`](crate::lifecycle::Plan::explain_job)): its latest `FailedCreate` Event.
+    /// ([`Read::PodRefusal`](crate::lifecycle::Read::PodRefusal)): its latest `FailedCreate` Event.
     pub pod_refused: Option<StartBlock>,
+    /// What the read of the ServiceAccount a launch asked about found
+    /// ([`Read::ServiceAccount`](crate::lifecycle::Read::ServiceAccount)).
+    pub service_account: Option<super::worker_policy::ServiceAccountFact>,
     /// What workers may use (pod annotations and labels are checked here, before the first launch).
     pub worker_policy: &'a super::worker_policy::WorkerPolicy,
     /// What the current attempt's worker has reported (the shell's in-memory book of `POST /v1/progress`).

@@ -57,16 +57,30 @@ pub struct Plan {
     pub requeue_after_seconds: Option<u64>,
     /// Delete the execution itself (TTL after finish).
     pub delete_execution: bool,
+    /// A fact to read before this plan's writes are made: the shell answers it into [`Observed`] and decides again
+    /// (a plan that asks for a read is not carried out). A read, not a write: it does not make a plan a no-op or
+    /// not.
+    ///
+    /// [`Observed`]: crate::lifecycle::Observed
+    pub read: Option<Read>,
+}
+
+/// A fact `decide` needs and the caches do not hold; the shell reads it and decides again with the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
     /// Read this Job fresh from the API server before counting it lost: the cache has not shown it since its step
     /// started, for `LOST_JOB_SECONDS` (a stalled watch, or a Job deleted by someone else). Missing there too, the
-    /// shell decides again with [`Observed::missing_job`](crate::lifecycle::Observed::missing_job); present, the
-    /// cache lags and the step keeps running. A read, not a write: it does not make a plan a no-op or not.
-    pub verify_job: Option<String>,
-    /// Read the Job controller's Events about this Job: it has had no pod for
-    /// [`NO_POD_SECONDS`](crate::lifecycle::steps::NO_POD_SECONDS) (creating the pod was refused: a missing
-    /// ServiceAccount, a quota, a policy). The shell decides again with
-    /// [`Observed::pod_refused`](crate::lifecycle::Observed::pod_refused). A read, not a write.
-    pub explain_job: Option<String>,
+    /// answer is [`Observed::missing_job`](crate::lifecycle::Observed::missing_job); present, the cache lags and
+    /// the step keeps running.
+    Job(String),
+    /// Why has this Job had no pod for [`NO_POD_SECONDS`](crate::lifecycle::steps::NO_POD_SECONDS) (creating the
+    /// pod was refused: a missing ServiceAccount, a quota, a policy)? The answer is the Job controller's latest
+    /// `FailedCreate` Event, [`Observed::pod_refused`](crate::lifecycle::Observed::pod_refused); none yet, the plan
+    /// stands.
+    PodRefusal(String),
+    /// Read this ServiceAccount's annotations before launching a worker that runs as it (or references Secrets
+    /// through it): the answer is [`Observed::service_account`](crate::lifecycle::Observed::service_account).
+    ServiceAccount(String),
 }
 
 impl Plan {

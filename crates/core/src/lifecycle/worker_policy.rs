@@ -109,6 +109,107 @@ impl WorkerPolicy {
     }
 }
 
+/// What a read of a worker's ServiceAccount found (the shell's answer to
+/// [`Read::ServiceAccount`](crate::lifecycle::Read::ServiceAccount)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceAccountFact {
+    /// It exists, with these annotations.
+    Found {
+        /// Its name.
+        name: String,
+        /// Its annotations.
+        annotations: BTreeMap<String, String>,
+    },
+    /// It does not exist (it may be created later: a GitOps sync in another order).
+    Missing {
+        /// Its name.
+        name: String,
+        /// The namespace it was looked for in.
+        namespace: String,
+    },
+    /// The API server refused the read for a reason in the request: an invalid name (`permanent`), or the
+    /// operator may not read it (403; fixing the operator's RBAC may cure it).
+    Unreadable {
+        /// Its name.
+        name: String,
+        /// The API server's message.
+        message: String,
+        /// No retry can cure it.
+        permanent: bool,
+    },
+}
+
+impl ServiceAccountFact {
+    /// The ServiceAccount the fact is about.
+    pub fn name(&self) -> &str {
+        match self {
+            ServiceAccountFact::Found { name, .. }
+            | ServiceAccountFact::Missing { name, .. }
+            | ServiceAccountFact::Unreadable { name, .. } => name,
+        }
+    }
+}
+
+/// Why a worker may not run as its launch asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRefusal {
+    /// What to tell the user.
+    pub message: String,
+    /// No retry can cure it (else the retry policy applies: the ServiceAccount may be created or opened later).
+    pub permanent: bool,
+}
+
+/// The ServiceAccount whose annotations decide whether `step` may run: the one the execution names, or `default`
+/// when it names none but the step references Secrets. None: nothing to check (no read).
+pub fn account_to_check(named: Option<&str>, step: &ResolvedStep) -> Option<String> {
+    match named {
+        Some(name) => Some(name.to_string()),
+        None if !referenced_secrets(step).is_empty() => Some(DEFAULT_SERVICE_ACCOUNT.to_string()),
+        None => None,
+    }
+}
+
+impl WorkerPolicy {
+    /// Why `step` may not run as `named` (None: it may), given what the read of that ServiceAccount found.
+    pub fn access_refusal(
+        &self,
+        fact: &ServiceAccountFact,
+        named: Option<&str>,
+        step: &ResolvedStep,
+    ) -> Option<AccessRefusal> {
+        let refuse = |message: String, permanent: bool| Some(AccessRefusal { message, permanent });
+        let annotations = match fact {
+            ServiceAccountFact::Unreadable {
+                name,
+                message,
+                permanent,
+            } => {
+                return refuse(
+                    format!(
+                        "ServiceAccount {name:?} cannot be read to check it is open to workers: {message}"
+                    ),
+                    *permanent,
+                );
+            }
+            ServiceAccountFact::Missing { name, namespace } => {
+                return refuse(
+                    format!("ServiceAccount {name:?} does not exist in namespace {namespace}"),
+                    false,
+                );
+            }
+            ServiceAccountFact::Found { annotations, .. } => annotations,
+        };
+        let account = fact.name();
+        if named.is_some()
+            && let Some(problem) = self.service_account_problem(account, annotations)
+        {
+            return refuse(problem, true);
+        }
+        secrets_problem(&referenced_secrets(step), account, annotations)
+            .and_then(|problem| refuse(problem, true))
+    }
+}
+
 /// The Secrets `step`'s pod references: `env` `secretKeyRef`s, `secret` volumes and projected `secret` sources.
 pub fn referenced_secrets(step: &ResolvedStep) -> BTreeSet<String> {
     let from_env = step

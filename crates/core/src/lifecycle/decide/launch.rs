@@ -1,5 +1,7 @@
 //! Launching an attempt: paused first when `spec.suspend` is set, waiting while an earlier execution's Job holds
-//! the name (`JobNameTaken`) or no slot is free, and a Job the API server refused (`JobRejected`, `InvalidSpec`).
+//! the name (`JobNameTaken`) or no slot is free, refused when the worker may not run as it asks (`InvalidSpec`: a
+//! ServiceAccount or Secret its namespace's owner did not open to workers, read first), and a Job the API server
+//! refused (`JobRejected`).
 
 use super::CACHE_LAG_REQUEUE_SECONDS;
 use super::admission::{Slot, acquire_slot};
@@ -10,7 +12,8 @@ use crate::lifecycle::backoff::may_retry;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::text::bounded_message;
-use crate::lifecycle::{JobRejection, Launch, Plan};
+use crate::lifecycle::worker_policy::account_to_check;
+use crate::lifecycle::{Launch, Plan, Read};
 use crew_api::{Phase, Reason, StepPhase, StepStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -41,13 +44,44 @@ pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcom
     if acquire_slot(draft, outcome, &name) == Slot::Wait {
         return;
     }
+    match worker_access(draft, &outcome.current().spec) {
+        Access::Open => {}
+        Access::Read(account) => {
+            plan.read = Some(Read::ServiceAccount(account));
+            return;
+        }
+        Access::Refused { message, permanent } => {
+            return refused(
+                draft,
+                plan,
+                outcome,
+                attempt,
+                Reason::InvalidSpec,
+                message,
+                permanent,
+            );
+        }
+    }
     if let Some(rejection) = draft
         .observed
         .rejected
         .as_ref()
         .filter(|r| r.job_name == job)
     {
-        return rejected(draft, plan, outcome, attempt, rejection);
+        let message = format!(
+            "Job {} rejected by the API server: {}",
+            rejection.job_name, rejection.message
+        );
+        let permanent = rejection.permanent;
+        return refused(
+            draft,
+            plan,
+            outcome,
+            attempt,
+            Reason::JobRejected,
+            message,
+            permanent,
+        );
     }
     let record = outcome.current_mut();
     record.status = StepStatus {
@@ -77,28 +111,54 @@ pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcom
     walk::running(draft, outcome, attempt);
 }
 
-/// The API server refused the Job of this attempt: the attempt failed, with reason `JobRejected` and the API's
-/// message. A refusal no retry can cure ends the run at once; any other goes through the retry policy like a
-/// failed Job, so every run ends, with a reason, instead of retrying the create forever.
-fn rejected(
+/// Whether the worker may run as its launch asks.
+enum Access {
+    /// Nothing to check, or the check passed.
+    Open,
+    /// Read this ServiceAccount first.
+    Read(String),
+    /// The worker policy refuses it.
+    Refused { message: String, permanent: bool },
+}
+
+/// The worker policy's verdict on the current step's launch: a worker runs as a named ServiceAccount only when its
+/// owner opened it to workers, and references only the Secrets that ServiceAccount lists; both are read from the
+/// ServiceAccount, once per launch, and only when the execution names one or references a Secret.
+fn worker_access(draft: &Draft<'_>, step: &crate::lifecycle::ResolvedStep) -> Access {
+    let observed = draft.observed;
+    let named = observed.spec.service_account_name.as_deref();
+    let Some(account) = account_to_check(named, step) else {
+        return Access::Open;
+    };
+    let Some(fact) = observed
+        .service_account
+        .as_ref()
+        .filter(|f| f.name() == account)
+    else {
+        return Access::Read(account);
+    };
+    match observed.worker_policy.access_refusal(fact, named, step) {
+        None => Access::Open,
+        Some(refusal) => Access::Refused {
+            message: refusal.message,
+            permanent: refusal.permanent,
+        },
+    }
+}
+
+/// This attempt's Job is refused (by the worker policy, `InvalidSpec`, or by the API server, `JobRejected`): the
+/// attempt failed, with `message`. A refusal no retry can cure ends the run at once; any other goes through the
+/// retry policy like a failed Job, so every run ends, with a reason, instead of retrying the create forever.
+fn refused(
     draft: &mut Draft<'_>,
     plan: &mut Plan,
     outcome: &mut Outcome,
     attempt: u32,
-    rejection: &JobRejection,
+    reason: Reason,
+    message: String,
+    permanent: bool,
 ) {
     let name = outcome.current().spec.name.clone();
-    let (reason, message) = if rejection.policy {
-        (Reason::InvalidSpec, rejection.message.clone())
-    } else {
-        (
-            Reason::JobRejected,
-            format!(
-                "Job {} rejected by the API server: {}",
-                rejection.job_name, rejection.message
-            ),
-        )
-    };
     let message = bounded_message(message);
     let record = outcome.current_mut();
     record.status = StepStatus {
@@ -114,7 +174,7 @@ fn rejected(
     record.recorded = None;
     outcome.start_time.get_or_insert(draft.now);
     let policy = draft.observed.spec.retry.clone().unwrap_or_default();
-    if rejection.permanent || !may_retry(&policy, attempt) {
+    if permanent || !may_retry(&policy, attempt) {
         draft.transition(
             Phase::Failed,
             reason,

@@ -3,10 +3,10 @@
 
 use super::outcome::Outcome;
 use super::{CACHE_LAG_REQUEUE_SECONDS, retry, walk};
-use crate::lifecycle::Plan;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::steps::LOST_JOB_SECONDS;
 use crate::lifecycle::timefmt::seconds_between;
+use crate::lifecycle::{Plan, Read};
 use crew_api::StepPhase;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -30,7 +30,7 @@ pub(super) fn launched(
     if !overdue || !confirmed {
         // Not in the cache yet: wait; overdue, ask for a fresh read before counting the attempt lost.
         if overdue {
-            plan.verify_job = Some(job);
+            plan.read = Some(Read::Job(job));
         }
         plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
         walk::running(draft, outcome, attempt);

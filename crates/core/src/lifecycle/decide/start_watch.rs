@@ -8,7 +8,7 @@ use crate::lifecycle::draft::Draft;
 use crate::lifecycle::steps::NO_POD_SECONDS;
 use crate::lifecycle::text::bounded_message;
 use crate::lifecycle::timefmt::{add_seconds, seconds_between};
-use crate::lifecycle::{ObservedJob, Plan, StartBlock};
+use crate::lifecycle::{ObservedJob, Plan, Read, StartBlock};
 use crew_api::Reason;
 use jiff::Timestamp;
 
@@ -137,7 +137,7 @@ fn pod_refusal(
         .and_then(|m| m.strip_prefix(": "));
     let read = draft.observed.pod_refused.clone();
     if read.is_none() && shown.is_none() {
-        plan.explain_job = Some(job.to_string());
+        plan.read = Some(Read::PodRefusal(job.to_string()));
     }
     read.or_else(|| {
         shown.map(|message| StartBlock {

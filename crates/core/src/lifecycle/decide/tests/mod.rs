@@ -26,7 +26,7 @@ mod prelude {
     pub use crate::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS;
     pub use crate::lifecycle::worker_policy::WorkerPolicy;
     pub use crate::lifecycle::{
-        Admission, JobState, Observed, ObservedJob, StartBlock, WorkerOutcome, decide,
+        Admission, JobState, Observed, ObservedJob, Read, StartBlock, WorkerOutcome, decide,
     };
     pub use crew_api::{
         ConditionType, CrewExecutionSpec, JobCleanup, OnStall, Phase, RetryPolicy, StepPhase,

@@ -65,9 +65,22 @@ fn arb_spec() -> impl Strategy<Value = CrewExecutionSpec> {
             Some(JobCleanup::OnStepCompletion),
             Some(JobCleanup::OnStepSuccess),
         ]),
+        // A named ServiceAccount: read before every launch (the world has it, opened to workers).
+        prop::option::of(Just("robot".to_string())),
     )
         .prop_map(
-            |(steps, limit, backoff, timeout, history_limit, suspend, crew, cancel, cleanup)| {
+            |(
+                steps,
+                limit,
+                backoff,
+                timeout,
+                history_limit,
+                suspend,
+                crew,
+                cancel,
+                cleanup,
+                account,
+            )| {
                 let names: Vec<String> = (0..steps).map(|i| format!("s{i}")).collect();
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
                 let base = spec(&refs);
@@ -78,6 +91,7 @@ fn arb_spec() -> impl Strategy<Value = CrewExecutionSpec> {
                     suspend,
                     cancel,
                     job_cleanup: cleanup,
+                    service_account_name: account,
                     queue: Some("q".into()),
                     crew: base.crew.clone().filter(|_| crew),
                     ..base
@@ -106,6 +120,14 @@ fn any_active_job(w: &World) -> Option<String> {
 
 fn run_random(spec: CrewExecutionSpec, first_admission: u8, acts: Vec<Act>) {
     let mut w = World::new(spec);
+    w.service_accounts.insert(
+        "robot".into(),
+        [(
+            crate::lifecycle::worker_policy::WORKER_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
     w.admission = admission(first_admission);
     let mut now = 0;
     w.step(now);

@@ -2,13 +2,14 @@
 //! it, and the checks made after every reconcile (fixed point, transition graph, history chain and cap, monotone
 //! attempts, terminal phases stay, one Job per step attempt, at most one live Job, releases that lose no outcome).
 
+use crate::lifecycle::Read;
 use crate::lifecycle::conditions::find;
 use crate::lifecycle::history::effective_limit;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::report::AttemptReports;
 use crate::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS;
 use crate::lifecycle::transitions::allowed;
-use crate::lifecycle::worker_policy::WorkerPolicy;
+use crate::lifecycle::worker_policy::{DEFAULT_SERVICE_ACCOUNT, ServiceAccountFact, WorkerPolicy};
 use crate::lifecycle::{
     Admission, EventNote, JobRejection, JobState, Observed, ObservedJob, Plan, StartBlock,
     WorkerOutcome, decide,
@@ -20,7 +21,7 @@ use crew_api::{
 };
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 /// Name of the simulated execution.
 pub const NAME: &str = "report";
 /// Time 0 of every story: 2026-01-01T00:00:00Z.
@@ -149,8 +150,8 @@ pub struct World {
     /// the kubelet reports after the Job exists).
     pub start_blocked: Option<StartBlock>,
     pub worker_policy: WorkerPolicy,
-    /// When set, the next launch is refused by the worker policy with this message.
-    pub refuse_next_launch_by_policy: Option<String>,
+    /// The ServiceAccounts of the namespace, with their annotations (`default` exists, unannotated).
+    pub service_accounts: BTreeMap<String, BTreeMap<String, String>>,
     /// What the Job controller's Events say when asked why a Job has no pod.
     pub pod_refusal: Option<StartBlock>,
     /// What the current attempt's worker reported (the shell's book).
@@ -159,6 +160,15 @@ pub struct World {
     pub report_due: bool,
     /// Since when the replica acts.
     pub acting_since: Option<i64>,
+}
+
+/// Facts the shell read during one reconcile, for its plans.
+#[derive(Clone, Debug, Default)]
+pub struct Answers {
+    pub rejected: Option<JobRejection>,
+    pub missing_job: Option<String>,
+    pub pod_refused: Option<StartBlock>,
+    pub service_account: Option<ServiceAccountFact>,
 }
 
 impl World {
@@ -188,7 +198,10 @@ impl World {
             phases: Vec::new(),
             start_blocked: None,
             worker_policy: WorkerPolicy::default(),
-            refuse_next_launch_by_policy: None,
+            service_accounts: BTreeMap::from([(
+                DEFAULT_SERVICE_ACCOUNT.to_string(),
+                BTreeMap::new(),
+            )]),
             pod_refusal: None,
             report: None,
             report_due: false,
@@ -202,34 +215,13 @@ impl World {
         self.generation += 1;
     }
 
+    /// The first plan at `now`, before the shell answers any read it asks for.
     pub fn decide_at(&self, now: i64) -> Plan {
-        self.decide_with(now, None, None)
+        decide(&self.observed(&Answers::default()), at(now))
     }
 
-    /// Decides with the Job controller's Events read, as the shell does when a plan asks why a Job has no pod.
-    pub fn decide_explained(&self, now: i64, pod_refused: Option<StartBlock>) -> Plan {
-        let observed = Observed {
-            pod_refused,
-            ..self.observed(None, None)
-        };
-        decide(&observed, at(now))
-    }
-
-    pub fn decide_with(
-        &self,
-        now: i64,
-        rejected: Option<JobRejection>,
-        missing_job: Option<String>,
-    ) -> Plan {
-        decide(&self.observed(rejected, missing_job), at(now))
-    }
-
-    /// What the shell would observe of this world.
-    pub fn observed(
-        &self,
-        rejected: Option<JobRejection>,
-        missing_job: Option<String>,
-    ) -> Observed<'_> {
+    /// What the shell would observe of this world, with the facts it read for this reconcile.
+    pub fn observed(&self, answers: &Answers) -> Observed<'_> {
         Observed {
             name: NAME,
             generation: Some(self.generation),
@@ -237,10 +229,11 @@ impl World {
             status: self.status.as_ref(),
             jobs: self.jobs.clone(),
             admission: self.admission.clone(),
-            rejected,
-            missing_job,
+            rejected: answers.rejected.clone(),
+            missing_job: answers.missing_job.clone(),
             default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
-            pod_refused: None,
+            pod_refused: answers.pod_refused.clone(),
+            service_account: answers.service_account.clone(),
             worker_policy: &self.worker_policy,
             report: self.report.as_ref(),
             report_due: self.report_due,
@@ -248,18 +241,48 @@ impl World {
         }
     }
 
-    /// The first plan of a reconcile, with the fresh read the shell makes when the plan asks for one.
-    pub fn decide_verified(&self, now: i64) -> Plan {
-        let plan = self.decide_at(now);
-        if plan.explain_job.is_some() {
-            return self.decide_explained(now, self.pod_refusal.clone());
+    /// What a read of ServiceAccount `name` finds in this world.
+    pub fn service_account(&self, name: &str) -> ServiceAccountFact {
+        match self.service_accounts.get(name) {
+            Some(annotations) => ServiceAccountFact::Found {
+                name: name.to_string(),
+                annotations: annotations.clone(),
+            },
+            None => ServiceAccountFact::Missing {
+                name: name.to_string(),
+                namespace: "ns".into(),
+            },
         }
-        match &plan.verify_job {
-            Some(job) if !self.uncached_jobs.contains(job) => {
-                self.decide_with(now, None, Some(job.clone()))
+    }
+
+    /// The plan of a reconcile at `now`, the reads its plans ask for answered as the shell answers them (each
+    /// once; an answer that is no news leaves the plan as it stands).
+    pub fn decide_answering(&self, now: i64, answers: &mut Answers) -> Plan {
+        let mut asked = Vec::new();
+        loop {
+            let plan = decide(&self.observed(answers), at(now));
+            let Some(read) = plan.read.clone().filter(|read| !asked.contains(read)) else {
+                return plan;
+            };
+            asked.push(read.clone());
+            match read {
+                Read::Job(job) if !self.uncached_jobs.contains(&job) => {
+                    answers.missing_job = Some(job);
+                }
+                Read::PodRefusal(_) if self.pod_refusal.is_some() => {
+                    answers.pod_refused = self.pod_refusal.clone();
+                }
+                Read::ServiceAccount(name) => {
+                    answers.service_account = Some(self.service_account(&name));
+                }
+                Read::Job(_) | Read::PodRefusal(_) => return plan,
             }
-            _ => plan,
         }
+    }
+
+    /// The first plan of a reconcile, with the fresh reads the shell makes when the plan asks for them.
+    pub fn decide_verified(&self, now: i64) -> Plan {
+        self.decide_answering(now, &mut Answers::default())
     }
 
     /// One reconcile at `now`: decide, check, apply like the shell, check the fixed point.
@@ -267,31 +290,23 @@ impl World {
         assert!(now >= self.now, "time goes backwards: {now} < {}", self.now);
         self.now = now;
         let before = self.status.clone();
-        let mut plan = self.decide_verified(now);
+        let mut answers = Answers::default();
+        let mut plan = self.decide_answering(now, &mut answers);
         let mut rejected_job = None;
-        let policy_refusal = self
-            .refuse_next_launch_by_policy
-            .take()
-            .map(|message| (true, message, true));
         if let Some(launch) = &plan.launch
-            && let Some((permanent, message, policy)) = policy_refusal.or_else(|| {
-                self.reject_next_launch
-                    .take()
-                    .map(|(permanent, message)| (permanent, message, false))
-            })
+            && let Some((permanent, message)) = self.reject_next_launch.take()
         {
             // As the shell does: the ConfigMap was created, the Job refused; decide again knowing it.
             if plan.ensure_config_map {
                 self.config_maps += 1;
             }
-            let rejection = JobRejection {
+            answers.rejected = Some(JobRejection {
                 job_name: launch.job_name.clone(),
                 permanent,
                 message,
-                policy,
-            };
+            });
             rejected_job = Some(launch.job_name.clone());
-            plan = self.decide_with(now, Some(rejection), None);
+            plan = self.decide_answering(now, &mut answers);
             assert!(
                 plan.launch.is_none() && !plan.ensure_config_map,
                 "t={now}: launch right after a refused create: {plan:#?}"

@@ -60,6 +60,7 @@ fn sub_second_time_is_truncated() {
         missing_job: None,
         default_start_timeout_seconds: DEFAULT_START_TIMEOUT_SECONDS,
         pod_refused: None,
+        service_account: None,
         worker_policy: &WorkerPolicy::default(),
         report: None,
         report_due: false,

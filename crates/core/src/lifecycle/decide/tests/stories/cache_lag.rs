@@ -12,6 +12,7 @@ stories!(
 
 mod story {
     use super::*;
+
     use Phase::*;
 
     /// A finished Job whose pod outcome is not in the cache: wait up to 10s, then record it without exit code.
@@ -181,8 +182,8 @@ mod story {
             let plan = w.step(t);
             assert!(plan.launch.is_none(), "t={t}");
             assert_eq!(
-                plan.verify_job.as_deref(),
-                (t >= 60).then_some(name.as_str()),
+                plan.read,
+                (t >= 60).then(|| Read::Job(name.clone())),
                 "t={t}"
             );
             assert_eq!(

@@ -4,6 +4,7 @@ use crate::lifecycle::decide::tests::prelude::*;
 
 stories!(
     worker_policy_refusals_are_invalid_specs,
+    a_service_account_is_read_once_before_the_launch,
     invalid_job_fails_the_run_at_once,
     refused_job_is_retried_under_the_policy,
     refused_jobs_without_backoff_take_one_attempt_per_reconcile,
@@ -45,8 +46,10 @@ mod story {
             retry: retry(3, 0),
             ..spec(&[])
         });
-        powerful.refuse_next_launch_by_policy =
-            Some("ServiceAccount \"powerful\" may not run workers".into());
+        // It exists, but its owner did not open it to workers.
+        powerful
+            .service_accounts
+            .insert("powerful".into(), Default::default());
         powerful.step(0);
         assert_eq!(
             (powerful.phase(), powerful.reason()),
@@ -59,6 +62,56 @@ mod story {
             powerful.message()
         );
         vec![annotated, powerful]
+    }
+
+    /// A named ServiceAccount is read before its worker launches (a plan that needs it asks for the read and is not
+    /// carried out); opened to workers, the Job is created in the same reconcile. A ServiceAccount that does not
+    /// exist yet fails the attempt under the retry policy, and the next attempt runs once it exists.
+    pub fn a_service_account_is_read_once_before_the_launch() -> Vec<World> {
+        let opened = || {
+            [(
+                crate::lifecycle::worker_policy::WORKER_ANNOTATION.to_string(),
+                "true".to_string(),
+            )]
+            .into()
+        };
+        let mut robot = World::new(CrewExecutionSpec {
+            service_account_name: Some("robot".into()),
+            ..spec(&[])
+        });
+        robot.service_accounts.insert("robot".into(), opened());
+        let first = robot.decide_at(0);
+        assert_eq!(first.read, Some(Read::ServiceAccount("robot".into())));
+        assert!(first.launch.is_none(), "not launched before the read");
+        let plan = robot.step(0);
+        assert!(plan.launch.is_some(), "launched after the read");
+        assert_eq!(plan.read, None);
+        assert_eq!((robot.phase(), robot.job_creates), (Running, 1));
+
+        let mut early = World::new(CrewExecutionSpec {
+            service_account_name: Some("robot".into()),
+            retry: retry(1, 10),
+            ..spec(&[])
+        });
+        early.step(0);
+        assert_eq!(early.job_creates, 0);
+        assert_eq!(early.event_reasons(), ["Started", "RetryScheduled"]);
+        let main = early.step_status("main");
+        assert_eq!((main.phase, main.attempt), (StepPhase::Retrying, 1));
+        assert!(
+            main.message
+                .as_deref()
+                .is_some_and(|m| m.contains("does not exist")),
+            "{main:?}"
+        );
+        early.service_accounts.insert("robot".into(), opened());
+        let plan = early.step(10);
+        assert_eq!(
+            plan.launch.map(|l| l.attempt),
+            Some(2),
+            "the retry runs once it exists"
+        );
+        vec![robot, early]
     }
 
     /// The API server refuses the Job for a reason no retry can cure (422: a pod annotation key that is not a

@@ -11,6 +11,7 @@ stories!(
 
 mod story {
     use super::*;
+
     use Phase::*;
 
     /// A worker that cannot start shows why (the step's message, the run's reason, `StartBlocked`) at the cost of
@@ -82,7 +83,11 @@ mod story {
         );
         assert_eq!(w.reason(), "StepRunning");
         let plan = w.step(10);
-        assert_eq!(plan.explain_job, Some(job("main", 1)), "no Event says why");
+        assert_eq!(
+            plan.read,
+            Some(Read::PodRefusal(job("main", 1))),
+            "no Event says why"
+        );
         assert_eq!(
             plan.requeue_after_seconds,
             Some(590),
@@ -119,7 +124,7 @@ mod story {
             reason: "FailedCreate".into(),
             message: "pods \"report-main-1-x\" is forbidden: exceeded quota: no-pods".into(),
         });
-        assert!(w.step(5).explain_job.is_none(), "too early to ask");
+        assert!(w.step(5).read.is_none(), "too early to ask");
         w.step(10);
         assert_eq!(w.reason(), "FailedCreate");
         assert_eq!(w.cond_is("StartBlocked"), ("True", "FailedCreate"));
@@ -128,7 +133,7 @@ mod story {
         w.pod_refusal = None;
         let plan = w.step(20);
         assert!(
-            plan.explain_job.is_none() && plan.status.is_none(),
+            plan.read.is_none() && plan.status.is_none(),
             "asked once per attempt; the report stays"
         );
         w.step(60);
