@@ -68,7 +68,7 @@ impl Seen {
             generation: cx.metadata.generation,
             spec: &cx.spec,
             status: cx.status.as_ref(),
-            jobs: self.jobs.clone(),
+            jobs: &self.jobs,
             admission: self.admission.clone(),
             rejected: self.answers.rejected.clone(),
             missing_job: self.answers.missing_job.clone(),

@@ -116,7 +116,7 @@ pub struct Observed<'a> {
     /// Status as last written (None before the first write).
     pub status: Option<&'a CrewExecutionStatus>,
     /// Jobs carrying this execution's label (owned or not).
-    pub jobs: Vec<ObservedJob>,
+    pub jobs: &'a [ObservedJob],
     /// Queue verdict.
     pub admission: Admission,
     /// The Job create this reconcile's first plan attempted and the API server refused (None: none refused).

@@ -28,7 +28,7 @@ pub(super) fn into_plan(draft: &Draft<'_>, outcome: &Outcome, mut plan: Plan) ->
     if let Some(report) = observed.report {
         status = with_reports(report, observed.report_due, status, &written);
     }
-    plan.release_jobs = released_jobs(&observed.jobs, &status, observed.spec.job_cleanup);
+    plan.release_jobs = released_jobs(observed.jobs, &status, observed.spec.job_cleanup);
     if status != *written {
         plan.status = Some(status);
     }

@@ -39,7 +39,7 @@ pub(super) fn decide_finished(mut draft: Draft<'_>, mut plan: Plan) -> Plan {
     }
     plan.events = draft.events();
     if !plan.delete_execution {
-        plan.release_jobs = released_jobs(&observed.jobs, &status, observed.spec.job_cleanup);
+        plan.release_jobs = released_jobs(observed.jobs, &status, observed.spec.job_cleanup);
     }
     if status != *previous {
         plan.status = Some(status);

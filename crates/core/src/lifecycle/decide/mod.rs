@@ -44,7 +44,7 @@ pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
     match run_steps::steps_to_run(&mut draft, &mut outcome) {
         Err(invalid) => run_steps::fail_invalid(&mut draft, &mut plan, &mut outcome, invalid),
         Ok(steps) => {
-            outcome.records = step_records(steps, &observed.jobs, &previous, now);
+            outcome.records = step_records(steps, observed.jobs, &previous, now);
             compose::carry_reports(&mut outcome.records);
             if outcome.awaits_a_pod() && !observed.spec.cancel {
                 plan.requeue_within(POD_LAG_REQUEUE_SECONDS);

@@ -227,7 +227,7 @@ impl World {
             generation: Some(self.generation),
             spec: &self.spec,
             status: self.status.as_ref(),
-            jobs: self.jobs.clone(),
+            jobs: &self.jobs,
             admission: self.admission.clone(),
             rejected: answers.rejected.clone(),
             missing_job: answers.missing_job.clone(),

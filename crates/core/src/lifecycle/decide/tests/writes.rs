@@ -54,7 +54,7 @@ fn sub_second_time_is_truncated() {
         generation: Some(1),
         spec: &w.spec,
         status: None,
-        jobs: Vec::new(),
+        jobs: &[],
         admission: Admission::Admitted,
         rejected: None,
         missing_job: None,
