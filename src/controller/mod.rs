@@ -184,3 +184,77 @@ fn error_policy(execution: Arc<CrewExecution>, error: &Error, ctx: Arc<Context>)
     }
     Action::requeue(Duration::from_secs(delay))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn failing_execution() -> Arc<CrewExecution> {
+        let mut cx = CrewExecution::new("x", Default::default());
+        cx.metadata.namespace = Some("ns".into());
+        cx.metadata.uid = Some("uid-x".into());
+        Arc::new(cx)
+    }
+
+    fn api_error() -> Error {
+        crate::error::kube("write status")(kube::Error::Api(Box::new(
+            kube::core::Status::failure("etcd timeout", "InternalError").with_code(500),
+        )))
+    }
+
+    /// The Event the mocked API server receives next, as (type, reason), answered 201.
+    async fn next_event(
+        api: &mut tower_test::mock::Handle<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >,
+    ) -> Option<(String, String)> {
+        let (request, send) = tokio::time::timeout(Duration::from_millis(200), api.next_request())
+            .await
+            .ok()??;
+        assert!(request.uri().path().ends_with("/namespaces/ns/events"));
+        let body = request.into_body().collect_bytes().await.ok()?;
+        let event: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        send.send_response(
+            http::Response::builder()
+                .status(StatusCode::CREATED)
+                .body(kube::client::Body::from(body.to_vec()))
+                .ok()?,
+        );
+        Some((
+            event["type"].as_str()?.to_string(),
+            event["reason"].as_str()?.to_string(),
+        ))
+    }
+
+    /// A failing reconcile tells its execution why: one Warning Event per category of failure and streak, with the
+    /// category as reason; retries of the same failure add none.
+    #[tokio::test]
+    async fn a_failure_streak_leaves_one_warning_event_per_category() {
+        let (ctx, mut api) = mocked_context();
+        let cx = failing_execution();
+        error_policy(cx.clone(), &api_error(), ctx.clone());
+        assert_eq!(
+            next_event(&mut api).await,
+            Some(("Warning".into(), "ApiError".into()))
+        );
+        error_policy(cx.clone(), &api_error(), ctx.clone());
+        assert_eq!(next_event(&mut api).await, None, "the same failure again");
+        error_policy(
+            cx.clone(),
+            &Error::JobNameTaken("x-main-1".into()),
+            ctx.clone(),
+        );
+        assert_eq!(
+            next_event(&mut api).await,
+            Some(("Warning".into(), "JobNameTaken".into()))
+        );
+        error_policy(cx, &Error::NotLeading("status write"), ctx.clone());
+        assert_eq!(
+            next_event(&mut api).await,
+            None,
+            "a lapsed leader writes nothing"
+        );
+    }
+}
