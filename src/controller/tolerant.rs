@@ -8,6 +8,13 @@
 //! [`typed`] turns into a `Delete` of that object from the typed cache (so an object that stops decoding leaves it)
 //! and reports once per resource version (a Warning Event `Undecodable` on the object, a log line and
 //! `crew_undecodable_objects_total`).
+//!
+//! kube-core's `DeserializeGuard<K>` covers the same cases, but clones each object's buffered tree before decoding
+//! it: decoding 10 000 executions of ~4 KiB (with history and managed fields) took 550–680 ms with it, 330–550 ms
+//! with [`Decoded`] and ~200 ms as plain `K` (release build, one machine, three rounds). Decoding from a
+//! `serde_json` `RawValue` would cost no more than plain `K`, but only while the watch event's `type` precedes its
+//! `object` (serde buffers an adjacently tagged content that comes first, and a `RawValue` cannot be read from that
+//! buffer), so it is not used.
 
 use kube::Resource;
 use kube::api::ObjectMeta;
