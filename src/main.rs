@@ -77,13 +77,24 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
     tracing::info!(addr = %metrics_addr, "serving /metrics, /healthz, /readyz");
     let http = tokio::spawn(crew_operator::http::serve(listener, ctx.clone()));
-    let progress_addr = args.progress.progress_addr;
-    let progress_listener = tokio::net::TcpListener::bind(progress_addr).await?;
-    tracing::info!(addr = %progress_addr, url = ?args.progress.progress_url, "serving POST /v1/progress");
-    let progress = tokio::spawn(crew_operator::progress::endpoint::serve(
-        progress_listener,
-        ctx.clone(),
-    ));
+    // Workers learn the endpoint's URL from `--progress-url`; without it none can report, and nothing listens.
+    let progress = match &args.progress.progress_url {
+        Some(url) => {
+            let progress_addr = args.progress.progress_addr;
+            let listener = tokio::net::TcpListener::bind(progress_addr).await?;
+            tracing::info!(addr = %progress_addr, %url, "serving POST /v1/progress");
+            let endpoint = crew_operator::progress::endpoint::Endpoint::new(ctx.clone());
+            Some(tokio::spawn(crew_operator::progress::endpoint::serve(
+                listener, endpoint,
+            )))
+        }
+        None => {
+            tracing::info!(
+                "no --progress-url: workers cannot report progress, the endpoint is off"
+            );
+            None
+        }
+    };
     match leader_config {
         None => operator.run(shutdown::signal()).await,
         Some(leader) => {
@@ -98,7 +109,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     http.abort();
-    progress.abort();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
     tracing::info!("crew-operator stopped");
     Ok(())
 }

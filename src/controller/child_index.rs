@@ -86,11 +86,60 @@ impl Outcomes {
     }
 }
 
+/// A live worker pod: what its labels and its controller say (for the progress endpoint, which so maps a token's
+/// pod to its step attempt without reading the pod or its Job).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerPod {
+    /// The pod's UID.
+    pub uid: String,
+    /// The Job that made it (`job-name`).
+    pub job: String,
+    /// That Job's UID (`batch.kubernetes.io/controller-uid`).
+    pub job_uid: Option<String>,
+    /// Its execution's label value.
+    pub execution_label: String,
+}
+
+#[derive(Default)]
+struct WorkerPods {
+    by_pod: HashMap<Key, WorkerPod>,
+    relist: Option<HashMap<Key, WorkerPod>>,
+}
+
+/// The step attempt a live worker pod runs, as the Job and pod indexes know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerAttempt {
+    /// The execution's name (the Job's controller).
+    pub execution: String,
+    /// The execution's UID.
+    pub execution_uid: String,
+    /// The Job's name.
+    pub job: String,
+    /// The step.
+    pub step: String,
+    /// The attempt.
+    pub attempt: u32,
+}
+
 /// The index. Cheap to share behind an `Arc`.
 #[derive(Default)]
 pub struct ChildIndex {
     jobs: RwLock<Jobs>,
     outcomes: RwLock<Outcomes>,
+    workers: RwLock<WorkerPods>,
+}
+
+fn worker_pod(pod: &Pod) -> Option<(Key, WorkerPod)> {
+    let labels = pod.labels();
+    Some((
+        (pod.namespace()?, pod.name_any()),
+        WorkerPod {
+            uid: pod.uid()?,
+            job: labels.get("job-name")?.clone(),
+            job_uid: labels.get("batch.kubernetes.io/controller-uid").cloned(),
+            execution_label: labels.get(labels::EXECUTION)?.clone(),
+        },
+    ))
 }
 
 fn execution_key(job: &Job) -> Option<Key> {
@@ -154,6 +203,10 @@ impl ChildIndex {
     /// why its worker cannot start (the pod became blocked, or was and is no longer): nothing else about a pod
     /// needs a reconcile before its Job reports.
     pub fn apply_pod_event(&self, event: &Event<Pod>) -> Option<(String, String)> {
+        self.apply_worker_pod(event);
+        if let Event::Delete(pod) = event {
+            self.forget_outcome_of_a_gone_job(pod);
+        }
         let blocking_changed = self.apply_pod_report(event)?;
         let (namespace, job) = blocking_changed;
         let Event::Apply(pod) = event else {
@@ -217,6 +270,91 @@ impl ChildIndex {
             Event::Delete(_) => {}
         }
         None
+    }
+
+    /// Applies one pod watch event to the live worker pods.
+    fn apply_worker_pod(&self, event: &Event<Pod>) {
+        let Ok(mut workers) = self.workers.write() else {
+            return;
+        };
+        match event {
+            Event::Init => workers.relist = Some(HashMap::new()),
+            Event::InitApply(pod) => {
+                if let (Some(relist), Some((key, worker))) =
+                    (workers.relist.as_mut(), worker_pod(pod))
+                {
+                    relist.insert(key, worker);
+                }
+            }
+            Event::InitDone => {
+                if let Some(relist) = workers.relist.take() {
+                    workers.by_pod = relist;
+                }
+            }
+            Event::Apply(pod) => {
+                if let Some((key, worker)) = worker_pod(pod) {
+                    workers.by_pod.insert(key, worker);
+                }
+            }
+            Event::Delete(pod) => {
+                if let Some((key, _)) = worker_pod(pod) {
+                    workers.by_pod.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// A pod gone whose Job is gone too: its outcome is no longer read by anyone. (A Job deleted while its pod ran
+    /// lost its outcome with its own Delete event, but the pod's later events, terminating, brought it back.)
+    fn forget_outcome_of_a_gone_job(&self, pod: &Pod) {
+        let Some((key, worker)) = worker_pod(pod) else {
+            return;
+        };
+        let job_exists = self.jobs.read().is_ok_and(|jobs| {
+            jobs.by_execution
+                .get(&(key.0.clone(), worker.execution_label.clone()))
+                .and_then(|children| children.get(&worker.job))
+                .is_some_and(|record| worker.job_uid.is_none() || record.uid == worker.job_uid)
+        });
+        if !job_exists {
+            self.forget_outcome(&key.0, &worker.job, worker.job_uid.as_deref());
+        }
+    }
+
+    /// The step attempt pod `name` (UID `uid`) of `namespace` runs, if it is a live worker pod whose Job is indexed
+    /// and controlled by an execution (with the step and attempt labels of the Job).
+    pub fn worker_of(&self, namespace: &str, name: &str, uid: &str) -> Option<WorkerAttempt> {
+        let worker = self
+            .workers
+            .read()
+            .ok()?
+            .by_pod
+            .get(&(namespace.to_string(), name.to_string()))
+            .filter(|worker| worker.uid == uid)?
+            .clone();
+        let jobs = self.jobs.read().ok()?;
+        let record = jobs
+            .by_execution
+            .get(&(namespace.to_string(), worker.execution_label))?
+            .get(&worker.job)
+            .filter(|record| worker.job_uid.is_none() || record.uid == worker.job_uid)?;
+        Some(WorkerAttempt {
+            execution: record.owner_name.clone()?,
+            execution_uid: record.owner_uid.clone()?,
+            job: worker.job,
+            step: record.summary.step.clone(),
+            attempt: record.summary.attempt,
+        })
+    }
+
+    /// Live worker pods indexed.
+    pub fn worker_pod_count(&self) -> usize {
+        self.workers.read().map_or(0, |w| w.by_pod.len())
+    }
+
+    /// Worker outcomes indexed.
+    pub fn outcome_count(&self) -> usize {
+        self.outcomes.read().map_or(0, |o| o.by_job.len())
     }
 
     /// The name of the execution that controls the Job `job` in `namespace` (a pass over the indexed executions:
@@ -585,5 +723,98 @@ mod tests {
             "the block is over"
         );
         assert!(index.jobs_of("ns", "run", "uid-1")[0].pod_started);
+    }
+
+    fn live_pod(job: &str, job_uid: &str, pod_uid: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{job}-abcde"), "namespace": "ns", "uid": pod_uid,
+                "labels": {"job-name": job, "batch.kubernetes.io/controller-uid": job_uid,
+                           "crew.dev/execution": "run", "crew.dev/step": "a", "crew.dev/attempt": "1"}},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "worker", "image": "w", "imageID": "",
+                "ready": true, "restartCount": 0, "state": {"running": {}}}]}
+        }))
+        .unwrap()
+    }
+
+    fn terminating(mut pod: Pod) -> Pod {
+        pod.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        pod.status = serde_json::from_value(
+            serde_json::json!({"phase": "Failed", "containerStatuses": [{
+            "name": "worker", "image": "w", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 143, "message": "stopped"}}}]}),
+        )
+        .ok();
+        pod
+    }
+
+    /// Review finding 9: a Job deleted while its pod still ran (cancel, timeouts, stall) lost its outcome with its
+    /// own Delete event, but the pod's later events brought it back for good. Once the pod is gone too, nothing is
+    /// kept.
+    #[test]
+    fn an_outcome_does_not_outlive_its_job() {
+        let index = ChildIndex::default();
+        let mut running = job("run-a-1", "a", 1);
+        running.metadata.uid = Some("j1".into());
+        index.apply_job_event(&Event::Apply(running.clone()));
+        index.apply_pod_event(&Event::Apply(live_pod("run-a-1", "j1", "p1")));
+        index.apply_job_event(&Event::Delete(running));
+        let stopping = terminating(live_pod("run-a-1", "j1", "p1"));
+        index.apply_pod_event(&Event::Apply(stopping.clone()));
+        index.apply_pod_event(&Event::Delete(stopping));
+        assert_eq!(index.outcome_count(), 0);
+        assert_eq!(index.worker_pod_count(), 0);
+    }
+
+    /// A finished Job's outcome stays when its pod goes (the step may be read later); it goes with the Job.
+    #[test]
+    fn an_outcome_outlives_its_pod_while_the_job_exists() {
+        let index = ChildIndex::default();
+        let done = finished(job("run-a-1", "a", 1), "j1");
+        index.apply_job_event(&Event::Apply(done.clone()));
+        let mut pod = terminated_pod("run-a-1", "j1", "result");
+        pod.metadata.uid = Some("p1".into());
+        pod.labels_mut()
+            .insert(labels::EXECUTION.into(), "run".into());
+        index.apply_pod_event(&Event::Apply(pod.clone()));
+        index.apply_pod_event(&Event::Delete(pod));
+        assert_eq!(index.outcome_count(), 1);
+        index.apply_job_event(&Event::Delete(done));
+        assert_eq!(index.outcome_count(), 0);
+    }
+
+    /// The progress endpoint maps a token's pod to its attempt from the indexes: the pod by name and UID, its Job
+    /// by name and UID, the Job's controller.
+    #[test]
+    fn a_worker_pod_maps_to_its_attempt_from_the_indexes() {
+        let index = ChildIndex::default();
+        let mut running = job("run-a-1", "a", 1);
+        running.metadata.uid = Some("j1".into());
+        running.metadata.owner_references.as_mut().unwrap()[0].name = "run".into();
+        index.apply_job_event(&Event::Apply(running.clone()));
+        index.apply_pod_event(&Event::Apply(live_pod("run-a-1", "j1", "p1")));
+        let attempt = index
+            .worker_of("ns", "run-a-1-abcde", "p1")
+            .expect("a worker");
+        assert_eq!(
+            (attempt.execution.as_str(), attempt.execution_uid.as_str()),
+            ("run", "uid-1")
+        );
+        assert_eq!(
+            (attempt.job.as_str(), attempt.step.as_str(), attempt.attempt),
+            ("run-a-1", "a", 1)
+        );
+        assert_eq!(
+            index.worker_of("ns", "run-a-1-abcde", "other-uid"),
+            None,
+            "another pod of the name"
+        );
+        assert_eq!(index.worker_of("other", "run-a-1-abcde", "p1"), None);
+        // The same Job name, another Job: the pod of the earlier one is no worker of it.
+        let mut again = running;
+        again.metadata.uid = Some("j2".into());
+        index.apply_job_event(&Event::Apply(again));
+        assert_eq!(index.worker_of("ns", "run-a-1-abcde", "p1"), None);
     }
 }

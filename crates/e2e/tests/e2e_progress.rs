@@ -35,7 +35,7 @@ async fn operator_with_endpoint(t: &TestNs, interval: Duration) -> (Operator, So
     );
     tokio::spawn(crew_operator::progress::endpoint::serve(
         listener,
-        operator.ctx.clone(),
+        crew_operator::progress::endpoint::Endpoint::new(operator.ctx.clone()),
     ));
     (operator, addr)
 }
@@ -477,4 +477,111 @@ async fn progress_keeps_flowing_across_a_leader_failover() {
         "no second Job for the attempt"
     );
     drop(replicas);
+}
+
+/// The token's claims with another signature: the same pod, audience and expiry, but forged.
+fn forged(token: &str, nonce: usize) -> String {
+    let (signed, _) = token.rsplit_once('.').expect("a JWT");
+    format!("{signed}.forged{nonce}")
+}
+
+/// Review finding 1: any pod could make the operator send one TokenReview per request under its own identity, so
+/// a flood of made-up tokens starved the operator's own writes. Made-up tokens now cost no TokenReview at all, and
+/// forged ones naming a real worker pod only as many as the per-source limit allows; a run created during the flood
+/// starts as fast as one created before it.
+#[tokio::test]
+async fn a_flood_of_bogus_tokens_costs_almost_no_token_reviews_and_does_not_delay_runs() {
+    const FLOOD: usize = 2_000;
+    let t = TestNs::new("progress-flood", Duration::from_secs(1)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let operator = start_operator(
+        &t.client,
+        Settings {
+            progress: ProgressArgs {
+                progress_url: Some(format!("http://{addr}/v1/progress")),
+                ..Default::default()
+            },
+            ..Settings::for_namespace(Some(&t.ns), "test")
+        },
+    );
+    let endpoint = crew_operator::progress::endpoint::Endpoint::new(operator.ctx.clone());
+    tokio::spawn(crew_operator::progress::endpoint::serve(
+        listener,
+        endpoint.clone(),
+    ));
+    t.create(&format!(
+        "metadata: {{name: worker}}\nspec: {{image: busybox, {HANGING}}}"
+    ))
+    .await;
+    let started = Instant::now();
+    t.create("metadata: {name: before}\nspec: {image: busybox}\n")
+        .await;
+    t.wait_phase("before", "Running", Duration::from_secs(30))
+        .await;
+    let quiet = started.elapsed();
+    t.wait_phase("worker", "Running", Duration::from_secs(30))
+        .await;
+    let pod = worker_pod(&t, "worker", "main", 1).await;
+    let real = token_of(&t, &pod, "crew-operator").await;
+    assert_eq!(post(addr, Some(&real), "{}").await.0, 202);
+    let reviews_before = endpoint.reviews_sent();
+
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(200));
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let token = if i % 2 == 0 {
+                format!("garbage-{i}-{}", "x".repeat(i % 40))
+            } else {
+                forged(&real, i)
+            };
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.expect("slot");
+                post(addr, Some(&token), "{}").await.0
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    t.create("metadata: {name: during}\nspec: {image: busybox}\n")
+        .await;
+    t.wait_phase("during", "Running", Duration::from_secs(30))
+        .await;
+    let flooded = started.elapsed();
+    let mut codes = std::collections::BTreeMap::new();
+    for request in flood {
+        *codes.entry(request.await.expect("request")).or_insert(0) += 1;
+    }
+    let flood_seconds = started.elapsed().as_secs_f64();
+    let reviews = endpoint.reviews_sent() - reviews_before;
+    eprintln!(
+        "{FLOOD} bogus requests in {flood_seconds:.1} s: answers {codes:?}, {reviews} TokenReviews \
+         ({:.1} per 1 000); create -> Running {:.2} s before the flood, {:.2} s during it",
+        reviews as f64 * 1000.0 / FLOOD as f64,
+        quiet.as_secs_f64(),
+        flooded.as_secs_f64()
+    );
+    assert!(
+        codes.keys().all(|code| [401, 429, 503].contains(code)),
+        "{codes:?}"
+    );
+    assert!(
+        codes.get(&401).copied().unwrap_or(0) >= FLOOD / 2,
+        "{codes:?}"
+    );
+    // The per-source burst, then its rate for as long as the flood lasts.
+    let allowed = 20.0 + 5.0 * flood_seconds.ceil();
+    assert!(
+        (reviews as f64) <= allowed,
+        "{reviews} TokenReviews for {FLOOD} bogus requests (at most {allowed})"
+    );
+    assert!(
+        flooded < Duration::from_secs(10),
+        "a run created during the flood took {flooded:?} to start"
+    );
+    // The real worker still reports.
+    assert_eq!(post(addr, Some(&real), "{}").await.0, 202);
+    operator.stop().await;
 }
