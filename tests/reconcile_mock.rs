@@ -456,3 +456,37 @@ async fn the_ttl_delete_is_guarded_by_the_resource_version() {
     assert_no_request(&mut api, "no further request").await;
     assert_eq!(ctx.metrics.all_writes(), 0);
 }
+
+/// Review finding 2: a ServiceAccount name the API cannot even be asked about (a trailing space) failed every
+/// launch before any write: no phase, no Event, retried forever at the head of its queue. Now the run fails with
+/// `InvalidSpec`, visibly, and no Job is created.
+#[tokio::test]
+async fn a_service_account_name_that_cannot_be_read_fails_the_run() {
+    let (ctx, mut api) = mocked();
+    let mut cx = execution();
+    cx.spec.service_account_name = Some("runner ".into());
+    let task = tokio::spawn(reconcile(Arc::new(cx.clone()), ctx.clone()));
+    let (method, uri, body, send) = next(&mut api).await;
+    assert_eq!(method, Method::PATCH, "no Job create: {uri}");
+    assert_eq!(body["status"]["phase"], "Failed");
+    assert_eq!(body["status"]["reason"], "InvalidSpec");
+    respond(send, StatusCode::OK, &serde_json::to_value(cx).unwrap());
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        let (_, uri, event, send) = next(&mut api).await;
+        assert!(uri.contains("/events"), "{uri}");
+        events.push((event["type"].to_string(), event["reason"].to_string()));
+        respond(send, StatusCode::CREATED, &event);
+    }
+    assert_eq!(
+        events,
+        [
+            ("\"Normal\"".to_string(), "\"Started\"".to_string()),
+            ("\"Warning\"".into(), "\"InvalidSpec\"".into())
+        ]
+    );
+    task.await
+        .unwrap()
+        .expect("a failed run, not a reconcile error");
+    assert_eq!(ctx.metrics.writes(WriteKind::JobCreate), 0);
+}

@@ -28,6 +28,15 @@ pub async fn read_service_account(
                 permanent: status.code != 403,
             });
         }
+        // A name the request cannot even be built with (empty, a space, a character no URL takes): no retry of
+        // any kind cures it.
+        Err(kube::Error::BuildRequest(error)) => {
+            return Ok(ServiceAccountFact::Unreadable {
+                name: name.to_string(),
+                message: format!("it is not a name the API server can be asked about ({error})"),
+                permanent: true,
+            });
+        }
         Err(error) => return Err(kube_err("read the worker's ServiceAccount")(error)),
     };
     Ok(match found {
