@@ -10,7 +10,8 @@ use kube::{Api, ResourceExt};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use support::{TestNs, phase_of, plane, wait_until};
+use support::wait::wait_until;
+use support::{TestNs, phase_of, plane};
 
 /// The clock of every golden output: later than every fixture's timestamps, earlier than any real creation
 /// time (so real ages print as `0s`).

@@ -14,7 +14,9 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::{TestNs, events_of, history_reasons, job_names, jobs_of, phase_of, wait_until};
+use support::conditions::{has_condition_reason, has_reason, is_phase, step_is};
+use support::wait::wait_until;
+use support::{TestNs, events_of, history_reasons, job_names, jobs_of, phase_of};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// How often the observers sample the executions.
@@ -511,9 +513,11 @@ spec:
 "#,
     )
     .await;
-    t.wait_for("endless", LIMIT, |cx| {
-        step_phase(cx, 1) == Some(StepPhase::Running) || phase_of(cx) == "Failed"
-    })
+    t.wait_for(
+        "endless",
+        LIMIT,
+        step_is(1, StepPhase::Running).or(is_phase("Failed")),
+    )
     .await;
     let cx = t
         .wait_phase("endless", "Failed", Duration::from_secs(20))
@@ -555,15 +559,15 @@ async fn pause_while_running_lets_the_step_finish_then_resume_runs_the_rest() {
     let op = t.start_operator();
     t.create("metadata: {name: pausable}\nspec:\n  image: busybox\n  steps: [{name: one}, {name: two}]\n")
         .await;
-    t.wait_for("pausable", LIMIT, |cx| {
-        step_phase(cx, 0) == Some(StepPhase::Running)
-    })
-    .await;
+    t.wait_for("pausable", LIMIT, step_is(0, StepPhase::Running))
+        .await;
     patch_spec(&t, "pausable", json!({"suspend": true})).await;
     let cx = t
-        .wait_for("pausable", Duration::from_secs(10), |cx| {
-            condition_of(cx, "Paused").1 == "PauseRequested"
-        })
+        .wait_for(
+            "pausable",
+            Duration::from_secs(10),
+            has_condition_reason("Paused", "PauseRequested"),
+        )
         .await;
     assert_eq!(phase_of(&cx), "Running", "the running step goes on");
     assert_eq!(condition_of(&cx, "Paused").0, "True");
@@ -731,7 +735,7 @@ async fn cancel_from_every_non_terminal_phase_is_final() {
 
     // Pending: its queue does not exist.
     let cx = t
-        .wait_for("pending", LIMIT, |cx| reason_of(cx) == "QueueNotFound")
+        .wait_for("pending", LIMIT, has_reason("QueueNotFound"))
         .await;
     assert_eq!(phase_of(&cx), "Pending");
     assert_eq!(
@@ -776,7 +780,7 @@ async fn execution_waits_for_a_missing_queue_and_runs_once_it_is_created() {
     t.create("metadata: {name: patient}\nspec: {image: busybox, queue: later}\n")
         .await;
     let cx = t
-        .wait_for("patient", LIMIT, |cx| reason_of(cx) == "QueueNotFound")
+        .wait_for("patient", LIMIT, has_reason("QueueNotFound"))
         .await;
     assert_eq!(phase_of(&cx), "Pending");
     assert_eq!(
@@ -960,7 +964,7 @@ spec:
     )
     .await;
     let cx = t
-        .wait_for("phoenix", LIMIT, |cx| reason_of(cx) == "RetryBackoff")
+        .wait_for("phoenix", LIMIT, has_reason("RetryBackoff"))
         .await;
     op.kill().await;
     let retry_at = cx

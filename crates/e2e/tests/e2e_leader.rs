@@ -10,7 +10,8 @@ use kube::api::{Patch, PatchParams};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{TestNs, http_get, jobs_of, plane, wait_until};
+use support::wait::wait_until;
+use support::{TestNs, http_get, jobs_of, plane};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -11,7 +11,9 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::{TestNs, events_of, history_reasons, http_get, jobs_of, wait_until};
+use support::conditions::{has_condition, step_is};
+use support::wait::wait_until;
+use support::{TestNs, events_of, history_reasons, http_get, jobs_of};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -346,14 +348,8 @@ async fn operator_restart_mid_execution_creates_no_duplicate_job_and_keeps_histo
     let t = TestNs::new("restart", Duration::from_millis(1500)).await;
     let op = t.start_operator();
     t.create("metadata: {name: sturdy}\nspec:\n  image: busybox\n  steps: [{name: a}, {name: b}, {name: c}]\n").await;
-    t.wait_for("sturdy", LIMIT, |cx| {
-        cx.status.as_ref().is_some_and(|s| {
-            s.steps
-                .get(1)
-                .is_some_and(|b| b.phase == StepPhase::Running)
-        })
-    })
-    .await;
+    t.wait_for("sturdy", LIMIT, step_is(1, StepPhase::Running))
+        .await;
     op.kill().await;
     let before = t.executions().get("sturdy").await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await; // step b finishes while no operator runs
@@ -390,13 +386,7 @@ async fn a_recorded_result_survives_its_pod_and_a_restart() {
     )
     .await;
     let running = t
-        .wait_for("kept", LIMIT, |cx| {
-            cx.status.as_ref().is_some_and(|s| {
-                s.steps
-                    .get(1)
-                    .is_some_and(|b| b.phase == StepPhase::Running)
-            })
-        })
+        .wait_for("kept", LIMIT, step_is(1, StepPhase::Running))
         .await;
     let a = running
         .status
@@ -452,14 +442,8 @@ async fn renaming_a_running_step_starts_no_parallel_step_and_keeps_its_status() 
         "metadata: {name: frozen}\nspec:\n  image: busybox\n  steps:\n  - {name: a}\n  - {name: b, podAnnotations: {sim.crew.dev/duration: 4s}}\n  - {name: c}\n",
     )
     .await;
-    t.wait_for("frozen", LIMIT, |cx| {
-        cx.status.as_ref().is_some_and(|s| {
-            s.steps
-                .get(1)
-                .is_some_and(|b| b.phase == StepPhase::Running)
-        })
-    })
-    .await;
+    t.wait_for("frozen", LIMIT, step_is(1, StepPhase::Running))
+        .await;
     let (ok, out) = t
         .kubectl(&[
             "patch",
@@ -473,13 +457,7 @@ async fn renaming_a_running_step_starts_no_parallel_step_and_keeps_its_status() 
         .await;
     assert!(ok, "{out}");
     let cx = t
-        .wait_for("frozen", LIMIT, |cx| {
-            cx.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "StepsChanged" && c.status == "True")
-            })
-        })
+        .wait_for("frozen", LIMIT, has_condition("StepsChanged", "True"))
         .await;
     let names = |cx: &crew_api::CrewExecution| -> Vec<String> {
         cx.status

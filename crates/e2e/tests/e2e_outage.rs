@@ -41,7 +41,7 @@ async fn apiserver_restart_mid_run_finishes_every_run_within_seconds() {
         ))
         .await;
     }
-    support::wait_until(
+    support::wait::wait_until(
         Duration::from_secs(60),
         "every first step running",
         || async {

@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use std::time::Duration;
-use support::{TestNs, wait_until};
+use support::TestNs;
+use support::conditions::has_reason;
+use support::wait::wait_until;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -170,7 +172,7 @@ async fn an_unschedulable_worker_fails_with_start_timeout_and_frees_its_queue_sl
     t.create("metadata: {name: next}\nspec: {image: busybox, queue: one}\n")
         .await;
     let waiting = t
-        .wait_for("too-big", LIMIT, |cx| reason_of(cx) == "Unschedulable")
+        .wait_for("too-big", LIMIT, has_reason("Unschedulable"))
         .await;
     let status = waiting.status.expect("status");
     let blocked = status
@@ -244,7 +246,7 @@ async fn a_worker_whose_pod_is_never_created_fails_with_start_timeout() {
         .await;
     // After 10 s without a pod the Job controller's FailedCreate Event says why.
     let waiting = t
-        .wait_for("no-pod", LIMIT, |cx| reason_of(cx) == "FailedCreate")
+        .wait_for("no-pod", LIMIT, has_reason("FailedCreate"))
         .await;
     let step_message = waiting.status.as_ref().unwrap().steps[0]
         .message
@@ -360,7 +362,7 @@ async fn an_image_that_cannot_be_pulled_is_reported_and_every_attempt_times_out(
     )
     .await;
     let waiting = t
-        .wait_for("typo", LIMIT, |cx| reason_of(cx) == "ImagePullBackOff")
+        .wait_for("typo", LIMIT, has_reason("ImagePullBackOff"))
         .await;
     let step = &waiting.status.as_ref().unwrap().steps[0];
     assert!(

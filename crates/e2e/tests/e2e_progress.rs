@@ -14,6 +14,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::conditions::{has_condition, step_percent};
 use support::{Operator, TestNs, events_of, jobs_of, phase_of, start_operator};
 
 /// The operator for `t`'s namespace with its progress endpoint on a local port; returns the endpoint's address.
@@ -146,11 +147,7 @@ async fn a_workers_report_reaches_the_status_and_its_pod_gets_the_token() {
         let (code, answer) = post(addr, Some(&token), &body).await;
         assert_eq!(code, 202, "{answer}");
         let cx = t
-            .wait_for("work", Duration::from_secs(10), |cx| {
-                first_step(cx)
-                    .progress
-                    .is_some_and(|p| p.percent == percent)
-            })
+            .wait_for("work", Duration::from_secs(10), step_percent(0, percent))
             .await;
         latencies.push(sent.elapsed());
         let step = first_step(&cx);
@@ -328,14 +325,8 @@ async fn silent_workers_are_stalled_and_on_stall_acts() {
         "metadata: {{name: retry}}\nspec: {{image: busybox, {HANGING}, retry: {{limit: 1, backoffSeconds: 1}}, steps: [{{name: main, stallTimeoutSeconds: 3, onStall: Retry}}]}}"
     ))
     .await;
-    let stalled = |cx: &CrewExecution| {
-        cx.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "ProgressStalled" && c.status == "True")
-        })
-    };
-    t.wait_for("warn", Duration::from_secs(30), stalled).await;
+    let stalled = || has_condition("ProgressStalled", "True");
+    t.wait_for("warn", Duration::from_secs(30), stalled()).await;
     assert_eq!(
         phase_of(&t.executions().get("warn").await.expect("get")),
         "Running"
@@ -349,7 +340,7 @@ async fn silent_workers_are_stalled_and_on_stall_acts() {
     let pod = worker_pod(&t, "warn", "main", 1).await;
     let token = token_of(&t, &pod, "crew-operator").await;
     assert_eq!(post(addr, Some(&token), "").await.0, 202);
-    t.wait_for("warn", Duration::from_secs(10), |cx| !stalled(cx))
+    t.wait_for("warn", Duration::from_secs(10), stalled().not())
         .await;
 
     let failed = t
@@ -440,10 +431,8 @@ async fn progress_keeps_flowing_across_a_leader_failover() {
     let leader = leader.unwrap_or_default();
     let standby = 1 - leader;
     assert_eq!(post(addr(standby), Some(&token), "{}").await.0, 503);
-    t.wait_for("long", Duration::from_secs(10), |cx| {
-        first_step(cx).progress.is_some_and(|p| p.percent == 30)
-    })
-    .await;
+    t.wait_for("long", Duration::from_secs(10), step_percent(0, 30))
+        .await;
     // The leader dies; the worker's retries reach the new leader, and its reports reach the status.
     let _ = replicas[leader].start_kill();
     let _ = replicas[leader].wait().await;
@@ -463,9 +452,7 @@ async fn progress_keeps_flowing_across_a_leader_failover() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let cx = t
-        .wait_for("long", Duration::from_secs(15), |cx| {
-            first_step(cx).progress.is_some_and(|p| p.percent == 60)
-        })
+        .wait_for("long", Duration::from_secs(15), step_percent(0, 60))
         .await;
     assert_eq!(
         first_step(&cx).progress.and_then(|p| p.message).as_deref(),

@@ -7,7 +7,8 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 use std::time::Duration;
-use support::{TestNs, phase_of, wait_until};
+use support::wait::wait_until;
+use support::{TestNs, phase_of};
 
 /// Cancelling 1,000 executions at once (100 of them running a Job) works without an error storm: every one ends
 /// Cancelled, every running Job is deleted, no reconcile fails, and each cancel costs one status write.

@@ -169,7 +169,7 @@ async fn undecodable_objects_of_one_tenant_do_not_stop_the_operator_for_another(
         "every cache listed despite the bad objects"
     );
     for (name, kind) in [("poison", "CrewExecution"), ("huge", "CrewQueue")] {
-        support::wait_until(
+        support::wait::wait_until(
             LIMIT,
             &format!("a Warning Event on {kind} {name}"),
             || async {
