@@ -9,8 +9,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use std::time::Duration;
 use support::TestNs;
-use support::conditions::has_reason;
-use support::wait::wait_until;
+use support::conditions::{has_reason, none};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -381,10 +380,7 @@ async fn an_image_that_cannot_be_pulled_is_reported_and_every_attempt_times_out(
         "{message}"
     );
     // Each timed-out attempt's Job is deleted with it.
-    wait_until(LIMIT, "the attempts' Jobs deleted", || async {
-        support::job_names(&t, "typo").await.is_empty()
-    })
-    .await;
+    t.wait_jobs("typo", LIMIT, none()).await;
     op.stop().await;
 }
 
@@ -392,7 +388,8 @@ async fn an_image_that_cannot_be_pulled_is_reported_and_every_attempt_times_out(
 #[tokio::test]
 async fn kubectl_explain_describes_the_pod_template_down_to_the_kubernetes_fields() {
     let t = TestNs::new("pods-explain", Duration::from_millis(300)).await;
-    // The API server publishes a new CRD's OpenAPI a moment after the CRD is established.
+    // The API server publishes a new CRD's OpenAPI a moment after the CRD is established: no object says when,
+    // so kubectl asks again.
     let deadline = std::time::Instant::now() + LIMIT;
     let (ok, out) = loop {
         let (ok, out) = t
