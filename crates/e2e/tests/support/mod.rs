@@ -8,7 +8,7 @@ pub mod conditions;
 pub mod observed;
 pub mod wait;
 
-use crew_api::{CrewExecution, Phase};
+use crew_api::{CrewExecution, CrewQueue, Phase};
 use crew_operator::controller;
 use crew_operator::controller::context::Context;
 use crew_operator::settings::{LimitArgs, Settings};
@@ -16,9 +16,11 @@ use crew_testkit::{ControlPlane, POD_DURATION_ANNOTATION, create_namespace};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
+use kube::runtime::wait::Condition;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -108,28 +110,25 @@ fn install_crds(plane: &ControlPlane) -> Result<(), String> {
     if !out.0 {
         return Err(format!("kubectl apply crds/: {}", out.1));
     }
-    // `kubectl wait` fails at once ("conditions accessor error") on a CRD whose status has no conditions yet, as
-    // happens right after its create: ask again until it is established.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let out = kubectl_in(
-            plane,
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd",
-                "--all",
-            ],
-        );
-        if out.0 {
-            return Ok(());
+    // A runtime of its own: this runs on the control plane's thread, outside any test's runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime for the CRD watch: {e}"))?;
+    runtime.block_on(async {
+        let client = plane.client().await.map_err(|e| e.to_string())?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client);
+        for name in [CrewExecution::crd_name(), CrewQueue::crd_name()] {
+            let established = kube::runtime::wait::conditions::is_crd_established();
+            let until = wait::when("condition Established=True", |crd: Option<&_>| {
+                established.matches_object(crd)
+            });
+            wait::try_wait_object(crds.clone(), name, Duration::from_secs(60), until)
+                .await
+                .map_err(|timed_out| timed_out.to_string())?;
         }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("CRDs not established: {}", out.1));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+        Ok(())
+    })
 }
 
 fn kubectl_in(plane: &ControlPlane, args: &[&str]) -> (bool, String) {

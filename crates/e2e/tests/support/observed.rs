@@ -6,6 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ResourceQuota, Secret};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 
 /// How many history entries an execution's summary shows (the newest).
@@ -167,6 +168,25 @@ impl Observed for Event {
             regarding.name.unwrap_or_default(),
             self.note.as_deref().unwrap_or("")
         )
+    }
+}
+
+impl Observed for CustomResourceDefinition {
+    fn line(&self) -> String {
+        let conditions: Vec<String> = self
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .map(|c| {
+                format!(
+                    "{}={}({})",
+                    c.type_,
+                    c.status,
+                    c.reason.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        format!("{} conditions=[{}]", self.name_any(), conditions.join(" "))
     }
 }
 
