@@ -1328,6 +1328,13 @@ async fn finished_jobs_are_deleted_under_job_cleanup() {
         names_are(&["keeps-failures-main-1"]),
     )
     .await;
+    // The watch may show the Job gone before the operator has counted its delete (it counts on the answer).
+    wait_until(
+        LIMIT,
+        "the operator to count its third Job cleanup",
+        || async { op.ctx.metrics.writes(WriteKind::JobCleanup) >= 3 },
+    )
+    .await;
     // One delete per released Job (the NotFound of a repeat is not a write), and the run stays as it was.
     assert_eq!(op.ctx.metrics.writes(WriteKind::JobCleanup), 3);
     // Part of the scenario, not a wait: time passes, and nothing more is deleted or changed.

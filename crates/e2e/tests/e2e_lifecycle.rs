@@ -173,6 +173,11 @@ spec:
     assert!(data["crew.json"].contains("researcher") && data["inputs.json"].contains("operators"));
     t.wait_events("crew", LIMIT, events_at_least(4)).await;
     let writes = &op.ctx.metrics;
+    // The watch may show the last Event before the operator has counted its create (it counts on the answer).
+    wait_until(LIMIT, "the operator to count its fourth Event", || async {
+        writes.writes(WriteKind::Event) >= 4
+    })
+    .await;
     println!(
         "three-step execution writes: status={} job_create={} events={} configmap={} total={}",
         writes.writes(WriteKind::Status),

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 use support::TestNs;
 use support::conditions::{all_deleting, counts_by_phase};
-use support::wait::wait_list;
+use support::wait::{wait_list, wait_until};
 
 /// Cancelling 1,000 executions at once (100 of them running a Job) works without an error storm: every one ends
 /// Cancelled, every running Job is deleted, no reconcile fails, and each cancel costs one status write.
@@ -59,6 +59,19 @@ async fn cancelling_a_thousand_executions_at_once_causes_no_error_storm() {
     t.wait_executions(
         Duration::from_secs(240),
         counts_by_phase(&[("Cancelled", TOTAL)]),
+    )
+    .await;
+    // The watch may show the last run Cancelled before the operator has counted that status write (it counts on
+    // the answer).
+    wait_until(
+        Duration::from_secs(20),
+        "the operator to count a status write per cancel",
+        || async {
+            op.ctx
+                .metrics
+                .writes(crew_operator::metrics::WriteKind::Status)
+                >= writes_before + TOTAL as u64
+        },
     )
     .await;
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(t.client.clone(), &t.ns);

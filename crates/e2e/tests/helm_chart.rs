@@ -1286,6 +1286,11 @@ spec:
         .await
         .expect("set TTL");
     watched(try_wait_object(executions.clone(), "report", LIMIT, deleted()).await);
+    // The watch may show the execution gone before the operator has counted its delete (it counts on the answer).
+    eventually("the operator to count its execution delete", || async {
+        ctx.metrics.writes(WriteKind::ExecutionDelete) > 0
+    })
+    .await;
 
     let writes = &ctx.metrics;
     println!(
