@@ -10,7 +10,9 @@ use kube::{Api, ResourceExt};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use support::{TestNs, phase_of, plane, wait_until};
+use support::conditions::all_in_phase;
+use support::wait::wait_list;
+use support::{TestNs, plane};
 
 /// The clock of every golden output: later than every fixture's timestamps, earlier than any real creation
 /// time (so real ages print as `0s`).
@@ -268,6 +270,7 @@ async fn watch_gates_on_the_outcome() {
     // Cancelled while watched: exit 1.
     let watching = crew(&t, &["watch", "slow", "--timeout", "60s"]);
     let cancel = async {
+        // Part of the scenario, not a wait: the watch has started before the cancel (no object shows that).
         tokio::time::sleep(Duration::from_secs(1)).await;
         crew(&t, &["cancel", "slow"]).await
     };
@@ -357,13 +360,12 @@ async fn bulk_operations_by_selector() {
         "{managers:?}"
     );
     assert!(!api.get("other").await.expect("get").spec.cancel);
-    wait_until(Duration::from_secs(60), "the batch cancelled", || async {
-        let list = api
-            .list(&kube::api::ListParams::default().labels("batch=b1"))
-            .await
-            .expect("list");
-        list.items.iter().all(|cx| phase_of(cx) == "Cancelled")
-    })
+    wait_list(
+        api.clone(),
+        kube::runtime::watcher::Config::default().labels("batch=b1"),
+        Duration::from_secs(60),
+        all_in_phase("Cancelled"),
+    )
     .await;
 
     // Rerun: a new execution with the same spec, labelled rerun-of, not cancelled.

@@ -4,9 +4,12 @@
 
 mod support;
 
+use crew_api::CrewExecution;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::wait::{try_wait_list, when_list};
 use support::{TestNs, jobs_of};
 
 /// Review (issue 12, fault suite): kill -9 the operator every 2 s for 40 s with 150 three-step executions in
@@ -33,41 +36,37 @@ async fn sigkill_every_two_seconds_loses_and_duplicates_nothing() {
     let mut kills = 0;
     while Instant::now() < chaos_until {
         let mut operator = support::operator_process(&t, &log);
+        // Part of the scenario, not a wait: the operator runs 2 s between kills.
         tokio::time::sleep(Duration::from_secs(2)).await;
         operator.kill().await.expect("SIGKILL the operator");
         kills += 1;
     }
     let mut operator = support::operator_process(&t, &log);
 
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let executions = loop {
-        let list = t
-            .executions()
-            .list(&Default::default())
-            .await
-            .expect("list");
-        if list
-            .items
+    let mut open = Vec::new();
+    let all_succeeded = when_list("every run Succeeded", |all: &[Arc<CrewExecution>]| {
+        open = all
             .iter()
-            .all(|cx| support::phase_of(cx) == "Succeeded")
-        {
-            break list.items;
-        }
-        if Instant::now() > deadline {
-            let open: Vec<_> = list
-                .items
-                .iter()
-                .filter(|cx| support::phase_of(cx) != "Succeeded")
-                .map(|cx| format!("{} {}", cx.name_any(), support::phase_of(cx)))
-                .collect();
-            panic!(
-                "{} runs not Succeeded after {kills} kills: {open:?}\noperator log: {}",
-                open.len(),
-                log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+            .filter(|cx| support::phase_of(cx) != "Succeeded")
+            .map(|cx| format!("{} {}", cx.name_any(), support::phase_of(cx)))
+            .collect();
+        open.is_empty()
+    });
+    let watched = try_wait_list(
+        t.executions(),
+        Default::default(),
+        Duration::from_secs(240),
+        all_succeeded,
+    )
+    .await;
+    let executions = watched.unwrap_or_else(|timed_out| {
+        panic!(
+            "{} runs not Succeeded after {kills} kills: {open:?}\noperator log: {}\n{}",
+            open.len(),
+            log.display(),
+            timed_out.what
+        )
+    });
     assert_eq!(executions.len(), RUNS);
 
     let mut problems = Vec::new();

@@ -10,7 +10,9 @@ use kube::api::{Patch, PatchParams};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{TestNs, http_get, jobs_of, plane, wait_until};
+use support::conditions::{held, held_by, holder_of, some};
+use support::wait::{wait_object, wait_until};
+use support::{TestNs, http_get, plane};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -94,21 +96,15 @@ async fn lease(t: &TestNs) -> Option<Lease> {
     leases.get_opt("crew-operator").await.ok().flatten()
 }
 
-async fn holder(t: &TestNs) -> Option<String> {
-    lease(t)
-        .await
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
+/// The operator's Lease in `t`'s namespace.
+fn leases(t: &TestNs) -> Api<Lease> {
+    Api::namespaced(t.client.clone(), &t.ns)
 }
 
 /// Waits until the Lease is held by `name`; returns how long that took.
 async fn wait_for_holder(t: &TestNs, name: &str, limit: Duration) -> Duration {
     let started = Instant::now();
-    wait_until(limit, &format!("{name} to hold the Lease"), || async {
-        holder(t).await.as_deref() == Some(name)
-    })
-    .await;
+    wait_object(leases(t), "crew-operator", limit, held_by(name)).await;
     started.elapsed()
 }
 
@@ -117,8 +113,8 @@ async fn only_the_leader_acts_and_a_killed_leader_is_replaced_within_15s() {
     let t = TestNs::new("leader", Duration::from_millis(300)).await;
     let first = Replica::start(&t, "replica-a");
     let second = Replica::start(&t, "replica-b");
-    wait_until(LIMIT, "a leader", || async { holder(&t).await.is_some() }).await;
-    let leader_name = holder(&t).await.expect("a holder");
+    let lease_held = wait_object(leases(&t), "crew-operator", LIMIT, held()).await;
+    let leader_name = holder_of(&lease_held).expect("a holder").to_string();
     let (mut leader, standby) = if leader_name == first.name {
         (first, second)
     } else {
@@ -166,10 +162,7 @@ spec:
 "#,
     )
     .await;
-    wait_until(LIMIT, "the first step's Job", || async {
-        !jobs_of(&t, "across").await.is_empty()
-    })
-    .await;
+    t.wait_jobs("across", LIMIT, some()).await;
     let transitions_before = lease(&t)
         .await
         .and_then(|l| l.spec)

@@ -10,8 +10,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
-use support::{TestNs, events_of, history_reasons, http_get, jobs_of, wait_until};
+use support::conditions::{events_at_least, has_condition, has_event, none, step_is};
+use support::wait::{wait_deleted, wait_list, wait_until, when_list};
+use support::{TestNs, events_of, history_reasons, http_get, jobs_of};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -57,10 +60,7 @@ spec:
         .find(|c| c.type_ == "Succeeded")
         .unwrap();
     assert_eq!(ready.status, "True");
-    wait_until(LIMIT, "events", || async {
-        events_of(&t, "hello").await.len() >= 2
-    })
-    .await;
+    t.wait_events("hello", LIMIT, events_at_least(2)).await;
     let events = events_of(&t, "hello").await;
     assert_eq!(
         events,
@@ -171,11 +171,13 @@ spec:
         .data
         .unwrap();
     assert!(data["crew.json"].contains("researcher") && data["inputs.json"].contains("operators"));
-    wait_until(LIMIT, "events", || async {
-        events_of(&t, "crew").await.len() >= 4
+    t.wait_events("crew", LIMIT, events_at_least(4)).await;
+    let writes = &op.ctx.metrics;
+    // The watch may show the last Event before the operator has counted its create (it counts on the answer).
+    wait_until(LIMIT, "the operator to count its fourth Event", || async {
+        writes.writes(WriteKind::Event) >= 4
     })
     .await;
-    let writes = &op.ctx.metrics;
     println!(
         "three-step execution writes: status={} job_create={} events={} configmap={} total={}",
         writes.writes(WriteKind::Status),
@@ -231,13 +233,8 @@ spec:
         2,
         "the step after the failure never ran"
     );
-    wait_until(LIMIT, "warning event", || async {
-        events_of(&t, "broken")
-            .await
-            .iter()
-            .any(|(kind, reason)| kind == "Warning" && reason == "StepFailed")
-    })
-    .await;
+    t.wait_events("broken", LIMIT, has_event("Warning", "StepFailed"))
+        .await;
     op.stop().await;
 }
 
@@ -255,11 +252,9 @@ async fn deleting_an_execution_garbage_collects_its_jobs_and_config_map() {
         .await
         .expect("delete");
     let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
-    wait_until(LIMIT, "garbage collection", || async {
-        jobs_of(&t, "doomed").await.is_empty()
-            && cms.get_opt(&config_map).await.ok().flatten().is_none()
-    })
-    .await;
+    // Garbage collection: the Jobs, then the ConfigMap (once gone, neither comes back).
+    t.wait_jobs("doomed", LIMIT, none()).await;
+    wait_deleted(cms, &config_map, LIMIT).await;
     op.stop().await;
 }
 
@@ -291,15 +286,7 @@ async fn an_execution_created_again_under_its_name_gets_its_own_inputs() {
         .delete("report", &DeleteParams::background())
         .await
         .expect("delete");
-    wait_until(LIMIT, "the first execution is gone", || async {
-        t.executions()
-            .get_opt("report")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-    })
-    .await;
+    t.wait_deleted("report", LIMIT).await;
 
     let second = t
         .create("metadata: {name: report}\nspec: {image: busybox, inputs: {v: second}}\n")
@@ -346,17 +333,12 @@ async fn operator_restart_mid_execution_creates_no_duplicate_job_and_keeps_histo
     let t = TestNs::new("restart", Duration::from_millis(1500)).await;
     let op = t.start_operator();
     t.create("metadata: {name: sturdy}\nspec:\n  image: busybox\n  steps: [{name: a}, {name: b}, {name: c}]\n").await;
-    t.wait_for("sturdy", LIMIT, |cx| {
-        cx.status.as_ref().is_some_and(|s| {
-            s.steps
-                .get(1)
-                .is_some_and(|b| b.phase == StepPhase::Running)
-        })
-    })
-    .await;
+    t.wait_for("sturdy", LIMIT, step_is(1, StepPhase::Running))
+        .await;
     op.kill().await;
     let before = t.executions().get("sturdy").await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await; // step b finishes while no operator runs
+    // Part of the scenario, not a wait: step b finishes while no operator runs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let op = t.start_operator();
     let cx = t.wait_phase("sturdy", "Succeeded", LIMIT).await;
     let history_before = before.status.unwrap().history;
@@ -390,13 +372,7 @@ async fn a_recorded_result_survives_its_pod_and_a_restart() {
     )
     .await;
     let running = t
-        .wait_for("kept", LIMIT, |cx| {
-            cx.status.as_ref().is_some_and(|s| {
-                s.steps
-                    .get(1)
-                    .is_some_and(|b| b.phase == StepPhase::Running)
-            })
-        })
+        .wait_for("kept", LIMIT, step_is(1, StepPhase::Running))
         .await;
     let a = running
         .status
@@ -415,12 +391,7 @@ async fn a_recorded_result_survives_its_pod_and_a_restart() {
     )
     .await
     .expect("delete step a's pod");
-    wait_until(LIMIT, "step a's pod gone", || async {
-        pods.list(&ListParams::default().labels("crew.dev/step=a"))
-            .await
-            .is_ok_and(|l| l.items.is_empty())
-    })
-    .await;
+    t.wait_pods("crew.dev/step=a", LIMIT, none()).await;
     let op = t.start_operator();
     // A change that makes the restarted operator write the status: cancel.
     t.executions()
@@ -452,14 +423,8 @@ async fn renaming_a_running_step_starts_no_parallel_step_and_keeps_its_status() 
         "metadata: {name: frozen}\nspec:\n  image: busybox\n  steps:\n  - {name: a}\n  - {name: b, podAnnotations: {sim.crew.dev/duration: 4s}}\n  - {name: c}\n",
     )
     .await;
-    t.wait_for("frozen", LIMIT, |cx| {
-        cx.status.as_ref().is_some_and(|s| {
-            s.steps
-                .get(1)
-                .is_some_and(|b| b.phase == StepPhase::Running)
-        })
-    })
-    .await;
+    t.wait_for("frozen", LIMIT, step_is(1, StepPhase::Running))
+        .await;
     let (ok, out) = t
         .kubectl(&[
             "patch",
@@ -473,13 +438,7 @@ async fn renaming_a_running_step_starts_no_parallel_step_and_keeps_its_status() 
         .await;
     assert!(ok, "{out}");
     let cx = t
-        .wait_for("frozen", LIMIT, |cx| {
-            cx.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "StepsChanged" && c.status == "True")
-            })
-        })
+        .wait_for("frozen", LIMIT, has_condition("StepsChanged", "True"))
         .await;
     let names = |cx: &crew_api::CrewExecution| -> Vec<String> {
         cx.status
@@ -519,26 +478,36 @@ async fn an_event_lost_to_a_crash_is_sent_again_after_a_restart_and_none_is_dupl
     t.wait_phase("lost", "Succeeded", LIMIT).await;
     t.wait_phase("kept", "Succeeded", LIMIT).await;
     let events: Api<Event> = Api::namespaced(t.client.clone(), &t.ns);
+    // The names of those of `all` about execution `name`, sorted.
+    fn names_about<'a>(all: impl Iterator<Item = &'a Event>, name: &str) -> Vec<String> {
+        let mut names: Vec<String> = all
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.metadata.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
     let about = |name: &'static str| {
         let events = events.clone();
         async move {
-            let mut names: Vec<String> = events
+            let all = events
                 .list(&ListParams::default())
                 .await
                 .expect("list Events")
-                .items
-                .into_iter()
-                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-                .filter_map(|e| e.metadata.name)
-                .collect();
-            names.sort();
-            names
+                .items;
+            names_about(all.iter(), name)
         }
     };
     // Both Events of each run are there (Started, Succeeded) once the lanes have drained.
-    wait_until(LIMIT, "two Events per execution", || async {
-        about("lost").await.len() == 2 && about("kept").await.len() == 2
-    })
+    wait_list(
+        events.clone(),
+        Default::default(),
+        LIMIT,
+        when_list("two Events per execution", |all: &[Arc<Event>]| {
+            let all = || all.iter().map(Arc::as_ref);
+            names_about(all(), "lost").len() == 2 && names_about(all(), "kept").len() == 2
+        }),
+    )
     .await;
     op.stop().await;
     let all_lost = about("lost").await;
@@ -561,11 +530,16 @@ async fn an_event_lost_to_a_crash_is_sent_again_after_a_restart_and_none_is_dupl
         .expect("delete the Event, as a crash before its create would have left it missing");
 
     let op = t.start_operator();
-    wait_until(LIMIT, "the lost Event is back", || async {
-        about("lost").await == all_lost
-    })
+    wait_list(
+        events.clone(),
+        Default::default(),
+        LIMIT,
+        when_list("the lost Event is back", |all: &[Arc<Event>]| {
+            names_about(all.iter().map(Arc::as_ref), "lost") == all_lost
+        }),
+    )
     .await;
-    // Give the resend its time, then check nothing was doubled.
+    // Part of the scenario, not a wait: give a duplicate resend its time to show, then check nothing was doubled.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(about("lost").await, all_lost);
     assert_eq!(about("kept").await, all_kept);
@@ -602,12 +576,8 @@ async fn invalid_spec_fails_alone_and_a_valid_neighbour_still_succeeds() {
     );
     t.wait_phase("good", "Succeeded", LIMIT).await;
     assert!(jobs_of(&t, "bad").await.is_empty());
-    wait_until(LIMIT, "InvalidSpec warning", || async {
-        events_of(&t, "bad")
-            .await
-            .contains(&("Warning".to_string(), "InvalidSpec".to_string()))
-    })
-    .await;
+    t.wait_events("bad", LIMIT, has_event("Warning", "InvalidSpec"))
+        .await;
     op.stop().await;
 }
 
@@ -755,18 +725,17 @@ async fn the_scheduler_places_workers_on_general_nodes_and_leaves_a_pod_that_fit
                 })
             })
     };
-    let deadline = std::time::Instant::now() + LIMIT;
-    let pending = loop {
-        let found = pods
-            .list(&ListParams::default().labels("crew.dev/execution=too-big"))
-            .await
-            .ok()
-            .and_then(|list| list.items.into_iter().find(|p| unschedulable(p)));
-        if found.is_some() || std::time::Instant::now() > deadline {
-            break found;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let pending = t
+        .wait_pods(
+            "crew.dev/execution=too-big",
+            LIMIT,
+            when_list("a pod Unschedulable", |pods: &[Arc<Pod>]| {
+                pods.iter().any(|p| unschedulable(p))
+            }),
+        )
+        .await
+        .into_iter()
+        .find(|p| unschedulable(p));
     let pod = pending.expect("pending pod");
     let status = pod.status.expect("status");
     assert_eq!(status.phase.as_deref(), Some("Pending"));

@@ -11,8 +11,12 @@
 
 mod support;
 
+use crew_api::{CrewExecution, StepPhase};
 use kube::ResourceExt;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use support::conditions::all_in_phase;
+use support::wait::{try_wait_list, when_list};
 use support::{TestNs, jobs_of, plane};
 
 const RUNS: usize = 60;
@@ -41,24 +45,24 @@ async fn apiserver_restart_mid_run_finishes_every_run_within_seconds() {
         ))
         .await;
     }
-    support::wait_until(
-        Duration::from_secs(60),
-        "every first step running",
-        || async {
-            t.executions()
-                .list(&Default::default())
-                .await
-                .is_ok_and(|list| {
-                    list.items.len() == RUNS
-                        && list.items.iter().all(|cx| {
-                            cx.status.as_ref().is_some_and(|s| {
-                                s.steps
-                                    .first()
-                                    .is_some_and(|step| step.phase.to_string() == "Running")
-                            })
-                        })
+    let first_steps_running = when_list(
+        format!("all {RUNS} first steps Running"),
+        |all: &[Arc<CrewExecution>]| {
+            all.len() == RUNS
+                && all.iter().all(|cx| {
+                    cx.status.as_ref().is_some_and(|s| {
+                        s.steps
+                            .first()
+                            .is_some_and(|step| step.phase == StepPhase::Running)
+                    })
                 })
         },
+    );
+    support::wait::wait_list(
+        t.executions(),
+        Default::default(),
+        Duration::from_secs(60),
+        first_steps_running,
     )
     .await;
 
@@ -67,25 +71,20 @@ async fn apiserver_restart_mid_run_finishes_every_run_within_seconds() {
         .expect("restart task")
         .expect("kube-apiserver back");
     let back = jiff::Timestamp::now();
-    let back_instant = Instant::now();
 
-    let deadline = back_instant + Duration::from_secs(180);
-    let executions = loop {
-        if let Ok(list) = t.executions().list(&Default::default()).await
-            && list
-                .items
-                .iter()
-                .all(|cx| support::phase_of(cx) == "Succeeded")
-        {
-            break list.items;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "runs not Succeeded 180 s after the API server came back; operator log: {}",
+    let executions = try_wait_list(
+        t.executions(),
+        Default::default(),
+        Duration::from_secs(180),
+        all_in_phase("Succeeded"),
+    )
+    .await
+    .unwrap_or_else(|timed_out| {
+        panic!(
+            "runs not Succeeded 180 s after the API server came back; operator log: {}\n{timed_out}",
             log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        )
+    });
     assert_eq!(executions.len(), RUNS);
 
     let mut problems = Vec::new();

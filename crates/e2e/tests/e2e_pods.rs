@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use std::time::Duration;
-use support::{TestNs, wait_until};
+use support::TestNs;
+use support::conditions::{has_reason, none};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -170,7 +171,7 @@ async fn an_unschedulable_worker_fails_with_start_timeout_and_frees_its_queue_sl
     t.create("metadata: {name: next}\nspec: {image: busybox, queue: one}\n")
         .await;
     let waiting = t
-        .wait_for("too-big", LIMIT, |cx| reason_of(cx) == "Unschedulable")
+        .wait_for("too-big", LIMIT, has_reason("Unschedulable"))
         .await;
     let status = waiting.status.expect("status");
     let blocked = status
@@ -244,7 +245,7 @@ async fn a_worker_whose_pod_is_never_created_fails_with_start_timeout() {
         .await;
     // After 10 s without a pod the Job controller's FailedCreate Event says why.
     let waiting = t
-        .wait_for("no-pod", LIMIT, |cx| reason_of(cx) == "FailedCreate")
+        .wait_for("no-pod", LIMIT, has_reason("FailedCreate"))
         .await;
     let step_message = waiting.status.as_ref().unwrap().steps[0]
         .message
@@ -360,7 +361,7 @@ async fn an_image_that_cannot_be_pulled_is_reported_and_every_attempt_times_out(
     )
     .await;
     let waiting = t
-        .wait_for("typo", LIMIT, |cx| reason_of(cx) == "ImagePullBackOff")
+        .wait_for("typo", LIMIT, has_reason("ImagePullBackOff"))
         .await;
     let step = &waiting.status.as_ref().unwrap().steps[0];
     assert!(
@@ -379,10 +380,7 @@ async fn an_image_that_cannot_be_pulled_is_reported_and_every_attempt_times_out(
         "{message}"
     );
     // Each timed-out attempt's Job is deleted with it.
-    wait_until(LIMIT, "the attempts' Jobs deleted", || async {
-        support::job_names(&t, "typo").await.is_empty()
-    })
-    .await;
+    t.wait_jobs("typo", LIMIT, none()).await;
     op.stop().await;
 }
 
@@ -390,7 +388,8 @@ async fn an_image_that_cannot_be_pulled_is_reported_and_every_attempt_times_out(
 #[tokio::test]
 async fn kubectl_explain_describes_the_pod_template_down_to_the_kubernetes_fields() {
     let t = TestNs::new("pods-explain", Duration::from_millis(300)).await;
-    // The API server publishes a new CRD's OpenAPI a moment after the CRD is established.
+    // The API server publishes a new CRD's OpenAPI a moment after the CRD is established: no object says when,
+    // so kubectl asks again.
     let deadline = std::time::Instant::now() + LIMIT;
     let (ok, out) = loop {
         let (ok, out) = t

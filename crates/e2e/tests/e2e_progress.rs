@@ -10,10 +10,11 @@ use crew_operator::metrics::WriteKind;
 use crew_operator::settings::{ProgressArgs, Settings};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::conditions::{has_condition, some, step_percent};
 use support::{Operator, TestNs, events_of, jobs_of, phase_of, start_operator};
 
 /// The operator for `t`'s namespace with its progress endpoint on a local port; returns the endpoint's address.
@@ -54,21 +55,13 @@ async fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String
 
 /// The worker pod of `execution`'s step attempt, once it exists.
 async fn worker_pod(t: &TestNs, execution: &str, step: &str, attempt: u32) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
     let selector =
         format!("crew.dev/execution={execution},crew.dev/step={step},crew.dev/attempt={attempt}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .expect("list pods");
-        if let Some(pod) = list.items.into_iter().next() {
-            return pod;
-        }
-        assert!(Instant::now() < deadline, "no pod for {selector}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    t.wait_pods(&selector, Duration::from_secs(60), some())
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no pod for {selector}"))
 }
 
 /// A token of `pod`'s ServiceAccount for `audience`, bound to the pod, as the kubelet projects it.
@@ -146,11 +139,7 @@ async fn a_workers_report_reaches_the_status_and_its_pod_gets_the_token() {
         let (code, answer) = post(addr, Some(&token), &body).await;
         assert_eq!(code, 202, "{answer}");
         let cx = t
-            .wait_for("work", Duration::from_secs(10), |cx| {
-                first_step(cx)
-                    .progress
-                    .is_some_and(|p| p.percent == percent)
-            })
+            .wait_for("work", Duration::from_secs(10), step_percent(0, percent))
             .await;
         latencies.push(sent.elapsed());
         let step = first_step(&cx);
@@ -171,6 +160,7 @@ async fn a_workers_report_reaches_the_status_and_its_pod_gets_the_token() {
     eprintln!("report -> status latencies: {latencies:?}");
     // Percent never goes back within the attempt.
     assert_eq!(post(addr, Some(&token), r#"{"percent": 5}"#).await.0, 202);
+    // Part of the scenario, not a wait: a write of the lower percent would have landed by now.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cx = t.executions().get("work").await.expect("get");
     assert_eq!(first_step(&cx).progress.map(|p| p.percent), Some(45));
@@ -283,6 +273,7 @@ async fn reports_are_coalesced_into_few_writes() {
                     let (code, answer) = post(addr, Some(&token), &body).await;
                     assert_eq!(code, 202, "{answer}");
                     sent += 1;
+                    // Part of the scenario, not a wait: a worker reports about 10 times a second.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 sent
@@ -328,14 +319,8 @@ async fn silent_workers_are_stalled_and_on_stall_acts() {
         "metadata: {{name: retry}}\nspec: {{image: busybox, {HANGING}, retry: {{limit: 1, backoffSeconds: 1}}, steps: [{{name: main, stallTimeoutSeconds: 3, onStall: Retry}}]}}"
     ))
     .await;
-    let stalled = |cx: &CrewExecution| {
-        cx.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "ProgressStalled" && c.status == "True")
-        })
-    };
-    t.wait_for("warn", Duration::from_secs(30), stalled).await;
+    let stalled = || has_condition("ProgressStalled", "True");
+    t.wait_for("warn", Duration::from_secs(30), stalled()).await;
     assert_eq!(
         phase_of(&t.executions().get("warn").await.expect("get")),
         "Running"
@@ -349,7 +334,7 @@ async fn silent_workers_are_stalled_and_on_stall_acts() {
     let pod = worker_pod(&t, "warn", "main", 1).await;
     let token = token_of(&t, &pod, "crew-operator").await;
     assert_eq!(post(addr, Some(&token), "").await.0, 202);
-    t.wait_for("warn", Duration::from_secs(10), |cx| !stalled(cx))
+    t.wait_for("warn", Duration::from_secs(10), stalled().not())
         .await;
 
     let failed = t
@@ -440,10 +425,8 @@ async fn progress_keeps_flowing_across_a_leader_failover() {
     let leader = leader.unwrap_or_default();
     let standby = 1 - leader;
     assert_eq!(post(addr(standby), Some(&token), "{}").await.0, 503);
-    t.wait_for("long", Duration::from_secs(10), |cx| {
-        first_step(cx).progress.is_some_and(|p| p.percent == 30)
-    })
-    .await;
+    t.wait_for("long", Duration::from_secs(10), step_percent(0, 30))
+        .await;
     // The leader dies; the worker's retries reach the new leader, and its reports reach the status.
     let _ = replicas[leader].start_kill();
     let _ = replicas[leader].wait().await;
@@ -460,12 +443,11 @@ async fn progress_keeps_flowing_across_a_leader_failover() {
         }
         assert!(matches!(code, 503), "{code} {body}");
         assert!(Instant::now() < deadline, "the standby never took over");
+        // Part of the scenario, not a wait on an object: the worker retries its report at its own pace.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let cx = t
-        .wait_for("long", Duration::from_secs(15), |cx| {
-            first_step(cx).progress.is_some_and(|p| p.percent == 60)
-        })
+        .wait_for("long", Duration::from_secs(15), step_percent(0, 60))
         .await;
     assert_eq!(
         first_step(&cx).progress.and_then(|p| p.message).as_deref(),

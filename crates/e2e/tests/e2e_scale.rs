@@ -4,10 +4,12 @@
 mod support;
 
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use std::time::Duration;
-use support::{TestNs, phase_of, wait_until};
+use support::TestNs;
+use support::conditions::{all_deleting, counts_by_phase};
+use support::wait::{wait_list, wait_until};
 
 /// Cancelling 1,000 executions at once (100 of them running a Job) works without an error storm: every one ends
 /// Cancelled, every running Job is deleted, no reconcile fails, and each cancel costs one status write.
@@ -33,21 +35,9 @@ async fn cancelling_a_thousand_executions_at_once_causes_no_error_storm() {
         })
         .await;
     let api = t.executions();
-    let count_phase = |phase: &'static str| {
-        let api = api.clone();
-        async move {
-            api.list(&ListParams::default()).await.map_or(0, |l| {
-                l.items.iter().filter(|cx| phase_of(cx) == phase).count()
-            })
-        }
-    };
-    wait_until(
+    t.wait_executions(
         Duration::from_secs(240),
-        "100 Running and 900 Paused",
-        || async {
-            count_phase("Running").await == RUNNING
-                && count_phase("Paused").await == TOTAL - RUNNING
-        },
+        counts_by_phase(&[("Running", RUNNING), ("Paused", TOTAL - RUNNING)]),
     )
     .await;
     let writes_before = op
@@ -66,19 +56,31 @@ async fn cancelling_a_thousand_executions_at_once_causes_no_error_storm() {
             }
         })
         .await;
-    wait_until(Duration::from_secs(240), "all Cancelled", || async {
-        count_phase("Cancelled").await == TOTAL
-    })
+    t.wait_executions(
+        Duration::from_secs(240),
+        counts_by_phase(&[("Cancelled", TOTAL)]),
+    )
     .await;
-    wait_until(Duration::from_secs(120), "running Jobs deleted", || async {
-        let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(t.client.clone(), &t.ns);
-        jobs.list(&ListParams::default()).await.is_ok_and(|l| {
-            l.items
-                .iter()
-                .all(|j| j.metadata.deletion_timestamp.is_some())
-                || l.items.is_empty()
-        })
-    })
+    // The watch may show the last run Cancelled before the operator has counted that status write (it counts on
+    // the answer).
+    wait_until(
+        Duration::from_secs(20),
+        "the operator to count a status write per cancel",
+        || async {
+            op.ctx
+                .metrics
+                .writes(crew_operator::metrics::WriteKind::Status)
+                >= writes_before + TOTAL as u64
+        },
+    )
+    .await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(t.client.clone(), &t.ns);
+    wait_list(
+        jobs,
+        Default::default(),
+        Duration::from_secs(120),
+        all_deleting(),
+    )
     .await;
     let cancel_writes = op
         .ctx

@@ -6,7 +6,9 @@ mod support;
 
 use crew_operator::settings::{LimitArgs, Settings};
 use kube::api::{Patch, PatchParams};
+use std::sync::Arc;
 use std::time::Duration;
+use support::wait::{wait_list, when_list};
 use support::{TestNs, phase_of, start_operator};
 use tokio::sync::Mutex;
 
@@ -42,7 +44,8 @@ async fn the_operator_wide_limit_counts_same_named_executions_of_two_namespaces(
     b.wait_phase("nightly", "Queued", LIMIT).await;
     b.wait_phase("other", "Queued", LIMIT).await;
 
-    // The slot stays taken: nothing in team-b starts while team-a/nightly runs.
+    // The slot stays taken: nothing in team-b starts while team-a/nightly runs. Part of the scenario, not a wait:
+    // time passes.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for name in ["nightly", "other"] {
         let cx = b.executions().get(name).await.expect("get");
@@ -110,6 +113,7 @@ async fn create_raw<K: kube::Resource<DynamicType = ()>>(t: &TestNs, object: ser
     let api: kube::Api<DynamicObject> =
         kube::Api::namespaced_with(t.client.clone(), &t.ns, &ApiResource::erase::<K>(&()));
     let object: DynamicObject = serde_json::from_value(object).expect("object");
+    // No object says when the API server validates with the new schema: try the create again.
     let deadline = std::time::Instant::now() + LIMIT;
     while let Err(error) = api.create(&PostParams::default(), &object).await {
         assert!(
@@ -169,29 +173,21 @@ async fn undecodable_objects_of_one_tenant_do_not_stop_the_operator_for_another(
         "every cache listed despite the bad objects"
     );
     for (name, kind) in [("poison", "CrewExecution"), ("huge", "CrewQueue")] {
-        support::wait_until(
-            LIMIT,
-            &format!("a Warning Event on {kind} {name}"),
-            || async {
-                let events: kube::Api<k8s_openapi::api::events::v1::Event> =
-                    kube::Api::namespaced(client.clone(), &bad.ns);
-                events
-                    .list(&Default::default())
-                    .await
-                    .map(|list| {
-                        list.items.iter().any(|e| {
-                            e.reason.as_deref() == Some("Undecodable")
-                                && e.type_.as_deref() == Some("Warning")
-                                && e.regarding.as_ref().is_some_and(|r| {
-                                    r.name.as_deref() == Some(name)
-                                        && r.kind.as_deref() == Some(kind)
-                                })
+        use k8s_openapi::api::events::v1::Event;
+        let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), &bad.ns);
+        let warned = when_list(
+            format!("a Warning Event Undecodable on {kind} {name}"),
+            |all: &[Arc<Event>]| {
+                all.iter().any(|e| {
+                    e.reason.as_deref() == Some("Undecodable")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.regarding.as_ref().is_some_and(|r| {
+                            r.name.as_deref() == Some(name) && r.kind.as_deref() == Some(kind)
                         })
-                    })
-                    .unwrap_or(false)
+                })
             },
-        )
-        .await;
+        );
+        wait_list(events, Default::default(), LIMIT, warned).await;
     }
     assert_eq!(op.ctx.metrics.undecodable_count("CrewExecution"), 1);
     assert_eq!(op.ctx.metrics.undecodable_count("CrewQueue"), 1);

@@ -22,9 +22,11 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
-use support::{http_get, phase_of};
+use support::conditions::{deleted, is_phase};
+use support::http_get;
+use support::wait::{TimedOut, try_wait_list, try_wait_object, when, when_list, when_object};
 use tracing::Level;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -736,21 +738,18 @@ async fn service_account_token(admin: &Client, ns: &str, sa: &str) -> Secret {
         .create(&PostParams::default(), &request)
         .await
         .expect("request a ServiceAccount token Secret");
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let secret = secrets.get(&name).await.expect("get the token Secret");
-        if secret
+    let filled = when_object("a token filled in", |secret: &Secret| {
+        secret
             .data
             .as_ref()
             .is_some_and(|d| d.contains_key("token"))
-        {
-            return secret;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the token controller did not fill the token Secret of ServiceAccount {ns}/{sa}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    match try_wait_object(secrets, &name, LIMIT, filled).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => panic!("the token Secret of ServiceAccount {ns}/{sa} is gone"),
+        Err(timed_out) => panic!(
+            "the token controller did not fill the token Secret of ServiceAccount {ns}/{sa}\n{timed_out}"
+        ),
     }
 }
 
@@ -866,7 +865,9 @@ fn forbidden() -> Vec<String> {
     FORBIDDEN.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Polls `check` until it holds; after [`LIMIT`] panics, naming the requests the API server refused meanwhile.
+/// The fallback for what no watch can follow (an HTTP endpoint): asks `check` every 100 ms until it holds; after
+/// [`LIMIT`] panics, naming the requests the API server refused meanwhile. Objects are waited for with
+/// [`watched`].
 async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: Fn() -> Fut,
@@ -883,6 +884,14 @@ where
     }
 }
 
+/// The outcome of a watch-driven wait; on a timeout panics with what was waited for, what was last seen and the
+/// requests the API server refused meanwhile.
+fn watched<T>(outcome: Result<T, TimedOut>) -> T {
+    outcome.unwrap_or_else(|timed_out| {
+        panic!("{timed_out}\nrequests refused with 403: {:#?}", forbidden())
+    })
+}
+
 /// `kubectl auth can-i` as the ServiceAccount.
 fn can_i(sa: &str, ns: &str, args: &[&str]) -> bool {
     let mut all = vec!["auth", "can-i", "--as", sa, "-n", ns];
@@ -891,15 +900,11 @@ fn can_i(sa: &str, ns: &str, args: &[&str]) -> bool {
     out.trim_start().starts_with("yes")
 }
 
-async fn events_reasons(admin: &Client, ns: &str, name: &str) -> BTreeSet<String> {
-    let api: Api<Event> = Api::namespaced(admin.clone(), ns);
-    api.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
+/// The reasons of those of `events` about `name`.
+fn events_reasons<'a>(events: impl Iterator<Item = &'a Event>, name: &str) -> BTreeSet<String> {
+    events
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
+        .filter_map(|e| e.reason.clone())
         .collect()
 }
 
@@ -1223,20 +1228,9 @@ spec:
         .expect("create execution");
 
     // Jobs, ConfigMap, status, queue admission: the two-step execution succeeds.
-    let deadline = Instant::now() + LIMIT;
-    let done = loop {
-        let cx = executions.get("report").await.expect("get execution");
-        if phase_of(&cx) == "Succeeded" {
-            break cx;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "report did not succeed with the chart's RBAC; status: {:#?}\nforbidden requests: {:#?}",
-            cx.status,
-            forbidden()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done =
+        watched(try_wait_object(executions.clone(), "report", LIMIT, is_phase("Succeeded")).await)
+            .expect("report exists");
     let steps = &done.status.as_ref().unwrap().steps;
     assert_eq!(steps.len(), 2);
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
@@ -1247,38 +1241,27 @@ spec:
         ))
         .await
         .expect("the operator created the crew ConfigMap");
-    eventually("the NOTES example Succeeded", || async {
-        executions
-            .get("hello")
-            .await
-            .is_ok_and(|cx| phase_of(&cx) == "Succeeded")
-    })
-    .await;
+    watched(try_wait_object(executions.clone(), "hello", LIMIT, is_phase("Succeeded")).await);
     // Events (events.k8s.io create).
-    eventually("Started and Succeeded Events", || async {
-        let reasons = events_reasons(&admin, &ns, "report").await;
-        reasons.contains("Started") && reasons.contains("Succeeded")
-    })
-    .await;
+    let started_and_succeeded = when_list(
+        "Started and Succeeded Events about report",
+        |all: &[Arc<Event>]| {
+            let reasons = events_reasons(all.iter().map(Arc::as_ref), "report");
+            reasons.contains("Started") && reasons.contains("Succeeded")
+        },
+    );
+    let events: Api<Event> = Api::namespaced(admin.clone(), &ns);
+    watched(try_wait_list(events, Default::default(), LIMIT, started_and_succeeded).await);
     // Queue watch and queue status writes.
-    eventually("CrewQueue status succeeded=1", || async {
-        queues
-            .get("crews")
-            .await
-            .ok()
-            .and_then(|q| q.status)
+    let counted = when_object("status succeeded=1, running=0", |q: &CrewQueue| {
+        q.status
+            .as_ref()
             .is_some_and(|s| s.succeeded == 1 && s.running == 0)
-    })
-    .await;
+    });
+    watched(try_wait_object(queues.clone(), "crews", LIMIT, counted).await);
     // Job deletion: cancel the hanging execution.
     let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
-    eventually("stuck is Running", || async {
-        executions
-            .get("stuck")
-            .await
-            .is_ok_and(|cx| phase_of(&cx) == "Running")
-    })
-    .await;
+    watched(try_wait_object(executions.clone(), "stuck", LIMIT, is_phase("Running")).await);
     executions
         .patch(
             "stuck",
@@ -1287,18 +1270,12 @@ spec:
         )
         .await
         .expect("cancel");
-    eventually("stuck Cancelled and its Job deleted", || async {
-        let cancelled = executions
-            .get("stuck")
-            .await
-            .is_ok_and(|cx| phase_of(&cx) == "Cancelled");
-        let job_gone = jobs
-            .get("stuck-main-1")
-            .await
-            .map_or(true, |j| j.metadata.deletion_timestamp.is_some());
-        cancelled && job_gone
-    })
-    .await;
+    // stuck Cancelled, then its Job deleted (the run stays Cancelled; the Job does not come back).
+    watched(try_wait_object(executions.clone(), "stuck", LIMIT, is_phase("Cancelled")).await);
+    let job_deleted = when("deleted or being deleted", |job: Option<&Job>| {
+        job.is_none_or(|j| j.metadata.deletion_timestamp.is_some())
+    });
+    watched(try_wait_object(jobs, "stuck-main-1", LIMIT, job_deleted).await);
     // Execution deletion: ttlSecondsAfterFinished.
     executions
         .patch(
@@ -1308,8 +1285,10 @@ spec:
         )
         .await
         .expect("set TTL");
-    eventually("report deleted by its TTL", || async {
-        matches!(executions.get("report").await, Err(kube::Error::Api(s)) if s.code == 404)
+    watched(try_wait_object(executions.clone(), "report", LIMIT, deleted()).await);
+    // The watch may show the execution gone before the operator has counted its delete (it counts on the answer).
+    eventually("the operator to count its execution delete", || async {
+        ctx.metrics.writes(WriteKind::ExecutionDelete) > 0
     })
     .await;
 

@@ -1,21 +1,34 @@
 //! Test support for the integration tests: one real control plane per test binary (KWOK plays the kubelet of its
-//! fake nodes), a namespace per test, the operator running in-process, scoped to that namespace.
+//! fake nodes), a namespace per test, the operator running in-process, scoped to that namespace. Tests wait by
+//! watching ([`wait`]) for named conditions ([`conditions`]); a wait that times out shows what it last saw
+//! ([`observed`]).
 #![allow(dead_code)]
 
-use crew_api::{CrewExecution, Phase};
+pub mod conditions;
+pub mod observed;
+pub mod wait;
+
+use crew_api::{CrewExecution, CrewQueue, Phase};
 use crew_operator::controller;
 use crew_operator::controller::context::Context;
 use crew_operator::settings::{LimitArgs, Settings};
 use crew_testkit::{ControlPlane, POD_DURATION_ANNOTATION, create_namespace};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::wait::Condition;
+use kube::runtime::watcher;
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use wait::{Named, wait_list, wait_object, when_list};
 
 static PLANE: OnceLock<ControlPlane> = OnceLock::new();
 
@@ -97,28 +110,25 @@ fn install_crds(plane: &ControlPlane) -> Result<(), String> {
     if !out.0 {
         return Err(format!("kubectl apply crds/: {}", out.1));
     }
-    // `kubectl wait` fails at once ("conditions accessor error") on a CRD whose status has no conditions yet, as
-    // happens right after its create: ask again until it is established.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let out = kubectl_in(
-            plane,
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd",
-                "--all",
-            ],
-        );
-        if out.0 {
-            return Ok(());
+    // A runtime of its own: this runs on the control plane's thread, outside any test's runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime for the CRD watch: {e}"))?;
+    runtime.block_on(async {
+        let client = plane.client().await.map_err(|e| e.to_string())?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client);
+        for name in [CrewExecution::crd_name(), CrewQueue::crd_name()] {
+            let established = kube::runtime::wait::conditions::is_crd_established();
+            let until = wait::when("condition Established=True", |crd: Option<&_>| {
+                established.matches_object(crd)
+            });
+            wait::try_wait_object(crds.clone(), name, Duration::from_secs(60), until)
+                .await
+                .map_err(|timed_out| timed_out.to_string())?;
         }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("CRDs not established: {}", out.1));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+        Ok(())
+    })
 }
 
 fn kubectl_in(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
@@ -259,35 +269,78 @@ impl TestNs {
             .expect("create execution")
     }
 
-    /// Polls the execution until `done` holds (panics with the last seen status after `limit`).
-    pub async fn wait_for(
+    /// Follows the execution with a watch until `until` holds; returns it as then seen. Panics after `limit` with
+    /// what it waited for and the execution as last seen (phase, reason, message, steps, conditions, history).
+    pub async fn wait_for<F>(&self, name: &str, limit: Duration, until: Named<F>) -> CrewExecution
+    where
+        F: FnMut(Option<&CrewExecution>) -> bool,
+    {
+        wait_object(self.executions(), name, limit, until).await
+    }
+
+    /// Waits until the execution reaches `phase`.
+    pub async fn wait_phase(&self, name: &str, phase: &str, limit: Duration) -> CrewExecution {
+        self.wait_for(name, limit, conditions::is_phase(phase))
+            .await
+    }
+
+    /// Waits until the execution no longer exists.
+    pub async fn wait_deleted(&self, name: &str, limit: Duration) {
+        wait::wait_deleted(self.executions(), name, limit).await;
+    }
+
+    /// Follows the namespace's executions until `until` holds for them; returns them as then seen, by name.
+    pub async fn wait_executions<F>(&self, limit: Duration, until: Named<F>) -> Vec<CrewExecution>
+    where
+        F: FnMut(&[Arc<CrewExecution>]) -> bool,
+    {
+        wait_list(self.executions(), watcher::Config::default(), limit, until).await
+    }
+
+    /// Follows the Jobs labelled for execution `name` until `until` holds for them; returns them, by name.
+    pub async fn wait_jobs<F>(&self, name: &str, limit: Duration, until: Named<F>) -> Vec<Job>
+    where
+        F: FnMut(&[Arc<Job>]) -> bool,
+    {
+        let jobs = Api::namespaced(self.client.clone(), &self.ns);
+        let selected = watcher::Config::default().labels(&format!("crew.dev/execution={name}"));
+        wait_list(jobs, selected, limit, until).await
+    }
+
+    /// Follows the pods that the label selector `labels` picks until `until` holds for them; returns them.
+    pub async fn wait_pods<F>(&self, labels: &str, limit: Duration, until: Named<F>) -> Vec<Pod>
+    where
+        F: FnMut(&[Arc<Pod>]) -> bool,
+    {
+        let pods = Api::namespaced(self.client.clone(), &self.ns);
+        wait_list(
+            pods,
+            watcher::Config::default().labels(labels),
+            limit,
+            until,
+        )
+        .await
+    }
+
+    /// Follows the Events about execution `name`, as (type, reason) pairs oldest first (what [`events_of`]
+    /// lists), until `until` holds for them; returns them.
+    pub async fn wait_events<F>(
         &self,
         name: &str,
         limit: Duration,
-        done: impl Fn(&CrewExecution) -> bool,
-    ) -> CrewExecution {
-        let api = self.executions();
-        let deadline = Instant::now() + limit;
-        loop {
-            let last = api.get(name).await.ok();
-            if let Some(cx) = &last
-                && done(cx)
-            {
-                return cx.clone();
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{name}: condition not met within {limit:?}; last status: {:#?}",
-                    last.and_then(|c| c.status)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Polls until the execution reaches `phase`.
-    pub async fn wait_phase(&self, name: &str, phase: &str, limit: Duration) -> CrewExecution {
-        self.wait_for(name, limit, |cx| phase_of(cx) == phase).await
+        until: Named<F>,
+    ) -> Vec<(String, String)>
+    where
+        F: FnMut(&[(String, String)]) -> bool,
+    {
+        let Named { what, mut test } = until;
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let about = when_list(
+            format!("Events about {name}: {what}"),
+            |all: &[Arc<Event>]| test(&event_pairs(all.iter().map(Arc::as_ref), name)),
+        );
+        let seen = wait_list(events, watcher::Config::default(), limit, about).await;
+        event_pairs(seen.iter(), name)
     }
 
     /// kubectl in this namespace (async: the operator keeps running meanwhile).
@@ -340,37 +393,31 @@ pub fn phase_of(cx: &CrewExecution) -> String {
         .unwrap_or_default()
 }
 
-/// Polls `check` every 100 ms until it holds; panics after `limit`.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// (type, reason) of the Events about execution `name`, oldest first.
 pub async fn events_of(t: &TestNs, name: &str) -> Vec<(String, String)> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.client.clone(), &t.ns);
-    let mut events: Vec<_> = api
+    let api: Api<Event> = Api::namespaced(t.client.clone(), &t.ns);
+    let events = api
         .list(&kube::api::ListParams::default())
         .await
         .expect("list events")
-        .items
-        .into_iter()
+        .items;
+    event_pairs(events.iter(), name)
+}
+
+/// (type, reason) of those of `events` about `name`, oldest first (by name where the time is equal).
+fn event_pairs<'a>(events: impl Iterator<Item = &'a Event>, name: &str) -> Vec<(String, String)> {
+    let mut about: Vec<&Event> = events
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .collect();
-    events.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
-    events
+    about.sort_by_key(|e| (e.event_time.clone().map(|t| t.0), e.metadata.name.clone()));
+    about
         .into_iter()
-        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .map(|e| {
+            (
+                e.type_.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
