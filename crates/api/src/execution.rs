@@ -115,10 +115,13 @@ pub struct CrewExecutionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// ServiceAccount (in the execution's namespace) the worker pods run as. Whoever may create CrewExecutions in a
-    /// namespace may pick any ServiceAccount there: grant that right like the right to create pods.
+    /// ServiceAccount (in the execution's namespace) the worker pods run as: a DNS subdomain (lower-case letters,
+    /// digits, '-' and '.'), like every ServiceAccount name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub service_account_name: Option<String>,
 
     /// Annotations added to every worker pod (a step's own `podAnnotations` are merged over these).

@@ -67,6 +67,9 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
         ));
     }
     problems.extend(live_field_problems(spec));
+    if let Some(account) = &spec.service_account_name {
+        problems.extend(service_account_name_problem(account));
+    }
     let mut seen = HashSet::new();
     let steps: Vec<ResolvedStep> = if spec.steps.is_empty() {
         vec![resolve_one(spec, 0, DEFAULT_STEP, None, &mut problems)]
@@ -258,6 +261,34 @@ fn json_len(value: &Option<serde_json::Value>) -> usize {
         .map_or(0, |v| v.len())
 }
 
+/// Why `name` cannot name a ServiceAccount (None: it can). The API server cannot even be asked about such a name
+/// (an empty name, a space, an upper-case letter), so it fails the run as an invalid spec instead of a launch that
+/// can never read it.
+fn service_account_name_problem(name: &str) -> Option<String> {
+    (!is_dns_subdomain(name)).then(|| {
+        format!(
+            "serviceAccountName {name:?} is not a ServiceAccount name (a DNS subdomain: a-z, 0-9, '-' and '.', \
+             at most 253)"
+        )
+    })
+}
+
+/// RFC 1123 subdomain: dot-separated labels of lower-case alphanumerics and '-', each starting and ending
+/// alphanumeric, 1 to 253 characters in all (the names of ServiceAccounts and most other objects).
+pub fn is_dns_subdomain(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                && bytes[0] != b'-'
+                && bytes[bytes.len() - 1] != b'-'
+        })
+}
+
 /// RFC 1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric, 1 to 63 characters.
 pub fn is_dns_label(text: &str) -> bool {
     let bytes = text.as_bytes();
@@ -406,6 +437,22 @@ mod tests {
                 "at most 64",
             ),
             (
+                "empty service account",
+                CrewExecutionSpec {
+                    service_account_name: Some(String::new()),
+                    ..base()
+                },
+                "serviceAccountName \"\"",
+            ),
+            (
+                "service account with a space",
+                CrewExecutionSpec {
+                    service_account_name: Some("runner ".into()),
+                    ..base()
+                },
+                "not a ServiceAccount name",
+            ),
+            (
                 "payload",
                 CrewExecutionSpec {
                     inputs: Some(serde_json::json!({ "blob": "x".repeat(MAX_PAYLOAD_BYTES) })),
@@ -427,6 +474,20 @@ mod tests {
         }
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
             assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dns_subdomains() {
+        for ok in ["a", "runner", "crew-worker", "a.b-c.d", &"a".repeat(253)] {
+            assert!(is_dns_subdomain(ok), "{ok}");
+        }
+        let too_long = "a".repeat(254);
+        for bad in [
+            "", "runner ", " runner", "Runner", "a_b", "-a", "a-", "a..b", ".a", "a.", "ré",
+            &too_long,
+        ] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
         }
     }
 

@@ -4,6 +4,7 @@ use crate::lifecycle::decide::tests::prelude::*;
 
 stories!(
     worker_policy_refusals_are_invalid_specs,
+    a_service_account_name_that_cannot_be_read_is_an_invalid_spec,
     a_service_account_is_read_once_before_the_launch,
     invalid_job_fails_the_run_at_once,
     refused_job_is_retried_under_the_policy,
@@ -62,6 +63,33 @@ mod story {
             powerful.message()
         );
         vec![annotated, powerful]
+    }
+
+    /// Review finding 2: a ServiceAccount name no read can even ask for (`""`, a trailing space) got past the
+    /// schema and made every launch fail before its status write. A run that bypassed the schema now fails with
+    /// `InvalidSpec` before any read or Job.
+    pub fn a_service_account_name_that_cannot_be_read_is_an_invalid_spec() -> Vec<World> {
+        ["", "runner ", "Runner"]
+            .into_iter()
+            .map(|name| {
+                let mut w = World::new(CrewExecutionSpec {
+                    service_account_name: Some(name.into()),
+                    retry: retry(3, 0),
+                    ..spec(&[])
+                });
+                let first = w.decide_at(0);
+                assert_eq!(first.read, None, "{name:?}: nothing to read");
+                w.step(0);
+                assert_eq!((w.phase(), w.reason()), (Failed, "InvalidSpec"), "{name:?}");
+                assert!(
+                    w.message().contains("serviceAccountName"),
+                    "{}",
+                    w.message()
+                );
+                assert_eq!(w.job_creates, 0, "{name:?}");
+                w
+            })
+            .collect()
     }
 
     /// A named ServiceAccount is read before its worker launches (a plan that needs it asks for the read and is not
