@@ -21,6 +21,12 @@ pub struct ResolvedStep {
     pub name: String,
     /// Worker image.
     pub image: String,
+    /// Image pull policy of the worker container (unset: the cluster's rule).
+    pub image_pull_policy: Option<String>,
+    /// ServiceAccount the worker pod runs as (unset: `default`, without an API token).
+    pub service_account_name: Option<String>,
+    /// How many steps the run has (`CREW_STEP_COUNT`).
+    pub step_count: usize,
     /// Entrypoint, if set anywhere.
     pub command: Option<Vec<String>>,
     /// Arguments, if set anywhere.
@@ -68,7 +74,7 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
     }
     problems.extend(live_field_problems(spec));
     if let Some(account) = &spec.service_account_name {
-        problems.extend(service_account_name_problem(account));
+        problems.extend(service_account_name_problem("serviceAccountName", account));
     }
     let mut seen = HashSet::new();
     let steps: Vec<ResolvedStep> = if spec.steps.is_empty() {
@@ -92,10 +98,19 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
                     &format!("step {:?} timeoutSeconds", step.name),
                     step.timeout_seconds,
                 );
+                if let Some(account) = &step.service_account_name {
+                    let field = format!("step {:?} serviceAccountName", step.name);
+                    problems.extend(service_account_name_problem(&field, account));
+                }
                 resolve_one(spec, index, &step.name, Some(step), &mut problems)
             })
             .collect()
     };
+    let step_count = steps.len();
+    let steps: Vec<ResolvedStep> = steps
+        .into_iter()
+        .map(|step| ResolvedStep { step_count, ..step })
+        .collect();
     if problems.is_empty() {
         let worst = worst_case_object_bytes(spec, &steps);
         if worst > MAX_OBJECT_BYTES {
@@ -178,6 +193,13 @@ fn resolve_one(
         index,
         name: name.to_string(),
         image,
+        image_pull_policy: step
+            .and_then(|s| s.image_pull_policy.clone())
+            .or_else(|| spec.image_pull_policy.clone()),
+        service_account_name: step
+            .and_then(|s| s.service_account_name.clone())
+            .or_else(|| spec.service_account_name.clone()),
+        step_count: 0,
         command: step
             .and_then(|s| s.command.clone())
             .or_else(|| spec.command.clone()),
@@ -208,6 +230,8 @@ impl ResolvedStep {
         crew_api::StepSpec {
             name: self.name.clone(),
             image: Some(self.image.clone()),
+            image_pull_policy: self.image_pull_policy.clone(),
+            service_account_name: self.service_account_name.clone(),
             command: self.command.clone(),
             args: self.args.clone(),
             env: Some(self.env.clone()).filter(|env| !env.is_empty()),
@@ -264,11 +288,10 @@ fn json_len(value: &Option<serde_json::Value>) -> usize {
 /// Why `name` cannot name a ServiceAccount (None: it can). The API server cannot even be asked about such a name
 /// (an empty name, a space, an upper-case letter), so it fails the run as an invalid spec instead of a launch that
 /// can never read it.
-fn service_account_name_problem(name: &str) -> Option<String> {
+fn service_account_name_problem(field: &str, name: &str) -> Option<String> {
     (!is_dns_subdomain(name)).then(|| {
         format!(
-            "serviceAccountName {name:?} is not a ServiceAccount name (a DNS subdomain: a-z, 0-9, '-' and '.', \
-             at most 253)"
+            "{field} {name:?} is not a ServiceAccount name (a DNS subdomain: a-z, 0-9, '-' and '.', at most 253)"
         )
     })
 }
@@ -371,6 +394,50 @@ mod tests {
         assert_eq!(merged, [("A", "top"), ("B", "step"), ("C", "step")]);
         assert_eq!(steps[1].pod_annotations["x"], "2");
         assert_eq!((steps[1].index, steps[1].timeout_seconds), (1, Some(30)));
+    }
+
+    #[test]
+    fn steps_inherit_the_pod_identity_and_know_their_count() {
+        let mut spec = base();
+        spec.service_account_name = Some("runner".into());
+        spec.image_pull_policy = Some("Always".into());
+        spec.steps = vec![
+            step("plan"),
+            StepSpec {
+                service_account_name: Some("writer".into()),
+                image_pull_policy: Some("Never".into()),
+                ..step("write")
+            },
+            step("check"),
+        ];
+        let steps = resolve_steps(&spec).unwrap();
+        let identity: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                (
+                    s.service_account_name.as_deref(),
+                    s.image_pull_policy.as_deref(),
+                    s.step_count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            identity,
+            [
+                (Some("runner"), Some("Always"), 3),
+                (Some("writer"), Some("Never"), 3),
+                (Some("runner"), Some("Always"), 3)
+            ]
+        );
+        let frozen: Vec<StepSpec> = steps.iter().map(ResolvedStep::to_spec).collect();
+        assert_eq!(
+            resolve_frozen(&frozen).unwrap(),
+            steps,
+            "frozen and resolved again"
+        );
+        spec.steps[2].service_account_name = Some("Bad Name".into());
+        let err = resolve_steps(&spec).expect_err("invalid step account");
+        assert!(err.0.contains("step \"check\" serviceAccountName"), "{err}");
     }
 
     #[test]

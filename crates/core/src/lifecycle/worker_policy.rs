@@ -159,22 +159,22 @@ pub struct AccessRefusal {
     pub permanent: bool,
 }
 
-/// The ServiceAccount whose annotations decide whether `step` may run: the one the execution names, or `default`
-/// when it names none but the step references Secrets. None: nothing to check (no read).
-pub fn account_to_check(named: Option<&str>, step: &ResolvedStep) -> Option<String> {
-    match named {
-        Some(name) => Some(name.to_string()),
+/// The ServiceAccount whose annotations decide whether `step` may run: the one it names, or `default` when it
+/// names none but references Secrets. None: nothing to check (no read).
+pub fn account_to_check(step: &ResolvedStep) -> Option<String> {
+    match &step.service_account_name {
+        Some(name) => Some(name.clone()),
         None if !referenced_secrets(step).is_empty() => Some(DEFAULT_SERVICE_ACCOUNT.to_string()),
         None => None,
     }
 }
 
 impl WorkerPolicy {
-    /// Why `step` may not run as `named` (None: it may), given what the read of that ServiceAccount found.
+    /// Why `step` may not run as it asks (None: it may), given what the read of its ServiceAccount
+    /// ([`account_to_check`]) found.
     pub fn access_refusal(
         &self,
         fact: &ServiceAccountFact,
-        named: Option<&str>,
         step: &ResolvedStep,
     ) -> Option<AccessRefusal> {
         let refuse = |message: String, permanent: bool| Some(AccessRefusal { message, permanent });
@@ -200,7 +200,7 @@ impl WorkerPolicy {
             ServiceAccountFact::Found { annotations, .. } => annotations,
         };
         let account = fact.name();
-        if named.is_some()
+        if step.service_account_name.is_some()
             && let Some(problem) = self.service_account_problem(account, annotations)
         {
             return refuse(problem, true);

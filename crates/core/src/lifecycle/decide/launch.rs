@@ -123,11 +123,11 @@ enum Access {
 
 /// The worker policy's verdict on the current step's launch: a worker runs as a named ServiceAccount only when its
 /// owner opened it to workers, and references only the Secrets that ServiceAccount lists; both are read from the
-/// ServiceAccount, once per launch, and only when the execution names one or references a Secret.
+/// ServiceAccount, once per launch, and only when the step names one or references a Secret. The ServiceAccount is
+/// the resolved step's (frozen once the run started), the one its Job will run as.
 fn worker_access(draft: &Draft<'_>, step: &crate::lifecycle::ResolvedStep) -> Access {
     let observed = draft.observed;
-    let named = observed.spec.service_account_name.as_deref();
-    let Some(account) = account_to_check(named, step) else {
+    let Some(account) = account_to_check(step) else {
         return Access::Open;
     };
     let Some(fact) = observed
@@ -137,7 +137,7 @@ fn worker_access(draft: &Draft<'_>, step: &crate::lifecycle::ResolvedStep) -> Ac
     else {
         return Access::Read(account);
     };
-    match observed.worker_policy.access_refusal(fact, named, step) {
+    match observed.worker_policy.access_refusal(fact, step) {
         None => Access::Open,
         Some(refusal) => Access::Refused {
             message: refusal.message,
