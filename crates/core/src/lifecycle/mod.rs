@@ -30,7 +30,8 @@ pub mod worker_policy;
 
 pub use decide::decide;
 pub use observed::{
-    Admission, JobRejection, JobState, Observed, ObservedJob, StartBlock, WorkerOutcome,
+    Admission, JobController, JobRejection, JobState, Observed, ObservedJob, StartBlock,
+    WorkerOutcome,
 };
 pub use plan::{EventNote, Launch, Plan, Read};
 pub use resolve::{InvalidSpec, ResolvedStep, resolve_frozen, resolve_steps};

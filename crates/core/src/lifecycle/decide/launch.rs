@@ -1,10 +1,10 @@
 //! Launching an attempt: paused first when `spec.suspend` is set, waiting while an earlier execution's Job holds
-//! the name (`JobNameTaken`) or no slot is free, refused when the worker may not run as it asks (`InvalidSpec`: a
-//! ServiceAccount or Secret its namespace's owner did not open to workers, read first), and a Job the API server
-//! refused (`JobRejected`).
+//! the name (`JobNameTaken`, bounded: see `name_taken`) or no slot is free, refused when the worker may not run as
+//! it asks (`InvalidSpec`: a ServiceAccount or Secret its namespace's owner did not open to workers, read first),
+//! when a Job nobody will delete holds the name, and when the API server refused the Job (`JobRejected`).
 
-use super::CACHE_LAG_REQUEUE_SECONDS;
 use super::admission::{Slot, acquire_slot};
+use super::name_taken::{NameVerdict, name_verdict};
 use super::outcome::Outcome;
 use super::pause_cancel::pause;
 use super::{retry, walk};
@@ -27,22 +27,26 @@ pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcom
         return pause(draft, &name, format!("paused before step {name}"));
     }
     let job = job_name(draft.observed.name, &name, attempt);
-    if draft
-        .observed
-        .jobs
-        .iter()
-        .any(|j| !j.owned && j.name == job)
-    {
-        let message = format!(
-            "Job {job} belongs to an earlier execution of the same name; waiting for it to be deleted"
-        );
-        draft.event_once(Reason::JobNameTaken, message.clone());
-        draft.set_reason(Reason::JobNameTaken, message);
-        plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
-        return;
-    }
+    let name_refused = match name_verdict(draft, plan, outcome, &job) {
+        NameVerdict::Free => None,
+        NameVerdict::Wait => return,
+        NameVerdict::Refused(message) => Some(message),
+    };
     if acquire_slot(draft, outcome, &name) == Slot::Wait {
         return;
+    }
+    if let Some(message) = name_refused {
+        // As the API server's AlreadyExists for a stranger's Job: a failed attempt, so the next (another name)
+        // runs under the retry policy.
+        return refused(
+            draft,
+            plan,
+            outcome,
+            attempt,
+            Reason::JobRejected,
+            message,
+            false,
+        );
     }
     match worker_access(draft, &outcome.current().spec) {
         Access::Open => {}

@@ -10,6 +10,8 @@ stories!(
     refused_job_is_retried_under_the_policy,
     refused_jobs_without_backoff_take_one_attempt_per_reconcile,
     job_name_taken_by_earlier_execution,
+    a_job_name_held_by_an_unowned_job_does_not_wait_forever,
+    the_wait_for_an_earlier_executions_job_is_bounded,
 );
 
 mod story {
@@ -231,6 +233,7 @@ mod story {
             step: "main".into(),
             attempt: 1,
             owned: false,
+            controller: Some(earlier_controller()),
             state: JobState::Succeeded,
             created: Some(at(-1000)),
             started: Some(at(-1000)),
@@ -269,6 +272,106 @@ mod story {
         assert_eq!(w.warnings(), ["JobNameTaken"]);
         w.succeed(&job("main", 1), 20, "");
         w.step(20);
+        assert_eq!(w.phase(), Succeeded);
+        vec![w]
+    }
+
+    /// Review finding 3: a Job of the attempt's name that nobody will delete (orphaned by `--cascade=orphan`, or
+    /// another object's) was waited for forever, holding the queue's head. The name counts as refused now: a failed
+    /// attempt (`JobRejected`) under the retry policy, whose next attempt has another name; without retries the run
+    /// fails. Either way it ends, visibly.
+    pub fn a_job_name_held_by_an_unowned_job_does_not_wait_forever() -> Vec<World> {
+        let stranger = JobController {
+            api_version: "batch/v1".into(),
+            kind: "CronJob".into(),
+            name: "nightly".into(),
+            uid: "cron-uid".into(),
+        };
+        let mut worlds = Vec::new();
+        for holder in [None, Some(stranger)] {
+            let label = format!("{holder:?}");
+            let mut w = World::new(CrewExecutionSpec {
+                retry: retry(1, 10),
+                ..spec(&[])
+            });
+            w.jobs.push(foreign_job("main", 1, holder));
+            let plan = w.step(0);
+            assert!(plan.launch.is_none(), "{label}");
+            assert!(plan.delete_jobs.is_empty(), "{label}: not ours to delete");
+            assert_eq!(w.phase(), Running, "{label}");
+            let main = w.step_status("main");
+            assert_eq!(
+                (main.phase, main.attempt),
+                (StepPhase::Retrying, 1),
+                "{label}"
+            );
+            let why = main.message.clone().unwrap_or_default();
+            assert!(
+                why.contains("report-main-1") && why.contains("nothing will delete"),
+                "{label}: {why}"
+            );
+            assert_eq!(w.warnings(), ["RetryScheduled"], "{label}");
+            let plan = w.step(10);
+            assert_eq!(
+                plan.launch.map(|l| l.job_name).as_deref(),
+                Some("report-main-2"),
+                "{label}: the next attempt has another name"
+            );
+            w.succeed(&job("main", 2), 20, "ok");
+            w.step(20);
+            assert_eq!(w.phase(), Succeeded, "{label}");
+            worlds.push(w);
+        }
+        let mut once = World::new(spec(&[]));
+        once.jobs.push(foreign_job("main", 1, None));
+        once.step(0);
+        assert_eq!((once.phase(), once.reason()), (Failed, "JobRejected"));
+        assert_eq!(once.job_creates, 0);
+        worlds.push(once);
+        worlds
+    }
+
+    /// Review finding 3: an earlier execution's Job that its garbage collection never deletes was waited for without
+    /// bound. The wait shows (`JobNameTaken`, condition `StartBlocked` since the wait began, persisted in status so
+    /// a restart does not start it again) and lasts at most the start timeout; then the attempt fails and the
+    /// next, under another name, runs.
+    pub fn the_wait_for_an_earlier_executions_job_is_bounded() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            start_timeout_seconds: Some(60),
+            retry: retry(1, 0),
+            ..spec(&[])
+        });
+        w.jobs
+            .push(foreign_job("main", 1, Some(earlier_controller())));
+        let plan = w.step(0);
+        assert!(plan.launch.is_none());
+        assert_eq!(plan.requeue_after_seconds, Some(5));
+        assert_eq!((w.phase(), w.reason()), (Pending, "JobNameTaken"));
+        assert_eq!(w.cond_is("StartBlocked"), ("True", "JobNameTaken"));
+        assert_eq!(w.cond("StartBlocked").last_transition_time, time(0));
+        assert_eq!(w.warnings(), ["JobNameTaken"]);
+        assert_eq!(w.quiet(30), Some(5), "the wait goes on, unwritten");
+        let plan = w.step(58);
+        assert_eq!(plan.requeue_after_seconds, Some(2), "requeued at the bound");
+        let plan = w.step(60);
+        assert_eq!(
+            plan.launch.map(|l| l.job_name).as_deref(),
+            Some("report-main-2"),
+            "attempt 1 failed at the bound; attempt 2 has another name"
+        );
+        assert_eq!(w.phase(), Running);
+        assert!(find(&w.status().conditions, ConditionType::StartBlocked).is_none());
+        assert_eq!(w.warnings(), ["JobNameTaken", "RetryScheduled"]);
+        let failed = w
+            .status()
+            .history
+            .iter()
+            .find(|e| e.reason == "RetryScheduled")
+            .and_then(|e| e.message.clone())
+            .unwrap_or_default();
+        assert!(failed.contains("not deleted within 60s"), "{failed}");
+        w.succeed(&job("main", 2), 70, "ok");
+        w.step(70);
         assert_eq!(w.phase(), Succeeded);
         vec![w]
     }
