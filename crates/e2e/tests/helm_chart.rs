@@ -1393,3 +1393,175 @@ fn the_admission_policy_denies_what_the_operator_denies() {
         crew_core::lifecycle::worker_policy::DEFAULT_DENIED_POD_KEYS
     );
 }
+
+/// The admission policy refuses exactly the volume types the operator never gives workers: every type of the CRD's
+/// volume schema (the pod API's) but the operator's allowed ones. A type added to one side and not the other, or a
+/// new type of the pod API, fails here.
+#[test]
+fn the_admission_policy_refuses_the_volume_types_the_operator_refuses() {
+    use crew_core::lifecycle::worker_volumes::ALLOWED_VOLUME_TYPES;
+    let values: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml is YAML");
+    let chart_types: BTreeSet<&str> = values["admissionPolicy"]["deniedVolumeTypes"]
+        .as_array()
+        .expect("deniedVolumeTypes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let crd = serde_json::to_value(<CrewExecution as kube::CustomResourceExt>::crd()).expect("CRD");
+    let volume = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["podTemplate"]["properties"]["volumes"]["items"]["properties"];
+    let api_types: BTreeSet<&str> = volume
+        .as_object()
+        .expect("the volume schema's properties")
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "name")
+        .collect();
+    for allowed in ALLOWED_VOLUME_TYPES {
+        assert!(api_types.contains(allowed), "{allowed} is no volume type");
+    }
+    let refused: BTreeSet<&str> = api_types
+        .iter()
+        .copied()
+        .filter(|t| !ALLOWED_VOLUME_TYPES.contains(t))
+        .collect();
+    assert_eq!(chart_types, refused);
+    assert!(refused.contains("hostPath") && refused.contains("nfs"));
+}
+
+/// The chart's admission policy alone, rendered for release `release` with `--set-json` values `sets`, in a file
+/// for kubectl. It is cluster-wide: each test renders its own under its own release name and removes it when done.
+fn admission_policy(release: &str, sets: &[&str]) -> tempfile::NamedTempFile {
+    let chart = chart().to_string_lossy().into_owned();
+    let mut args = vec![
+        "template",
+        release,
+        chart.as_str(),
+        "--namespace",
+        "crew-system",
+        "--show-only",
+        "templates/admission-policy.yaml",
+        "--set",
+        "admissionPolicy.enabled=true",
+    ];
+    for set in sets {
+        args.extend(["--set-json", set]);
+    }
+    let (ok, stdout, stderr) = helm(&args);
+    assert!(ok, "helm template {args:?}: {stderr}");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), stdout).expect("write the policy");
+    file
+}
+
+/// A CrewExecution manifest named `name` with `spec` (flow-style YAML), in a file for kubectl.
+fn execution_manifest(name: &str, spec: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        file.path(),
+        format!(
+            "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        ),
+    )
+    .expect("write manifest");
+    file
+}
+
+/// `kubectl apply --dry-run=server` of `file` in `ns`: what admission says, with nothing stored.
+fn dry_run(ns: &str, file: &tempfile::NamedTempFile) -> (bool, String) {
+    support::kubectl(&[
+        "-n",
+        ns,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &file.path().to_string_lossy(),
+    ])
+}
+
+/// Waits until the admission policy refuses `file` in `ns` (a new policy takes effect a moment after its create);
+/// returns the refusal.
+fn refused_once_in_effect(ns: &str, file: &tempfile::NamedTempFile) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out) = dry_run(ns, file);
+        if !ok {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy never refused it: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Review finding 4: the admission policy refuses, at apply, the volumes the operator would refuse without reading a
+/// ServiceAccount: a type workers never get (in the execution's template or a step's) and a projected
+/// ServiceAccount token without a named ServiceAccount. What the operator may allow passes.
+#[test]
+fn the_admission_policy_refuses_volumes_workers_never_get() {
+    let _ = plane();
+    let pid = std::process::id();
+    let ns = format!("vap-volumes-{pid}");
+    let (ok, out) = support::kubectl(&["create", "namespace", &ns]);
+    assert!(ok, "{out}");
+    let policy = admission_policy(&format!("volumes-{pid}"), &[]);
+    let (ok, out) = support::kubectl(&["apply", "-f", &policy.path().to_string_lossy()]);
+    assert!(ok, "{out}");
+
+    let host = execution_manifest(
+        "host",
+        "{image: busybox, podTemplate: {volumes: [{name: sock, hostPath: {path: /var/run}}]}}",
+    );
+    let refused = refused_once_in_effect(&ns, &host);
+    assert!(
+        refused.contains("volumes not allowed for workers") && refused.contains("sock"),
+        "{refused}"
+    );
+    let token =
+        "{name: t, projected: {sources: [{serviceAccountToken: {path: token, audience: vault}}]}}";
+    for (name, spec, expected) in [
+        ("token", format!("{{image: busybox, podTemplate: {{volumes: [{token}]}}}}"), "t"),
+        (
+            "step-nfs",
+            "{image: busybox, steps: [{name: a, podTemplate: {volumes: [{name: share, nfs: {server: s, path: /}}]}}]}".into(),
+            "in spec.steps",
+        ),
+        (
+            "step-token",
+            format!("{{image: busybox, steps: [{{name: a, podTemplate: {{volumes: [{token}]}}}}]}}"),
+            "in spec.steps",
+        ),
+    ] {
+        let (ok, out) = dry_run(&ns, &execution_manifest(name, &spec));
+        assert!(!ok && out.contains(expected), "{name}: {out}");
+    }
+    for (name, spec) in [
+        (
+            "named",
+            format!("{{image: busybox, serviceAccountName: runner, podTemplate: {{volumes: [{token}]}}}}"),
+        ),
+        (
+            "step-named",
+            format!(
+                "{{image: busybox, steps: [{{name: a, serviceAccountName: runner, podTemplate: {{volumes: [{token}]}}}}]}}"
+            ),
+        ),
+        (
+            "plain",
+            "{image: busybox, podTemplate: {volumes: [{name: s, emptyDir: {}}, {name: d, persistentVolumeClaim: \
+             {claimName: data}}, {name: c, csi: {driver: secrets-store.csi.k8s.io}}]}}"
+                .into(),
+        ),
+    ] {
+        let (ok, out) = dry_run(&ns, &execution_manifest(name, &spec));
+        assert!(ok, "{name} passes the policy (the operator decides at launch): {out}");
+    }
+    let (ok, out) = support::kubectl(&["delete", "-f", &policy.path().to_string_lossy()]);
+    assert!(ok, "{out}");
+    let _ = support::kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}

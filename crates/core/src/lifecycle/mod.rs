@@ -27,6 +27,7 @@ pub mod text;
 pub mod timefmt;
 pub mod transitions;
 pub mod worker_policy;
+pub mod worker_volumes;
 
 pub use decide::decide;
 pub use observed::{

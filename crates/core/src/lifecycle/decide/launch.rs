@@ -12,7 +12,7 @@ use crate::lifecycle::backoff::may_retry;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::text::bounded_message;
-use crate::lifecycle::worker_policy::account_to_check;
+use crate::lifecycle::worker_policy::{account_to_check, volume_problems_of};
 use crate::lifecycle::{Launch, Plan, Read};
 use crew_api::{Phase, Reason, StepPhase, StepStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -125,12 +125,21 @@ enum Access {
     Refused { message: String, permanent: bool },
 }
 
-/// The worker policy's verdict on the current step's launch: a worker runs as a named ServiceAccount only when its
-/// owner opened it to workers, and references only the Secrets that ServiceAccount lists; both are read from the
-/// ServiceAccount, once per launch, and only when the step names one or references a Secret. The ServiceAccount is
-/// the resolved step's (frozen once the run started), the one its Job will run as.
+/// The worker policy's verdict on the current step's launch: its volumes are of types workers may mount (checked
+/// again here: a run frozen before a rule existed is held to it too); a worker runs as a named ServiceAccount only
+/// when its owner opened it to workers, and references only the Secrets, claims and CSI drivers that ServiceAccount
+/// lists; both are read from the ServiceAccount, once per launch, and only when the step names one or references
+/// one of those. The ServiceAccount is the resolved step's (frozen once the run started), the one its Job will run
+/// as.
 fn worker_access(draft: &Draft<'_>, step: &crate::lifecycle::ResolvedStep) -> Access {
     let observed = draft.observed;
+    let volumes = volume_problems_of(std::slice::from_ref(step));
+    if !volumes.is_empty() {
+        return Access::Refused {
+            message: volumes.join("; "),
+            permanent: true,
+        };
+    }
     let Some(account) = account_to_check(step) else {
         return Access::Open;
     };

@@ -5,6 +5,7 @@ use crate::lifecycle::decide::tests::prelude::*;
 stories!(
     worker_policy_refusals_are_invalid_specs,
     a_service_account_name_that_cannot_be_read_is_an_invalid_spec,
+    volumes_workers_may_not_mount_are_invalid_specs,
     a_service_account_is_read_once_before_the_launch,
     invalid_job_fails_the_run_at_once,
     refused_job_is_retried_under_the_policy,
@@ -92,6 +93,93 @@ mod story {
                 w
             })
             .collect()
+    }
+
+    /// Review finding 4: the worker policy ignored volume types. A volume no ServiceAccount can open (a token without
+    /// a named ServiceAccount, a hostPath) fails the run before anything runs; a claim or CSI driver the
+    /// ServiceAccount the pod runs as does not list fails it at its launch, after the read; listed, it runs.
+    pub fn volumes_workers_may_not_mount_are_invalid_specs() -> Vec<World> {
+        let volumes = |volumes: serde_json::Value| -> Option<crew_api::PodTemplate> {
+            Some(serde_json::from_value(serde_json::json!({"volumes": volumes})).unwrap())
+        };
+        let mut token = World::new(CrewExecutionSpec {
+            pod_template: volumes(serde_json::json!([{"name": "t", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "audience": "vault"}}]}}])),
+            ..spec(&[])
+        });
+        assert_eq!(token.decide_at(0).read, None, "refused before any read");
+        token.step(0);
+        assert_eq!((token.phase(), token.reason()), (Failed, "InvalidSpec"));
+        assert!(
+            token.message().contains("ServiceAccount token"),
+            "{}",
+            token.message()
+        );
+        assert_eq!(token.job_creates, 0);
+
+        let mut host = World::new(CrewExecutionSpec {
+            steps: vec![StepSpec {
+                pod_template: volumes(
+                    serde_json::json!([{"name": "docker", "hostPath": {"path": "/var/run"}}]),
+                ),
+                ..step_spec("b")
+            }],
+            ..spec(&[])
+        });
+        host.step(0);
+        assert_eq!((host.phase(), host.reason()), (Failed, "InvalidSpec"));
+        assert!(
+            host.message().contains("of type hostPath"),
+            "{}",
+            host.message()
+        );
+
+        let claim = || CrewExecutionSpec {
+            pod_template: volumes(serde_json::json!([
+                {"name": "data", "persistentVolumeClaim": {"claimName": "team-data"}},
+                {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io"}}])),
+            ..spec(&[])
+        };
+        let mut unlisted = World::new(claim());
+        assert_eq!(
+            unlisted.decide_at(0).read,
+            Some(Read::ServiceAccount("default".into())),
+            "the pod runs as default: its annotations decide"
+        );
+        unlisted.step(0);
+        assert_eq!(
+            (unlisted.phase(), unlisted.reason()),
+            (Failed, "InvalidSpec")
+        );
+        let why = unlisted.message().to_string();
+        assert!(
+            why.contains("team-data") && why.contains("crew.dev/worker-volume-claims"),
+            "{why}"
+        );
+        assert!(
+            why.contains("secrets-store.csi.k8s.io") && why.contains("crew.dev/worker-csi-drivers"),
+            "{why}"
+        );
+        assert_eq!(unlisted.job_creates, 0);
+
+        let mut listed = World::new(claim());
+        listed.service_accounts.insert(
+            "default".into(),
+            [
+                (
+                    "crew.dev/worker-volume-claims".to_string(),
+                    "team-data".to_string(),
+                ),
+                (
+                    "crew.dev/worker-csi-drivers".to_string(),
+                    "secrets-store.csi.k8s.io".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        let plan = listed.step(0);
+        assert!(plan.launch.is_some(), "opened by the namespace's owner");
+        vec![token, host, unlisted, listed]
     }
 
     /// A named ServiceAccount is read before its worker launches (a plan that needs it asks for the read and is not
