@@ -1432,9 +1432,24 @@ fn the_admission_policy_refuses_the_volume_types_the_operator_refuses() {
     assert!(refused.contains("hostPath") && refused.contains("nfs"));
 }
 
-/// The chart's admission policy alone, rendered for release `release` with `--set-json` values `sets`, in a file
-/// for kubectl. It is cluster-wide: each test renders its own under its own release name and removes it when done.
-fn admission_policy(release: &str, sets: &[&str]) -> tempfile::NamedTempFile {
+/// The chart's admission policy, applied to the test control plane until dropped.
+struct AppliedPolicy(tempfile::NamedTempFile);
+
+impl Drop for AppliedPolicy {
+    fn drop(&mut self) {
+        let _ = support::kubectl(&[
+            "delete",
+            "--ignore-not-found",
+            "-f",
+            &self.0.path().to_string_lossy(),
+        ]);
+    }
+}
+
+/// The chart's admission policy alone, rendered for release `release` with `--set-json` values `sets`, applied. It
+/// is cluster-wide: each test applies its own under its own release name, removed when the test ends (also when it
+/// fails).
+fn admission_policy(release: &str, sets: &[&str]) -> AppliedPolicy {
     let chart = chart().to_string_lossy().into_owned();
     let mut args = vec![
         "template",
@@ -1454,7 +1469,9 @@ fn admission_policy(release: &str, sets: &[&str]) -> tempfile::NamedTempFile {
     assert!(ok, "helm template {args:?}: {stderr}");
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), stdout).expect("write the policy");
-    file
+    let (ok, out) = support::kubectl(&["apply", "-f", &file.path().to_string_lossy()]);
+    assert!(ok, "{out}");
+    AppliedPolicy(file)
 }
 
 /// A CrewExecution manifest named `name` with `spec` (flow-style YAML), in a file for kubectl.
@@ -1510,8 +1527,6 @@ fn the_admission_policy_refuses_volumes_workers_never_get() {
     let (ok, out) = support::kubectl(&["create", "namespace", &ns]);
     assert!(ok, "{out}");
     let policy = admission_policy(&format!("volumes-{pid}"), &[]);
-    let (ok, out) = support::kubectl(&["apply", "-f", &policy.path().to_string_lossy()]);
-    assert!(ok, "{out}");
 
     let host = execution_manifest(
         "host",
@@ -1561,7 +1576,82 @@ fn the_admission_policy_refuses_volumes_workers_never_get() {
         let (ok, out) = dry_run(&ns, &execution_manifest(name, &spec));
         assert!(ok, "{name} passes the policy (the operator decides at launch): {out}");
     }
-    let (ok, out) = support::kubectl(&["delete", "-f", &policy.path().to_string_lossy()]);
-    assert!(ok, "{out}");
+    drop(policy);
     let _ = support::kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Review finding 8: the admission policy validated every update of the whole object, so an execution that already
+/// carried a key the policy now denies (the policy turned on, or its allow list shrunk, while it ran) could not be
+/// cancelled, suspended or labelled, and a foreground delete never completed (the garbage collector's finalizer
+/// removal was refused). The policy checks creates, and updates that change what it checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_stored_under_older_rules_can_still_be_cancelled_and_deleted() {
+    use kube::api::PropagationPolicy;
+    let admin = plane().client().await.expect("admin client");
+    let pid = std::process::id();
+    let ns = format!("vap-updates-{pid}");
+    create_namespace(&admin, &ns).await.expect("namespace");
+    // Stored before the policy denies its key (a key no other test's policy denies: the policy is cluster-wide).
+    let legacy = "{image: busybox, podAnnotations: {example.com/legacy: \"on\"}}";
+    let (ok, out) = support::kubectl(&[
+        "-n",
+        &ns,
+        "apply",
+        "-f",
+        &execution_manifest("old", legacy).path().to_string_lossy(),
+    ]);
+    assert!(ok, "{out}");
+    let policy = admission_policy(
+        &format!("updates-{pid}"),
+        &[r#"workerPolicy.denyPodAnnotations=["example.com/legacy"]"#],
+    );
+    let refused = refused_once_in_effect(&ns, &execution_manifest("new", legacy));
+    assert!(refused.contains("example.com/legacy"), "{refused}");
+
+    let executions: Api<CrewExecution> = Api::namespaced(admin.clone(), &ns);
+    let merge = |patch: Value| Patch::Merge(patch);
+    for (what, patch) in [
+        ("cancel", json!({"spec": {"cancel": true}})),
+        ("suspend", json!({"spec": {"suspend": true}})),
+        (
+            "a GitOps label",
+            json!({"metadata": {"labels": {"app.kubernetes.io/instance": "x"}}}),
+        ),
+    ] {
+        executions
+            .patch("old", &PatchParams::default(), &merge(patch))
+            .await
+            .unwrap_or_else(|e| panic!("{what} refused: {e}"));
+    }
+    // An update that changes what the policy checks is still checked (through kubectl: this binary's 403 recorder
+    // is the install test's witness that the operator is never refused).
+    let (ok, out) = support::kubectl(&[
+        "-n",
+        &ns,
+        "patch",
+        "crewexecution",
+        "old",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec": {"podAnnotations": {"team": "a"}}}"#,
+    ]);
+    assert!(!ok && out.contains("example.com/legacy"), "{out}");
+    // A foreground delete completes: the garbage collector may remove its finalizer.
+    let foreground = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        ..Default::default()
+    };
+    executions
+        .delete("old", &foreground)
+        .await
+        .expect("foreground delete");
+    eventually("the foreground-deleted execution is gone", || async {
+        matches!(executions.get("old").await, Err(kube::Error::Api(s)) if s.code == 404)
+    })
+    .await;
+
+    drop(policy);
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
