@@ -92,6 +92,7 @@ pub struct CrewExecutionSpec {
     pub image: Option<String>,
 
     /// Image pull policy of the worker container (Always, IfNotPresent or Never). Defaults to the cluster's rule.
+    /// Steps inherit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
     pub image_pull_policy: Option<String>,
@@ -115,10 +116,15 @@ pub struct CrewExecutionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// ServiceAccount (in the execution's namespace) the worker pods run as. Whoever may create CrewExecutions in a
-    /// namespace may pick any ServiceAccount there: grant that right like the right to create pods.
+    /// ServiceAccount (in the execution's namespace) the worker pods run as. Its namespace's owner must open it to
+    /// workers (annotation `crew.dev/worker: "true"`), or the operator's admin list it; otherwise the run fails with
+    /// reason `InvalidSpec`. Unset: the pods run as `default`, without an API token. A DNS subdomain (lower-case
+    /// letters, digits, '-' and '.'), like every ServiceAccount name. Steps inherit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub service_account_name: Option<String>,
 
     /// Annotations added to every worker pod (a step's own `podAnnotations` are merged over these).
@@ -239,6 +245,19 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub image: Option<String>,
+
+    /// Image pull policy of this step's worker container (default: `spec.imagePullPolicy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
+    pub image_pull_policy: Option<String>,
+
+    /// ServiceAccount this step's pods run as (default: `spec.serviceAccountName`), under the same rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub service_account_name: Option<String>,
 
     /// Entrypoint of this step (default: `spec.command`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -40,7 +40,8 @@ pub struct CrewExecutionStatus {
 
     /// The steps this run executes (the fields of `spec.steps`), each with every field it inherits from the spec
     /// filled in, fixed when the first step started (as Tekton keeps `pipelineSpec` and Argo `storedTemplates`). Editing `spec.steps` or
-    /// the fields steps inherit (`image`, `command`, `args`, `env`, `resources`, `podAnnotations`, `podTemplate`) after that
+    /// the fields steps inherit (`image`, `imagePullPolicy`, `serviceAccountName`, `command`, `args`, `env`, `resources`,
+    /// `podAnnotations`, `podTemplate`, `stallTimeoutSeconds`, `onStall`) after that
     /// does not change this run: the edit is reported by the condition `StepsChanged` and a Warning Event, and
     /// applies to executions created from the new spec. `cancel`, `suspend`, `timeoutSeconds`, `retry` and
     /// `ttlSecondsAfterFinished` stay live.

@@ -148,9 +148,11 @@ vocabulary! {
         InvalidSpec,
         /// A phase change the transition graph does not allow was refused.
         InvalidTransition,
-        /// The API server refused a step's Job: the attempt failed (the run too, when no retry can cure it).
+        /// The API server refused a step's Job, or a Job nothing will delete holds its name: the attempt failed (the
+        /// run too, when no retry can cure it).
         JobRejected,
-        /// A Job of an earlier execution of the same name still exists; the step starts once it is deleted.
+        /// A Job of an earlier execution of the same name still exists; the step starts once it is deleted, or its
+        /// attempt fails after the start timeout (`StartBlocked` condition).
         JobNameTaken,
         /// `spec.steps` (or a field the steps inherit) was edited after the run started; the run keeps its steps.
         StepsChanged,
@@ -188,7 +190,7 @@ vocabulary! {
         Admitted,
         /// The spec's steps differ from the ones the run executes.
         StepsChanged,
-        /// The current attempt's worker cannot start; the reason is the one Kubernetes gave.
+        /// The current attempt's worker cannot start; the reason is the one Kubernetes gave, or `JobNameTaken`.
         StartBlocked,
         /// The running worker has not reported for its stall timeout.
         ProgressStalled,

@@ -89,6 +89,7 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("253-character name", leaked("m".repeat(253)), "{image: busybox}".into(), Refused("too long")),
         ("unknown field", "bad-30", "{image: busybox, imagePullSecret: x}".into(), Refused(".spec.imagePullSecret: field not declared in schema")),
         ("bad pull policy", "bad-31", "{image: busybox, imagePullPolicy: Sometimes}".into(), Refused("spec.imagePullPolicy")),
+        ("service account name that is no DNS name", "bad-39", "{image: busybox, serviceAccountName: Bad_SA}".into(), Refused("spec.serviceAccountName")),
         ("annotation value not a string", "bad-32", "{image: busybox, podAnnotations: {team: {a: 1}}}".into(), Refused("podAnnotations")),
         ("crew as a string", "bad-33", "{image: busybox, crew: researchers}".into(), Refused("spec.crew")),
         // Accepted by the schema, refused later: each becomes a visible end.
@@ -98,7 +99,6 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("annotation key the Job API refuses", "bad-36", "{image: busybox, podAnnotations: {'bad key!': x}}".into(), Ends("Failed", "JobRejected")),
         ("resource quantity that is no quantity", "bad-37", "{image: busybox, resources: {limits: {cpu: lots}}}".into(), Ends("Failed", "JobRejected")),
         ("request above limit", "bad-38", "{image: busybox, resources: {requests: {cpu: '2'}, limits: {cpu: '1'}}}".into(), Ends("Failed", "JobRejected")),
-        ("service account name that is no DNS name", "bad-39", "{image: busybox, serviceAccountName: Bad_SA}".into(), Ends("Failed", "InvalidSpec")),
         ("env var name with '='", "bad-40", "{image: busybox, env: [{name: 'A=B', value: x}]}".into(), Ends("Failed", "JobRejected")),
         ("a queue that does not exist", "bad-41", "{image: busybox, queue: nowhere}".into(), Ends("Pending", "QueueNotFound")),
         ("timeout of one second on a step that hangs", "bad-42", "{image: busybox, timeoutSeconds: 1, podAnnotations: {sim.crew.dev/hang: 'true'}}".into(), Ends("Failed", "TimedOut")),

@@ -1349,3 +1349,71 @@ async fn finished_jobs_are_deleted_under_job_cleanup() {
     );
     op.stop().await;
 }
+
+/// Review finding 3: `kubectl delete cx nightly --cascade=orphan` leaves `nightly-main-1` running, labelled, with no
+/// owner. A new `nightly` waited for ever for that name (`JobNameTaken`), at the head of its queue, and everything
+/// behind it waited too. The name now counts as refused: attempt 1 fails, attempt 2 (another name) runs, and the
+/// queue drains.
+#[tokio::test]
+async fn an_orphaned_job_of_the_same_name_does_not_block_the_queue() {
+    use kube::api::{DeleteParams, PropagationPolicy};
+    let t = TestNs::new("orphan-name", Duration::from_millis(300)).await;
+    create_queue(&t, "q", 1).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: nightly}\nspec: {image: busybox, queue: q, podAnnotations: {sim.crew.dev/hang: \"true\"}}\n")
+        .await;
+    t.wait_phase("nightly", "Running", LIMIT).await;
+    let orphan = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..Default::default()
+    };
+    t.executions()
+        .delete("nightly", &orphan)
+        .await
+        .expect("delete nightly, orphaning its Job");
+    wait_until(LIMIT, "nightly gone, its Job orphaned", || async {
+        let gone = t
+            .executions()
+            .get_opt("nightly")
+            .await
+            .ok()
+            .flatten()
+            .is_none();
+        let orphaned = jobs_of(&t, "nightly").await.iter().any(|j| {
+            j.metadata.name.as_deref() == Some("nightly-main-1")
+                && j.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(Vec::is_empty)
+                && j.metadata.deletion_timestamp.is_none()
+        });
+        gone && orphaned
+    })
+    .await;
+
+    t.create("metadata: {name: nightly}\nspec: {image: busybox, queue: q, retry: {limit: 1, backoffSeconds: 0}}\n")
+        .await;
+    t.create("metadata: {name: behind}\nspec: {image: busybox, queue: q}\n")
+        .await;
+    let nightly = t.wait_phase("nightly", "Succeeded", LIMIT).await;
+    let step = &nightly.status.as_ref().expect("status").steps[0];
+    assert_eq!(
+        (step.attempt, step.job_name.as_deref()),
+        (2, Some("nightly-main-2")),
+        "attempt 1's name is the orphan's; attempt 2 ran under its own"
+    );
+    let reasons = history_reasons(&nightly);
+    assert!(
+        reasons.iter().any(|r| r == "RetryScheduled"),
+        "attempt 1 failed visibly: {reasons:?}"
+    );
+    t.wait_phase("behind", "Succeeded", LIMIT).await;
+    assert!(
+        jobs_of(&t, "nightly")
+            .await
+            .iter()
+            .any(|j| j.metadata.name.as_deref() == Some("nightly-main-1")),
+        "the orphan is not the operator's to delete"
+    );
+    op.stop().await;
+}

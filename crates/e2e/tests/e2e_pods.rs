@@ -417,3 +417,49 @@ async fn kubectl_explain_describes_the_pod_template_down_to_the_kubernetes_field
         .await;
     assert!(ok && out.contains("NoSchedule"), "{out}");
 }
+
+/// Review finding 4: a projected `serviceAccountToken` gave the worker a token of `default` (for the API server, or
+/// any audience: IRSA, Vault) although its execution named no ServiceAccount; `automountServiceAccountToken: false`
+/// does not apply to explicit projections. Such an execution now ends `InvalidSpec` before any Job exists, and so
+/// does a volume that reaches the node or a claim its namespace's owner did not open; with the claim listed on the
+/// ServiceAccount the pod runs as, the worker mounts it.
+#[tokio::test]
+async fn workers_cannot_mint_a_token_through_a_projected_volume() {
+    let t = TestNs::new("pods-volumes", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create(
+        "metadata: {name: minted}\nspec: {image: busybox, podTemplate: {volumes: [{name: t, projected: {sources: \
+         [{serviceAccountToken: {path: token, audience: sts.amazonaws.com}}]}}], volumeMounts: [{name: t, \
+         mountPath: /t}]}}\n",
+    )
+    .await;
+    assert_invalid(&t, "minted", "projects a ServiceAccount token").await;
+    t.create(
+        "metadata: {name: on-the-node}\nspec: {image: busybox, steps: [{name: a, podTemplate: {volumes: [{name: \
+         sock, hostPath: {path: /var/run}}]}}]}\n",
+    )
+    .await;
+    assert_invalid(&t, "on-the-node", "of type hostPath").await;
+    t.create(
+        "metadata: {name: their-data}\nspec: {image: busybox, podTemplate: {volumes: [{name: d, \
+         persistentVolumeClaim: {claimName: team-data}}]}}\n",
+    )
+    .await;
+    assert_invalid(&t, "their-data", "crew.dev/worker-volume-claims").await;
+    service_account(
+        &t,
+        "default",
+        serde_json::json!({"crew.dev/worker-volume-claims": "team-data"}),
+    )
+    .await;
+    t.create(
+        "metadata: {name: our-data}\nspec: {image: busybox, podTemplate: {volumes: [{name: d, \
+         persistentVolumeClaim: {claimName: team-data}}]}}\n",
+    )
+    .await;
+    wait_until(LIMIT, "our-data's Job created", || async {
+        !support::job_names(&t, "our-data").await.is_empty()
+    })
+    .await;
+    op.stop().await;
+}

@@ -414,3 +414,35 @@ async fn helm_install_wait_returns_when_the_execution_succeeded_and_fails_fast_w
     assert_eq!(phase_of(&cx), "Failed");
     operator.stop().await;
 }
+
+/// Review finding 2: a `serviceAccountName` the API server cannot even be asked about (`""`, a trailing space) made
+/// every launch fail before its status write, silently, for ever. The schema refuses both at apply, naming the
+/// field; a ServiceAccount name that is a DNS subdomain still passes.
+#[tokio::test]
+async fn a_service_account_name_that_cannot_be_looked_up_is_refused_at_apply() {
+    let t = TestNs::new("schema-sa-name", Duration::from_millis(300)).await;
+    for name in ["''", "'runner '", "Runner", "a_b"] {
+        assert_refused(
+            &t,
+            &execution(
+                "bad",
+                &format!("{{image: busybox, serviceAccountName: {name}}}"),
+            ),
+            "spec.serviceAccountName",
+        )
+        .await;
+    }
+    let (ok, out) = apply(
+        &t,
+        &execution(
+            "good",
+            "{image: busybox, serviceAccountName: crew-worker.v2}",
+        ),
+        None,
+    )
+    .await;
+    assert!(
+        ok,
+        "a DNS-subdomain name is a valid ServiceAccount name: {out}"
+    );
+}

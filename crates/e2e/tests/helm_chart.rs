@@ -1372,3 +1372,265 @@ fn the_admission_policy_denies_what_the_operator_denies() {
         crew_core::lifecycle::worker_policy::DEFAULT_DENIED_POD_KEYS
     );
 }
+
+/// The admission policy refuses exactly the volume types the operator never gives workers: every type of the CRD's
+/// volume schema (the pod API's) but the operator's allowed ones. A type added to one side and not the other, or a
+/// new type of the pod API, fails here.
+#[test]
+fn the_admission_policy_refuses_the_volume_types_the_operator_refuses() {
+    use crew_core::lifecycle::worker_volumes::ALLOWED_VOLUME_TYPES;
+    let values: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml is YAML");
+    let chart_types: BTreeSet<&str> = values["admissionPolicy"]["deniedVolumeTypes"]
+        .as_array()
+        .expect("deniedVolumeTypes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let crd = serde_json::to_value(<CrewExecution as kube::CustomResourceExt>::crd()).expect("CRD");
+    let volume = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["podTemplate"]["properties"]["volumes"]["items"]["properties"];
+    let api_types: BTreeSet<&str> = volume
+        .as_object()
+        .expect("the volume schema's properties")
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "name")
+        .collect();
+    for allowed in ALLOWED_VOLUME_TYPES {
+        assert!(api_types.contains(allowed), "{allowed} is no volume type");
+    }
+    let refused: BTreeSet<&str> = api_types
+        .iter()
+        .copied()
+        .filter(|t| !ALLOWED_VOLUME_TYPES.contains(t))
+        .collect();
+    assert_eq!(chart_types, refused);
+    assert!(refused.contains("hostPath") && refused.contains("nfs"));
+}
+
+/// The chart's admission policy, applied to the test control plane until dropped.
+struct AppliedPolicy(tempfile::NamedTempFile);
+
+impl Drop for AppliedPolicy {
+    fn drop(&mut self) {
+        let _ = support::kubectl(&[
+            "delete",
+            "--ignore-not-found",
+            "-f",
+            &self.0.path().to_string_lossy(),
+        ]);
+    }
+}
+
+/// The chart's admission policy alone, rendered for release `release` with `--set-json` values `sets`, applied. It
+/// is cluster-wide: each test applies its own under its own release name, removed when the test ends (also when it
+/// fails).
+fn admission_policy(release: &str, sets: &[&str]) -> AppliedPolicy {
+    let chart = chart().to_string_lossy().into_owned();
+    let mut args = vec![
+        "template",
+        release,
+        chart.as_str(),
+        "--namespace",
+        "crew-system",
+        "--show-only",
+        "templates/admission-policy.yaml",
+        "--set",
+        "admissionPolicy.enabled=true",
+    ];
+    for set in sets {
+        args.extend(["--set-json", set]);
+    }
+    let (ok, stdout, stderr) = helm(&args);
+    assert!(ok, "helm template {args:?}: {stderr}");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), stdout).expect("write the policy");
+    let (ok, out) = support::kubectl(&["apply", "-f", &file.path().to_string_lossy()]);
+    assert!(ok, "{out}");
+    AppliedPolicy(file)
+}
+
+/// A CrewExecution manifest named `name` with `spec` (flow-style YAML), in a file for kubectl.
+fn execution_manifest(name: &str, spec: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        file.path(),
+        format!(
+            "apiVersion: crew.dev/v1alpha1\nkind: CrewExecution\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        ),
+    )
+    .expect("write manifest");
+    file
+}
+
+/// `kubectl apply --dry-run=server` of `file` in `ns`: what admission says, with nothing stored.
+fn dry_run(ns: &str, file: &tempfile::NamedTempFile) -> (bool, String) {
+    support::kubectl(&[
+        "-n",
+        ns,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &file.path().to_string_lossy(),
+    ])
+}
+
+/// Waits until the admission policy refuses `file` in `ns` (a new policy takes effect a moment after its create);
+/// returns the refusal.
+fn refused_once_in_effect(ns: &str, file: &tempfile::NamedTempFile) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out) = dry_run(ns, file);
+        if !ok {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy never refused it: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Review finding 4: the admission policy refuses, at apply, the volumes the operator would refuse without reading a
+/// ServiceAccount: a type workers never get (in the execution's template or a step's) and a projected
+/// ServiceAccount token without a named ServiceAccount. What the operator may allow passes.
+#[test]
+fn the_admission_policy_refuses_volumes_workers_never_get() {
+    let _ = plane();
+    let pid = std::process::id();
+    let ns = format!("vap-volumes-{pid}");
+    let (ok, out) = support::kubectl(&["create", "namespace", &ns]);
+    assert!(ok, "{out}");
+    let policy = admission_policy(&format!("volumes-{pid}"), &[]);
+
+    let host = execution_manifest(
+        "host",
+        "{image: busybox, podTemplate: {volumes: [{name: sock, hostPath: {path: /var/run}}]}}",
+    );
+    let refused = refused_once_in_effect(&ns, &host);
+    assert!(
+        refused.contains("volumes not allowed for workers") && refused.contains("sock"),
+        "{refused}"
+    );
+    let token =
+        "{name: t, projected: {sources: [{serviceAccountToken: {path: token, audience: vault}}]}}";
+    for (name, spec, expected) in [
+        ("token", format!("{{image: busybox, podTemplate: {{volumes: [{token}]}}}}"), "t"),
+        (
+            "step-nfs",
+            "{image: busybox, steps: [{name: a, podTemplate: {volumes: [{name: share, nfs: {server: s, path: /}}]}}]}".into(),
+            "in spec.steps",
+        ),
+        (
+            "step-token",
+            format!("{{image: busybox, steps: [{{name: a, podTemplate: {{volumes: [{token}]}}}}]}}"),
+            "in spec.steps",
+        ),
+    ] {
+        let (ok, out) = dry_run(&ns, &execution_manifest(name, &spec));
+        assert!(!ok && out.contains(expected), "{name}: {out}");
+    }
+    for (name, spec) in [
+        (
+            "named",
+            format!("{{image: busybox, serviceAccountName: runner, podTemplate: {{volumes: [{token}]}}}}"),
+        ),
+        (
+            "step-named",
+            format!(
+                "{{image: busybox, steps: [{{name: a, serviceAccountName: runner, podTemplate: {{volumes: [{token}]}}}}]}}"
+            ),
+        ),
+        (
+            "plain",
+            "{image: busybox, podTemplate: {volumes: [{name: s, emptyDir: {}}, {name: d, persistentVolumeClaim: \
+             {claimName: data}}, {name: c, csi: {driver: secrets-store.csi.k8s.io}}]}}"
+                .into(),
+        ),
+    ] {
+        let (ok, out) = dry_run(&ns, &execution_manifest(name, &spec));
+        assert!(ok, "{name} passes the policy (the operator decides at launch): {out}");
+    }
+    drop(policy);
+    let _ = support::kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Review finding 8: the admission policy validated every update of the whole object, so an execution that already
+/// carried a key the policy now denies (the policy turned on, or its allow list shrunk, while it ran) could not be
+/// cancelled, suspended or labelled, and a foreground delete never completed (the garbage collector's finalizer
+/// removal was refused). The policy checks creates, and updates that change what it checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_stored_under_older_rules_can_still_be_cancelled_and_deleted() {
+    use kube::api::PropagationPolicy;
+    let admin = plane().client().await.expect("admin client");
+    let pid = std::process::id();
+    let ns = format!("vap-updates-{pid}");
+    create_namespace(&admin, &ns).await.expect("namespace");
+    // Stored before the policy denies its key (a key no other test's policy denies: the policy is cluster-wide).
+    let legacy = "{image: busybox, podAnnotations: {example.com/legacy: \"on\"}}";
+    let (ok, out) = support::kubectl(&[
+        "-n",
+        &ns,
+        "apply",
+        "-f",
+        &execution_manifest("old", legacy).path().to_string_lossy(),
+    ]);
+    assert!(ok, "{out}");
+    let policy = admission_policy(
+        &format!("updates-{pid}"),
+        &[r#"workerPolicy.denyPodAnnotations=["example.com/legacy"]"#],
+    );
+    let refused = refused_once_in_effect(&ns, &execution_manifest("new", legacy));
+    assert!(refused.contains("example.com/legacy"), "{refused}");
+
+    let executions: Api<CrewExecution> = Api::namespaced(admin.clone(), &ns);
+    let merge = |patch: Value| Patch::Merge(patch);
+    for (what, patch) in [
+        ("cancel", json!({"spec": {"cancel": true}})),
+        ("suspend", json!({"spec": {"suspend": true}})),
+        (
+            "a GitOps label",
+            json!({"metadata": {"labels": {"app.kubernetes.io/instance": "x"}}}),
+        ),
+    ] {
+        executions
+            .patch("old", &PatchParams::default(), &merge(patch))
+            .await
+            .unwrap_or_else(|e| panic!("{what} refused: {e}"));
+    }
+    // An update that changes what the policy checks is still checked (through kubectl: this binary's 403 recorder
+    // is the install test's witness that the operator is never refused).
+    let (ok, out) = support::kubectl(&[
+        "-n",
+        &ns,
+        "patch",
+        "crewexecution",
+        "old",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec": {"podAnnotations": {"team": "a"}}}"#,
+    ]);
+    assert!(!ok && out.contains("example.com/legacy"), "{out}");
+    // A foreground delete completes: the garbage collector may remove its finalizer.
+    let foreground = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        ..Default::default()
+    };
+    executions
+        .delete("old", &foreground)
+        .await
+        .expect("foreground delete");
+    eventually("the foreground-deleted execution is gone", || async {
+        matches!(executions.get("old").await, Err(kube::Error::Api(s)) if s.code == 404)
+    })
+    .await;
+
+    drop(policy);
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}

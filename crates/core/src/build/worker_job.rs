@@ -18,7 +18,9 @@ pub const CREW_MOUNT: &str = "/crew";
 const CREW_VOLUME: &str = "crew";
 
 /// The Job running `launch`'s step attempt. `backoffLimit` is 0: the
-/// operator owns retries so that every attempt is its own visible Job.
+/// operator owns retries so that every attempt is its own visible Job. Everything about the worker (container,
+/// ServiceAccount, pull policy, step count) comes from the launched step, which a started run reads from
+/// `status.resolvedSteps`; the execution gives only its name, namespace and UID.
 pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, BuildError> {
     let name = execution.metadata.name.clone().unwrap_or_default();
     let ns = namespace(execution)?;
@@ -30,18 +32,13 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
         .filter(|e| !e.name.starts_with("CREW_"))
         .cloned()
         .collect();
-    let total = if execution.spec.steps.is_empty() {
-        1
-    } else {
-        execution.spec.steps.len()
-    };
     env.extend(
         [
             ("CREW_EXECUTION", name.clone()),
             ("CREW_NAMESPACE", ns.clone()),
             ("CREW_STEP", step.name.clone()),
             ("CREW_STEP_INDEX", step.index.to_string()),
-            ("CREW_STEP_COUNT", total.to_string()),
+            ("CREW_STEP_COUNT", step.step_count.to_string()),
             ("CREW_ATTEMPT", launch.attempt.to_string()),
             ("CREW_CREW_FILE", format!("{CREW_MOUNT}/{CREW_FILE}")),
             ("CREW_INPUTS_FILE", format!("{CREW_MOUNT}/{INPUTS_FILE}")),
@@ -56,7 +53,7 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
     let mut container = Container {
         name: WORKER_CONTAINER.to_string(),
         image: Some(step.image.clone()),
-        image_pull_policy: execution.spec.image_pull_policy.clone(),
+        image_pull_policy: step.image_pull_policy.clone(),
         command: step.command.clone(),
         args: step.args.clone(),
         env: Some(env),
@@ -72,13 +69,9 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
     };
     let mut pod = PodSpec {
         restart_policy: Some("Never".to_string()),
-        service_account_name: execution.spec.service_account_name.clone(),
-        // No API credentials in the worker unless the execution names a ServiceAccount to run as.
-        automount_service_account_token: execution
-            .spec
-            .service_account_name
-            .is_none()
-            .then_some(false),
+        service_account_name: step.service_account_name.clone(),
+        // No API credentials in the worker unless its step names a ServiceAccount to run as.
+        automount_service_account_token: step.service_account_name.is_none().then_some(false),
         containers: Vec::new(),
         volumes: Some(vec![Volume {
             name: CREW_VOLUME.to_string(),
@@ -245,6 +238,62 @@ mod tests {
         let env = env_of(&worker_job(&cx, &launch_of(&cx, 0, 1)).unwrap());
         let steps: Vec<_> = env.iter().filter(|(k, _)| k == "CREW_STEP").collect();
         assert_eq!(steps, [&("CREW_STEP".to_string(), "main".to_string())]);
+    }
+
+    /// Review finding 14: the ServiceAccount, the pull policy and `CREW_STEP_COUNT` were read from the live spec,
+    /// so a mid-run edit changed later attempts unreported. They come from the resolved (frozen) step now.
+    #[test]
+    fn the_pod_identity_comes_from_the_resolved_step_not_the_live_spec() {
+        let mut cx = execution(CrewExecutionSpec {
+            image: Some("w".into()),
+            image_pull_policy: Some("Always".into()),
+            service_account_name: Some("runner".into()),
+            steps: vec![
+                StepSpec {
+                    name: "a".into(),
+                    ..Default::default()
+                },
+                StepSpec {
+                    name: "b".into(),
+                    service_account_name: Some("builder".into()),
+                    image_pull_policy: Some("Never".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let first = launch_of(&cx, 0, 1);
+        let second = launch_of(&cx, 1, 1);
+        cx.spec.service_account_name = Some("edited".into());
+        cx.spec.image_pull_policy = Some("IfNotPresent".into());
+        cx.spec.steps.push(StepSpec {
+            name: "c".into(),
+            ..Default::default()
+        });
+        for (launch, account, policy) in [(first, "runner", "Always"), (second, "builder", "Never")]
+        {
+            let job = worker_job(&cx, &launch).unwrap();
+            let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            assert_eq!(pod.service_account_name.as_deref(), Some(account));
+            assert_eq!(pod.automount_service_account_token, None);
+            assert_eq!(pod.containers[0].image_pull_policy.as_deref(), Some(policy));
+            assert!(env_of(&job).contains(&("CREW_STEP_COUNT".to_string(), "2".to_string())));
+        }
+        cx.spec.service_account_name = None;
+        let plain = execution(CrewExecutionSpec {
+            image: Some("w".into()),
+            ..Default::default()
+        });
+        let job = worker_job(&cx, &launch_of(&plain, 0, 1)).unwrap();
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(
+            (
+                pod.service_account_name.as_deref(),
+                pod.automount_service_account_token
+            ),
+            (None, Some(false)),
+            "no ServiceAccount named: no API token"
+        );
     }
 
     #[test]

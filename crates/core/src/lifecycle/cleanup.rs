@@ -47,6 +47,7 @@ mod tests {
             step: step.into(),
             attempt,
             owned: true,
+            controller: None,
             state,
             created: None,
             started: None,

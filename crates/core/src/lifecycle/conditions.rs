@@ -46,7 +46,9 @@ pub fn is_ours(condition: &Condition) -> bool {
 
 /// The full condition list, in the order of [`ConditionType::ALL`] (`StepsChanged`, `StartBlocked` and
 /// `ProgressStalled` only while true); `lastTransitionTime` is kept from `previous` when a condition's status is
-/// unchanged.
+/// unchanged, and for the conditions written only while true when their reason is unchanged too: a worker blocked
+/// for another reason is a new block, and `StartBlocked`'s time says since when the current one holds (the
+/// `JobNameTaken` wait is bounded from it).
 pub fn conditions(
     input: &ConditionInputs<'_>,
     previous: &[Condition],
@@ -127,6 +129,14 @@ pub fn conditions(
         let reason = Reason::NoProgressReport.as_str();
         (ConditionType::ProgressStalled, "True", reason, message)
     });
+    let while_true = |type_: ConditionType| {
+        matches!(
+            type_,
+            ConditionType::StepsChanged
+                | ConditionType::StartBlocked
+                | ConditionType::ProgressStalled
+        )
+    };
     wanted
         .into_iter()
         .chain(steps_changed)
@@ -135,7 +145,11 @@ pub fn conditions(
         .map(|(type_, status, reason, message)| {
             let last_transition_time = previous
                 .iter()
-                .find(|c| c.type_ == type_.as_str() && c.status == status)
+                .find(|c| {
+                    c.type_ == type_.as_str()
+                        && c.status == status
+                        && (!while_true(type_) || c.reason == reason)
+                })
                 .map_or_else(|| Time(now), |c| c.last_transition_time.clone());
             Condition {
                 type_: type_.into(),
@@ -298,6 +312,26 @@ mod tests {
                 .last_transition_time,
             Time(at(10))
         );
+    }
+
+    #[test]
+    fn a_start_block_for_another_reason_is_a_new_block() {
+        let blocked = |reason| ConditionInputs {
+            phase: Phase::Running,
+            reason: "StepRunning",
+            start_blocked: Some((reason, "why")),
+            ..Default::default()
+        };
+        let since = |c: &[Condition]| {
+            find(c, ConditionType::StartBlocked)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap()
+        };
+        let first = conditions(&blocked("ImagePullBackOff"), &[], at(10));
+        let same = conditions(&blocked("ImagePullBackOff"), &first, at(20));
+        assert_eq!(since(&same), Time(at(10)), "the same block goes on");
+        let other = conditions(&blocked("JobNameTaken"), &same, at(30));
+        assert_eq!(since(&other), Time(at(30)), "another reason: a new block");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the operator keeps it ([`summarise_job`]), and the execution that controls it ([`controller_of`]). The operator's
 //! child index and `kubectl crew describe` both classify Jobs here, so they never disagree on a Job's state.
 
-use super::{JobState, ObservedJob};
+use super::{JobController, JobState, ObservedJob};
 use crate::build::labels;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -98,6 +98,12 @@ pub fn summarise_job(job: &Job) -> Option<JobRecord> {
             step,
             attempt,
             owned: false,
+            controller: owner.map(|o| JobController {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+            }),
             state: verdict.state,
             created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
             started: job
@@ -149,6 +155,12 @@ mod tests {
             (JobState::Active, Some("u1"))
         );
         assert_eq!(active.summary.attempt, 1);
+        let controller = active.summary.controller.as_ref().expect("controller");
+        assert!(controller.is_execution_named("x"));
+        assert!(!controller.is_execution_named("y"));
+        let mut orphan = job(json!({"active": 1}));
+        orphan.metadata.owner_references = None;
+        assert_eq!(summarise_job(&orphan).unwrap().summary.controller, None);
         let done = summarise_job(&job(json!({"completionTime": "2026-01-01T00:00:09Z",
             "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:00:09Z"}]}))).unwrap();
         assert_eq!(done.summary.state, JobState::Succeeded);

@@ -27,10 +27,12 @@ pub mod text;
 pub mod timefmt;
 pub mod transitions;
 pub mod worker_policy;
+pub mod worker_volumes;
 
 pub use decide::decide;
 pub use observed::{
-    Admission, JobRejection, JobState, Observed, ObservedJob, StartBlock, WorkerOutcome,
+    Admission, JobController, JobRejection, JobState, Observed, ObservedJob, StartBlock,
+    WorkerOutcome,
 };
 pub use plan::{EventNote, Launch, Plan, Read};
 pub use resolve::{InvalidSpec, ResolvedStep, resolve_frozen, resolve_steps};

@@ -35,6 +35,28 @@ pub struct StartBlock {
     pub message: String,
 }
 
+/// The object that controls a Job: its controller owner reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobController {
+    /// `apiVersion` of the owner (`crew.dev/v1alpha1` for an execution).
+    pub api_version: String,
+    /// Kind of the owner (`CrewExecution` for ours).
+    pub kind: String,
+    /// Name of the owner.
+    pub name: String,
+    /// UID of the owner.
+    pub uid: String,
+}
+
+impl JobController {
+    /// Whether the owner is a CrewExecution named `name` (this execution, or an earlier one of the same name).
+    pub fn is_execution_named(&self, name: &str) -> bool {
+        self.kind == "CrewExecution"
+            && self.api_version.split('/').next() == Some(crew_api::GROUP)
+            && self.name == name
+    }
+}
+
 /// One Job labelled as belonging to the execution, summarised.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedJob {
@@ -47,6 +69,8 @@ pub struct ObservedJob {
     /// Whether the Job's controller owner reference is this execution (same UID). Jobs of a deleted execution
     /// with the same name are not ours.
     pub owned: bool,
+    /// The Job's controller owner, if it has one (None: orphaned, or never owned).
+    pub controller: Option<JobController>,
     /// Job controller's verdict.
     pub state: JobState,
     /// Creation time.

@@ -21,6 +21,12 @@ pub struct ResolvedStep {
     pub name: String,
     /// Worker image.
     pub image: String,
+    /// Image pull policy of the worker container (unset: the cluster's rule).
+    pub image_pull_policy: Option<String>,
+    /// ServiceAccount the worker pod runs as (unset: `default`, without an API token).
+    pub service_account_name: Option<String>,
+    /// How many steps the run has (`CREW_STEP_COUNT`).
+    pub step_count: usize,
     /// Entrypoint, if set anywhere.
     pub command: Option<Vec<String>>,
     /// Arguments, if set anywhere.
@@ -67,6 +73,9 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
         ));
     }
     problems.extend(live_field_problems(spec));
+    if let Some(account) = &spec.service_account_name {
+        problems.extend(service_account_name_problem("serviceAccountName", account));
+    }
     let mut seen = HashSet::new();
     let steps: Vec<ResolvedStep> = if spec.steps.is_empty() {
         vec![resolve_one(spec, 0, DEFAULT_STEP, None, &mut problems)]
@@ -89,10 +98,19 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
                     &format!("step {:?} timeoutSeconds", step.name),
                     step.timeout_seconds,
                 );
+                if let Some(account) = &step.service_account_name {
+                    let field = format!("step {:?} serviceAccountName", step.name);
+                    problems.extend(service_account_name_problem(&field, account));
+                }
                 resolve_one(spec, index, &step.name, Some(step), &mut problems)
             })
             .collect()
     };
+    let step_count = steps.len();
+    let steps: Vec<ResolvedStep> = steps
+        .into_iter()
+        .map(|step| ResolvedStep { step_count, ..step })
+        .collect();
     if problems.is_empty() {
         let worst = worst_case_object_bytes(spec, &steps);
         if worst > MAX_OBJECT_BYTES {
@@ -175,6 +193,13 @@ fn resolve_one(
         index,
         name: name.to_string(),
         image,
+        image_pull_policy: step
+            .and_then(|s| s.image_pull_policy.clone())
+            .or_else(|| spec.image_pull_policy.clone()),
+        service_account_name: step
+            .and_then(|s| s.service_account_name.clone())
+            .or_else(|| spec.service_account_name.clone()),
+        step_count: 0,
         command: step
             .and_then(|s| s.command.clone())
             .or_else(|| spec.command.clone()),
@@ -205,6 +230,8 @@ impl ResolvedStep {
         crew_api::StepSpec {
             name: self.name.clone(),
             image: Some(self.image.clone()),
+            image_pull_policy: self.image_pull_policy.clone(),
+            service_account_name: self.service_account_name.clone(),
             command: self.command.clone(),
             args: self.args.clone(),
             env: Some(self.env.clone()).filter(|env| !env.is_empty()),
@@ -256,6 +283,33 @@ fn json_len(value: &Option<serde_json::Value>) -> usize {
         .as_ref()
         .and_then(|v| serde_json::to_vec(v).ok())
         .map_or(0, |v| v.len())
+}
+
+/// Why `name` cannot name a ServiceAccount (None: it can). The API server cannot even be asked about such a name
+/// (an empty name, a space, an upper-case letter), so it fails the run as an invalid spec instead of a launch that
+/// can never read it.
+fn service_account_name_problem(field: &str, name: &str) -> Option<String> {
+    (!is_dns_subdomain(name)).then(|| {
+        format!(
+            "{field} {name:?} is not a ServiceAccount name (a DNS subdomain: a-z, 0-9, '-' and '.', at most 253)"
+        )
+    })
+}
+
+/// RFC 1123 subdomain: dot-separated labels of lower-case alphanumerics and '-', each starting and ending
+/// alphanumeric, 1 to 253 characters in all (the names of ServiceAccounts and most other objects).
+pub fn is_dns_subdomain(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                && bytes[0] != b'-'
+                && bytes[bytes.len() - 1] != b'-'
+        })
 }
 
 /// RFC 1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric, 1 to 63 characters.
@@ -343,6 +397,50 @@ mod tests {
     }
 
     #[test]
+    fn steps_inherit_the_pod_identity_and_know_their_count() {
+        let mut spec = base();
+        spec.service_account_name = Some("runner".into());
+        spec.image_pull_policy = Some("Always".into());
+        spec.steps = vec![
+            step("plan"),
+            StepSpec {
+                service_account_name: Some("writer".into()),
+                image_pull_policy: Some("Never".into()),
+                ..step("write")
+            },
+            step("check"),
+        ];
+        let steps = resolve_steps(&spec).unwrap();
+        let identity: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                (
+                    s.service_account_name.as_deref(),
+                    s.image_pull_policy.as_deref(),
+                    s.step_count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            identity,
+            [
+                (Some("runner"), Some("Always"), 3),
+                (Some("writer"), Some("Never"), 3),
+                (Some("runner"), Some("Always"), 3)
+            ]
+        );
+        let frozen: Vec<StepSpec> = steps.iter().map(ResolvedStep::to_spec).collect();
+        assert_eq!(
+            resolve_frozen(&frozen).unwrap(),
+            steps,
+            "frozen and resolved again"
+        );
+        spec.steps[2].service_account_name = Some("Bad Name".into());
+        let err = resolve_steps(&spec).expect_err("invalid step account");
+        assert!(err.0.contains("step \"check\" serviceAccountName"), "{err}");
+    }
+
+    #[test]
     fn invalid_specs_are_explained() {
         let cases: Vec<(&str, CrewExecutionSpec, &str)> = vec![
             (
@@ -406,6 +504,22 @@ mod tests {
                 "at most 64",
             ),
             (
+                "empty service account",
+                CrewExecutionSpec {
+                    service_account_name: Some(String::new()),
+                    ..base()
+                },
+                "serviceAccountName \"\"",
+            ),
+            (
+                "service account with a space",
+                CrewExecutionSpec {
+                    service_account_name: Some("runner ".into()),
+                    ..base()
+                },
+                "not a ServiceAccount name",
+            ),
+            (
                 "payload",
                 CrewExecutionSpec {
                     inputs: Some(serde_json::json!({ "blob": "x".repeat(MAX_PAYLOAD_BYTES) })),
@@ -427,6 +541,20 @@ mod tests {
         }
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
             assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dns_subdomains() {
+        for ok in ["a", "runner", "crew-worker", "a.b-c.d", &"a".repeat(253)] {
+            assert!(is_dns_subdomain(ok), "{ok}");
+        }
+        let too_long = "a".repeat(254);
+        for bad in [
+            "", "runner ", " runner", "Runner", "a_b", "-a", "a-", "a..b", ".a", "a.", "ré",
+            &too_long,
+        ] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
         }
     }
 

@@ -5,13 +5,21 @@
 //! - **ServiceAccounts**: a worker may run as a named ServiceAccount only if its owner annotated it
 //!   `crew.dev/worker: "true"` (or the operator lists it, `--worker-service-account`).
 //! - **Secrets**: a worker may reference a Secret (an `env` `secretKeyRef`, a `secret` volume, a projected
-//!   `secret` source) only if the ServiceAccount it runs as (`default` when none is named) lists it in the
-//!   annotation `crew.dev/worker-secrets` (comma-separated names). The operator so never needs to read Secrets.
+//!   `secret` source, a Secret a volume driver is given) only if the ServiceAccount it runs as (`default` when none
+//!   is named) lists it in the annotation `crew.dev/worker-secrets` (comma-separated names). The operator so never
+//!   needs to read Secrets.
+//! - **Volumes** (`worker_volumes`): node-level types are refused, a ServiceAccount token needs a named
+//!   ServiceAccount, and claims and CSI drivers need the ServiceAccount's `crew.dev/worker-volume-claims` and
+//!   `crew.dev/worker-csi-drivers`.
 //! - **Pod annotations and labels** that drive injectors or weaken security (Vault agent, service-mesh sidecars,
 //!   kube2iam roles, the old seccomp/AppArmor annotations) are refused unless the operator allows them
 //!   (`--allow-pod-annotation`).
 
 use super::ResolvedStep;
+use super::worker_volumes::{
+    WORKER_CSI_DRIVERS_ANNOTATION, WORKER_VOLUME_CLAIMS_ANNOTATION, csi_drivers, listed,
+    listed_problem, volume_claims, volume_problems, volume_secrets,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The annotation a namespace's owner sets on a ServiceAccount that workers may run as.
@@ -159,22 +167,39 @@ pub struct AccessRefusal {
     pub permanent: bool,
 }
 
-/// The ServiceAccount whose annotations decide whether `step` may run: the one the execution names, or `default`
-/// when it names none but the step references Secrets. None: nothing to check (no read).
-pub fn account_to_check(named: Option<&str>, step: &ResolvedStep) -> Option<String> {
-    match named {
-        Some(name) => Some(name.to_string()),
-        None if !referenced_secrets(step).is_empty() => Some(DEFAULT_SERVICE_ACCOUNT.to_string()),
+/// The ServiceAccount whose annotations decide whether `step` may run: the one it names, or `default` when it
+/// names none but references Secrets, claims or CSI drivers. None: nothing to check (no read).
+pub fn account_to_check(step: &ResolvedStep) -> Option<String> {
+    let opted_in = || {
+        !referenced_secrets(step).is_empty()
+            || !volume_claims(step).is_empty()
+            || !csi_drivers(step).is_empty()
+    };
+    match &step.service_account_name {
+        Some(name) => Some(name.clone()),
+        None if opted_in() => Some(DEFAULT_SERVICE_ACCOUNT.to_string()),
         None => None,
     }
 }
 
+/// Why `steps`' volumes may not be mounted whatever a ServiceAccount says (empty: they may): checked where the spec
+/// is resolved, before anything runs, and again at each launch.
+pub fn volume_problems_of(steps: &[ResolvedStep]) -> Vec<String> {
+    let mut problems: Vec<String> = Vec::new();
+    for problem in steps.iter().flat_map(volume_problems) {
+        if !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    }
+    problems
+}
+
 impl WorkerPolicy {
-    /// Why `step` may not run as `named` (None: it may), given what the read of that ServiceAccount found.
+    /// Why `step` may not run as it asks (None: it may), given what the read of its ServiceAccount
+    /// ([`account_to_check`]) found.
     pub fn access_refusal(
         &self,
         fact: &ServiceAccountFact,
-        named: Option<&str>,
         step: &ResolvedStep,
     ) -> Option<AccessRefusal> {
         let refuse = |message: String, permanent: bool| Some(AccessRefusal { message, permanent });
@@ -200,33 +225,49 @@ impl WorkerPolicy {
             ServiceAccountFact::Found { annotations, .. } => annotations,
         };
         let account = fact.name();
-        if named.is_some()
+        if step.service_account_name.is_some()
             && let Some(problem) = self.service_account_problem(account, annotations)
         {
             return refuse(problem, true);
         }
-        secrets_problem(&referenced_secrets(step), account, annotations)
-            .and_then(|problem| refuse(problem, true))
+        let problems: Vec<String> = [
+            secrets_problem(&referenced_secrets(step), account, annotations),
+            listed_problem(
+                "PersistentVolumeClaim(s)",
+                &volume_claims(step),
+                account,
+                annotations,
+                WORKER_VOLUME_CLAIMS_ANNOTATION,
+            ),
+            listed_problem(
+                "CSI driver(s)",
+                &csi_drivers(step),
+                account,
+                annotations,
+                WORKER_CSI_DRIVERS_ANNOTATION,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!problems.is_empty()).then(|| AccessRefusal {
+            message: problems.join("; "),
+            permanent: true,
+        })
     }
 }
 
-/// The Secrets `step`'s pod references: `env` `secretKeyRef`s, `secret` volumes and projected `secret` sources.
+/// The Secrets `step`'s pod references: `env` `secretKeyRef`s and every Secret its volumes name
+/// ([`volume_secrets`]: `secret` volumes, projected `secret` sources, the Secrets volume drivers are given).
 pub fn referenced_secrets(step: &ResolvedStep) -> BTreeSet<String> {
-    let from_env = step
+    let mut names: BTreeSet<String> = step
         .env
         .iter()
         .filter_map(|var| var.value_from.as_ref()?.secret_key_ref.as_ref())
-        .map(|reference| reference.name.clone());
-    let volumes = step.pod_template.volumes.iter().flatten();
-    let from_volumes = volumes
-        .clone()
-        .filter_map(|v| v.secret.as_ref()?.secret_name.clone());
-    let from_projected = volumes
-        .filter_map(|v| v.projected.as_ref()?.sources.as_ref())
-        .flatten()
-        .filter_map(|source| source.secret.as_ref())
-        .map(|secret| secret.name.clone());
-    from_env.chain(from_volumes).chain(from_projected).collect()
+        .map(|reference| reference.name.clone())
+        .collect();
+    names.extend(volume_secrets(step));
+    names
 }
 
 /// Why the Secrets in `referenced` may not be read by workers running as `service_account` with `annotations`
@@ -236,15 +277,7 @@ pub fn secrets_problem(
     service_account: &str,
     annotations: &BTreeMap<String, String>,
 ) -> Option<String> {
-    let listed: BTreeSet<&str> = annotations
-        .get(WORKER_SECRETS_ANNOTATION)
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let listed = listed(annotations, WORKER_SECRETS_ANNOTATION);
     let refused: Vec<&str> = referenced
         .iter()
         .map(String::as_str)

@@ -1,10 +1,10 @@
 //! Launching an attempt: paused first when `spec.suspend` is set, waiting while an earlier execution's Job holds
-//! the name (`JobNameTaken`) or no slot is free, refused when the worker may not run as it asks (`InvalidSpec`: a
-//! ServiceAccount or Secret its namespace's owner did not open to workers, read first), and a Job the API server
-//! refused (`JobRejected`).
+//! the name (`JobNameTaken`, bounded: see `name_taken`) or no slot is free, refused when the worker may not run as
+//! it asks (`InvalidSpec`: a ServiceAccount or Secret its namespace's owner did not open to workers, read first),
+//! when a Job nobody will delete holds the name, and when the API server refused the Job (`JobRejected`).
 
-use super::CACHE_LAG_REQUEUE_SECONDS;
 use super::admission::{Slot, acquire_slot};
+use super::name_taken::{NameVerdict, name_verdict};
 use super::outcome::Outcome;
 use super::pause_cancel::pause;
 use super::{retry, walk};
@@ -12,7 +12,7 @@ use crate::lifecycle::backoff::may_retry;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::names::job_name;
 use crate::lifecycle::text::bounded_message;
-use crate::lifecycle::worker_policy::account_to_check;
+use crate::lifecycle::worker_policy::{account_to_check, volume_problems_of};
 use crate::lifecycle::{Launch, Plan, Read};
 use crew_api::{Phase, Reason, StepPhase, StepStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -27,22 +27,26 @@ pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcom
         return pause(draft, &name, format!("paused before step {name}"));
     }
     let job = job_name(draft.observed.name, &name, attempt);
-    if draft
-        .observed
-        .jobs
-        .iter()
-        .any(|j| !j.owned && j.name == job)
-    {
-        let message = format!(
-            "Job {job} belongs to an earlier execution of the same name; waiting for it to be deleted"
-        );
-        draft.event_once(Reason::JobNameTaken, message.clone());
-        draft.set_reason(Reason::JobNameTaken, message);
-        plan.requeue_within(CACHE_LAG_REQUEUE_SECONDS);
-        return;
-    }
+    let name_refused = match name_verdict(draft, plan, outcome, &job) {
+        NameVerdict::Free => None,
+        NameVerdict::Wait => return,
+        NameVerdict::Refused(message) => Some(message),
+    };
     if acquire_slot(draft, outcome, &name) == Slot::Wait {
         return;
+    }
+    if let Some(message) = name_refused {
+        // As the API server's AlreadyExists for a stranger's Job: a failed attempt, so the next (another name)
+        // runs under the retry policy.
+        return refused(
+            draft,
+            plan,
+            outcome,
+            attempt,
+            Reason::JobRejected,
+            message,
+            false,
+        );
     }
     match worker_access(draft, &outcome.current().spec) {
         Access::Open => {}
@@ -121,13 +125,22 @@ enum Access {
     Refused { message: String, permanent: bool },
 }
 
-/// The worker policy's verdict on the current step's launch: a worker runs as a named ServiceAccount only when its
-/// owner opened it to workers, and references only the Secrets that ServiceAccount lists; both are read from the
-/// ServiceAccount, once per launch, and only when the execution names one or references a Secret.
+/// The worker policy's verdict on the current step's launch: its volumes are of types workers may mount (checked
+/// again here: a run frozen before a rule existed is held to it too); a worker runs as a named ServiceAccount only
+/// when its owner opened it to workers, and references only the Secrets, claims and CSI drivers that ServiceAccount
+/// lists; both are read from the ServiceAccount, once per launch, and only when the step names one or references
+/// one of those. The ServiceAccount is the resolved step's (frozen once the run started), the one its Job will run
+/// as.
 fn worker_access(draft: &Draft<'_>, step: &crate::lifecycle::ResolvedStep) -> Access {
     let observed = draft.observed;
-    let named = observed.spec.service_account_name.as_deref();
-    let Some(account) = account_to_check(named, step) else {
+    let volumes = volume_problems_of(std::slice::from_ref(step));
+    if !volumes.is_empty() {
+        return Access::Refused {
+            message: volumes.join("; "),
+            permanent: true,
+        };
+    }
+    let Some(account) = account_to_check(step) else {
         return Access::Open;
     };
     let Some(fact) = observed
@@ -137,7 +150,7 @@ fn worker_access(draft: &Draft<'_>, step: &crate::lifecycle::ResolvedStep) -> Ac
     else {
         return Access::Read(account);
     };
-    match observed.worker_policy.access_refusal(fact, named, step) {
+    match observed.worker_policy.access_refusal(fact, step) {
         None => Access::Open,
         Some(refusal) => Access::Refused {
             message: refusal.message,

@@ -8,6 +8,7 @@ mod compose;
 mod finished;
 mod launch;
 mod lost_job;
+mod name_taken;
 mod outcome;
 mod pause_cancel;
 mod retry;

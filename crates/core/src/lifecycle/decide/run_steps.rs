@@ -6,6 +6,7 @@ use super::pause_cancel::active_owned_jobs;
 use crate::lifecycle::conditions;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::resolve::live_field_problems;
+use crate::lifecycle::worker_policy::volume_problems_of;
 use crate::lifecycle::{InvalidSpec, Observed, Plan, ResolvedStep, resolve_frozen, resolve_steps};
 use crew_api::{ConditionType, CrewExecutionStatus, Phase, Reason};
 
@@ -35,7 +36,8 @@ fn frozen_or_spec(
 ) -> (Result<Vec<ResolvedStep>, InvalidSpec>, Option<String>) {
     if previous.resolved_steps.is_empty() {
         let steps = resolve_steps(observed.spec).and_then(|steps| {
-            let refused = observed.worker_policy.pod_key_problems(&steps);
+            let mut refused = observed.worker_policy.pod_key_problems(&steps);
+            refused.extend(volume_problems_of(&steps));
             if refused.is_empty() {
                 Ok(steps)
             } else {

@@ -20,7 +20,10 @@ mod writes;
 
 /// What the stories, checks and properties share: the harness, its helpers and the types they script.
 mod prelude {
-    pub use super::world::{NAME, World, at, job, retry, spec, step_spec, time};
+    pub use super::world::{
+        NAME, World, at, earlier_controller, foreign_job, job, retry, spec, step_spec, time,
+    };
+    pub use crate::lifecycle::JobController;
     pub use crate::lifecycle::conditions::find;
     pub use crate::lifecycle::report::AttemptReports;
     pub use crate::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS;

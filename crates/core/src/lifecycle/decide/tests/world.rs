@@ -11,8 +11,8 @@ use crate::lifecycle::steps::DEFAULT_START_TIMEOUT_SECONDS;
 use crate::lifecycle::transitions::allowed;
 use crate::lifecycle::worker_policy::{DEFAULT_SERVICE_ACCOUNT, ServiceAccountFact, WorkerPolicy};
 use crate::lifecycle::{
-    Admission, EventNote, JobRejection, JobState, Observed, ObservedJob, Plan, StartBlock,
-    WorkerOutcome, decide,
+    Admission, EventNote, JobController, JobRejection, JobState, Observed, ObservedJob, Plan,
+    StartBlock, WorkerOutcome, decide,
 };
 use crew_api::execution::DEFAULT_HISTORY_LIMIT;
 use crew_api::{
@@ -37,6 +37,48 @@ pub fn time(second: i64) -> Time {
 
 pub fn job(step: &str, attempt: u32) -> String {
     job_name(NAME, step, attempt)
+}
+
+/// The controller reference of the simulated execution's own Jobs.
+pub fn own_controller() -> JobController {
+    JobController {
+        api_version: "crew.dev/v1alpha1".into(),
+        kind: "CrewExecution".into(),
+        name: NAME.into(),
+        uid: "uid-of-this-execution".into(),
+    }
+}
+
+/// The controller reference of the Jobs of an earlier execution of the same name (deleted; its Jobs go with it).
+pub fn earlier_controller() -> JobController {
+    JobController {
+        uid: "uid-of-an-earlier-execution".into(),
+        ..own_controller()
+    }
+}
+
+/// A Job this execution does not own, holding the name of its `step`'s attempt `attempt`: still running, not being
+/// deleted, controlled by `controller` (None: orphaned).
+pub fn foreign_job(step: &str, attempt: u32, controller: Option<JobController>) -> ObservedJob {
+    ObservedJob {
+        name: job(step, attempt),
+        step: step.into(),
+        attempt,
+        owned: false,
+        controller,
+        state: JobState::Active,
+        created: Some(at(-1000)),
+        started: Some(at(-1000)),
+        finished: None,
+        seen_finished: None,
+        failure_reason: None,
+        failure_message: None,
+        worker: None,
+        pod_seen: true,
+        pod_started: true,
+        start_blocked: None,
+        deleting: false,
+    }
 }
 
 pub fn step_spec(name: &str) -> StepSpec {
@@ -332,6 +374,7 @@ impl World {
                     step: launch.step.name.clone(),
                     attempt: launch.attempt,
                     owned: true,
+                    controller: Some(own_controller()),
                     state: JobState::Active,
                     created: Some(at(now)),
                     started: Some(at(now)),

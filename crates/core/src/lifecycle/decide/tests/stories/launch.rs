@@ -4,11 +4,15 @@ use crate::lifecycle::decide::tests::prelude::*;
 
 stories!(
     worker_policy_refusals_are_invalid_specs,
+    a_service_account_name_that_cannot_be_read_is_an_invalid_spec,
+    volumes_workers_may_not_mount_are_invalid_specs,
     a_service_account_is_read_once_before_the_launch,
     invalid_job_fails_the_run_at_once,
     refused_job_is_retried_under_the_policy,
     refused_jobs_without_backoff_take_one_attempt_per_reconcile,
     job_name_taken_by_earlier_execution,
+    a_job_name_held_by_an_unowned_job_does_not_wait_forever,
+    the_wait_for_an_earlier_executions_job_is_bounded,
 );
 
 mod story {
@@ -62,6 +66,120 @@ mod story {
             powerful.message()
         );
         vec![annotated, powerful]
+    }
+
+    /// Review finding 2: a ServiceAccount name no read can even ask for (`""`, a trailing space) got past the
+    /// schema and made every launch fail before its status write. A run that bypassed the schema now fails with
+    /// `InvalidSpec` before any read or Job.
+    pub fn a_service_account_name_that_cannot_be_read_is_an_invalid_spec() -> Vec<World> {
+        ["", "runner ", "Runner"]
+            .into_iter()
+            .map(|name| {
+                let mut w = World::new(CrewExecutionSpec {
+                    service_account_name: Some(name.into()),
+                    retry: retry(3, 0),
+                    ..spec(&[])
+                });
+                let first = w.decide_at(0);
+                assert_eq!(first.read, None, "{name:?}: nothing to read");
+                w.step(0);
+                assert_eq!((w.phase(), w.reason()), (Failed, "InvalidSpec"), "{name:?}");
+                assert!(
+                    w.message().contains("serviceAccountName"),
+                    "{}",
+                    w.message()
+                );
+                assert_eq!(w.job_creates, 0, "{name:?}");
+                w
+            })
+            .collect()
+    }
+
+    /// Review finding 4: the worker policy ignored volume types. A volume no ServiceAccount can open (a token without
+    /// a named ServiceAccount, a hostPath) fails the run before anything runs; a claim or CSI driver the
+    /// ServiceAccount the pod runs as does not list fails it at its launch, after the read; listed, it runs.
+    pub fn volumes_workers_may_not_mount_are_invalid_specs() -> Vec<World> {
+        let volumes = |volumes: serde_json::Value| -> Option<crew_api::PodTemplate> {
+            Some(serde_json::from_value(serde_json::json!({"volumes": volumes})).unwrap())
+        };
+        let mut token = World::new(CrewExecutionSpec {
+            pod_template: volumes(serde_json::json!([{"name": "t", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "audience": "vault"}}]}}])),
+            ..spec(&[])
+        });
+        assert_eq!(token.decide_at(0).read, None, "refused before any read");
+        token.step(0);
+        assert_eq!((token.phase(), token.reason()), (Failed, "InvalidSpec"));
+        assert!(
+            token.message().contains("ServiceAccount token"),
+            "{}",
+            token.message()
+        );
+        assert_eq!(token.job_creates, 0);
+
+        let mut host = World::new(CrewExecutionSpec {
+            steps: vec![StepSpec {
+                pod_template: volumes(
+                    serde_json::json!([{"name": "docker", "hostPath": {"path": "/var/run"}}]),
+                ),
+                ..step_spec("b")
+            }],
+            ..spec(&[])
+        });
+        host.step(0);
+        assert_eq!((host.phase(), host.reason()), (Failed, "InvalidSpec"));
+        assert!(
+            host.message().contains("of type hostPath"),
+            "{}",
+            host.message()
+        );
+
+        let claim = || CrewExecutionSpec {
+            pod_template: volumes(serde_json::json!([
+                {"name": "data", "persistentVolumeClaim": {"claimName": "team-data"}},
+                {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io"}}])),
+            ..spec(&[])
+        };
+        let mut unlisted = World::new(claim());
+        assert_eq!(
+            unlisted.decide_at(0).read,
+            Some(Read::ServiceAccount("default".into())),
+            "the pod runs as default: its annotations decide"
+        );
+        unlisted.step(0);
+        assert_eq!(
+            (unlisted.phase(), unlisted.reason()),
+            (Failed, "InvalidSpec")
+        );
+        let why = unlisted.message().to_string();
+        assert!(
+            why.contains("team-data") && why.contains("crew.dev/worker-volume-claims"),
+            "{why}"
+        );
+        assert!(
+            why.contains("secrets-store.csi.k8s.io") && why.contains("crew.dev/worker-csi-drivers"),
+            "{why}"
+        );
+        assert_eq!(unlisted.job_creates, 0);
+
+        let mut listed = World::new(claim());
+        listed.service_accounts.insert(
+            "default".into(),
+            [
+                (
+                    "crew.dev/worker-volume-claims".to_string(),
+                    "team-data".to_string(),
+                ),
+                (
+                    "crew.dev/worker-csi-drivers".to_string(),
+                    "secrets-store.csi.k8s.io".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        let plan = listed.step(0);
+        assert!(plan.launch.is_some(), "opened by the namespace's owner");
+        vec![token, host, unlisted, listed]
     }
 
     /// A named ServiceAccount is read before its worker launches (a plan that needs it asks for the read and is not
@@ -203,6 +321,7 @@ mod story {
             step: "main".into(),
             attempt: 1,
             owned: false,
+            controller: Some(earlier_controller()),
             state: JobState::Succeeded,
             created: Some(at(-1000)),
             started: Some(at(-1000)),
@@ -241,6 +360,106 @@ mod story {
         assert_eq!(w.warnings(), ["JobNameTaken"]);
         w.succeed(&job("main", 1), 20, "");
         w.step(20);
+        assert_eq!(w.phase(), Succeeded);
+        vec![w]
+    }
+
+    /// Review finding 3: a Job of the attempt's name that nobody will delete (orphaned by `--cascade=orphan`, or
+    /// another object's) was waited for forever, holding the queue's head. The name counts as refused now: a failed
+    /// attempt (`JobRejected`) under the retry policy, whose next attempt has another name; without retries the run
+    /// fails. Either way it ends, visibly.
+    pub fn a_job_name_held_by_an_unowned_job_does_not_wait_forever() -> Vec<World> {
+        let stranger = JobController {
+            api_version: "batch/v1".into(),
+            kind: "CronJob".into(),
+            name: "nightly".into(),
+            uid: "cron-uid".into(),
+        };
+        let mut worlds = Vec::new();
+        for holder in [None, Some(stranger)] {
+            let label = format!("{holder:?}");
+            let mut w = World::new(CrewExecutionSpec {
+                retry: retry(1, 10),
+                ..spec(&[])
+            });
+            w.jobs.push(foreign_job("main", 1, holder));
+            let plan = w.step(0);
+            assert!(plan.launch.is_none(), "{label}");
+            assert!(plan.delete_jobs.is_empty(), "{label}: not ours to delete");
+            assert_eq!(w.phase(), Running, "{label}");
+            let main = w.step_status("main");
+            assert_eq!(
+                (main.phase, main.attempt),
+                (StepPhase::Retrying, 1),
+                "{label}"
+            );
+            let why = main.message.clone().unwrap_or_default();
+            assert!(
+                why.contains("report-main-1") && why.contains("nothing will delete"),
+                "{label}: {why}"
+            );
+            assert_eq!(w.warnings(), ["RetryScheduled"], "{label}");
+            let plan = w.step(10);
+            assert_eq!(
+                plan.launch.map(|l| l.job_name).as_deref(),
+                Some("report-main-2"),
+                "{label}: the next attempt has another name"
+            );
+            w.succeed(&job("main", 2), 20, "ok");
+            w.step(20);
+            assert_eq!(w.phase(), Succeeded, "{label}");
+            worlds.push(w);
+        }
+        let mut once = World::new(spec(&[]));
+        once.jobs.push(foreign_job("main", 1, None));
+        once.step(0);
+        assert_eq!((once.phase(), once.reason()), (Failed, "JobRejected"));
+        assert_eq!(once.job_creates, 0);
+        worlds.push(once);
+        worlds
+    }
+
+    /// Review finding 3: an earlier execution's Job that its garbage collection never deletes was waited for without
+    /// bound. The wait shows (`JobNameTaken`, condition `StartBlocked` since the wait began, persisted in status so
+    /// a restart does not start it again) and lasts at most the start timeout; then the attempt fails and the
+    /// next, under another name, runs.
+    pub fn the_wait_for_an_earlier_executions_job_is_bounded() -> Vec<World> {
+        let mut w = World::new(CrewExecutionSpec {
+            start_timeout_seconds: Some(60),
+            retry: retry(1, 0),
+            ..spec(&[])
+        });
+        w.jobs
+            .push(foreign_job("main", 1, Some(earlier_controller())));
+        let plan = w.step(0);
+        assert!(plan.launch.is_none());
+        assert_eq!(plan.requeue_after_seconds, Some(5));
+        assert_eq!((w.phase(), w.reason()), (Pending, "JobNameTaken"));
+        assert_eq!(w.cond_is("StartBlocked"), ("True", "JobNameTaken"));
+        assert_eq!(w.cond("StartBlocked").last_transition_time, time(0));
+        assert_eq!(w.warnings(), ["JobNameTaken"]);
+        assert_eq!(w.quiet(30), Some(5), "the wait goes on, unwritten");
+        let plan = w.step(58);
+        assert_eq!(plan.requeue_after_seconds, Some(2), "requeued at the bound");
+        let plan = w.step(60);
+        assert_eq!(
+            plan.launch.map(|l| l.job_name).as_deref(),
+            Some("report-main-2"),
+            "attempt 1 failed at the bound; attempt 2 has another name"
+        );
+        assert_eq!(w.phase(), Running);
+        assert!(find(&w.status().conditions, ConditionType::StartBlocked).is_none());
+        assert_eq!(w.warnings(), ["JobNameTaken", "RetryScheduled"]);
+        let failed = w
+            .status()
+            .history
+            .iter()
+            .find(|e| e.reason == "RetryScheduled")
+            .and_then(|e| e.message.clone())
+            .unwrap_or_default();
+        assert!(failed.contains("not deleted within 60s"), "{failed}");
+        w.succeed(&job("main", 2), 70, "ok");
+        w.step(70);
         assert_eq!(w.phase(), Succeeded);
         vec![w]
     }

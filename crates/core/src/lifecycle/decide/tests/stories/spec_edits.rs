@@ -7,6 +7,7 @@ stories!(
     invalid_spec_edit_while_running,
     invalid_live_field_edit_while_running,
     steps_renamed_mid_run_keep_the_frozen_steps,
+    service_account_edited_mid_run_keeps_the_frozen_one,
     invalid_spec_edit_while_paused_or_queued,
     retry_limit_lowered_while_paused_or_queued,
     remaining_steps_removed_while_paused_or_queued,
@@ -86,6 +87,59 @@ mod story {
         w.step(20);
         assert_eq!(w.phase(), Succeeded);
         assert_eq!(w.warnings(), ["StepsChanged"], "reported once");
+        vec![w]
+    }
+
+    /// Review finding 14: `serviceAccountName` and `imagePullPolicy` were read from the live spec at every launch,
+    /// so an edit mid-run changed the next attempt's ServiceAccount, unreported. They are frozen with the steps:
+    /// the edit is reported as `StepsChanged`, and the retry runs, and is checked, as the ServiceAccount it started
+    /// with.
+    pub fn service_account_edited_mid_run_keeps_the_frozen_one() -> Vec<World> {
+        let opened = || {
+            [(
+                crate::lifecycle::worker_policy::WORKER_ANNOTATION.to_string(),
+                "true".to_string(),
+            )]
+            .into()
+        };
+        let mut w = World::new(CrewExecutionSpec {
+            service_account_name: Some("runner".into()),
+            image_pull_policy: Some("IfNotPresent".into()),
+            retry: retry(1, 10),
+            ..spec(&[])
+        });
+        w.service_accounts.insert("runner".into(), opened());
+        w.service_accounts.insert("powerful".into(), opened());
+        let plan = w.step(0);
+        let launched = plan.launch.expect("attempt 1").step;
+        assert_eq!(launched.service_account_name.as_deref(), Some("runner"));
+        let frozen = &w.status().resolved_steps[0];
+        assert_eq!(
+            (
+                frozen.service_account_name.as_deref(),
+                frozen.image_pull_policy.as_deref()
+            ),
+            (Some("runner"), Some("IfNotPresent"))
+        );
+        w.edit(|s| {
+            s.service_account_name = Some("powerful".into());
+            s.image_pull_policy = Some("Always".into());
+        });
+        w.step(5);
+        assert_eq!(w.warnings(), ["StepsChanged"]);
+        assert_eq!(w.cond_is("StepsChanged"), ("True", "StepsFrozen"));
+        w.fail(&job("main", 1), 6, 1, "boom");
+        w.step(6);
+        let plan = w.step(16);
+        let retried = plan.launch.expect("attempt 2").step;
+        assert_eq!(
+            (
+                retried.service_account_name.as_deref(),
+                retried.image_pull_policy.as_deref()
+            ),
+            (Some("runner"), Some("IfNotPresent")),
+            "the retry runs as the run started"
+        );
         vec![w]
     }
 
