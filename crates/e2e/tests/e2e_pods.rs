@@ -457,9 +457,7 @@ async fn workers_cannot_mint_a_token_through_a_projected_volume() {
          persistentVolumeClaim: {claimName: team-data}}]}}\n",
     )
     .await;
-    wait_until(LIMIT, "our-data's Job created", || async {
-        !support::job_names(&t, "our-data").await.is_empty()
-    })
-    .await;
+    t.wait_jobs("our-data", LIMIT, support::conditions::some())
+        .await;
     op.stop().await;
 }
