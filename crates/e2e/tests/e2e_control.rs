@@ -1445,7 +1445,10 @@ spec:
     );
     op.stop().await;
     let attempt_one = (first.clone(), label.clone(), step.clone(), "1".to_string());
-    assert_eq!(jobs_in_namespace(&t).await, [attempt_one.clone()]);
+    assert_eq!(
+        jobs_in_namespace(&t).await,
+        std::slice::from_ref(&attempt_one)
+    );
 
     // Restarted, it launches attempt 2 under the name it derives again; killed while that runs.
     let op = t.start_operator();
@@ -1469,9 +1472,18 @@ spec:
     let status = cx.status.clone().unwrap();
     assert_eq!(status.steps[0].attempt, 2);
     assert_eq!(status.steps[0].job_name.as_deref(), Some(second.as_str()));
-    assert_eq!(
-        history_reasons(&cx),
-        ["Started", "RetryScheduled", "StepStarted", "Succeeded"]
+    // One unbroken history. The kill may fall between attempt 2's Job create and the status write recording it:
+    // the restarted operator then adopts the Job it finds under its name, and no `StepStarted` entry is written.
+    assert!(
+        support::history_problems(&cx).is_empty(),
+        "{:?}",
+        support::history_problems(&cx)
+    );
+    let reasons = history_reasons(&cx);
+    assert!(
+        reasons == ["Started", "RetryScheduled", "StepStarted", "Succeeded"]
+            || reasons == ["Started", "RetryScheduled", "Succeeded"],
+        "{reasons:?}"
     );
     // Its inputs ConfigMap and its Events have names of their own that fit, too.
     let config_maps: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
