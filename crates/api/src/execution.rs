@@ -37,11 +37,6 @@ pub const DEFAULT_MAX_BACKOFF_SECONDS: u32 = 300;
     shortname = "cx",
     selectable = ".spec.queue",
     selectable = ".status.phase",
-    validation = Rule::new(
-        "has(self.spec.steps) && size(self.spec.steps) > 0 ? self.spec.steps.all(s, self.metadata.name.size() + s.name.size() + 5 <= 63) : self.metadata.name.size() + 4 + 5 <= 63"
-    )
-    .message("the name is too long for its Job names: <name>-<step>-<attempt> must fit in 63 characters, so name and step name together may have at most 58 (54 for the name alone without steps)")
-    .reason(Reason::FieldValueInvalid),
     shortname = "crewexec",
     category = "crew",
     doc = "CrewExecution runs a crew of AI agents (or any batch work) through an ordered list of steps, one worker Job per step attempt, and reports phase, progress, timings and history in its status.",

@@ -397,6 +397,71 @@ async fn bulk_operations_by_selector() {
     operator.stop().await;
 }
 
+/// An execution named with 253 characters (the longest name Kubernetes takes, as `generateName` and GitOps tools
+/// make them) and a 63-character step: `watch` and `list` show it, `describe` finds its Job and `logs` its pod by
+/// the hashed execution label, and `rerun` gives a valid generated name (the prefix cut, its `-` kept) that runs.
+#[tokio::test]
+async fn the_longest_names_are_watched_described_and_rerun() {
+    use crew_core::lifecycle::names::{generate_name, job_name, label_value};
+    let t = TestNs::new("cli-long", Duration::from_millis(300)).await;
+    let operator = t.start_operator();
+    let name = format!("gitops-{}", "g".repeat(246));
+    let step = format!("step-{}", "s".repeat(58));
+    assert_eq!((name.len(), step.len()), (253, 63));
+    t.create(&format!(
+        "metadata: {{name: {name}}}\nspec: {{image: busybox, steps: [{{name: {step}}}]}}"
+    ))
+    .await;
+
+    let watch = crew(&t, &["watch", &name, "--timeout", "60s"]).await;
+    assert_eq!(watch.code, 0, "{}{}", watch.stdout, watch.stderr);
+    let list = crew(&t, &["list", "-o", "name"]).await;
+    assert!(
+        list.stdout
+            .contains(&format!("crewexecution.crew.dev/{name}\n")),
+        "{}",
+        list.stdout
+    );
+    let job = job_name(&name, &step, 1);
+    let describe = crew(&t, &["describe", &name]).await;
+    assert_eq!(describe.code, 0, "{}", describe.stderr);
+    assert!(describe.stdout.contains(&job), "{job}: {}", describe.stdout);
+    // No kubelet serves logs here: the pod was found by its labels, and is named.
+    let logs = crew(&t, &["logs", &name]).await;
+    assert!(
+        logs.stderr.contains("could not fetch the log of pod") && logs.stderr.contains(&job[..40]),
+        "{}",
+        logs.stderr
+    );
+
+    let rerun = crew(&t, &["rerun", &name]).await;
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    let made = rerun
+        .stdout
+        .split("crewexecution.crew.dev/")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_default()
+        .to_string();
+    let prefix = generate_name(&name);
+    assert!(
+        made.starts_with(&prefix) && made.len() == prefix.len() + 5 && made.len() <= 63,
+        "{made:?} from {prefix:?}: {}",
+        rerun.stdout
+    );
+    let copy = t
+        .wait_phase(&made, "Succeeded", Duration::from_secs(60))
+        .await;
+    assert_eq!(copy.labels()["crew.dev/rerun-of"], label_value(&name));
+    // A rerun given another 253-character name runs as well.
+    let again = format!("again-{}", "a".repeat(247));
+    let named = crew(&t, &["rerun", &name, "--name", &again]).await;
+    assert_eq!(named.code, 0, "{}", named.stderr);
+    t.wait_phase(&again, "Succeeded", Duration::from_secs(60))
+        .await;
+    operator.stop().await;
+}
+
 /// A kubeconfig for ServiceAccount `sa` of the test namespace (a bound token from the TokenRequest API).
 async fn kubeconfig_of(t: &TestNs, sa: &str) -> tempfile::NamedTempFile {
     let accounts: Api<ServiceAccount> = Api::namespaced(t.client.clone(), &t.ns);

@@ -1417,3 +1417,119 @@ async fn an_orphaned_job_of_the_same_name_does_not_block_the_queue() {
     );
     op.stop().await;
 }
+
+/// Every Job of the test's namespace, as (name, execution label, step label, attempt label), sorted by name.
+async fn jobs_in_namespace(t: &TestNs) -> Vec<(String, String, String, String)> {
+    let api: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(t.client.clone(), &t.ns);
+    let mut jobs: Vec<_> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list jobs")
+        .items
+        .iter()
+        .map(|job| {
+            let label = |key: &str| job.labels().get(key).cloned().unwrap_or_default();
+            (
+                job.name_any(),
+                label("crew.dev/execution"),
+                label("crew.dev/step"),
+                label("crew.dev/attempt"),
+            )
+        })
+        .collect();
+    jobs.sort();
+    jobs
+}
+
+/// The longest name Kubernetes takes (253 characters, as `generateName` and GitOps tools make them) with the
+/// longest step name (63): it is accepted, its Job names and label values are cut and hashed, and a stopped, then
+/// a killed, operator derive the same names again, so each attempt has exactly one Job.
+#[tokio::test]
+async fn a_253_character_name_with_a_63_character_step_retries_across_restarts_with_one_job_per_attempt()
+ {
+    use crew_core::lifecycle::names::{job_name, label_value};
+    let t = TestNs::new("long-names", Duration::from_secs(3)).await;
+    let name = format!("nightly-report-{}", "n".repeat(238));
+    let step = format!("write-{}", "s".repeat(57));
+    assert_eq!((name.len(), step.len()), (253, 63));
+    let op = t.start_operator();
+    t.create(&format!(
+        r#"
+metadata: {{name: {name}}}
+spec:
+  image: busybox
+  inputs: {{topic: long names}}
+  retry: {{limit: 2, backoffSeconds: 3}}
+  podAnnotations: {{sim.crew.dev/fail-attempts: "1"}}
+  steps: [{{name: {step}}}]
+"#
+    ))
+    .await;
+    let first = job_name(&name, &step, 1);
+    let second = job_name(&name, &step, 2);
+    let label = label_value(&name);
+    assert!(first.len() <= 63 && second.len() <= 63 && label.len() <= 63);
+
+    // Attempt 1 fails; the operator stops gracefully during the backoff.
+    let cx = t
+        .wait_for(&name, LIMIT, support::conditions::has_reason("RetryBackoff"))
+        .await;
+    assert_eq!(
+        cx.status.as_ref().and_then(|s| s.steps[0].job_name.clone()),
+        Some(first.clone())
+    );
+    op.stop().await;
+    let attempt_one = (first.clone(), label.clone(), step.clone(), "1".to_string());
+    assert_eq!(
+        jobs_in_namespace(&t).await,
+        std::slice::from_ref(&attempt_one)
+    );
+
+    // Restarted, it launches attempt 2 under the name it derives again; killed while that runs.
+    let op = t.start_operator();
+    let attempt_two = (second.clone(), label.clone(), step.clone(), "2".to_string());
+    let mut both = vec![attempt_one, attempt_two];
+    both.sort();
+    wait_until(LIMIT, "attempt 2's Job", || async {
+        jobs_in_namespace(&t).await == both
+    })
+    .await;
+    op.kill().await;
+
+    // Started again, it finds attempt 2's Job by its name and label, creates none, and the run succeeds.
+    let op = t.start_operator();
+    let cx = t.wait_phase(&name, "Succeeded", LIMIT).await;
+    assert_eq!(
+        jobs_in_namespace(&t).await,
+        both,
+        "exactly one Job per attempt"
+    );
+    let status = cx.status.clone().unwrap();
+    assert_eq!(status.steps[0].attempt, 2);
+    assert_eq!(status.steps[0].job_name.as_deref(), Some(second.as_str()));
+    // One unbroken history. The kill may fall between attempt 2's Job create and the status write recording it:
+    // the restarted operator then adopts the Job it finds under its name, and no `StepStarted` entry is written.
+    assert!(
+        support::history_problems(&cx).is_empty(),
+        "{:?}",
+        support::history_problems(&cx)
+    );
+    let reasons = history_reasons(&cx);
+    assert!(
+        reasons == ["Started", "RetryScheduled", "StepStarted", "Succeeded"]
+            || reasons == ["Started", "RetryScheduled", "Succeeded"],
+        "{reasons:?}"
+    );
+    // Its inputs ConfigMap and its Events have names of their own that fit, too.
+    let config_maps: Api<ConfigMap> = Api::namespaced(t.client.clone(), &t.ns);
+    let data = config_maps
+        .get(&config_map_name(&name, &cx.uid().unwrap()))
+        .await
+        .expect("inputs ConfigMap")
+        .data
+        .unwrap();
+    assert!(data["inputs.json"].contains("long names"), "{data:?}");
+    wait_event(&t, &name, "Normal", "Succeeded").await;
+    wait_event(&t, &name, "Warning", "RetryScheduled").await;
+    op.stop().await;
+}

@@ -9,7 +9,7 @@ use crate::error::{self, CliError, Exit, Request};
 use crate::output::{can_ask, confirm, note, print};
 use crate::view::bulk::{Change, Operation, Outcome, change, dry_run_line, summary};
 use crew_api::CrewExecution;
-use crew_core::lifecycle::names::label_value;
+use crew_core::lifecycle::names::{generate_name, label_value};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -213,7 +213,8 @@ async fn act(
 }
 
 /// A new execution with `cx`'s spec (not cancelled, not suspended) and labels, named `name` or generated from
-/// `cx`'s name, labelled [`RERUN_OF`].
+/// `cx`'s name (`<name>-` and 5 random characters, the name cut to keep the result within 63), labelled
+/// [`RERUN_OF`] (the name, hashed past 63 characters like every label value naming an execution).
 pub fn rerun_of(cx: &CrewExecution, name: Option<&str>) -> CrewExecution {
     let original = cx.name_any();
     let mut labels: BTreeMap<String, String> = cx
@@ -229,7 +230,7 @@ pub fn rerun_of(cx: &CrewExecution, name: Option<&str>) -> CrewExecution {
     let mut rerun = CrewExecution::new("", spec);
     rerun.metadata = ObjectMeta {
         name: name.map(str::to_string),
-        generate_name: name.is_none().then(|| format!("{original}-")),
+        generate_name: name.is_none().then(|| generate_name(&original)),
         namespace: cx.namespace(),
         labels: Some(labels),
         ..Default::default()
@@ -239,4 +240,39 @@ pub fn rerun_of(cx: &CrewExecution, name: Option<&str>) -> CrewExecution {
 
 pub async fn rerun(cluster: &Cluster, args: &RerunArgs) -> Result<Exit, CliError> {
     run(cluster, Operation::Rerun, &args.bulk, args.name.as_deref()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn execution(name: &str) -> CrewExecution {
+        let mut cx = CrewExecution::new(name, Default::default());
+        cx.metadata.namespace = Some("team-a".into());
+        cx
+    }
+
+    #[test]
+    fn a_rerun_of_a_short_name_is_generated_from_it() {
+        let rerun = rerun_of(&execution("nightly"), None);
+        assert_eq!(rerun.metadata.generate_name.as_deref(), Some("nightly-"));
+        assert_eq!(rerun.labels()[RERUN_OF], "nightly");
+        let named = rerun_of(&execution("nightly"), Some("again"));
+        assert_eq!(named.metadata.name.as_deref(), Some("again"));
+        assert_eq!(named.metadata.generate_name, None);
+    }
+
+    #[test]
+    fn a_rerun_of_the_longest_name_gets_a_valid_name_and_label() {
+        let original = format!("{}.{}", "a".repeat(56), "b".repeat(196));
+        assert_eq!(original.len(), 253);
+        let rerun = rerun_of(&execution(&original), None);
+        let prefix = rerun.metadata.generate_name.clone().unwrap_or_default();
+        // The API server appends 5 characters and cuts a longer prefix itself, losing the separator.
+        assert_eq!(prefix, format!("{}-", "a".repeat(56)));
+        assert!(prefix.len() + 5 <= 63, "{prefix}");
+        let label = &rerun.labels()[RERUN_OF];
+        assert_eq!(label, &label_value(&original));
+        assert!(label.len() <= 63, "{label}");
+    }
 }

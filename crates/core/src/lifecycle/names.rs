@@ -1,22 +1,77 @@
 //! Deterministic names and label values of the objects an execution owns.
 //!
 //! The same (execution, step, attempt) always gives the same Job name, so creating it again after a restart hits
-//! `AlreadyExists` instead of making a second Job.
+//! `AlreadyExists` instead of making a second Job. Every execution name Kubernetes accepts (up to 253 characters)
+//! and every step name (a DNS label, up to 63) gives valid child names: a name that fits is used as it is, one that
+//! does not is cut and given a stable hash of everything it was made from.
 
 /// Longest name usable where Kubernetes puts the name into a label value (a Job's pods get `job-name=<job>`).
 pub const MAX_LABEL_VALUE: usize = 63;
 /// Longest object name (DNS subdomain).
 pub const MAX_OBJECT_NAME: usize = 253;
+/// Longest `generateName` the API server keeps whole: it appends 5 random characters and cuts a longer prefix to
+/// this length.
+pub const MAX_GENERATE_NAME: usize = 58;
 const HASH_LEN: usize = 8;
 
-/// Name of the Job of one step attempt: `<execution>-<step>-<attempt>`, shortened with a stable hash when longer
-/// than 63 characters.
+/// Name of the Job of one step attempt: `<execution>-<step>-<attempt>` when that fits in 63 characters (a Job's
+/// pods carry its name as a label value). Otherwise `<execution cut>-<step cut>-<hash>-<attempt>`: both names are
+/// cut (the step keeps at least half of the room when it is that long) and the hash is 10 hex digits of the
+/// (execution, step, attempt) tuple itself, not of the joined text, so `a` + step `b-c` and `a-b` + step `c` get
+/// different names once shortened. (Short names are kept byte for byte, as Jobs already running are named: two
+/// executions whose short names join to the same text still meet, and `AlreadyExists` with another owner fails
+/// that attempt, see the operator's `create_job`.)
 pub fn job_name(execution: &str, step: &str, attempt: u32) -> String {
     let suffix = format!("-{attempt}");
-    shorten(
-        &format!("{execution}-{step}"),
-        MAX_LABEL_VALUE - suffix.len(),
-    ) + &suffix
+    let full = format!("{execution}-{step}{suffix}");
+    if full.len() <= MAX_LABEL_VALUE {
+        return full;
+    }
+    let hash = format!("-{}", tuple_hash(execution, step, attempt));
+    // At least 63 - 11 - 11 = 41 characters are left, even for the largest attempt number.
+    let room = MAX_LABEL_VALUE.saturating_sub(suffix.len() + hash.len());
+    let (execution_room, step_room) = share_room(execution.len(), step.len(), room);
+    let parts: Vec<&str> = [cut(execution, execution_room), cut(step, step_room)]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect();
+    format!("{}{hash}{suffix}", parts.join("-"))
+}
+
+/// How many characters of the execution name and of the step name a shortened Job name keeps, in `room`
+/// characters that also hold the `-` between them: the step gets what the execution leaves, and at least half.
+fn share_room(execution: usize, step: usize, room: usize) -> (usize, usize) {
+    let room = room.saturating_sub(1);
+    let step_room = step.min((room / 2).max(room.saturating_sub(execution)));
+    (execution.min(room - step_room), step_room)
+}
+
+/// 10 hex digits (40 bits) of an FNV-1a 64 hash of (execution, step, attempt), each part length-prefixed so that no
+/// two tuples share an encoding.
+fn tuple_hash(execution: &str, step: &str, attempt: u32) -> String {
+    let encoded = format!(
+        "{}:{execution}{}:{step}{attempt}",
+        execution.len(),
+        step.len()
+    );
+    let hash = fnv1a_64(&encoded);
+    format!("{:010x}", (hash ^ (hash >> 40)) & 0xff_ffff_ffff)
+}
+
+/// The longest prefix of `text` of at most `max` bytes (whole characters only), without trailing `-` or `.`, so
+/// that whatever follows a separator starts a new part.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].trim_end_matches(['-', '.'])
+}
+
+/// The `generateName` of a new object named after `base` (a rerun): `<base>-`, the base cut so that the API
+/// server, which adds 5 random characters, keeps the prefix whole, and the new name keeps its `-` before them.
+pub fn generate_name(base: &str) -> String {
+    format!("{}-", cut(base, MAX_GENERATE_NAME - 1))
 }
 
 /// Name of the ConfigMap carrying `crew.json` and `inputs.json`: `<execution>-crew-<hash of its UID>`. The UID
@@ -123,6 +178,7 @@ mod tests {
     }
 
     const PINNED_CREW_HASH: &str = "9ec47128";
+    const PINNED_LONG_HASH: &str = "fe90c53efe";
 
     #[test]
     fn hash_is_pinned() {
@@ -165,7 +221,203 @@ mod tests {
         assert_eq!(event_name_at("hello", 255), "hello.ff");
     }
 
+    /// A DNS subdomain (RFC 1123): at most 253 characters, dot-separated labels of `a-z`, `0-9` and `-`, each
+    /// starting and ending alphanumeric.
+    fn is_dns_subdomain(name: &str) -> bool {
+        name.len() <= MAX_OBJECT_NAME
+            && name.split('.').all(|label| {
+                label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && label.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && label.ends_with(|c: char| c.is_ascii_alphanumeric())
+            })
+    }
+
+    /// A label value: at most 63 characters of `A-Za-z0-9`, `-`, `_`, `.`, starting and ending alphanumeric.
+    fn is_label_value(value: &str) -> bool {
+        value.is_empty()
+            || (value.len() <= MAX_LABEL_VALUE
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
+    }
+
+    /// Every execution name Kubernetes accepts: a DNS subdomain of 1 to 253 characters, long ones as likely as
+    /// short ones, with and without dots.
+    fn execution_name() -> impl Strategy<Value = String> {
+        let label = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?";
+        prop_oneof![
+            "[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?",
+            prop::collection::vec(label, 1..8)
+                .prop_map(|labels| { cut(&labels.join("."), MAX_OBJECT_NAME).to_string() }),
+            "[a-z0-9]{1,20}",
+        ]
+    }
+
+    /// Every step name the schema accepts: a DNS label.
+    fn step_name() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "[a-z0-9]{1,10}"]
+    }
+
+    fn attempt() -> impl Strategy<Value = u32> {
+        prop_oneof![1u32..=101, any::<u32>()]
+    }
+
+    #[test]
+    fn the_longest_names_give_valid_job_names() {
+        let execution = format!("{}.{}", "e".repeat(126), "x".repeat(126));
+        let step = "s".repeat(63);
+        for attempt in [1, 2, 101, u32::MAX] {
+            let name = job_name(&execution, &step, attempt);
+            assert!(name.len() <= MAX_LABEL_VALUE, "{name}");
+            assert!(is_dns_subdomain(&name) && is_label_value(&name), "{name}");
+            assert!(name.ends_with(&format!("-{attempt}")), "{name}");
+            assert!(name.contains("-sss"), "the step stays readable: {name}");
+        }
+    }
+
+    #[test]
+    fn shortened_job_names_hash_the_tuple_not_the_joined_text() {
+        // `<a>` + step `b-c` and `<a>-b` + step `c` join to the same text.
+        let a = "a".repeat(60);
+        let first = job_name(&a, "b-c", 1);
+        let second = job_name(&format!("{a}-b"), "c", 1);
+        assert_ne!(first, second);
+        // The same with both names at their longest.
+        let a = "a".repeat(251);
+        let step = format!("c-{}", "d".repeat(61));
+        let first = job_name(&a, &step, 7);
+        let second = job_name(&format!("{a}-c"), &"d".repeat(61), 7);
+        assert_ne!(first, second);
+        // Long executions sharing a long prefix, or only their last character, stay apart.
+        let prefix = "shared-prefix-".repeat(17);
+        assert_ne!(
+            job_name(&format!("{prefix}a"), "main", 1),
+            job_name(&format!("{prefix}b"), "main", 1)
+        );
+    }
+
+    #[test]
+    fn a_shortened_job_name_is_pinned() {
+        // A change would rename the Jobs of long executions after an upgrade, and a restarted operator would start
+        // a second Job for the running attempt: pin it.
+        assert_eq!(
+            job_name(&"a".repeat(200), "write-the-final-report", 3),
+            format!(
+                "{}-write-the-final-report-{PINNED_LONG_HASH}-3",
+                "a".repeat(27)
+            )
+        );
+    }
+
+    #[test]
+    fn generated_names_keep_their_separator_and_fit() {
+        assert_eq!(generate_name("nightly"), "nightly-");
+        assert_eq!(
+            generate_name(&"n".repeat(57)),
+            format!("{}-", "n".repeat(57))
+        );
+        assert_eq!(
+            generate_name(&"n".repeat(253)),
+            format!("{}-", "n".repeat(57))
+        );
+        // A cut never leaves `.-` or `--` before the random characters.
+        let dotted = format!("{}.{}", "a".repeat(56), "b".repeat(100));
+        assert_eq!(generate_name(&dotted), format!("{}-", "a".repeat(56)));
+    }
+
     proptest! {
+        #[test]
+        fn every_child_name_is_valid_deterministic_and_kept_when_short(
+            exec in execution_name(),
+            step in step_name(),
+            attempt in attempt(),
+        ) {
+            prop_assert!(is_dns_subdomain(&exec), "strategy: {}", exec);
+            let job = job_name(&exec, &step, attempt);
+            prop_assert!(job.len() <= MAX_LABEL_VALUE, "{}", job);
+            prop_assert!(is_dns_subdomain(&job) && is_label_value(&job), "{}", job);
+            prop_assert!(job.ends_with(&format!("-{attempt}")), "{}", job);
+            prop_assert_eq!(&job, &job_name(&exec, &step, attempt));
+            let joined = format!("{exec}-{step}-{attempt}");
+            if joined.len() <= MAX_LABEL_VALUE {
+                prop_assert_eq!(&job, &joined);
+            } else {
+                prop_assert!(job.contains(&tuple_hash(&exec, &step, attempt)), "{}", job);
+            }
+
+            let label = label_value(&exec);
+            prop_assert!(is_label_value(&label) && !label.is_empty(), "{}", label);
+            prop_assert_eq!(&label, &label_value(&exec));
+            if exec.len() <= MAX_LABEL_VALUE {
+                prop_assert_eq!(&label, &exec);
+            }
+
+            let config_map = config_map_name(&exec, "8d1f7d3c-uid");
+            prop_assert!(is_dns_subdomain(&config_map), "{}", config_map);
+            prop_assert_eq!(&config_map, &config_map_name(&exec, "8d1f7d3c-uid"));
+            if exec.len() + "-crew-".len() + HASH_LEN <= MAX_OBJECT_NAME {
+                prop_assert_eq!(&config_map, &format!("{exec}-crew-{}", stable_hash("8d1f7d3c-uid")));
+            }
+
+            for event in [event_name(&exec, "uid", "key"), event_name_at(&exec, 1_700_000_000_123_456_789)] {
+                prop_assert!(is_dns_subdomain(&event), "{}", event);
+            }
+
+            let prefix = generate_name(&exec);
+            prop_assert!(prefix.len() <= MAX_GENERATE_NAME, "{}", prefix);
+            let generated = format!("{prefix}x7k2q");
+            prop_assert!(is_dns_subdomain(&generated) && is_label_value(&generated), "{}", generated);
+            if exec.len() < MAX_GENERATE_NAME {
+                prop_assert_eq!(prefix, format!("{exec}-"));
+            }
+        }
+
+        #[test]
+        fn distinct_tuples_get_distinct_job_names(
+            first in (execution_name(), step_name(), attempt()),
+            second in (execution_name(), step_name(), attempt()),
+        ) {
+            prop_assume!(first != second);
+            let joined = |(e, s, a): &(String, String, u32)| format!("{e}-{s}-{a}");
+            // Short names are kept as they always were, so two tuples that join to one short text share it.
+            prop_assume!(joined(&first) != joined(&second) || joined(&first).len() > MAX_LABEL_VALUE);
+            prop_assert_ne!(
+                job_name(&first.0, &first.1, first.2),
+                job_name(&second.0, &second.1, second.2)
+            );
+        }
+
+        #[test]
+        fn moving_a_dash_between_execution_and_step_changes_a_long_name(
+            exec in "[a-z0-9]([-a-z0-9]{60,200}[a-z0-9])",
+            head in "[a-z0-9]{1,20}",
+            tail in "[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?",
+            attempt in attempt(),
+        ) {
+            // (`<exec>`, `<head>-<tail>`) and (`<exec>-<head>`, `<tail>`) join to the same text.
+            prop_assert_ne!(
+                job_name(&exec, &format!("{head}-{tail}"), attempt),
+                job_name(&format!("{exec}-{head}"), &tail, attempt)
+            );
+        }
+
+        #[test]
+        fn steps_and_attempts_of_one_long_execution_never_share_a_name(
+            exec in "[a-z0-9]([-a-z0-9]{60,251}[a-z0-9])",
+            steps in prop::collection::btree_set("[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", 2..8),
+        ) {
+            let mut seen = std::collections::BTreeSet::new();
+            for step in &steps {
+                for attempt in 1..=5 {
+                    prop_assert!(seen.insert(job_name(&exec, step, attempt)));
+                }
+            }
+        }
+
         #[test]
         fn event_names_are_dns_subdomains(exec in "[a-z0-9]([-a-z0-9]{0,60}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,60}[a-z0-9])?){0,4}", key in ".{0,40}") {
             let name = event_name(&exec, "uid", &key);
