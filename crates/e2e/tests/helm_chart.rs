@@ -1393,3 +1393,202 @@ fn the_admission_policy_denies_what_the_operator_denies() {
         crew_core::lifecycle::worker_policy::DEFAULT_DENIED_POD_KEYS
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// One writer during upgrades: the Deployment's update strategy follows leader election.
+
+/// The Deployment's `spec.strategy`.
+fn strategy(docs: &[Value]) -> Value {
+    one(docs, "Deployment")["spec"]["strategy"].clone()
+}
+
+/// The value of the operator container's environment variable `name`.
+fn env_value(docs: &[Value], name: &str) -> Option<Value> {
+    deployment_container(docs)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["value"].clone())
+}
+
+/// The strategy without leader election: the old pod is gone before the new one starts.
+fn recreate() -> Value {
+    json!({"type": "Recreate", "rollingUpdate": null})
+}
+
+/// The strategy with leader election: the new pod waits as a standby for the Lease the old one releases.
+fn rolling_through_a_standby() -> Value {
+    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+}
+
+#[test]
+fn without_leader_election_an_upgrade_stops_the_old_operator_first() {
+    for sets in [
+        &[][..],
+        &["leaderElection.enabled=false"][..],
+        &["replicaCount=2", "leaderElection.enabled=false"][..],
+    ] {
+        let docs = render(sets);
+        assert_eq!(
+            env_value(&docs, "CREW_LEADER_ELECTION"),
+            Some(json!("false")),
+            "{sets:?}"
+        );
+        assert_eq!(strategy(&docs), recreate(), "{sets:?}");
+    }
+}
+
+#[test]
+fn with_leader_election_an_upgrade_rolls_through_a_warm_standby() {
+    for sets in [
+        &["leaderElection.enabled=true"][..],
+        &["replicaCount=2"][..],
+        &["replicaCount=3", "leaderElection.enabled=auto"][..],
+    ] {
+        let docs = render(sets);
+        assert_eq!(
+            env_value(&docs, "CREW_LEADER_ELECTION"),
+            Some(json!("true")),
+            "{sets:?}"
+        );
+        assert_eq!(strategy(&docs), rolling_through_a_standby(), "{sets:?}");
+    }
+}
+
+/// The live Deployment's `spec.strategy`.
+fn live_strategy(namespace: &str, name: &str) -> Value {
+    let (ok, out) = support::kubectl(&[
+        "-n",
+        namespace,
+        "get",
+        "deployment",
+        name,
+        "-o",
+        "jsonpath={.spec.strategy}",
+    ]);
+    assert!(ok, "get deployment {namespace}/{name}: {out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("strategy {out:?}: {e}"))
+}
+
+/// A copy of the chart as it was before it set a strategy (the API server then defaults RollingUpdate 25%/25%).
+fn chart_without_strategy(dir: &Path) -> PathBuf {
+    let copy = dir.join("crew-operator");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(chart())
+        .arg(&copy)
+        .output()
+        .expect("run cp");
+    assert!(
+        copied.status.success(),
+        "copy the chart: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let template = copy.join("templates/deployment.yaml");
+    let text = std::fs::read_to_string(&template).expect("read deployment.yaml");
+    let start = text
+        .find("  strategy:\n")
+        .expect("the template sets a strategy");
+    let end = text
+        .find("  selector:\n")
+        .expect("the template has a selector");
+    assert!(start < end, "strategy comes before selector");
+    let mut cut = text[..start].to_string();
+    cut.push_str(&text[end..]);
+    std::fs::write(&template, cut).expect("write deployment.yaml");
+    copy
+}
+
+/// The strategy of a single replica without leader election for one upgrade after a release whose Deployment
+/// carries the API server's rollingUpdate defaults: old pod first, and fields the chart owns from then on.
+fn bridge_to_recreate() -> Value {
+    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+}
+
+#[test]
+fn helm_upgrade_switches_the_update_strategy_both_ways() {
+    plane();
+    let pid = std::process::id();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old_chart = chart_without_strategy(dir.path())
+        .to_string_lossy()
+        .into_owned();
+    let chart = chart().to_string_lossy().into_owned();
+    // Releases installed by Helm 4 (server-side apply) and by Helm 3 or `--server-side=false` (three-way merge).
+    for server_side in ["true", "false"] {
+        let namespace = format!("crew-strategy-{server_side}-{pid}");
+        let server_side_flag = format!("--server-side={server_side}");
+        let helm_run = |verb: &str, release: &str, chart: &str, sets: &[&str]| {
+            let mut args = vec![
+                verb,
+                release,
+                chart,
+                "--namespace",
+                namespace.as_str(),
+                server_side_flag.as_str(),
+                "--set",
+                "image.tag=test",
+            ];
+            if verb == "install" {
+                args.push("--create-namespace");
+            }
+            for set in sets {
+                args.extend(["--set", set]);
+            }
+            let (ok, stdout, stderr) = helm_on_cluster(&args);
+            assert!(ok, "helm {args:?} failed:\n{stdout}\n{stderr}");
+            live_strategy(&namespace, &format!("{release}-crew-operator"))
+        };
+
+        // A release of the chart from before it set a strategy: the API server defaulted RollingUpdate 25%/25%,
+        // fields that no field manager owns.
+        let release = format!("from-old-{server_side}-{pid}");
+        let defaulted = helm_run("install", &release, &old_chart, &[]);
+        assert_eq!(defaulted["type"], "RollingUpdate", "{defaulted}");
+        assert_eq!(defaulted["rollingUpdate"]["maxSurge"], "25%", "{defaulted}");
+        // Recreate cannot be applied over them (server-side apply keeps unowned fields): one upgrade stops the
+        // old pod first within RollingUpdate, and the next switches to Recreate.
+        let steps = [
+            (&[][..], bridge_to_recreate()),
+            (&[][..], json!({"type": "Recreate"})),
+            (
+                &["leaderElection.enabled=true"][..],
+                rolling_through_a_standby(),
+            ),
+            (
+                &["leaderElection.enabled=false"][..],
+                json!({"type": "Recreate"}),
+            ),
+            (&["replicaCount=2"][..], rolling_through_a_standby()),
+            (&[][..], json!({"type": "Recreate"})),
+        ];
+        for (sets, expected) in steps {
+            assert_eq!(
+                helm_run("upgrade", &release, &chart, sets),
+                expected,
+                "upgrade with {sets:?}, server-side={server_side}"
+            );
+        }
+
+        // A fresh install of this chart: Recreate at once.
+        let fresh = format!("fresh-{server_side}-{pid}");
+        assert_eq!(
+            helm_run("install", &fresh, &chart, &[]),
+            json!({"type": "Recreate"}),
+            "server-side={server_side}"
+        );
+        assert_eq!(
+            helm_run("upgrade", &fresh, &chart, &["leaderElection.enabled=true"]),
+            rolling_through_a_standby(),
+            "server-side={server_side}"
+        );
+
+        for release in [&release, &fresh] {
+            let (ok, stdout, stderr) =
+                helm_on_cluster(&["uninstall", release, "--namespace", &namespace]);
+            assert!(ok, "helm uninstall: {stdout}{stderr}");
+        }
+        let _ = support::kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+    }
+}
