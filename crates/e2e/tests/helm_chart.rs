@@ -384,6 +384,7 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
+            "NetworkPolicy",
             "Service",
             "Service",
             "ServiceAccount"
@@ -498,6 +499,7 @@ fn non_default_values_render_namespaced_rbac_leader_election_pdb_and_service_mon
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
             "Role",
@@ -1591,4 +1593,161 @@ fn helm_upgrade_switches_the_update_strategy_both_ways() {
         }
         let _ = support::kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The NetworkPolicy: the progress port admits worker pods only; the metrics port what the values say.
+
+/// The peer every worker pod matches: labelled `crew.dev/execution`, in the namespaces `namespace_selector` picks.
+fn worker_pods(namespace_selector: Value) -> Value {
+    json!({
+        "namespaceSelector": namespace_selector,
+        "podSelector": {"matchExpressions": [{"key": "crew.dev/execution", "operator": "Exists"}]}
+    })
+}
+
+/// The ingress rule of `policy` for TCP `port` (exactly one).
+fn ingress_for_port(policy: &Value, port: u16) -> Value {
+    let rules: Vec<&Value> = policy["spec"]["ingress"]
+        .as_array()
+        .expect("ingress rules")
+        .iter()
+        .filter(|rule| rule["ports"] == json!([{"port": port, "protocol": "TCP"}]))
+        .collect();
+    assert_eq!(rules.len(), 1, "one rule for port {port}: {policy}");
+    rules[0].clone()
+}
+
+#[test]
+fn the_network_policy_admits_the_progress_port_only_from_worker_pods() {
+    // Default values: on, workers of every namespace (the operator watches them all), metrics open.
+    let docs = render(&[]);
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(policy["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(policy["metadata"]["namespace"], "crew-system");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        one(&docs, "Deployment")["spec"]["selector"]["matchLabels"],
+        "it selects the operator's pods"
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"].as_array().map(Vec::len),
+        Some(2),
+        "{policy}"
+    );
+    assert_eq!(
+        ingress_for_port(policy, 8081)["from"],
+        json!([worker_pods(json!({}))])
+    );
+    let metrics = ingress_for_port(policy, 8080);
+    assert!(
+        metrics.get("from").is_none(),
+        "the metrics port admits anyone by default: {metrics}"
+    );
+
+    // One watched namespace: workers of that namespace only. Ports follow the values.
+    let docs = render(&[
+        "watchNamespaces={team-a}",
+        "progress.port=9091",
+        "metrics.port=9090",
+    ]);
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        ingress_for_port(policy, 9091)["from"],
+        json!([worker_pods(json!({"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}
+        ]}))])
+    );
+    assert!(ingress_for_port(policy, 9090).get("from").is_none());
+}
+
+#[test]
+fn the_network_policy_can_be_widened_narrowed_or_turned_off() {
+    let docs = render(&[
+        "networkPolicy.progress.extraFrom[0].namespaceSelector.matchLabels.team=mesh",
+        "networkPolicy.metrics.from[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+        "networkPolicy.metrics.from[0].podSelector.matchLabels.app=prometheus",
+    ]);
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        ingress_for_port(policy, 8081)["from"],
+        json!([
+            worker_pods(json!({})),
+            {"namespaceSelector": {"matchLabels": {"team": "mesh"}}}
+        ])
+    );
+    assert_eq!(
+        ingress_for_port(policy, 8080)["from"],
+        json!([{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app": "prometheus"}}
+        }])
+    );
+
+    let off = render(&["networkPolicy.enabled=false"]);
+    assert!(of_kind(&off, "NetworkPolicy").is_empty());
+    // Nothing else changes with it.
+    let on = render(&[]);
+    let others = |docs: &[Value]| -> Vec<Value> {
+        docs.iter()
+            .filter(|d| d["kind"] != "NetworkPolicy")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(others(&off), others(&on));
+
+    let (ok, _, stderr) = template(&["networkPolicy.metrics.from=open"]);
+    assert!(
+        !ok && stderr.contains("schema") && stderr.contains("from"),
+        "{stderr}"
+    );
+}
+
+/// `kubectl apply --dry-run=server` of the chart's NetworkPolicy rendered with `sets`: (accepted, kubectl's output).
+fn server_dry_run_of_network_policy(sets: &[&str]) -> (bool, String) {
+    let chart = chart().to_string_lossy().into_owned();
+    let mut args = vec![
+        "template",
+        "crew",
+        chart.as_str(),
+        "--namespace",
+        "default",
+        "--show-only",
+        "templates/networkpolicy.yaml",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, stdout, stderr) = helm(&args);
+    assert!(ok, "helm {args:?}: {stderr}");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), stdout).expect("write the NetworkPolicy");
+    support::kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &file.path().to_string_lossy(),
+    ])
+}
+
+#[test]
+fn the_api_server_accepts_the_network_policy() {
+    plane();
+    for sets in [
+        &[][..],
+        &[
+            "watchNamespaces={team-a}",
+            "networkPolicy.progress.extraFrom[0].namespaceSelector.matchLabels.team=mesh",
+            "networkPolicy.metrics.from[0].podSelector.matchLabels.app=prometheus",
+        ][..],
+    ] {
+        let (ok, out) = server_dry_run_of_network_policy(sets);
+        assert!(ok && out.contains("networkpolicy"), "{sets:?}: {out}");
+    }
+    // The dry run does validate: a peer the API server refuses is refused.
+    let (ok, out) = server_dry_run_of_network_policy(&[
+        "networkPolicy.progress.extraFrom[0].ipBlock.cidr=nonsense",
+    ]);
+    assert!(!ok && out.contains("cidr"), "{out}");
 }
