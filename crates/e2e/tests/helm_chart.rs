@@ -1751,3 +1751,97 @@ fn the_api_server_accepts_the_network_policy() {
     ]);
     assert!(!ok && out.contains("cidr"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The progress endpoint: the operator listens only with --progress-url, so the chart passes it exactly when it
+// creates the progress Service.
+
+/// The progress Service of a render, if any.
+fn progress_service(docs: &[Value]) -> Option<&Value> {
+    of_kind(docs, "Service").into_iter().find(|s| {
+        s["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-progress"))
+    })
+}
+
+/// The value of `flag` in `args`, if passed.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.windows(2)
+        .find(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+}
+
+#[test]
+fn the_chart_passes_progress_url_whenever_it_creates_the_progress_service() {
+    for sets in [
+        &[][..],
+        &["progress.port=9091"][..],
+        &["watchNamespaces={team-a}", "replicaCount=2"][..],
+        &["progress.url=http://progress.example:80/v1/progress"][..],
+        &["progress.enabled=true", "networkPolicy.enabled=false"][..],
+    ] {
+        let docs = render(sets);
+        let args = args(&docs);
+        let service = progress_service(&docs).unwrap_or_else(|| panic!("{sets:?}: no Service"));
+        let port = service["spec"]["ports"][0]["port"].as_u64().expect("port");
+        let url = flag_value(&args, "--progress-url").unwrap_or_else(|| {
+            panic!("{sets:?}: the Service exists but no --progress-url: {args:?}")
+        });
+        if sets.iter().any(|s| s.starts_with("progress.url=")) {
+            assert_eq!(url, "http://progress.example:80/v1/progress");
+        } else {
+            assert_eq!(
+                url,
+                format!(
+                    "http://{}.crew-system.svc:{port}/v1/progress",
+                    service["metadata"]["name"].as_str().expect("name")
+                ),
+                "{sets:?}: the default URL is the Service's"
+            );
+        }
+        assert_eq!(
+            flag_value(&args, "--progress-addr"),
+            Some(format!("0.0.0.0:{port}").as_str()),
+            "{sets:?}"
+        );
+        let container_ports = &deployment_container(&docs)["ports"];
+        assert!(
+            container_ports
+                .as_array()
+                .expect("ports")
+                .iter()
+                .any(|p| p["name"] == "http-progress" && p["containerPort"] == port),
+            "{sets:?}: {container_ports}"
+        );
+        assert_binary_accepts(&args);
+    }
+
+    // Off: no Service, no flag, no port, no TokenReview grant, no NetworkPolicy rule for it.
+    let docs = render(&["progress.enabled=false"]);
+    let args = args(&docs);
+    assert!(progress_service(&docs).is_none());
+    for flag in [
+        "--progress-url",
+        "--progress-addr",
+        "--progress-interval-ms",
+    ] {
+        assert!(flag_value(&args, flag).is_none(), "{flag} in {args:?}");
+    }
+    assert_eq!(
+        deployment_container(&docs)["ports"],
+        json!([{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert!(
+        docs.iter().all(|d| !d["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-token-review"))),
+        "the TokenReview grant is only for the endpoint"
+    );
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{"ports": [{"port": 8080, "protocol": "TCP"}]}])
+    );
+    assert_binary_accepts(&args);
+}
