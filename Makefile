@@ -34,7 +34,7 @@ lint: ## rustfmt and clippy (warnings are errors)
 unit: ## The fast lane, the same as plain `cargo test`: every test that needs no control plane
 	$(CARGO) test
 
-test: control-plane tools lint static-binary ## Everything: lint, static image binary, the fast lane, the cluster tests (crates/e2e) on both control planes
+test: control-plane tools lint static-binary example-worker ## Everything: lint, static image binary, the example worker, the fast lane, the cluster tests (crates/e2e) on both control planes
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --workspace --all-targets -- --test-threads=4
 	@echo "--- oldest supported Kubernetes ($(K8S_OLDEST_VERSION)): lifecycle, control and schema tests"
 	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test --workspace --test e2e_lifecycle --test e2e_control --test e2e_schema -- --test-threads=4
@@ -70,3 +70,8 @@ chart-crds: crds ## The same as `make crds` (kept for old habits)
 .PHONY: static-binary
 static-binary: ## Build the operator as the container image does (static) and check it needs no libc and runs
 	bash tests/tools/static-binary.sh
+
+.PHONY: example-worker
+PYTHON ?= python3
+example-worker: ## Run the reference worker (examples/workers/) against a stub progress endpoint (tests/tools/, standard-library Python)
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m unittest discover -s tests/tools -p 'test_*.py'

@@ -55,6 +55,41 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/*
+The Deployment's update strategy, so that one operator writes during an upgrade:
+- leader election on: RollingUpdate through a warm standby (maxSurge 1, maxUnavailable 0). The new pod waits for
+  the Lease, which the old one releases on SIGTERM.
+- off: Recreate. Nothing else stops two operators from reconciling side by side, so the old pod is gone before the
+  new one starts. One exception, for one upgrade: a live Deployment on RollingUpdate with rollingUpdate fields the
+  chart did not set (the API server's defaults, on a release installed before the chart set a strategy) gets
+  RollingUpdate with maxSurge 0 and maxUnavailable 1. The API server refuses Recreate next to rollingUpdate
+  fields, and a server-side apply cannot remove defaulted ones (no field manager owns them). That upgrade already
+  stops the old pod before it creates the new one and makes the chart own the fields; the next upgrade switches to
+  Recreate and drops them. `lookup` sees the live object only in `helm install` / `helm upgrade` (`helm template`
+  renders Recreate).
+*/}}
+{{- define "crew-operator.strategy" -}}
+{{- if include "crew-operator.leaderElection" . -}}
+type: RollingUpdate
+rollingUpdate:
+  maxSurge: 1
+  maxUnavailable: 0
+{{- else -}}
+{{- $live := lookup "apps/v1" "Deployment" .Release.Namespace (include "crew-operator.fullname" .) -}}
+{{- $rolling := dig "spec" "strategy" "rollingUpdate" dict $live -}}
+{{- $ours := has (printf "%v/%v" (dig "maxSurge" "" $rolling) (dig "maxUnavailable" "" $rolling)) (list "0/1" "1/0") -}}
+{{- if and (eq (dig "spec" "strategy" "type" "" $live) "RollingUpdate") (not $ours) -}}
+type: RollingUpdate
+rollingUpdate:
+  maxSurge: 0
+  maxUnavailable: 1
+{{- else -}}
+type: Recreate
+rollingUpdate: null
+{{- end -}}
+{{- end -}}
+{{- end }}
+
 {{/* "true" when the PodDisruptionBudget is rendered (enabled: true, or "auto" with replicaCount > 1), else "". */}}
 {{- define "crew-operator.pdb" -}}
 {{- $on := .Values.podDisruptionBudget.enabled }}

@@ -386,6 +386,7 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
+            "NetworkPolicy",
             "Service",
             "Service",
             "ServiceAccount"
@@ -500,6 +501,7 @@ fn non_default_values_render_namespaced_rbac_leader_election_pdb_and_service_mon
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
             "Role",
@@ -1633,4 +1635,454 @@ async fn an_execution_stored_under_older_rules_can_still_be_cancelled_and_delete
     drop(policy);
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One writer during upgrades: the Deployment's update strategy follows leader election.
+
+/// The Deployment's `spec.strategy`.
+fn strategy(docs: &[Value]) -> Value {
+    one(docs, "Deployment")["spec"]["strategy"].clone()
+}
+
+/// The value of the operator container's environment variable `name`.
+fn env_value(docs: &[Value], name: &str) -> Option<Value> {
+    deployment_container(docs)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["value"].clone())
+}
+
+/// The strategy without leader election: the old pod is gone before the new one starts.
+fn recreate() -> Value {
+    json!({"type": "Recreate", "rollingUpdate": null})
+}
+
+/// The strategy with leader election: the new pod waits as a standby for the Lease the old one releases.
+fn rolling_through_a_standby() -> Value {
+    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+}
+
+#[test]
+fn without_leader_election_an_upgrade_stops_the_old_operator_first() {
+    for sets in [
+        &[][..],
+        &["leaderElection.enabled=false"][..],
+        &["replicaCount=2", "leaderElection.enabled=false"][..],
+    ] {
+        let docs = render(sets);
+        assert_eq!(
+            env_value(&docs, "CREW_LEADER_ELECTION"),
+            Some(json!("false")),
+            "{sets:?}"
+        );
+        assert_eq!(strategy(&docs), recreate(), "{sets:?}");
+    }
+}
+
+#[test]
+fn with_leader_election_an_upgrade_rolls_through_a_warm_standby() {
+    for sets in [
+        &["leaderElection.enabled=true"][..],
+        &["replicaCount=2"][..],
+        &["replicaCount=3", "leaderElection.enabled=auto"][..],
+    ] {
+        let docs = render(sets);
+        assert_eq!(
+            env_value(&docs, "CREW_LEADER_ELECTION"),
+            Some(json!("true")),
+            "{sets:?}"
+        );
+        assert_eq!(strategy(&docs), rolling_through_a_standby(), "{sets:?}");
+    }
+}
+
+/// The live Deployment's `spec.strategy`.
+fn live_strategy(namespace: &str, name: &str) -> Value {
+    let (ok, out) = support::kubectl(&[
+        "-n",
+        namespace,
+        "get",
+        "deployment",
+        name,
+        "-o",
+        "jsonpath={.spec.strategy}",
+    ]);
+    assert!(ok, "get deployment {namespace}/{name}: {out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("strategy {out:?}: {e}"))
+}
+
+/// A copy of the chart as it was before it set a strategy (the API server then defaults RollingUpdate 25%/25%).
+fn chart_without_strategy(dir: &Path) -> PathBuf {
+    let copy = dir.join("crew-operator");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(chart())
+        .arg(&copy)
+        .output()
+        .expect("run cp");
+    assert!(
+        copied.status.success(),
+        "copy the chart: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let template = copy.join("templates/deployment.yaml");
+    let text = std::fs::read_to_string(&template).expect("read deployment.yaml");
+    let start = text
+        .find("  strategy:\n")
+        .expect("the template sets a strategy");
+    let end = text
+        .find("  selector:\n")
+        .expect("the template has a selector");
+    assert!(start < end, "strategy comes before selector");
+    let mut cut = text[..start].to_string();
+    cut.push_str(&text[end..]);
+    std::fs::write(&template, cut).expect("write deployment.yaml");
+    copy
+}
+
+/// The strategy of a single replica without leader election for one upgrade after a release whose Deployment
+/// carries the API server's rollingUpdate defaults: old pod first, and fields the chart owns from then on.
+fn bridge_to_recreate() -> Value {
+    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+}
+
+#[test]
+fn helm_upgrade_switches_the_update_strategy_both_ways() {
+    plane();
+    let pid = std::process::id();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old_chart = chart_without_strategy(dir.path())
+        .to_string_lossy()
+        .into_owned();
+    let chart = chart().to_string_lossy().into_owned();
+    // Releases installed by Helm 4 (server-side apply) and by Helm 3 or `--server-side=false` (three-way merge).
+    for server_side in ["true", "false"] {
+        let namespace = format!("crew-strategy-{server_side}-{pid}");
+        let server_side_flag = format!("--server-side={server_side}");
+        let helm_run = |verb: &str, release: &str, chart: &str, sets: &[&str]| {
+            let mut args = vec![
+                verb,
+                release,
+                chart,
+                "--namespace",
+                namespace.as_str(),
+                server_side_flag.as_str(),
+                "--set",
+                "image.tag=test",
+            ];
+            if verb == "install" {
+                args.push("--create-namespace");
+            }
+            for set in sets {
+                args.extend(["--set", set]);
+            }
+            let (ok, stdout, stderr) = helm_on_cluster(&args);
+            assert!(ok, "helm {args:?} failed:\n{stdout}\n{stderr}");
+            live_strategy(&namespace, &format!("{release}-crew-operator"))
+        };
+
+        // A release of the chart from before it set a strategy: the API server defaulted RollingUpdate 25%/25%,
+        // fields that no field manager owns.
+        let release = format!("from-old-{server_side}-{pid}");
+        let defaulted = helm_run("install", &release, &old_chart, &[]);
+        assert_eq!(defaulted["type"], "RollingUpdate", "{defaulted}");
+        assert_eq!(defaulted["rollingUpdate"]["maxSurge"], "25%", "{defaulted}");
+        // Recreate cannot be applied over them (server-side apply keeps unowned fields): one upgrade stops the
+        // old pod first within RollingUpdate, and the next switches to Recreate.
+        let steps = [
+            (&[][..], bridge_to_recreate()),
+            (&[][..], json!({"type": "Recreate"})),
+            (
+                &["leaderElection.enabled=true"][..],
+                rolling_through_a_standby(),
+            ),
+            (
+                &["leaderElection.enabled=false"][..],
+                json!({"type": "Recreate"}),
+            ),
+            (&["replicaCount=2"][..], rolling_through_a_standby()),
+            (&[][..], json!({"type": "Recreate"})),
+        ];
+        for (sets, expected) in steps {
+            assert_eq!(
+                helm_run("upgrade", &release, &chart, sets),
+                expected,
+                "upgrade with {sets:?}, server-side={server_side}"
+            );
+        }
+
+        // A fresh install of this chart: Recreate at once.
+        let fresh = format!("fresh-{server_side}-{pid}");
+        assert_eq!(
+            helm_run("install", &fresh, &chart, &[]),
+            json!({"type": "Recreate"}),
+            "server-side={server_side}"
+        );
+        assert_eq!(
+            helm_run("upgrade", &fresh, &chart, &["leaderElection.enabled=true"]),
+            rolling_through_a_standby(),
+            "server-side={server_side}"
+        );
+
+        for release in [&release, &fresh] {
+            let (ok, stdout, stderr) =
+                helm_on_cluster(&["uninstall", release, "--namespace", &namespace]);
+            assert!(ok, "helm uninstall: {stdout}{stderr}");
+        }
+        let _ = support::kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The NetworkPolicy: the progress port admits worker pods only; the metrics port what the values say.
+
+/// The peer every worker pod matches: labelled `crew.dev/execution`, in the namespaces `namespace_selector` picks.
+fn worker_pods(namespace_selector: Value) -> Value {
+    json!({
+        "namespaceSelector": namespace_selector,
+        "podSelector": {"matchExpressions": [{"key": "crew.dev/execution", "operator": "Exists"}]}
+    })
+}
+
+/// The ingress rule of `policy` for TCP `port` (exactly one).
+fn ingress_for_port(policy: &Value, port: u16) -> Value {
+    let rules: Vec<&Value> = policy["spec"]["ingress"]
+        .as_array()
+        .expect("ingress rules")
+        .iter()
+        .filter(|rule| rule["ports"] == json!([{"port": port, "protocol": "TCP"}]))
+        .collect();
+    assert_eq!(rules.len(), 1, "one rule for port {port}: {policy}");
+    rules[0].clone()
+}
+
+#[test]
+fn the_network_policy_admits_the_progress_port_only_from_worker_pods() {
+    // Default values: on, workers of every namespace (the operator watches them all), metrics open.
+    let docs = render(&[]);
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(policy["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(policy["metadata"]["namespace"], "crew-system");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        one(&docs, "Deployment")["spec"]["selector"]["matchLabels"],
+        "it selects the operator's pods"
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"].as_array().map(Vec::len),
+        Some(2),
+        "{policy}"
+    );
+    assert_eq!(
+        ingress_for_port(policy, 8081)["from"],
+        json!([worker_pods(json!({}))])
+    );
+    let metrics = ingress_for_port(policy, 8080);
+    assert!(
+        metrics.get("from").is_none(),
+        "the metrics port admits anyone by default: {metrics}"
+    );
+
+    // One watched namespace: workers of that namespace only. Ports follow the values.
+    let docs = render(&[
+        "watchNamespaces={team-a}",
+        "progress.port=9091",
+        "metrics.port=9090",
+    ]);
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        ingress_for_port(policy, 9091)["from"],
+        json!([worker_pods(json!({"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}
+        ]}))])
+    );
+    assert!(ingress_for_port(policy, 9090).get("from").is_none());
+}
+
+#[test]
+fn the_network_policy_can_be_widened_narrowed_or_turned_off() {
+    let docs = render(&[
+        "networkPolicy.progress.extraFrom[0].namespaceSelector.matchLabels.team=mesh",
+        "networkPolicy.metrics.from[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+        "networkPolicy.metrics.from[0].podSelector.matchLabels.app=prometheus",
+    ]);
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        ingress_for_port(policy, 8081)["from"],
+        json!([
+            worker_pods(json!({})),
+            {"namespaceSelector": {"matchLabels": {"team": "mesh"}}}
+        ])
+    );
+    assert_eq!(
+        ingress_for_port(policy, 8080)["from"],
+        json!([{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app": "prometheus"}}
+        }])
+    );
+
+    let off = render(&["networkPolicy.enabled=false"]);
+    assert!(of_kind(&off, "NetworkPolicy").is_empty());
+    // Nothing else changes with it.
+    let on = render(&[]);
+    let others = |docs: &[Value]| -> Vec<Value> {
+        docs.iter()
+            .filter(|d| d["kind"] != "NetworkPolicy")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(others(&off), others(&on));
+
+    let (ok, _, stderr) = template(&["networkPolicy.metrics.from=open"]);
+    assert!(
+        !ok && stderr.contains("schema") && stderr.contains("from"),
+        "{stderr}"
+    );
+}
+
+/// `kubectl apply --dry-run=server` of the chart's NetworkPolicy rendered with `sets`: (accepted, kubectl's output).
+fn server_dry_run_of_network_policy(sets: &[&str]) -> (bool, String) {
+    let chart = chart().to_string_lossy().into_owned();
+    let mut args = vec![
+        "template",
+        "crew",
+        chart.as_str(),
+        "--namespace",
+        "default",
+        "--show-only",
+        "templates/networkpolicy.yaml",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, stdout, stderr) = helm(&args);
+    assert!(ok, "helm {args:?}: {stderr}");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), stdout).expect("write the NetworkPolicy");
+    support::kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &file.path().to_string_lossy(),
+    ])
+}
+
+#[test]
+fn the_api_server_accepts_the_network_policy() {
+    plane();
+    for sets in [
+        &[][..],
+        &[
+            "watchNamespaces={team-a}",
+            "networkPolicy.progress.extraFrom[0].namespaceSelector.matchLabels.team=mesh",
+            "networkPolicy.metrics.from[0].podSelector.matchLabels.app=prometheus",
+        ][..],
+    ] {
+        let (ok, out) = server_dry_run_of_network_policy(sets);
+        assert!(ok && out.contains("networkpolicy"), "{sets:?}: {out}");
+    }
+    // The dry run does validate: a peer the API server refuses is refused.
+    let (ok, out) = server_dry_run_of_network_policy(&[
+        "networkPolicy.progress.extraFrom[0].ipBlock.cidr=nonsense",
+    ]);
+    assert!(!ok && out.contains("cidr"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The progress endpoint: the operator listens only with --progress-url, so the chart passes it exactly when it
+// creates the progress Service.
+
+/// The progress Service of a render, if any.
+fn progress_service(docs: &[Value]) -> Option<&Value> {
+    of_kind(docs, "Service").into_iter().find(|s| {
+        s["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-progress"))
+    })
+}
+
+/// The value of `flag` in `args`, if passed.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.windows(2)
+        .find(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+}
+
+#[test]
+fn the_chart_passes_progress_url_whenever_it_creates_the_progress_service() {
+    for sets in [
+        &[][..],
+        &["progress.port=9091"][..],
+        &["watchNamespaces={team-a}", "replicaCount=2"][..],
+        &["progress.url=http://progress.example:80/v1/progress"][..],
+        &["progress.enabled=true", "networkPolicy.enabled=false"][..],
+    ] {
+        let docs = render(sets);
+        let args = args(&docs);
+        let service = progress_service(&docs).unwrap_or_else(|| panic!("{sets:?}: no Service"));
+        let port = service["spec"]["ports"][0]["port"].as_u64().expect("port");
+        let url = flag_value(&args, "--progress-url").unwrap_or_else(|| {
+            panic!("{sets:?}: the Service exists but no --progress-url: {args:?}")
+        });
+        if sets.iter().any(|s| s.starts_with("progress.url=")) {
+            assert_eq!(url, "http://progress.example:80/v1/progress");
+        } else {
+            assert_eq!(
+                url,
+                format!(
+                    "http://{}.crew-system.svc:{port}/v1/progress",
+                    service["metadata"]["name"].as_str().expect("name")
+                ),
+                "{sets:?}: the default URL is the Service's"
+            );
+        }
+        assert_eq!(
+            flag_value(&args, "--progress-addr"),
+            Some(format!("0.0.0.0:{port}").as_str()),
+            "{sets:?}"
+        );
+        let container_ports = &deployment_container(&docs)["ports"];
+        assert!(
+            container_ports
+                .as_array()
+                .expect("ports")
+                .iter()
+                .any(|p| p["name"] == "http-progress" && p["containerPort"] == port),
+            "{sets:?}: {container_ports}"
+        );
+        assert_binary_accepts(&args);
+    }
+
+    // Off: no Service, no flag, no port, no TokenReview grant, no NetworkPolicy rule for it.
+    let docs = render(&["progress.enabled=false"]);
+    let args = args(&docs);
+    assert!(progress_service(&docs).is_none());
+    for flag in [
+        "--progress-url",
+        "--progress-addr",
+        "--progress-interval-ms",
+    ] {
+        assert!(flag_value(&args, flag).is_none(), "{flag} in {args:?}");
+    }
+    assert_eq!(
+        deployment_container(&docs)["ports"],
+        json!([{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert!(
+        docs.iter().all(|d| !d["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-token-review"))),
+        "the TokenReview grant is only for the endpoint"
+    );
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{"ports": [{"port": 8080, "protocol": "TCP"}]}])
+    );
+    assert_binary_accepts(&args);
 }
