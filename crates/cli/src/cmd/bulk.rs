@@ -7,6 +7,7 @@ use crate::args::{BulkArgs, RerunArgs};
 use crate::cluster::{Cluster, EXECUTIONS};
 use crate::error::{self, CliError, Exit, Request};
 use crate::output::{can_ask, confirm, note, print};
+use crate::selection::{self, Selection};
 use crate::view::bulk::{Change, Operation, Outcome, change, dry_run_line, summary};
 use crew_api::CrewExecution;
 use crew_core::lifecycle::names::label_value;
@@ -36,22 +37,12 @@ async fn targets(
     args: &BulkArgs,
     whole: bool,
 ) -> Result<Vec<CrewExecution>, CliError> {
-    let filtered = args.filter.selector.is_some()
-        || !args.filter.phase.is_empty()
-        || args.filter.queue.is_some();
-    match (args.names.is_empty(), filtered || args.all) {
-        (false, true) => Err(CliError::Usage(
-            "give names, or a filter (-l, --phase, --queue) or --all, not both".into(),
-        )),
-        (true, false) => Err(CliError::Usage(
-            "say which executions: names, -l SELECTOR, --phase, --queue, or --all (with -n or -A)"
-                .into(),
-        )),
-        (true, true) if whole => cluster.executions_whole(&args.filter).await,
-        (true, true) => cluster.executions(&args.filter).await,
-        (false, false) => {
+    match selection::of(args)? {
+        Selection::Filtered(filter) if whole => cluster.executions_whole(filter).await,
+        Selection::Filtered(filter) => cluster.executions(filter).await,
+        Selection::Names(names) => {
             let mut found = Vec::new();
-            for name in &args.names {
+            for name in names {
                 found.push(cluster.execution(name).await?);
             }
             Ok(found)
