@@ -2,6 +2,10 @@
 //!
 //! `cancel`, `suspend` and `resume` send a JSON merge patch of `spec.cancel` / `spec.suspend` alone, with field
 //! manager `kubectl-crew`; nothing else in the spec is touched.
+//!
+//! Every write names the object that was listed, not just its name: deletes carry a UID precondition and patches
+//! `metadata.uid`, so an execution deleted and re-created under the same name between the list (or the question
+//! on a terminal) and the write is left alone and reported as a Conflict.
 
 use crate::args::{BulkArgs, RerunArgs};
 use crate::cluster::{Cluster, EXECUTIONS};
@@ -13,7 +17,7 @@ use crew_api::CrewExecution;
 use crew_core::lifecycle::names::label_value;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::ObjectMeta;
 use kube::{Api, ResourceExt};
 use std::collections::BTreeMap;
@@ -152,10 +156,11 @@ async fn act(
         name.clone()
     };
     let api: Api<CrewExecution> = cluster.api_in(&ns);
+    let uid = cx.uid().unwrap_or_default();
     let (verb, result) = match op {
         Operation::Delete => (
             "delete",
-            api.delete(&name, &DeleteParams::background())
+            api.delete(&name, &delete_params(&uid))
                 .await
                 .map(|_| String::new()),
         ),
@@ -178,7 +183,7 @@ async fn act(
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             };
-            let patch = op.patch().unwrap_or_default();
+            let patch = op.guarded_patch(&uid).unwrap_or_default();
             (
                 "patch",
                 api.patch(&name, &params, &Patch::Merge(&patch))
@@ -192,6 +197,14 @@ async fn act(
         Err(e) if op == Operation::Delete && error::status_code(&e) == Some(404) => {
             Outcome::Unchanged
         }
+        Err(kube::Error::Api(status)) if replaced(&status) => Outcome::Failed(
+            who,
+            format!(
+                "Conflict: not {}: an execution of this name was created since it was listed (another UID); \
+                 list again to act on it",
+                op.done()
+            ),
+        ),
         Err(e) => {
             let reason = match &e {
                 kube::Error::Api(status) if !status.reason.is_empty() => status.reason.clone(),
@@ -201,6 +214,29 @@ async fn act(
             Outcome::Failed(who, format!("{reason}: {message}"))
         }
     }
+}
+
+/// A background delete of the object with UID `uid` only (none: of whatever has the name, for an object read
+/// without one).
+fn delete_params(uid: &str) -> DeleteParams {
+    DeleteParams {
+        preconditions: (!uid.is_empty()).then(|| Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    }
+}
+
+/// Whether the API refused a write because the object of that name is not the one listed: a UID precondition
+/// that failed (409), or a patch whose `metadata.uid` differs from the object's (the API server refuses the
+/// change of an immutable field, 422 on `metadata.uid`).
+fn replaced(status: &kube::core::Status) -> bool {
+    let on_uid = status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.field == "metadata.uid"));
+    (status.code == 409 && status.message.contains("UID")) || (status.code == 422 && on_uid)
 }
 
 /// A new execution with `cx`'s spec (not cancelled, not suspended) and labels, named `name` or generated from
@@ -230,4 +266,51 @@ pub fn rerun_of(cx: &CrewExecution, name: Option<&str>) -> CrewExecution {
 
 pub async fn rerun(cluster: &Cluster, args: &RerunArgs) -> Result<Exit, CliError> {
     run(cluster, Operation::Rerun, &args.bulk, args.name.as_deref()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    #[test]
+    fn writes_name_the_listed_object() {
+        let params = delete_params("u-1");
+        assert_eq!(
+            params.preconditions.and_then(|p| p.uid).as_deref(),
+            Some("u-1")
+        );
+        assert!(matches!(
+            params.propagation_policy,
+            Some(kube::api::PropagationPolicy::Background)
+        ));
+        assert!(delete_params("").preconditions.is_none());
+        assert_eq!(
+            Operation::Cancel.guarded_patch("u-1"),
+            Some(serde_json::json!({"metadata": {"uid": "u-1"}, "spec": {"cancel": true}}))
+        );
+        assert_eq!(Operation::Delete.guarded_patch("u-1"), None);
+    }
+
+    #[test]
+    fn a_replaced_object_is_told_from_other_refusals() {
+        let precondition = Status::failure(
+            "Operation cannot be fulfilled on crewexecutions.crew.dev \"a\": Precondition failed: UID in \
+             precondition: u-1, UID in object meta: u-2",
+            "Conflict",
+        )
+        .with_code(409);
+        assert!(replaced(&precondition));
+        let mut immutable =
+            Status::failure("metadata.uid: field is immutable", "Invalid").with_code(422);
+        assert!(!replaced(&immutable));
+        immutable.details = serde_json::from_value(serde_json::json!({
+            "causes": [{"reason": "FieldValueInvalid", "message": "field is immutable", "field": "metadata.uid"}]
+        }))
+        .unwrap();
+        assert!(replaced(&immutable));
+        assert!(!replaced(
+            &Status::failure("forbidden", "Forbidden").with_code(403)
+        ));
+    }
 }
