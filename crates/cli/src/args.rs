@@ -53,7 +53,8 @@ pub enum Command {
     Suspend(BulkArgs),
     /// Resume paused executions: clears spec.suspend.
     Resume(BulkArgs),
-    /// Run executions again: a new execution from each one's spec, labelled crew.dev/rerun-of.
+    /// Run executions again: a new execution from each one's spec, labelled crew.dev/rerun-of, without the
+    /// labels GitOps tools track their objects by (Argo CD's and Flux's; annotations are never copied).
     Rerun(RerunArgs),
     /// Delete executions (their Jobs and ConfigMaps go with them).
     Delete(BulkArgs),
@@ -194,7 +195,8 @@ pub struct BulkArgs {
 pub struct RerunArgs {
     #[command(flatten)]
     pub bulk: BulkArgs,
-    /// Name of the new execution (one target only; default: `generateName: <name>-`).
+    /// Name of the new execution (one target only; default: `generateName: <name>-`, the name shortened with a
+    /// hash when longer than 57 characters).
     #[arg(long, value_name = "NAME", value_parser = non_empty)]
     pub name: Option<String>,
 }

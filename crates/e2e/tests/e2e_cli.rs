@@ -750,3 +750,61 @@ async fn bulk_writes_leave_an_execution_recreated_since_the_list_alone() {
     assert_eq!(left[0].0, "run-1");
     assert_ne!(left[0].1, before);
 }
+
+#[tokio::test]
+async fn rerun_of_a_long_name_is_valid_and_leaves_gitops_tracking_behind() {
+    use crew_core::lifecycle::names::label_value;
+    let t = TestNs::new("cli-rerun-long", Duration::from_secs(1)).await;
+    let api = t.executions();
+    let sixty = format!("{}-{}", "nightly-report".repeat(3), "a".repeat(17));
+    let longest = format!("{}.{}", "x".repeat(126), "y".repeat(126));
+    assert_eq!((sixty.len(), longest.len()), (60, 253));
+    for original in [&sixty, &longest] {
+        t.create(&format!(
+            "metadata:\n  name: {original}\n  labels: {{team: a, app.kubernetes.io/instance: crews, \
+             argocd.argoproj.io/instance: crews, kustomize.toolkit.fluxcd.io/name: crews}}\n  \
+             annotations: {{argocd.argoproj.io/tracking-id: 'crews:crew.dev/CrewExecution:x/y'}}\n\
+             spec: {{image: busybox}}"
+        ))
+        .await;
+        let rerun = crew(&t, &["rerun", original]).await;
+        assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+        assert!(
+            rerun
+                .stdout
+                .contains(&format!("created (rerun of {original})")),
+            "{}",
+            rerun.stdout
+        );
+        assert!(
+            rerun.stderr.contains(
+                "GitOps tracking labels not copied: app.kubernetes.io/instance, \
+                 argocd.argoproj.io/instance, kustomize.toolkit.fluxcd.io/name"
+            ),
+            "{}",
+            rerun.stderr
+        );
+        let made = api
+            .list(
+                &kube::api::ListParams::default()
+                    .labels(&format!("crew.dev/rerun-of={}", label_value(original))),
+            )
+            .await
+            .expect("list");
+        let [copy] = made.items.as_slice() else {
+            panic!("one rerun of {original}: {:?}", made.items);
+        };
+        let name = copy.name_any();
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.starts_with(&original[..40]), "{name}");
+        assert_eq!(copy.labels().get("team").map(String::as_str), Some("a"));
+        for tracking in [
+            "app.kubernetes.io/instance",
+            "argocd.argoproj.io/instance",
+            "kustomize.toolkit.fluxcd.io/name",
+        ] {
+            assert!(!copy.labels().contains_key(tracking), "{tracking} copied");
+        }
+        assert!(copy.annotations().is_empty(), "{:?}", copy.annotations());
+    }
+}

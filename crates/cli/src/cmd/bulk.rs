@@ -9,31 +9,21 @@
 
 use crate::args::{BulkArgs, RerunArgs};
 use crate::cluster::{Cluster, EXECUTIONS};
+use crate::cmd::rerun::{rerun_of, tracking_labels};
 use crate::error::{self, CliError, Exit, Request};
 use crate::output::{can_ask, confirm, note, print};
 use crate::selection::{self, Selection};
 use crate::view::bulk::{Change, Operation, Outcome, change, dry_run_line, summary};
 use crew_api::CrewExecution;
-use crew_core::lifecycle::names::label_value;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::core::ObjectMeta;
 use kube::{Api, ResourceExt};
-use std::collections::BTreeMap;
 
 /// Field manager of every change this tool makes.
 pub const FIELD_MANAGER: &str = "kubectl-crew";
-/// Label on a rerun, naming the execution it was made from.
-pub const RERUN_OF: &str = "crew.dev/rerun-of";
 /// More targets than this on a terminal ask first (unless `--yes`).
 pub const ASK_ABOVE: usize = 10;
-/// Labels a rerun does not copy: GitOps tools track their objects by them and would prune or adopt the copy.
-const NOT_COPIED: [&str; 3] = [
-    "app.kubernetes.io/instance",
-    "kustomize.toolkit.fluxcd.io/name",
-    "helm.toolkit.fluxcd.io/name",
-];
 
 /// The executions a bulk command acts on.
 async fn targets(
@@ -111,6 +101,12 @@ pub async fn run(
         ProgressBar::hidden()
     };
     let mut outcomes: Vec<Outcome> = already.iter().map(|_| Outcome::Unchanged).collect();
+    // A rerun says which GitOps tracking labels of its original it did not copy.
+    let dropped = if op == Operation::Rerun {
+        not_copied(&todo, qualified)
+    } else {
+        String::new()
+    };
     let mut changes = futures::stream::iter(todo)
         .map(|cx| act(cluster, op, cx, rerun_name, qualified))
         .buffer_unordered(usize::from(args.parallel));
@@ -127,9 +123,30 @@ pub async fn run(
     progress.finish_and_clear();
     created.sort();
     print(&created.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+    note(&dropped);
     note(&summary(op, &outcomes));
     let failed = outcomes.iter().any(|o| matches!(o, Outcome::Failed(..)));
     Ok(if failed { Exit::Failed } else { Exit::Ok })
+}
+
+/// A line per execution to rerun that carries GitOps tracking labels, naming the ones its rerun does not copy.
+fn not_copied(originals: &[CrewExecution], qualified: bool) -> String {
+    let mut lines = String::new();
+    for cx in originals {
+        let dropped = tracking_labels(cx);
+        if dropped.is_empty() {
+            continue;
+        }
+        let who = match (qualified, cx.namespace()) {
+            (true, Some(ns)) => format!("{ns}/{}", cx.name_any()),
+            _ => cx.name_any(),
+        };
+        lines.push_str(&format!(
+            "rerun of {who}: GitOps tracking labels not copied: {}\n",
+            dropped.join(", ")
+        ));
+    }
+    lines
 }
 
 fn capitalized(word: &str) -> String {
@@ -237,31 +254,6 @@ fn replaced(status: &kube::core::Status) -> bool {
         .as_ref()
         .is_some_and(|d| d.causes.iter().any(|c| c.field == "metadata.uid"));
     (status.code == 409 && status.message.contains("UID")) || (status.code == 422 && on_uid)
-}
-
-/// A new execution with `cx`'s spec (not cancelled, not suspended) and labels, named `name` or generated from
-/// `cx`'s name, labelled [`RERUN_OF`].
-pub fn rerun_of(cx: &CrewExecution, name: Option<&str>) -> CrewExecution {
-    let original = cx.name_any();
-    let mut labels: BTreeMap<String, String> = cx
-        .labels()
-        .iter()
-        .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    labels.insert(RERUN_OF.into(), label_value(&original));
-    let mut spec = cx.spec.clone();
-    spec.cancel = false;
-    spec.suspend = false;
-    let mut rerun = CrewExecution::new("", spec);
-    rerun.metadata = ObjectMeta {
-        name: name.map(str::to_string),
-        generate_name: name.is_none().then(|| format!("{original}-")),
-        namespace: cx.namespace(),
-        labels: Some(labels),
-        ..Default::default()
-    };
-    rerun
 }
 
 pub async fn rerun(cluster: &Cluster, args: &RerunArgs) -> Result<Exit, CliError> {
