@@ -23,7 +23,7 @@ pub struct Target {
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
     /// Namespace (default: the context's namespace, else `default`).
-    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE", value_parser = non_empty)]
     pub namespace: Option<String>,
     /// Every namespace.
     #[arg(short = 'A', long, global = true)]
@@ -53,7 +53,8 @@ pub enum Command {
     Suspend(BulkArgs),
     /// Resume paused executions: clears spec.suspend.
     Resume(BulkArgs),
-    /// Run executions again: a new execution from each one's spec, labelled crew.dev/rerun-of.
+    /// Run executions again: a new execution from each one's spec, labelled crew.dev/rerun-of, without the
+    /// labels GitOps tools track their objects by (Argo CD's and Flux's; annotations are never copied).
     Rerun(RerunArgs),
     /// Delete executions (their Jobs and ConfigMaps go with them).
     Delete(BulkArgs),
@@ -63,9 +64,24 @@ pub enum Command {
     Completion(CompletionArgs),
 }
 
+impl Command {
+    /// The targets of a bulk command (`cancel`, `suspend`, `resume`, `rerun`, `delete`).
+    pub fn bulk(&self) -> Option<&BulkArgs> {
+        match self {
+            Command::Cancel(args)
+            | Command::Suspend(args)
+            | Command::Resume(args)
+            | Command::Delete(args) => Some(args),
+            Command::Rerun(args) => Some(&args.bulk),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct NameArg {
     /// The execution's name.
+    #[arg(value_parser = non_empty)]
     pub name: String,
 }
 
@@ -73,13 +89,13 @@ pub struct NameArg {
 #[derive(Debug, Args, Clone, Default)]
 pub struct Filter {
     /// Label selector (`-l team=a,env!=prod`).
-    #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR", value_parser = selector)]
     pub selector: Option<String>,
     /// Only these phases (comma-separated: `Running,Queued`).
-    #[arg(long, value_name = "PHASE", value_delimiter = ',')]
+    #[arg(long, value_name = "PHASE", value_delimiter = ',', value_parser = non_empty)]
     pub phase: Vec<String>,
     /// Only executions of this CrewQueue.
-    #[arg(long, value_name = "QUEUE")]
+    #[arg(long, value_name = "QUEUE", value_parser = non_empty)]
     pub queue: Option<String>,
 }
 
@@ -125,9 +141,10 @@ pub enum ListFormat {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Executions to watch (default: every execution the selector or namespace holds).
+    #[arg(value_parser = non_empty)]
     pub names: Vec<String>,
     /// Label selector.
-    #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR", value_parser = selector)]
     pub selector: Option<String>,
     /// Give up after this long (`90s`, `10m`, `1h`) and exit 2.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -155,10 +172,12 @@ pub enum StatsFormat {
 #[derive(Debug, Args)]
 pub struct BulkArgs {
     /// Executions by name.
+    #[arg(value_parser = non_empty)]
     pub names: Vec<String>,
     #[command(flatten)]
     pub filter: Filter,
-    /// Every execution of the namespace (with -n) or of every namespace (with -A).
+    /// Every execution of the namespace (with -n) or of every namespace (with -A). Required when the selection
+    /// would match them all anyway (no names and no filter, or `--phase` naming every phase), as kubectl requires it.
     #[arg(long)]
     pub all: bool,
     /// List the targets and the change; change nothing.
@@ -176,17 +195,19 @@ pub struct BulkArgs {
 pub struct RerunArgs {
     #[command(flatten)]
     pub bulk: BulkArgs,
-    /// Name of the new execution (one target only; default: `generateName: <name>-`).
-    #[arg(long, value_name = "NAME")]
+    /// Name of the new execution (one target only; default: `generateName: <name>-`, the name shortened with a
+    /// hash when longer than 57 characters).
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The execution's name.
+    #[arg(value_parser = non_empty)]
     pub name: String,
     /// The step (default: the running step, else the last one that ran).
-    #[arg(long, value_name = "STEP")]
+    #[arg(long, value_name = "STEP", value_parser = non_empty)]
     pub step: Option<String>,
     /// The attempt (default: the step's latest).
     #[arg(long, value_name = "N")]
@@ -200,6 +221,27 @@ pub struct LogsArgs {
 pub struct CompletionArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
+}
+
+/// A value that says something: an empty one (`--queue "$QUEUE"` with `QUEUE` unset) is refused before any
+/// request, never sent as a filter that matches everything (or nothing in particular).
+pub fn non_empty(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the value is empty: give one, or leave the option out".into());
+    }
+    Ok(text.to_string())
+}
+
+/// A label selector with at least one requirement: `""`, `" "` or `","` would select everything.
+pub fn selector(text: &str) -> Result<String, String> {
+    if text.chars().all(|c| c == ',' || c.is_whitespace()) {
+        return Err(
+            "the selector is empty, which would select everything: give a requirement (`team=a`), \
+             or leave -l out (bulk commands take --all for everything)"
+                .into(),
+        );
+    }
+    Ok(text.to_string())
 }
 
 /// `90s`, `10m`, `2h`, `7d`, `1h30m`, or plain seconds.
@@ -245,6 +287,18 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn empty_values_are_refused() {
+        assert!(non_empty("").is_err());
+        assert!(non_empty("  ").is_err());
+        assert_eq!(non_empty("gpu").unwrap(), "gpu");
+        for empty in ["", " ", ",", " , "] {
+            assert!(selector(empty).is_err(), "{empty:?}");
+        }
+        assert_eq!(selector("team=a,env!=prod").unwrap(), "team=a,env!=prod");
+        assert_eq!(selector("!canary").unwrap(), "!canary");
     }
 
     #[test]

@@ -186,7 +186,6 @@ pub fn phase_name(cx: &CrewExecution) -> &'static str {
 pub fn normalized_phases(phases: &[String]) -> Result<Vec<&'static str>, CliError> {
     phases
         .iter()
-        .filter(|p| !p.is_empty())
         .map(|given| {
             crew_api::Phase::ALL
                 .iter()
@@ -210,5 +209,7 @@ mod tests {
         let given = vec!["running".to_string(), "Queued".to_string()];
         assert_eq!(normalized_phases(&given).unwrap(), ["Running", "Queued"]);
         assert!(normalized_phases(&["Done".to_string()]).is_err());
+        // An empty phase is no phase: refused, never dropped (dropping it left no filter at all).
+        assert!(normalized_phases(&[String::new()]).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! `kubectl-crew`: CrewExecutions at a terminal. On `PATH` it is `kubectl crew …`.
 //!
-//! Layout: [`args`] (the command line), [`cluster`] (connection and paginated reads), [`view`] (pure rendering,
+//! Layout: [`args`] (the command line), [`selection`] (what a bulk command targets), [`cluster`] (connection and paginated reads), [`view`] (pure rendering,
 //! golden-tested at a fixed clock), [`cmd`] (the commands), [`error`] (messages a user can act on).
 
 #![forbid(unsafe_code)]
@@ -11,6 +11,7 @@ mod cluster;
 mod cmd;
 mod error;
 mod output;
+mod selection;
 mod slim;
 mod view;
 
@@ -38,6 +39,10 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         clap_complete::generate(args.shell, &mut Cli::command(), "kubectl-crew", &mut out);
         output::print(&String::from_utf8_lossy(&out))?;
         return Ok(Exit::Ok);
+    }
+    // What a bulk command targets is decided before connecting, so a refused selection never reaches a server.
+    if let Some(bulk) = cli.command.bulk() {
+        selection::of(bulk)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -38,9 +38,10 @@ fn help_lists_every_command() {
     }
 }
 
-#[test]
-fn no_cluster_is_an_error_not_a_panic() {
-    let dir = std::env::temp_dir().join(format!("kubectl-crew-test-{}", std::process::id()));
+/// A kubeconfig in a fresh directory `dir_name`, for a server nobody listens on (any request fails with "no
+/// cluster reachable"); returns the directory and the file's path.
+fn unreachable_kubeconfig(dir_name: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("{dir_name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("config");
     std::fs::write(
@@ -50,6 +51,12 @@ fn no_cluster_is_an_error_not_a_panic() {
     )
     .unwrap();
     let path = kubeconfig.to_string_lossy().to_string();
+    (dir, path)
+}
+
+#[test]
+fn no_cluster_is_an_error_not_a_panic() {
+    let (dir, path) = unreachable_kubeconfig("kubectl-crew-test");
     let (code, _, err) = crew(&["--kubeconfig", &path, "list"]);
     assert_eq!(code, 1);
     assert!(
@@ -70,4 +77,59 @@ fn usage_errors_exit_2() {
     let (code, _, err) = crew(&["watch", "--timeout", "10x"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown unit"), "{err}");
+}
+
+/// An empty filter value (a variable that was not set) or a selection of everything without `--all` is refused
+/// before any request: the server here is unreachable, so a request would have said so instead.
+#[test]
+fn empty_filters_and_everything_without_all_are_refused_before_any_request() {
+    let (dir, path) = unreachable_kubeconfig("kubectl-crew-empty-filters");
+    let refused = |args: &[&str], code: i32, says: &str| {
+        let mut all = vec!["--kubeconfig", path.as_str()];
+        all.extend_from_slice(args);
+        let (got, out, err) = crew(&all);
+        assert_eq!(got, code, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(
+            !err.contains("no cluster reachable"),
+            "{args:?} sent a request: {err}"
+        );
+        assert!(out.is_empty(), "{args:?}: {out}");
+    };
+    // Empty values: a malformed option, as `--timeout 10x` is (exit 2).
+    let empty = "the value is empty";
+    refused(&["delete", "--phase", ""], 2, empty);
+    refused(&["delete", "-A", "--phase", ""], 2, empty);
+    refused(&["delete", "--phase", "Failed,"], 2, empty);
+    refused(&["delete", "-l", ""], 2, "the selector is empty");
+    refused(&["delete", "-l", " , "], 2, "the selector is empty");
+    refused(&["cancel", "--queue", ""], 2, empty);
+    refused(&["suspend", "--queue", " "], 2, empty);
+    refused(&["resume", "-l", ""], 2, "the selector is empty");
+    refused(&["rerun", "--phase", ""], 2, empty);
+    refused(&["rerun", "x", "--name", ""], 2, empty);
+    refused(&["delete", ""], 2, empty);
+    refused(&["-n", "", "delete", "x"], 2, empty);
+    refused(&["list", "-l", ""], 2, "the selector is empty");
+    refused(&["stats", "--queue", ""], 2, empty);
+    refused(&["watch", "-l", ""], 2, "the selector is empty");
+    refused(&["logs", "x", "--step", ""], 2, empty);
+    // A selection of everything needs --all (exit 1, as every refused selection).
+    refused(&["delete"], 1, "say which executions");
+    refused(&["cancel", "-A"], 1, "say which executions");
+    refused(
+        &[
+            "delete",
+            "--phase",
+            "Pending,Queued,Running,Paused,Succeeded,Failed,Cancelled",
+        ],
+        1,
+        "add --all",
+    );
+    refused(&["delete", "x", "--all"], 1, "not both");
+    // With --all, the same command goes on to the server (and finds none here).
+    let (code, _, err) = crew(&["--kubeconfig", &path, "delete", "--all", "--dry-run"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no cluster reachable"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -689,3 +689,189 @@ async fn on_a_terminal_it_asks_colours_and_draws_bars() {
     assert!(shown.contains("11 succeeded"), "{shown}");
     operator.stop().await;
 }
+
+/// Runs `command` (a shell line) on a pseudo-terminal, answers `answer` to its `[y/N]` question once `meanwhile`
+/// has run (what happens while a person reads the question); returns (exit code, everything the terminal showed).
+async fn answering_on_terminal<F, Fut>(command: &str, meanwhile: F, answer: &str) -> (i32, String)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("KUBECONFIG", &plane().kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script(1)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut shown = Vec::new();
+    let asked = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&shown).contains("[y/N]") {
+            let n = stdout.read(&mut chunk).await.expect("read the terminal");
+            assert!(
+                n > 0,
+                "ended without asking: {}",
+                String::from_utf8_lossy(&shown)
+            );
+            shown.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(
+        asked.is_ok(),
+        "no question: {}",
+        String::from_utf8_lossy(&shown)
+    );
+    meanwhile().await;
+    stdin.write_all(answer.as_bytes()).await.expect("answer");
+    stdout
+        .read_to_end(&mut shown)
+        .await
+        .expect("read the terminal");
+    let status = child.wait().await.expect("script exit");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&shown).into_owned(),
+    )
+}
+
+/// Deletes execution `name` and creates it again (same name, another UID), as a GitOps sync or a script might
+/// while a bulk command waits for its answer.
+async fn recreate(t: &TestNs, name: &str, yaml: &str) {
+    let (deleted, out) = t
+        .kubectl(&["delete", "crewexecution", name, "--wait"])
+        .await;
+    assert!(deleted, "{out}");
+    t.create(yaml).await;
+}
+
+#[tokio::test]
+async fn bulk_writes_leave_an_execution_recreated_since_the_list_alone() {
+    let t = TestNs::new("cli-recreated", Duration::from_secs(1)).await;
+    let yaml = |i: usize| {
+        format!("metadata: {{name: run-{i}, labels: {{set: s}}}}\nspec: {{image: busybox}}")
+    };
+    for i in 0..11 {
+        t.create(&yaml(i)).await;
+    }
+    let api = t.executions();
+    let bin = cli_bin();
+    let bin = bin.display();
+    let ns = t.ns.as_str();
+
+    // Cancel: listed, asked, and run-0 re-created before the answer. The new run-0 is not the one the user saw.
+    let before = api.get("run-0").await.expect("get").uid();
+    let (code, shown) = answering_on_terminal(
+        &format!("{bin} -n {ns} cancel -l set=s"),
+        || async { recreate(&t, "run-0", &yaml(0)).await },
+        "y\n",
+    )
+    .await;
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains("cancel: 10 cancelled, 0 already in that state, 1 failed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("run-0: Conflict: not cancelled: an execution of this name was created since it was listed"),
+        "{shown}"
+    );
+    let now = api.get("run-0").await.expect("the new run-0");
+    assert_ne!(now.uid(), before);
+    assert!(!now.spec.cancel, "the re-created run-0 was cancelled");
+    assert!(api.get("run-1").await.expect("get").spec.cancel);
+
+    // Delete: the same for run-1; the new run-1 stays.
+    let before = api.get("run-1").await.expect("get").uid();
+    let (code, shown) = answering_on_terminal(
+        &format!("{bin} -n {ns} delete -l set=s"),
+        || async { recreate(&t, "run-1", &yaml(1)).await },
+        "y\n",
+    )
+    .await;
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains("delete: 10 deleted, 0 already in that state, 1 failed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("run-1: Conflict: not deleted: an execution of this name was created since it was listed"),
+        "{shown}"
+    );
+    let left = api
+        .list(&kube::api::ListParams::default().labels("set=s"))
+        .await
+        .expect("list");
+    let left: Vec<(String, Option<String>)> = left
+        .items
+        .iter()
+        .map(|cx| (cx.name_any(), cx.uid()))
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].0, "run-1");
+    assert_ne!(left[0].1, before);
+}
+
+#[tokio::test]
+async fn rerun_of_a_long_name_is_valid_and_leaves_gitops_tracking_behind() {
+    use crew_core::lifecycle::names::label_value;
+    let t = TestNs::new("cli-rerun-long", Duration::from_secs(1)).await;
+    let api = t.executions();
+    let sixty = format!("{}-{}", "nightly-report".repeat(3), "a".repeat(17));
+    let longest = format!("{}.{}", "x".repeat(126), "y".repeat(126));
+    assert_eq!((sixty.len(), longest.len()), (60, 253));
+    for original in [&sixty, &longest] {
+        t.create(&format!(
+            "metadata:\n  name: {original}\n  labels: {{team: a, app.kubernetes.io/instance: crews, \
+             argocd.argoproj.io/instance: crews, kustomize.toolkit.fluxcd.io/name: crews}}\n  \
+             annotations: {{argocd.argoproj.io/tracking-id: 'crews:crew.dev/CrewExecution:x/y'}}\n\
+             spec: {{image: busybox}}"
+        ))
+        .await;
+        let rerun = crew(&t, &["rerun", original]).await;
+        assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+        assert!(
+            rerun
+                .stdout
+                .contains(&format!("created (rerun of {original})")),
+            "{}",
+            rerun.stdout
+        );
+        assert!(
+            rerun.stderr.contains(
+                "GitOps tracking labels not copied: app.kubernetes.io/instance, \
+                 argocd.argoproj.io/instance, kustomize.toolkit.fluxcd.io/name"
+            ),
+            "{}",
+            rerun.stderr
+        );
+        let made = api
+            .list(
+                &kube::api::ListParams::default()
+                    .labels(&format!("crew.dev/rerun-of={}", label_value(original))),
+            )
+            .await
+            .expect("list");
+        let [copy] = made.items.as_slice() else {
+            panic!("one rerun of {original}: {:?}", made.items);
+        };
+        let name = copy.name_any();
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.starts_with(&original[..40]), "{name}");
+        assert_eq!(copy.labels().get("team").map(String::as_str), Some("a"));
+        for tracking in [
+            "app.kubernetes.io/instance",
+            "argocd.argoproj.io/instance",
+            "kustomize.toolkit.fluxcd.io/name",
+        ] {
+            assert!(!copy.labels().contains_key(tracking), "{tracking} copied");
+        }
+        assert!(copy.annotations().is_empty(), "{:?}", copy.annotations());
+    }
+}

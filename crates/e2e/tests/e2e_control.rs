@@ -1472,7 +1472,11 @@ spec:
 
     // Attempt 1 fails; the operator stops gracefully during the backoff.
     let cx = t
-        .wait_for(&name, LIMIT, support::conditions::has_reason("RetryBackoff"))
+        .wait_for(
+            &name,
+            LIMIT,
+            support::conditions::has_reason("RetryBackoff"),
+        )
         .await;
     assert_eq!(
         cx.status.as_ref().and_then(|s| s.steps[0].job_name.clone()),

@@ -2,33 +2,28 @@
 //!
 //! `cancel`, `suspend` and `resume` send a JSON merge patch of `spec.cancel` / `spec.suspend` alone, with field
 //! manager `kubectl-crew`; nothing else in the spec is touched.
+//!
+//! Every write names the object that was listed, not just its name: deletes carry a UID precondition and patches
+//! `metadata.uid`, so an execution deleted and re-created under the same name between the list (or the question
+//! on a terminal) and the write is left alone and reported as a Conflict.
 
 use crate::args::{BulkArgs, RerunArgs};
 use crate::cluster::{Cluster, EXECUTIONS};
+use crate::cmd::rerun::{rerun_of, tracking_labels};
 use crate::error::{self, CliError, Exit, Request};
 use crate::output::{can_ask, confirm, note, print};
+use crate::selection::{self, Selection};
 use crate::view::bulk::{Change, Operation, Outcome, change, dry_run_line, summary};
 use crew_api::CrewExecution;
-use crew_core::lifecycle::names::{generate_name, label_value};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::core::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
-use std::collections::BTreeMap;
 
 /// Field manager of every change this tool makes.
 pub const FIELD_MANAGER: &str = "kubectl-crew";
-/// Label on a rerun, naming the execution it was made from.
-pub const RERUN_OF: &str = "crew.dev/rerun-of";
 /// More targets than this on a terminal ask first (unless `--yes`).
 pub const ASK_ABOVE: usize = 10;
-/// Labels a rerun does not copy: GitOps tools track their objects by them and would prune or adopt the copy.
-const NOT_COPIED: [&str; 3] = [
-    "app.kubernetes.io/instance",
-    "kustomize.toolkit.fluxcd.io/name",
-    "helm.toolkit.fluxcd.io/name",
-];
 
 /// The executions a bulk command acts on.
 async fn targets(
@@ -36,22 +31,12 @@ async fn targets(
     args: &BulkArgs,
     whole: bool,
 ) -> Result<Vec<CrewExecution>, CliError> {
-    let filtered = args.filter.selector.is_some()
-        || !args.filter.phase.is_empty()
-        || args.filter.queue.is_some();
-    match (args.names.is_empty(), filtered || args.all) {
-        (false, true) => Err(CliError::Usage(
-            "give names, or a filter (-l, --phase, --queue) or --all, not both".into(),
-        )),
-        (true, false) => Err(CliError::Usage(
-            "say which executions: names, -l SELECTOR, --phase, --queue, or --all (with -n or -A)"
-                .into(),
-        )),
-        (true, true) if whole => cluster.executions_whole(&args.filter).await,
-        (true, true) => cluster.executions(&args.filter).await,
-        (false, false) => {
+    match selection::of(args)? {
+        Selection::Filtered(filter) if whole => cluster.executions_whole(filter).await,
+        Selection::Filtered(filter) => cluster.executions(filter).await,
+        Selection::Names(names) => {
             let mut found = Vec::new();
-            for name in &args.names {
+            for name in names {
                 found.push(cluster.execution(name).await?);
             }
             Ok(found)
@@ -116,6 +101,12 @@ pub async fn run(
         ProgressBar::hidden()
     };
     let mut outcomes: Vec<Outcome> = already.iter().map(|_| Outcome::Unchanged).collect();
+    // A rerun says which GitOps tracking labels of its original it did not copy.
+    let dropped = if op == Operation::Rerun {
+        not_copied(&todo, qualified)
+    } else {
+        String::new()
+    };
     let mut changes = futures::stream::iter(todo)
         .map(|cx| act(cluster, op, cx, rerun_name, qualified))
         .buffer_unordered(usize::from(args.parallel));
@@ -132,9 +123,30 @@ pub async fn run(
     progress.finish_and_clear();
     created.sort();
     print(&created.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+    note(&dropped);
     note(&summary(op, &outcomes));
     let failed = outcomes.iter().any(|o| matches!(o, Outcome::Failed(..)));
     Ok(if failed { Exit::Failed } else { Exit::Ok })
+}
+
+/// A line per execution to rerun that carries GitOps tracking labels, naming the ones its rerun does not copy.
+fn not_copied(originals: &[CrewExecution], qualified: bool) -> String {
+    let mut lines = String::new();
+    for cx in originals {
+        let dropped = tracking_labels(cx);
+        if dropped.is_empty() {
+            continue;
+        }
+        let who = match (qualified, cx.namespace()) {
+            (true, Some(ns)) => format!("{ns}/{}", cx.name_any()),
+            _ => cx.name_any(),
+        };
+        lines.push_str(&format!(
+            "rerun of {who}: GitOps tracking labels not copied: {}\n",
+            dropped.join(", ")
+        ));
+    }
+    lines
 }
 
 fn capitalized(word: &str) -> String {
@@ -161,10 +173,11 @@ async fn act(
         name.clone()
     };
     let api: Api<CrewExecution> = cluster.api_in(&ns);
+    let uid = cx.uid().unwrap_or_default();
     let (verb, result) = match op {
         Operation::Delete => (
             "delete",
-            api.delete(&name, &DeleteParams::background())
+            api.delete(&name, &delete_params(&uid))
                 .await
                 .map(|_| String::new()),
         ),
@@ -187,7 +200,7 @@ async fn act(
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             };
-            let patch = op.patch().unwrap_or_default();
+            let patch = op.guarded_patch(&uid).unwrap_or_default();
             (
                 "patch",
                 api.patch(&name, &params, &Patch::Merge(&patch))
@@ -201,6 +214,14 @@ async fn act(
         Err(e) if op == Operation::Delete && error::status_code(&e) == Some(404) => {
             Outcome::Unchanged
         }
+        Err(kube::Error::Api(status)) if replaced(&status) => Outcome::Failed(
+            who,
+            format!(
+                "Conflict: not {}: an execution of this name was created since it was listed (another UID); \
+                 list again to act on it",
+                op.done()
+            ),
+        ),
         Err(e) => {
             let reason = match &e {
                 kube::Error::Api(status) if !status.reason.is_empty() => status.reason.clone(),
@@ -212,30 +233,27 @@ async fn act(
     }
 }
 
-/// A new execution with `cx`'s spec (not cancelled, not suspended) and labels, named `name` or generated from
-/// `cx`'s name (`<name>-` and 5 random characters, the name cut to keep the result within 63), labelled
-/// [`RERUN_OF`] (the name, hashed past 63 characters like every label value naming an execution).
-pub fn rerun_of(cx: &CrewExecution, name: Option<&str>) -> CrewExecution {
-    let original = cx.name_any();
-    let mut labels: BTreeMap<String, String> = cx
-        .labels()
-        .iter()
-        .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    labels.insert(RERUN_OF.into(), label_value(&original));
-    let mut spec = cx.spec.clone();
-    spec.cancel = false;
-    spec.suspend = false;
-    let mut rerun = CrewExecution::new("", spec);
-    rerun.metadata = ObjectMeta {
-        name: name.map(str::to_string),
-        generate_name: name.is_none().then(|| generate_name(&original)),
-        namespace: cx.namespace(),
-        labels: Some(labels),
-        ..Default::default()
-    };
-    rerun
+/// A background delete of the object with UID `uid` only (none: of whatever has the name, for an object read
+/// without one).
+fn delete_params(uid: &str) -> DeleteParams {
+    DeleteParams {
+        preconditions: (!uid.is_empty()).then(|| Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    }
+}
+
+/// Whether the API refused a write because the object of that name is not the one listed: a UID precondition
+/// that failed (409), or a patch whose `metadata.uid` differs from the object's (the API server refuses the
+/// change of an immutable field, 422 on `metadata.uid`).
+fn replaced(status: &kube::core::Status) -> bool {
+    let on_uid = status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.field == "metadata.uid"));
+    (status.code == 409 && status.message.contains("UID")) || (status.code == 422 && on_uid)
 }
 
 pub async fn rerun(cluster: &Cluster, args: &RerunArgs) -> Result<Exit, CliError> {
@@ -245,34 +263,46 @@ pub async fn rerun(cluster: &Cluster, args: &RerunArgs) -> Result<Exit, CliError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::core::Status;
 
-    fn execution(name: &str) -> CrewExecution {
-        let mut cx = CrewExecution::new(name, Default::default());
-        cx.metadata.namespace = Some("team-a".into());
-        cx
+    #[test]
+    fn writes_name_the_listed_object() {
+        let params = delete_params("u-1");
+        assert_eq!(
+            params.preconditions.and_then(|p| p.uid).as_deref(),
+            Some("u-1")
+        );
+        assert!(matches!(
+            params.propagation_policy,
+            Some(kube::api::PropagationPolicy::Background)
+        ));
+        assert!(delete_params("").preconditions.is_none());
+        assert_eq!(
+            Operation::Cancel.guarded_patch("u-1"),
+            Some(serde_json::json!({"metadata": {"uid": "u-1"}, "spec": {"cancel": true}}))
+        );
+        assert_eq!(Operation::Delete.guarded_patch("u-1"), None);
     }
 
     #[test]
-    fn a_rerun_of_a_short_name_is_generated_from_it() {
-        let rerun = rerun_of(&execution("nightly"), None);
-        assert_eq!(rerun.metadata.generate_name.as_deref(), Some("nightly-"));
-        assert_eq!(rerun.labels()[RERUN_OF], "nightly");
-        let named = rerun_of(&execution("nightly"), Some("again"));
-        assert_eq!(named.metadata.name.as_deref(), Some("again"));
-        assert_eq!(named.metadata.generate_name, None);
-    }
-
-    #[test]
-    fn a_rerun_of_the_longest_name_gets_a_valid_name_and_label() {
-        let original = format!("{}.{}", "a".repeat(56), "b".repeat(196));
-        assert_eq!(original.len(), 253);
-        let rerun = rerun_of(&execution(&original), None);
-        let prefix = rerun.metadata.generate_name.clone().unwrap_or_default();
-        // The API server appends 5 characters and cuts a longer prefix itself, losing the separator.
-        assert_eq!(prefix, format!("{}-", "a".repeat(56)));
-        assert!(prefix.len() + 5 <= 63, "{prefix}");
-        let label = &rerun.labels()[RERUN_OF];
-        assert_eq!(label, &label_value(&original));
-        assert!(label.len() <= 63, "{label}");
+    fn a_replaced_object_is_told_from_other_refusals() {
+        let precondition = Status::failure(
+            "Operation cannot be fulfilled on crewexecutions.crew.dev \"a\": Precondition failed: UID in \
+             precondition: u-1, UID in object meta: u-2",
+            "Conflict",
+        )
+        .with_code(409);
+        assert!(replaced(&precondition));
+        let mut immutable =
+            Status::failure("metadata.uid: field is immutable", "Invalid").with_code(422);
+        assert!(!replaced(&immutable));
+        immutable.details = serde_json::from_value(serde_json::json!({
+            "causes": [{"reason": "FieldValueInvalid", "message": "field is immutable", "field": "metadata.uid"}]
+        }))
+        .unwrap();
+        assert!(replaced(&immutable));
+        assert!(!replaced(
+            &Status::failure("forbidden", "Forbidden").with_code(403)
+        ));
     }
 }

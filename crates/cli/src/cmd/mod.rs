@@ -5,5 +5,6 @@ pub mod bulk;
 pub mod describe;
 pub mod list;
 pub mod logs;
+pub mod rerun;
 pub mod stats;
 pub mod watch;

@@ -46,6 +46,17 @@ impl Operation {
             Operation::Rerun | Operation::Delete => None,
         }
     }
+
+    /// The merge patch this operation sends to the execution with UID `uid`: [`Operation::patch`] and
+    /// `metadata.uid`, which the API server refuses to change, so the patch applies to that execution only and
+    /// never to a later one of the same name.
+    pub fn guarded_patch(self, uid: &str) -> Option<serde_json::Value> {
+        let mut patch = self.patch()?;
+        if !uid.is_empty() {
+            patch["metadata"] = serde_json::json!({ "uid": uid });
+        }
+        Some(patch)
+    }
 }
 
 /// What an operation does to one execution.

@@ -68,10 +68,16 @@ fn cut(text: &str, max: usize) -> &str {
     text[..end].trim_end_matches(['-', '.'])
 }
 
-/// The `generateName` of a new object named after `base` (a rerun): `<base>-`, the base cut so that the API
-/// server, which adds 5 random characters, keeps the prefix whole, and the new name keeps its `-` before them.
+/// The `generateName` of a new object named after `base` (a rerun): `<base>-` when the API server, which adds 5
+/// random characters, keeps it whole; else the base shortened with a hash of the whole of it (so reruns of two long
+/// names with the same beginning stay told apart), then `-`. The generated name is at most 63 characters and keeps
+/// its `-` before the random characters.
 pub fn generate_name(base: &str) -> String {
-    format!("{}-", cut(base, MAX_GENERATE_NAME - 1))
+    if base.len() < MAX_GENERATE_NAME {
+        format!("{base}-")
+    } else {
+        format!("{}-", shorten(base, MAX_GENERATE_NAME - 1))
+    }
 }
 
 /// Name of the ConfigMap carrying `crew.json` and `inputs.json`: `<execution>-crew-<hash of its UID>`. The UID
@@ -320,13 +326,25 @@ mod tests {
             generate_name(&"n".repeat(57)),
             format!("{}-", "n".repeat(57))
         );
-        assert_eq!(
-            generate_name(&"n".repeat(253)),
-            format!("{}-", "n".repeat(57))
+        let long = generate_name(&"n".repeat(253));
+        assert_eq!(long.len(), MAX_GENERATE_NAME);
+        assert!(
+            long.starts_with(&"n".repeat(48)) && long.ends_with('-'),
+            "{long}"
         );
-        // A cut never leaves `.-` or `--` before the random characters.
-        let dotted = format!("{}.{}", "a".repeat(56), "b".repeat(100));
-        assert_eq!(generate_name(&dotted), format!("{}-", "a".repeat(56)));
+        assert_ne!(
+            long,
+            generate_name(&format!("{}m", "n".repeat(252))),
+            "two long names sharing a beginning stay told apart"
+        );
+        // A cut never leaves `.-` or `--` before the hash or the random characters.
+        let dotted = format!("{}.{}", "a".repeat(47), "b".repeat(100));
+        let prefix = generate_name(&dotted);
+        assert!(
+            prefix.starts_with(&format!("{}-", "a".repeat(47))),
+            "{prefix}"
+        );
+        assert!(!prefix.contains(".-") && !prefix.contains("--"), "{prefix}");
     }
 
     proptest! {

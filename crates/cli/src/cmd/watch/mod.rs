@@ -1,5 +1,7 @@
 //! `watch`: live progress until every watched execution has finished.
 
+mod tracker;
+
 use crate::args::{Filter, WatchArgs};
 use crate::clock::now;
 use crate::cluster::Cluster;
@@ -10,17 +12,10 @@ use crate::view::watch::{bar_message, changed, plain_line, tally, verdict};
 use crew_api::CrewExecution;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kube::ResourceExt;
 use kube::runtime::watcher;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-
-/// Watched executions by `namespace/name`.
-type Key = String;
-
-fn key_of(cx: &CrewExecution) -> Key {
-    format!("{}/{}", cx.namespace().unwrap_or_default(), cx.name_any())
-}
+use tracker::{Key, Tracker, Update, key_of};
 
 /// How progress is shown.
 enum Display {
@@ -131,7 +126,8 @@ pub async fn run(cluster: &Cluster, args: &WatchArgs) -> Result<Exit, CliError> 
     for s in current.values() {
         display.show(s, None, qualified)?;
     }
-    let watching = watch_until_done(cluster, args, &names, &mut current, &mut display, qualified);
+    let mut tracker = Tracker::new(names.clone(), current);
+    let watching = watch_until_done(cluster, args, &names, &mut tracker, &mut display, qualified);
     let outcome = match args.timeout {
         Some(limit) => tokio::time::timeout(limit, watching).await.ok(),
         None => Some(watching.await),
@@ -145,7 +141,11 @@ pub async fn run(cluster: &Cluster, args: &WatchArgs) -> Result<Exit, CliError> 
     }
     match outcome {
         None => {
-            let open = current.values().filter(|s| !s.is_terminal()).count();
+            let open = tracker
+                .current
+                .values()
+                .filter(|s| !s.is_terminal())
+                .count();
             note(&format!(
                 "timed out after {}: {open} execution(s) not finished\n",
                 crate::view::time::exact(args.timeout.map(|d| d.as_secs() as i64).unwrap_or(0))
@@ -154,7 +154,7 @@ pub async fn run(cluster: &Cluster, args: &WatchArgs) -> Result<Exit, CliError> 
         }
         Some(Err(e)) => Err(e),
         Some(Ok(deleted)) => {
-            let finished: Vec<Summary> = current.into_values().collect();
+            let finished: Vec<Summary> = tracker.current.into_values().collect();
             note(&format!("{}\n", tally(&finished, deleted)));
             Ok(verdict(&finished, deleted))
         }
@@ -166,13 +166,11 @@ async fn watch_until_done(
     cluster: &Cluster,
     args: &WatchArgs,
     names: &BTreeSet<String>,
-    current: &mut BTreeMap<Key, Summary>,
+    tracker: &mut Tracker,
     display: &mut Display,
     qualified: bool,
 ) -> Result<usize, CliError> {
-    let mut deleted = 0;
-    let all_done = |current: &BTreeMap<Key, Summary>| current.values().all(Summary::is_terminal);
-    if all_done(current) {
+    if tracker.all_done() {
         return Ok(0);
     }
     let mut config = watcher::Config::default();
@@ -190,12 +188,12 @@ async fn watch_until_done(
             event = events.next() => event,
             _ = tick.tick() => {
                 if matches!(display, Display::Bars { .. }) {
-                    for s in current.values_mut().filter(|s| !s.is_terminal()) {
+                    for s in tracker.current.values_mut().filter(|s| !s.is_terminal()) {
                         if let Some(start) = s.started {
                             s.duration = Some(crate::view::time::seconds_between(start, now()));
                         }
                     }
-                    let shown: Vec<Summary> = current.values().cloned().collect();
+                    let shown: Vec<Summary> = tracker.current.values().cloned().collect();
                     for s in &shown {
                         display.show(s, Some(s), qualified)?;
                     }
@@ -204,33 +202,25 @@ async fn watch_until_done(
             }
         };
         let Some(event) = event else { break };
-        let (cx, gone) = match event {
-            Ok(watcher::Event::Apply(cx) | watcher::Event::InitApply(cx)) => (cx, false),
-            Ok(watcher::Event::Delete(cx)) => (cx, true),
-            Ok(_) => continue,
+        let event = match event {
+            Ok(event) => event,
             Err(e) => {
                 note(&format!("watch: {e}; retrying\n"));
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        if !names.is_empty() && !names.contains(&cx.name_any()) {
-            continue;
-        }
-        let key = key_of(&cx);
-        let summary = Summary::of(&cx, now());
-        if gone {
-            if current.remove(&key).is_some_and(|s| !s.is_terminal()) {
-                deleted += 1;
-                note(&format!("{key} was deleted before it finished\n"));
+        for update in tracker.on_event(event, now()) {
+            match update {
+                Update::Changed { now, before } => {
+                    display.show(&now, before.as_deref(), qualified)?
+                }
+                Update::Deleted(key) => note(&format!("{key} was deleted before it finished\n")),
             }
-        } else {
-            display.show(&summary, current.get(&key), qualified)?;
-            current.insert(key, summary);
         }
-        if all_done(current) {
+        if tracker.all_done() {
             break;
         }
     }
-    Ok(deleted)
+    Ok(tracker.deleted)
 }
