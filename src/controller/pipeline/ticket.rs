@@ -1,6 +1,7 @@
-//! The queue's verdict for one reconcile, as a ticket: an admission reserves a slot in the queue book until the
-//! execution's Running status or Job is visible; only a plan that takes the slot keeps the reservation. Dropping the
-//! ticket releases it, so no early return or error can leak a slot (it would stay reserved for the book's expiry).
+//! The queue's verdict for one reconcile, as a ticket: an admission reserves a slot in the queue book, and the
+//! reservation never expires while the ticket lives (however slow the reconcile). A plan that takes the slot
+//! commits it (it then holds until the execution's Running status or Job is visible, or the book's expiry);
+//! dropping the ticket otherwise releases it, so no early return or error can leak a slot.
 
 use crate::controller::context::Context;
 use crate::controller::queues;
@@ -45,10 +46,15 @@ impl<'a> AdmissionTicket<'a> {
         }
     }
 
-    /// Keeps the reservation when `plan`, now written, takes the slot; else releases it.
+    /// Keeps the reservation when `plan`, now written, takes the slot (until the cache shows the execution holding
+    /// it, or the book's expiry counted from now); else releases it.
     pub fn keep_if_taken(mut self, plan: &Plan) {
-        if takes_slot(plan) {
+        if self.held && takes_slot(plan) {
             self.held = false;
+            self.ctx
+                .indexes
+                .book()
+                .commit(&self.key, jiff::Timestamp::now());
         }
     }
 

@@ -10,8 +10,11 @@
 //!
 //! Besides the phase a member's status shows, two facts make a waiting member hold a slot: a running Job it owns
 //! (its Running status write was lost after the Job create, review finding 8), and an admission not yet visible as
-//! Running in the cache (a reservation, like the Job controller's "expectations"). Reservations expire after
-//! [`RESERVATION_TTL_SECONDS`].
+//! Running in the cache (a reservation, like the Job controller's "expectations"). A reservation never expires while
+//! the reconcile that made it runs, however slow (its API calls may queue for minutes under a burst): that
+//! reconcile either takes the slot ([`QueueBook::commit`]) or releases it ([`QueueBook::release`]). A committed
+//! reservation expires [`RESERVATION_TTL_SECONDS`] after the commit if the cache never shows the member holding
+//! the slot.
 
 use super::Admission;
 use super::queue::Member;
@@ -22,7 +25,7 @@ use jiff::Timestamp;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-/// How long an admission holds its slot while the cache has not shown its execution Running.
+/// How long a committed admission holds its slot while the cache has not shown its execution Running.
 pub const RESERVATION_TTL_SECONDS: i64 = 60;
 
 /// One admission line: a CrewQueue, or the executions that name none (bounded by the operator-wide limit).
@@ -123,8 +126,8 @@ pub struct QueueBook {
     running_jobs: HashSet<String>,
     /// Execution UID → member key.
     key_of_uid: HashMap<String, String>,
-    /// Member key → (UID, when admitted).
-    reserved: HashMap<String, (String, Timestamp)>,
+    /// Member key → (UID, when its reconcile committed it; None while that reconcile runs).
+    reserved: HashMap<String, (String, Option<Timestamp>)>,
     phases: HashMap<Phase, i64>,
     dirty: BTreeSet<LineId>,
     relist: Option<Vec<Entry>>,
@@ -243,7 +246,7 @@ impl QueueBook {
         if queue.queued.range(..rank.clone()).take(free).count() < free {
             if slot.entry.member.waiting {
                 let uid = slot.entry.uid.clone();
-                self.reserved.insert(key.to_string(), (uid, now));
+                self.reserved.insert(key.to_string(), (uid, None));
                 self.refresh(key);
             }
             return Admission::Admitted;
@@ -252,6 +255,14 @@ impl QueueBook {
         Admission::Wait {
             queue: label.to_string(),
             position: (ahead + 1).saturating_sub(free) as u32,
+        }
+    }
+
+    /// The reconcile that reserved `key`'s slot took it (launched, or wrote Running) at `now`: the reservation now
+    /// holds until the cache shows the member holding the slot, or [`RESERVATION_TTL_SECONDS`] pass.
+    pub fn commit(&mut self, key: &str, now: Timestamp) {
+        if let Some((_, committed)) = self.reserved.get_mut(key) {
+            committed.get_or_insert(now);
         }
     }
 
@@ -359,7 +370,9 @@ impl QueueBook {
         let expired: Vec<String> = self
             .reserved
             .iter()
-            .filter(|(_, (_, at))| seconds_between(*at, now) >= RESERVATION_TTL_SECONDS)
+            .filter(|(_, (_, committed))| {
+                committed.is_some_and(|at| seconds_between(at, now) >= RESERVATION_TTL_SECONDS)
+            })
             .map(|(key, _)| key.clone())
             .collect();
         for key in expired {
@@ -511,10 +524,43 @@ mod tests {
             book.admit(&q, "ns/new", "q", Some(1), at(11)),
             Admission::Wait { .. }
         ));
-        // The reservation expires when the admitted member never showed up Running.
+        // Its reconcile took the slot; the reservation expires when the member never showed up Running.
+        book.commit("ns/old", at(10));
         assert_eq!(
             book.next_admitted(&q, 1, at(10 + RESERVATION_TTL_SECONDS)),
             [("ns".to_string(), "old".to_string())]
+        );
+    }
+
+    /// Review finding 11: a reservation expired 60 s after the admission whatever its reconcile was doing, so a
+    /// slow launch (API calls queued under a burst) plus a higher-priority arrival exceeded `maxRunning`.
+    #[test]
+    fn a_reservation_outlives_a_slow_reconcile() {
+        let q = queue("q");
+        let mut book = QueueBook::default();
+        book.apply(entry("slow", &q, 0, 1, Phase::Queued));
+        assert_eq!(
+            book.admit(&q, "ns/slow", "q", Some(1), at(0)),
+            Admission::Admitted
+        );
+        book.apply(entry("urgent", &q, 10, 2, Phase::Queued));
+        let later = at(RESERVATION_TTL_SECONDS + 1);
+        assert!(
+            matches!(
+                book.admit(&q, "ns/urgent", "q", Some(1), later),
+                Admission::Wait { .. }
+            ),
+            "the slow reconcile still holds its reservation"
+        );
+        book.commit("ns/slow", later);
+        assert!(matches!(
+            book.admit(&q, "ns/urgent", "q", Some(1), at(2 * RESERVATION_TTL_SECONDS)),
+            Admission::Wait { .. }
+        ));
+        assert_eq!(
+            book.admit(&q, "ns/urgent", "q", Some(1), at(2 * RESERVATION_TTL_SECONDS + 1)),
+            Admission::Admitted,
+            "committed and never seen Running: expired"
         );
     }
 
@@ -638,6 +684,7 @@ mod tests {
         RunningJob(u8, bool),
         Admit(u8, u8),
         Release(u8),
+        Commit(u8),
         Tick(i64),
     }
 
@@ -648,6 +695,7 @@ mod tests {
             1 => (0u8..12, any::<bool>()).prop_map(|(n, on)| Op::RunningJob(n, on)),
             3 => (0u8..12, 1u8..4).prop_map(|(n, limit)| Op::Admit(n, limit)),
             1 => (0u8..12).prop_map(Op::Release),
+            1 => (0u8..12).prop_map(Op::Commit),
             1 => (0i64..40).prop_map(Op::Tick),
         ]
     }
@@ -658,7 +706,7 @@ mod tests {
     struct Model {
         entries: HashMap<String, Entry>,
         running_jobs: HashMap<String, bool>,
-        reserved: HashMap<String, Timestamp>,
+        reserved: HashMap<String, Option<Timestamp>>,
     }
 
     impl Model {
@@ -669,8 +717,10 @@ mod tests {
                 let mut member = entry.member.clone();
                 let key = &member.key;
                 let reserved = match self.reserved.get(key) {
-                    Some(t)
-                        if member.waiting && seconds_between(*t, now) < RESERVATION_TTL_SECONDS =>
+                    Some(committed)
+                        if member.waiting
+                            && committed
+                                .is_none_or(|t| seconds_between(t, now) < RESERVATION_TTL_SECONDS) =>
                     {
                         true
                     }
@@ -731,13 +781,20 @@ mod tests {
                         prop_assert_eq!(book.admit(&line, &key, "q", Some(u32::from(limit)), now), expected.clone());
                         let me = members.iter().find(|m| m.key == key);
                         if expected == Admission::Admitted && me.is_some_and(|m| m.waiting) {
-                            model.reserved.insert(key, now);
+                            model.reserved.insert(key, None);
                         }
                     }
                     Op::Release(name) => {
                         let key = format!("ns/e{name}");
                         model.reserved.remove(&key);
                         book.release(&key);
+                    }
+                    Op::Commit(name) => {
+                        let key = format!("ns/e{name}");
+                        if let Some(committed) = model.reserved.get_mut(&key) {
+                            committed.get_or_insert(now);
+                        }
+                        book.commit(&key, now);
                     }
                     Op::Tick(seconds) => now += jiff::SignedDuration::from_secs(seconds),
                 }
