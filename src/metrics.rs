@@ -205,6 +205,18 @@ impl Metrics {
         }
     }
 
+    /// Reconciles run so far (every result).
+    pub fn reconcile_count(&self) -> u64 {
+        ["ok", "error"]
+            .iter()
+            .map(|result| {
+                self.reconciles
+                    .get_or_create(&labels(&[("result", result)]))
+                    .get()
+            })
+            .sum()
+    }
+
     /// Counts one phase transition.
     pub fn transition(&self, from: &str, to: &str) {
         self.transitions

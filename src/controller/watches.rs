@@ -62,12 +62,18 @@ pub fn executions(
     .applied_objects()
 }
 
-/// CrewQueues into their cache; a changed queue's line is served again. Yields the queues that changed.
+/// CrewQueues into their cache; a changed queue's line is served again. Yields the queues whose waiting members
+/// must look again: a queue created, deleted, or whose spec changed (a new `maxRunning`). Not a queue whose status
+/// only changed: the operator writes it itself, up to once a second per queue, and reconciling every waiting
+/// member on each write cost O(N) reconciles and O(N²) admission steps per write with N waiting (the freed slots
+/// wake the members they admit through the queue book instead).
 pub fn queues(
     ctx: &Arc<Context>,
     writer: Writer<CrewQueue>,
 ) -> impl Stream<Item = Watched<CrewQueue>> + Send + use<> {
     let indexed = ctx.clone();
+    let mut generations: std::collections::HashMap<(String, String), Option<i64>> =
+        std::collections::HashMap::new();
     retried(
         watcher(api::<Decoded<CrewQueue>>(ctx), watcher::Config::default()),
         "crewqueues",
@@ -83,7 +89,22 @@ pub fn queues(
                 .forget_queue(&queue.namespace().unwrap_or_default(), &queue.name_any());
         }
     })
-    .touched_objects()
+    .filter_map(move |event| {
+        let changed = match event {
+            Ok(watcher::Event::Apply(queue) | watcher::Event::InitApply(queue)) => {
+                let key = (queue.namespace().unwrap_or_default(), queue.name_any());
+                let generation = queue.metadata.generation;
+                (generations.insert(key, generation) != Some(generation)).then_some(Ok(queue))
+            }
+            Ok(watcher::Event::Delete(queue)) => {
+                generations.remove(&(queue.namespace().unwrap_or_default(), queue.name_any()));
+                Some(Ok(queue))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(error) => Some(Err(error)),
+        };
+        futures::future::ready(changed)
+    })
 }
 
 /// The executions' Jobs into the child index and the queue book. Yields the Jobs that changed (the controller

@@ -1537,3 +1537,60 @@ spec:
     wait_event(&t, &name, "Warning", "RetryScheduled").await;
     op.stop().await;
 }
+
+/// Review finding 6: every status write of a CrewQueue (the operator's own, up to once a second per queue)
+/// reconciled every waiting member, each counting its place under the queue book's lock: O(N) reconciles and O(N²)
+/// steps per write. Now only a queue's creation, deletion or spec change wakes its members.
+#[tokio::test]
+async fn a_queue_status_write_does_not_reconcile_its_waiting_members() {
+    const WAITING: usize = 300;
+    let t = TestNs::new("queue-wake", Duration::from_millis(500)).await;
+    create_queue(&t, "line", 1).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: holder}\nspec: {image: busybox, queue: line, podAnnotations: {sim.crew.dev/hang: \"true\"}}\n")
+        .await;
+    t.wait_phase("holder", "Running", LIMIT).await;
+    use futures::StreamExt;
+    futures::stream::iter(0..WAITING)
+        .for_each_concurrent(16, |i| {
+            let t = &t;
+            async move {
+                t.create(&format!(
+                    "metadata: {{name: w{i}}}\nspec: {{image: busybox, queue: line}}\n"
+                ))
+                .await;
+            }
+        })
+        .await;
+    let queues: Api<CrewQueue> = Api::namespaced(t.client.clone(), &t.ns);
+    let all_queued = |queued: u32| {
+        when_object(format!("{queued} queued"), move |q: &CrewQueue| {
+            q.status.as_ref().is_some_and(|s| s.queued == queued)
+        })
+    };
+    wait_object(queues.clone(), "line", LIMIT, all_queued(WAITING as u32)).await;
+    // Let the last reconciles of the arrivals settle.
+    wait_until(LIMIT, "the reconciles to settle", || {
+        let op = &op;
+        async move {
+            let before = op.ctx.metrics.reconcile_count();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            op.ctx.metrics.reconcile_count() == before
+        }
+    })
+    .await;
+    let before = op.ctx.metrics.reconcile_count();
+    // One more arrival: its own reconcile, and a queue status write counting it.
+    t.create("metadata: {name: last}\nspec: {image: busybox, queue: line}\n")
+        .await;
+    wait_object(queues, "line", LIMIT, all_queued(WAITING as u32 + 1)).await;
+    // Part of the scenario, not a wait: give a wake of every member the time to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reconciles = op.ctx.metrics.reconcile_count() - before;
+    eprintln!("{reconciles} reconciles after a queue status write with {WAITING} members waiting");
+    assert!(
+        reconciles < 10,
+        "{reconciles} reconciles for one arrival and one queue status write"
+    );
+    op.stop().await;
+}

@@ -554,11 +554,23 @@ mod tests {
         );
         book.commit("ns/slow", later);
         assert!(matches!(
-            book.admit(&q, "ns/urgent", "q", Some(1), at(2 * RESERVATION_TTL_SECONDS)),
+            book.admit(
+                &q,
+                "ns/urgent",
+                "q",
+                Some(1),
+                at(2 * RESERVATION_TTL_SECONDS)
+            ),
             Admission::Wait { .. }
         ));
         assert_eq!(
-            book.admit(&q, "ns/urgent", "q", Some(1), at(2 * RESERVATION_TTL_SECONDS + 1)),
+            book.admit(
+                &q,
+                "ns/urgent",
+                "q",
+                Some(1),
+                at(2 * RESERVATION_TTL_SECONDS + 1)
+            ),
             Admission::Admitted,
             "committed and never seen Running: expired"
         );
@@ -719,8 +731,9 @@ mod tests {
                 let reserved = match self.reserved.get(key) {
                     Some(committed)
                         if member.waiting
-                            && committed
-                                .is_none_or(|t| seconds_between(t, now) < RESERVATION_TTL_SECONDS) =>
+                            && committed.is_none_or(|t| {
+                                seconds_between(t, now) < RESERVATION_TTL_SECONDS
+                            }) =>
                     {
                         true
                     }
