@@ -347,6 +347,18 @@ impl ChildIndex {
         })
     }
 
+    /// The UID of the Job `job` of the execution `name` in `namespace`, as indexed.
+    pub fn job_uid(&self, namespace: &str, name: &str, job: &str) -> Option<String> {
+        self.jobs
+            .read()
+            .ok()?
+            .by_execution
+            .get(&key_of_execution(namespace, name))?
+            .get(job)?
+            .uid
+            .clone()
+    }
+
     /// Live worker pods indexed.
     pub fn worker_pod_count(&self) -> usize {
         self.workers.read().map_or(0, |w| w.by_pod.len())

@@ -22,6 +22,8 @@ type Key = (String, String);
 struct Refusal {
     /// The Event's name (a Delete removes the entry only when it is this Event's).
     event: String,
+    /// The UID of the Job it is about (another Job of the same name gets none of its refusals).
+    job_uid: Option<String>,
     /// When it last happened.
     at: Option<jiff::Timestamp>,
     message: String,
@@ -59,6 +61,7 @@ fn summarise(event: &Event) -> Option<(Key, Refusal)> {
         (namespace, job),
         Refusal {
             event: event.name_any(),
+            job_uid: event.involved_object.uid.clone(),
             at,
             message: event.message.clone().unwrap_or_default(),
         },
@@ -120,12 +123,17 @@ impl PodRefusals {
         }
     }
 
-    /// Why the Job `job` in `namespace` has no pod, if the Job controller said so.
-    pub fn of(&self, namespace: &str, job: &str) -> Option<StartBlock> {
+    /// Why the Job `job` (UID `job_uid`, when known) in `namespace` has no pod, if the Job controller said so about
+    /// that Job: a refusal of an earlier Job of the same name (Events live an hour) is not its.
+    pub fn of(&self, namespace: &str, job: &str, job_uid: Option<&str>) -> Option<StartBlock> {
         let refusals = self.0.read().ok()?;
         refusals
             .by_job
             .get(&(namespace.to_string(), job.to_string()))
+            .filter(|refusal| match (refusal.job_uid.as_deref(), job_uid) {
+                (Some(said), Some(asked)) => said == asked,
+                _ => true,
+            })
             .map(|refusal| StartBlock {
                 reason: REASON.to_string(),
                 message: refusal.message.clone(),
@@ -162,7 +170,7 @@ mod tests {
     #[test]
     fn the_latest_refusal_of_a_job_is_kept_until_its_event_goes() {
         let index = PodRefusals::default();
-        assert!(index.of("ns", "run-a-1").is_none());
+        assert!(index.of("ns", "run-a-1", None).is_none());
         let changed = index.apply(&watcher::Event::Apply(event("e2", "run-a-1", 20, "quota")));
         assert_eq!(changed, Some(("ns".to_string(), "run-a-1".to_string())));
         assert_eq!(
@@ -174,16 +182,19 @@ mod tests {
             index.apply(&watcher::Event::Apply(event("e1", "run-a-1", 10, "older"))),
             None
         );
-        assert_eq!(index.of("ns", "run-a-1").unwrap().message, "quota");
-        assert_eq!(index.of("ns", "run-a-1").unwrap().reason, "FailedCreate");
-        assert!(index.of("other", "run-a-1").is_none());
+        assert_eq!(index.of("ns", "run-a-1", None).unwrap().message, "quota");
+        assert_eq!(
+            index.of("ns", "run-a-1", None).unwrap().reason,
+            "FailedCreate"
+        );
+        assert!(index.of("other", "run-a-1", None).is_none());
         index.apply(&watcher::Event::Delete(event("e1", "run-a-1", 10, "older")));
         assert!(
-            index.of("ns", "run-a-1").is_some(),
+            index.of("ns", "run-a-1", None).is_some(),
             "another Event's expiry"
         );
         index.apply(&watcher::Event::Delete(event("e2", "run-a-1", 20, "quota")));
-        assert!(index.of("ns", "run-a-1").is_none());
+        assert!(index.of("ns", "run-a-1", None).is_none());
     }
 
     #[test]
@@ -192,18 +203,36 @@ mod tests {
         let mut pod_event = event("e3", "run-b-1", 5, "x");
         pod_event.involved_object.kind = Some("Pod".into());
         index.apply(&watcher::Event::Apply(pod_event));
-        assert!(index.of("ns", "run-b-1").is_none());
+        assert!(index.of("ns", "run-b-1", None).is_none());
         index.apply(&watcher::Event::Apply(event("e1", "run-a-1", 10, "old")));
         index.apply(&watcher::Event::Init);
         index.apply(&watcher::Event::InitApply(event(
             "e4", "run-c-1", 30, "policy",
         )));
         assert!(
-            index.of("ns", "run-a-1").is_some(),
+            index.of("ns", "run-a-1", None).is_some(),
             "kept until the relist ends"
         );
         index.apply(&watcher::Event::InitDone);
-        assert!(index.of("ns", "run-a-1").is_none());
-        assert_eq!(index.of("ns", "run-c-1").unwrap().message, "policy");
+        assert!(index.of("ns", "run-a-1", None).is_none());
+        assert_eq!(index.of("ns", "run-c-1", None).unwrap().message, "policy");
+    }
+
+    /// Review finding 10: a refusal of an earlier Job of the same name (Events live an hour) was shown as the new
+    /// Job's `StartBlocked` reason.
+    #[test]
+    fn a_refusal_of_an_earlier_job_of_the_same_name_is_not_shown() {
+        let index = PodRefusals::default();
+        let mut old = event("e1", "run-a-1", 10, "exceeded quota");
+        old.involved_object.uid = Some("job-1".into());
+        index.apply(&watcher::Event::Apply(old));
+        assert!(
+            index.of("ns", "run-a-1", Some("job-2")).is_none(),
+            "another Job"
+        );
+        assert_eq!(
+            index.of("ns", "run-a-1", Some("job-1")).map(|r| r.message),
+            Some("exceeded quota".into())
+        );
     }
 }

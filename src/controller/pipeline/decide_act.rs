@@ -74,7 +74,11 @@ async fn answer(
         }
         Read::PodRefusal(job) => {
             // None yet: the pod is only late, and the plan stands.
-            seen.answers.pod_refused = ctx.indexes.refusals.of(&namespace, job);
+            let job_uid = ctx
+                .indexes
+                .children
+                .job_uid(&namespace, &cx.name_any(), job);
+            seen.answers.pod_refused = ctx.indexes.refusals.of(&namespace, job, job_uid.as_deref());
             Ok(seen.answers.pod_refused.is_some())
         }
         Read::ServiceAccount(name) => {
