@@ -323,10 +323,12 @@ async fn publish(
 /// that an Event that existed and expired is not made again.
 pub const RESEND_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
 
-/// Sends again the Event of every cached execution's newest history entry younger than [`RESEND_WINDOW`]. A crash
-/// between a status write and its Event lost that Event; for every other execution the create hits
-/// `AlreadyExists` (the Event is named after its entry), so this costs at most one request per recently active
-/// execution per start and never makes a duplicate. Run once the caches are filled and this replica leads.
+/// Sends again the Events of every cached execution's last status write (its history entries of the newest
+/// entry's time: one write stamps all its entries alike) when younger than [`RESEND_WINDOW`]. A crash between a
+/// status write and its Events, or with Events still queued in the lanes, lost them; for every other execution the
+/// create hits `AlreadyExists` (the Event is named after its entry), so this costs about one request per entry of
+/// each recently active execution's last write per start and never makes a duplicate. Run once the caches are
+/// filled and this replica leads.
 pub async fn resend_recent_events(ctx: &Context, now: jiff::Timestamp) {
     for execution in ctx.caches.executions.state() {
         let Some(status) = execution.status.as_ref() else {
@@ -338,13 +340,21 @@ pub async fn resend_recent_events(ctx: &Context, now: jiff::Timestamp) {
         if now.duration_since(newest.time.0) > RESEND_WINDOW {
             continue;
         }
-        Box::pin(publish(
-            &execution,
-            &entry_event(newest, None),
-            Some(status),
-            ctx,
-        ))
-        .await;
+        let last_write = status
+            .history
+            .iter()
+            .rev()
+            .take_while(|entry| entry.time == newest.time)
+            .collect::<Vec<_>>();
+        for entry in last_write.into_iter().rev() {
+            Box::pin(publish(
+                &execution,
+                &entry_event(entry, None),
+                Some(status),
+                ctx,
+            ))
+            .await;
+        }
     }
 }
 
@@ -375,5 +385,58 @@ mod tests {
             size < std::mem::size_of::<Job>(),
             "a waiting Job create is {size} bytes"
         );
+    }
+
+    /// Review finding 13: only the newest history entry's Event was sent again after a crash, so the first Event
+    /// of a write that added two entries (a step's success and the run's) was lost.
+    #[tokio::test]
+    async fn every_event_of_the_last_write_is_sent_again() {
+        let (service, mut api) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let (ctx, mut caches, _triggers) = crate::controller::context::Context::new(
+            kube::Client::new(service, "default"),
+            crate::settings::Settings::default(),
+        );
+        let now = jiff::Timestamp::now();
+        let at =
+            |seconds_ago: i64| (now - jiff::SignedDuration::from_secs(seconds_ago)).to_string();
+        let execution: CrewExecution = serde_json::from_value(serde_json::json!({
+            "apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution",
+            "metadata": {"name": "x", "namespace": "ns", "uid": "u1"},
+            "spec": {"image": "w"},
+            "status": {"phase": "Succeeded", "history": [
+                {"time": at(60), "from": "Pending", "to": "Running", "reason": "Started"},
+                {"time": at(5), "from": "Running", "to": "Running", "reason": "StepSucceeded", "step": "a"},
+                {"time": at(5), "from": "Running", "to": "Succeeded", "reason": "Succeeded", "step": "b"}
+            ]}
+        }))
+        .unwrap();
+        caches
+            .executions
+            .apply_watcher_event(&kube::runtime::watcher::Event::Apply(execution));
+        let sending = tokio::spawn(async move { resend_recent_events(&ctx, now).await });
+        let mut reasons = Vec::new();
+        for _ in 0..2 {
+            let (request, send) = api.next_request().await.expect("an Event");
+            let body = request.into_body().collect_bytes().await.unwrap();
+            let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            reasons.push(event["reason"].as_str().unwrap_or_default().to_string());
+            send.send_response(
+                http::Response::builder()
+                    .status(201)
+                    .body(kube::client::Body::from(body.to_vec()))
+                    .unwrap(),
+            );
+        }
+        sending.await.unwrap();
+        assert_eq!(reasons, ["StepSucceeded", "Succeeded"]);
+        if let Ok(Some((request, _))) =
+            tokio::time::timeout(std::time::Duration::from_millis(50), api.next_request()).await
+        {
+            let body = request.into_body().collect_bytes().await.unwrap();
+            panic!("not the older entry: {}", String::from_utf8_lossy(&body));
+        }
     }
 }

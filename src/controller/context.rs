@@ -185,6 +185,11 @@ impl ObjectStates {
         self.locked().remove(uid);
     }
 
+    /// Keeps only the executions whose UID `live` holds.
+    pub fn retain(&self, live: &std::collections::HashSet<String>) {
+        self.locked().retain(|uid, _| live.contains(uid));
+    }
+
     /// What is kept for `uid` (tests).
     pub fn of(&self, uid: &str) -> Option<ObjectState> {
         self.locked().get(uid).cloned()
@@ -369,6 +374,20 @@ impl Context {
         self.objects.forget(uid);
         self.progress.forget(uid);
     }
+
+    /// Forgets everything about executions the cache no longer holds (after a relist: those deleted while the watch
+    /// was down got no Delete event).
+    pub fn forget_all_but_cached(&self) {
+        let live: std::collections::HashSet<String> = self
+            .caches
+            .executions
+            .state()
+            .iter()
+            .filter_map(|cx| cx.metadata.uid.clone())
+            .collect();
+        self.objects.retain(&live);
+        self.progress.retain(&live);
+    }
 }
 
 /// Whether `store` has had its initial list (without waiting for it).
@@ -493,5 +512,41 @@ mod tests {
         ctx.set_leading(true);
         assert_eq!(streams.leadership_gained.try_recv().ok(), Some(()));
         assert!(!ctx.readiness().synced(), "nothing has listed");
+    }
+
+    /// Review finding 13: executions deleted while the watch was down got no Delete event, so what was kept for
+    /// them stayed for good; the relist now drops it.
+    #[tokio::test]
+    async fn a_relist_forgets_the_executions_it_no_longer_shows() {
+        let (ctx, mut caches, _triggers) = Context::new(
+            kube::Client::new(
+                tower_test::mock::pair::<
+                    http::Request<kube::client::Body>,
+                    http::Response<kube::client::Body>,
+                >()
+                .0,
+                "default",
+            ),
+            Settings::default(),
+        );
+        let execution = |uid: &str| {
+            let mut cx = CrewExecution::new(uid, Default::default());
+            cx.metadata.namespace = Some("ns".into());
+            cx.metadata.uid = Some(uid.into());
+            cx
+        };
+        for uid in ["kept", "gone"] {
+            ctx.objects
+                .record_failure(uid, crate::error::ErrorCategory::ApiError);
+        }
+        use kube::runtime::watcher::Event;
+        caches.executions.apply_watcher_event(&Event::Init);
+        caches
+            .executions
+            .apply_watcher_event(&Event::InitApply(execution("kept")));
+        caches.executions.apply_watcher_event(&Event::InitDone);
+        ctx.forget_all_but_cached();
+        assert!(ctx.objects.of("kept").is_some());
+        assert_eq!(ctx.objects.of("gone"), None);
     }
 }

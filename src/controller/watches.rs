@@ -55,8 +55,12 @@ pub fn executions(
     .reflect(writer)
     .inspect_ok(move |event| {
         queues::execution_event(&indexed, event);
-        if let watcher::Event::Delete(execution) = event {
-            indexed.forget(&execution.uid().unwrap_or_default());
+        match event {
+            watcher::Event::Delete(execution) => {
+                indexed.forget(&execution.uid().unwrap_or_default())
+            }
+            watcher::Event::InitDone => indexed.forget_all_but_cached(),
+            _ => {}
         }
     })
     .applied_objects()

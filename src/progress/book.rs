@@ -166,6 +166,11 @@ impl ProgressBook {
         None
     }
 
+    /// Keeps only the executions whose UID `live` holds.
+    pub fn retain(&self, live: &std::collections::HashSet<String>) {
+        locked(&self.entries).retain(|uid, _| live.contains(uid));
+    }
+
     /// Forgets `uid` (finished or deleted).
     pub fn forget(&self, uid: &str) {
         locked(&self.entries).remove(uid);

@@ -169,7 +169,13 @@ impl AttemptReports {
         }
         progress.update_time = Some(Time(super::timefmt::whole_seconds(self.last_report)));
         step.progress = Some(progress);
-        step.metrics.extend(self.metrics.clone());
+        // The bound holds across operator restarts too: the book of a new replica knows nothing of the names the
+        // status already has, so a new name joins only while there is room.
+        for (name, value) in &self.metrics {
+            if step.metrics.len() < MAX_METRICS || step.metrics.contains_key(name) {
+                step.metrics.insert(name.clone(), *value);
+            }
+        }
         if !self.warnings.is_empty() {
             step.warnings = self.warnings.clone();
         }
@@ -319,5 +325,36 @@ mod tests {
         assert_eq!(current.metrics["pages"], 12.0);
         assert_eq!(step_percent(&current), 40);
         assert_eq!(written_report_time(&current), Some(at(5)));
+    }
+
+    /// Review finding 13: the metric bound was checked against the book only, so after each operator restart a
+    /// worker could add 32 more names to its step's status.
+    #[test]
+    fn metrics_stay_bounded_across_a_restart() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut step = StepStatus {
+            name: "a".into(),
+            attempt: 1,
+            metrics: (0..MAX_METRICS).map(|i| (format!("old{i}"), 1.0)).collect(),
+            ..Default::default()
+        };
+        // A new replica's book: empty before this report.
+        let mut book = AttemptReports::new("a", 1, now);
+        let report = WorkerReport {
+            metrics: (0..MAX_METRICS - 1)
+                .map(|i| (format!("new{i}"), 2.0))
+                .chain([("old0".to_string(), 3.0)])
+                .collect(),
+            ..Default::default()
+        };
+        book.apply(report, now).unwrap();
+        book.fold_into(&mut step);
+        assert_eq!(step.metrics.len(), MAX_METRICS, "no room for a new name");
+        assert_eq!(
+            step.metrics.get("old0"),
+            Some(&3.0),
+            "a known name is updated"
+        );
+        assert!(!step.metrics.contains_key("new0"));
     }
 }
