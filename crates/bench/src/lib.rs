@@ -11,6 +11,7 @@ pub mod process;
 pub mod procstat;
 pub mod progress;
 pub mod prom;
+pub mod queue_idle;
 pub mod report;
 pub mod run_baseline;
 pub mod run_operator;

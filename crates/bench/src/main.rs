@@ -87,6 +87,13 @@ struct Args {
     /// Reports per second of each `--progress` worker.
     #[arg(long, default_value_t = 10)]
     progress_rate: u32,
+    /// Instead of the operator runs: this many executions wait in one CrewQueue while nothing moves; measures the
+    /// operator's CPU, reconciles and writes over `--queue-idle-seconds` (see BENCHMARKS.md).
+    #[arg(long)]
+    queue_idle: Option<usize>,
+    /// How long the `--queue-idle` operator is watched while nothing moves.
+    #[arg(long, default_value_t = 70)]
+    queue_idle_seconds: u64,
 }
 
 /// Whether the runs delete finished Jobs.
@@ -184,6 +191,24 @@ async fn main() -> ExitCode {
     }
     if let Some(n) = args.cli {
         return cli_bench(&args, n).await;
+    }
+    if let Some(waiting) = args.queue_idle {
+        let bench = bench::queue_idle::QueueIdleBench {
+            waiting,
+            seconds: args.queue_idle_seconds,
+            concurrency: args.concurrency,
+            api_qps: args.api_qps,
+        };
+        return match bench::queue_idle::run(&bench).await {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("crew-bench --queue-idle: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some(workers) = args.progress {
         let bench = bench::progress::ProgressBench {
