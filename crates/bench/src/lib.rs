@@ -16,6 +16,7 @@ pub mod report;
 pub mod run_baseline;
 pub mod run_operator;
 pub mod slim;
+pub mod solo;
 pub mod stats;
 pub mod timeline;
 pub mod workload;

@@ -5,10 +5,9 @@
 //! from a report's send to a watch seeing it in `.status` (for the reports a write carried; the others were
 //! superseded before their write, which is the point of coalescing).
 
-use crate::process::{ChildProcess, free_port, http_get, sibling_binary, wait_http_ok};
-use crate::workload::namespace_name;
+use crate::process::{free_port, http_get};
 use crew_api::CrewExecution;
-use crew_testkit::{ControlPlane, create_namespace, install_crds};
+use crew_testkit::ControlPlane;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
@@ -34,15 +33,11 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs the measurement on a fresh control plane and returns a Markdown report.
 pub async fn run(bench: &ProgressBench) -> Result<String, String> {
-    let dir = crew_testkit::scratch_dir("crew-bench", Some("progress"));
-    let mut plane = ControlPlane::start(&dir, Some(bench.api_qps))
-        .map_err(|e| format!("control plane: {e}"))?;
-    let result = measure(bench, &plane, &dir).await;
-    plane.stop();
-    if result.is_ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    crate::solo::on_fresh_plane("progress", bench.api_qps, |plane, dir| async move {
+        let result = measure(bench, &plane, &dir).await;
+        (plane, result)
+    })
+    .await
 }
 
 async fn post(addr: SocketAddr, token: &str, body: &str) -> u16 {
@@ -111,39 +106,19 @@ async fn measure(
     plane: &ControlPlane,
     dir: &std::path::Path,
 ) -> Result<String, String> {
-    let client = plane.client().await.map_err(|e| e.to_string())?;
-    install_crds(&client).await.map_err(|e| e.to_string())?;
-    let ns = namespace_name(0);
-    create_namespace(&client, &ns)
-        .await
-        .map_err(|e| e.to_string())?;
-    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let endpoint = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let args: Vec<String> = [
-        "run",
-        "--namespace",
-        &ns,
-        "--metrics-addr",
-        &metrics.to_string(),
-        "--progress-addr",
-        &endpoint.to_string(),
-        "--progress-url",
-        &format!("http://{endpoint}/v1/progress"),
-        "--log-level",
-        "warn",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut operator = ChildProcess::spawn(
-        "crew-operator",
-        &sibling_binary("crew-operator")?,
-        &args,
-        &plane.kubeconfig,
-        &dir.join("operator.log"),
-        "warn",
-    )?;
-    wait_http_ok(&mut operator, metrics, "/readyz", Duration::from_secs(60)).await?;
+    let extra = [
+        "--progress-addr".to_string(),
+        endpoint.to_string(),
+        "--progress-url".to_string(),
+        format!("http://{endpoint}/v1/progress"),
+    ];
+    let crate::solo::Solo {
+        client,
+        namespace: ns,
+        metrics,
+        operator: _operator,
+    } = crate::solo::start(plane, dir, &extra).await?;
     let executions: Api<CrewExecution> = Api::namespaced(client.clone(), &ns);
     for i in 0..bench.workers {
         let cx: CrewExecution = serde_json::from_value(serde_json::json!({

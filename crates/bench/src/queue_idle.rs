@@ -4,11 +4,10 @@
 //! reconciles and writes over that window are read from `/proc` and `/metrics`.
 
 use crate::create::with_retry;
-use crate::process::{ChildProcess, free_port, http_get, sibling_binary, wait_http_ok};
+use crate::process::http_get;
 use crate::procstat;
-use crate::workload::namespace_name;
 use crew_api::{CrewExecution, CrewQueue};
-use crew_testkit::{ControlPlane, create_namespace, install_crds};
+use crew_testkit::ControlPlane;
 use futures::StreamExt;
 use kube::api::PostParams;
 use kube::runtime::wait::await_condition;
@@ -26,15 +25,11 @@ pub struct QueueIdleBench {
 
 /// Runs the measurement on a fresh control plane and returns a Markdown report.
 pub async fn run(bench: &QueueIdleBench) -> Result<String, String> {
-    let dir = crew_testkit::scratch_dir("crew-bench", Some("queue-idle"));
-    let mut plane = ControlPlane::start(&dir, Some(bench.api_qps))
-        .map_err(|e| format!("control plane: {e}"))?;
-    let result = measure(bench, &plane, &dir).await;
-    plane.stop();
-    if result.is_ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    crate::solo::on_fresh_plane("queue-idle", bench.api_qps, |plane, dir| async move {
+        let result = measure(bench, &plane, &dir).await;
+        (plane, result)
+    })
+    .await
 }
 
 /// (reconciles, status writes, queue status writes) the operator counted so far.
@@ -78,32 +73,12 @@ async fn measure(
     plane: &ControlPlane,
     dir: &std::path::Path,
 ) -> Result<String, String> {
-    let client = plane.client().await.map_err(|e| e.to_string())?;
-    install_crds(&client).await.map_err(|e| e.to_string())?;
-    let ns = namespace_name(0);
-    create_namespace(&client, &ns)
-        .await
-        .map_err(|e| e.to_string())?;
-    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let args: Vec<String> = [
-        "run",
-        "--namespace",
-        &ns,
-        "--metrics-addr",
-        &metrics.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut operator = ChildProcess::spawn(
-        "crew-operator",
-        &sibling_binary("crew-operator")?,
-        &args,
-        &plane.kubeconfig,
-        &dir.join("operator.log"),
-        "warn",
-    )?;
-    wait_http_ok(&mut operator, metrics, "/readyz", Duration::from_secs(60)).await?;
+    let crate::solo::Solo {
+        client,
+        namespace: ns,
+        metrics,
+        operator,
+    } = crate::solo::start(plane, dir, &[]).await?;
     let queues: Api<CrewQueue> = Api::namespaced(client.clone(), &ns);
     let queue: CrewQueue = serde_json::from_value(serde_json::json!({
         "apiVersion": "crew.dev/v1alpha1", "kind": "CrewQueue",
