@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod progress;
 pub mod settings;
 pub mod shutdown;

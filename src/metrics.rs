@@ -39,11 +39,15 @@ pub enum WriteKind {
     QueueStatus,
     /// Creation, renewal or release of the leader-election Lease (not per execution).
     Lease,
+    /// Adding or removing the operator's finalizer on an execution (only while CrewSinks exist).
+    Finalizer,
+    /// Server-side apply of a CrewSink's status (at most every 5 s per sink, not per execution).
+    SinkStatus,
 }
 
 impl WriteKind {
     /// Every kind, for reporting.
-    pub const ALL: [WriteKind; 9] = [
+    pub const ALL: [WriteKind; 11] = [
         WriteKind::Status,
         WriteKind::JobCreate,
         WriteKind::JobDelete,
@@ -53,6 +57,8 @@ impl WriteKind {
         WriteKind::ExecutionDelete,
         WriteKind::QueueStatus,
         WriteKind::Lease,
+        WriteKind::Finalizer,
+        WriteKind::SinkStatus,
     ];
 
     /// Label for metrics and reports.
@@ -67,6 +73,8 @@ impl WriteKind {
             WriteKind::ExecutionDelete => "execution_delete",
             WriteKind::QueueStatus => "queue_status",
             WriteKind::Lease => "lease",
+            WriteKind::Finalizer => "finalizer",
+            WriteKind::SinkStatus => "sink_status",
         }
     }
 }
@@ -102,6 +110,10 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Objects skipped because they do not decode, by kind (counted once per resource version).
     pub undecodable: Family<Labels, Counter>,
+    /// Deliveries to CrewSinks, by sink, type and result (`delivered`, `retried`, `dropped`).
+    pub notifications: Family<Labels, Counter>,
+    /// From a transition to its acknowledgement by a sink.
+    pub notification_delivery: Histogram,
 }
 
 impl Default for Metrics {
@@ -121,6 +133,8 @@ impl Default for Metrics {
             api_writes: Family::default(),
             leader: Gauge::default(),
             undecodable: Family::default(),
+            notifications: Family::default(),
+            notification_delivery: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
         };
         m.leader.set(1);
         registry.register(
@@ -185,6 +199,17 @@ impl Default for Metrics {
             "undecodable_objects",
             "Objects the operator skips because they do not decode, by kind (once per resource version)",
             m.undecodable.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Deliveries to CrewSinks, by sink namespace, sink, type and result (delivered, retried, dropped)",
+            m.notifications.clone(),
+        );
+        registry.register_with_unit(
+            "notification_delivery",
+            "Time from an execution's transition to a sink's acknowledgement of it",
+            prometheus_client::registry::Unit::Seconds,
+            m.notification_delivery.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -255,6 +280,23 @@ impl Metrics {
     /// All API writes so far.
     pub fn all_writes(&self) -> u64 {
         WriteKind::ALL.iter().map(|kind| self.writes(*kind)).sum()
+    }
+
+    /// Counts one delivery outcome.
+    pub fn notification(&self, sink_namespace: &str, sink: &str, kind: &str, result: &str) {
+        self.notifications
+            .get_or_create(&labels(&[
+                ("sink_namespace", sink_namespace),
+                ("sink", sink),
+                ("type", kind),
+                ("result", result),
+            ]))
+            .inc();
+    }
+
+    /// Records a delivery acknowledged `seconds` after its transition.
+    pub fn notification_delivered(&self, seconds: f64) {
+        self.notification_delivery.observe(seconds);
     }
 
     /// Records a finished step attempt.

@@ -8,12 +8,13 @@ use super::context::Context;
 use super::events::EventDraft;
 use crate::error::{Error, is_reason, kube as kube_err};
 use crate::metrics::WriteKind;
+use crate::notify::RETAIN_FINALIZER;
 use crew_api::{CrewExecution, CrewExecutionStatus, FIELD_MANAGER};
 use crew_core::build::{
     config_map::crew_config_map, status_patch::status_apply_body, worker_job::worker_job,
 };
 use crew_core::lifecycle::draft::entry_event;
-use crew_core::lifecycle::{EventNote, JobRejection, Launch, Plan};
+use crew_core::lifecycle::{EventNote, FinalizerChange, JobRejection, Launch, Plan};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
@@ -42,6 +43,24 @@ pub async fn execute(
 ) -> Result<StatusWrite, Error> {
     let ns = execution.namespace().unwrap_or_default();
     let name = execution.name_any();
+    // The finalizer first: a run a sink must hear the end of carries it before anything of the run happens. Its
+    // write moves the resourceVersion, which the status write below is then guarded by.
+    let mut version = execution.resource_version();
+    if let Some(change) = plan.finalizer {
+        still_leading(ctx, "finalizer change")?;
+        match Box::pin(change_finalizer(
+            execution,
+            change,
+            version.as_deref(),
+            ctx,
+            &ns,
+        ))
+        .await?
+        {
+            Some(moved) => version = Some(moved),
+            None => return Ok(StatusWrite::Stale),
+        }
+    }
     if plan.delete_execution {
         still_leading(ctx, "execution delete")?;
         let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), &ns);
@@ -49,7 +68,7 @@ pub async fn execute(
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             preconditions: Some(Preconditions {
-                resource_version: execution.resource_version(),
+                resource_version: version.clone(),
                 uid: execution.uid(),
             }),
             ..Default::default()
@@ -65,7 +84,9 @@ pub async fn execute(
     // Deleting a Job cannot be undone, and the status write after it is guarded by the resourceVersion but the
     // delete is not: act only on the version the plan was made from (a timeout raised or a cancel cleared in the
     // meantime would otherwise stop a step that should run on). One read, and only for plans that stop Jobs.
-    if !plan.delete_jobs.is_empty() && !Box::pin(still_current(execution, ctx, &ns)).await? {
+    if !plan.delete_jobs.is_empty()
+        && !Box::pin(still_current(execution, version.as_deref(), ctx, &ns)).await?
+    {
         return Ok(StatusWrite::Stale);
     }
     // Each write is boxed: an execution waiting on the API server holds only the future of the write in flight,
@@ -85,7 +106,14 @@ pub async fn execute(
     let written = match &plan.status {
         Some(status) => {
             still_leading(ctx, "status write")?;
-            Box::pin(write_status(execution, status, ctx, &ns)).await?
+            Box::pin(write_status(
+                execution,
+                status,
+                version.as_deref(),
+                ctx,
+                &ns,
+            ))
+            .await?
         }
         None => StatusWrite::Unchanged,
     };
@@ -106,16 +134,21 @@ pub async fn execute(
     Ok(written)
 }
 
-/// Whether the API server still has the version of the execution that the cache showed (same UID and
-/// resourceVersion).
-async fn still_current(execution: &CrewExecution, ctx: &Context, ns: &str) -> Result<bool, Error> {
+/// Whether the API server still has `version` of the execution (the one the cache showed, or the one this
+/// reconcile's own finalizer change made), with the same UID.
+async fn still_current(
+    execution: &CrewExecution,
+    version: Option<&str>,
+    ctx: &Context,
+    ns: &str,
+) -> Result<bool, Error> {
     let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), ns);
     let fresh = api
         .get_metadata_opt(&execution.name_any())
         .await
         .map_err(kube_err("read execution before deleting Jobs"))?;
     Ok(fresh.is_some_and(|fresh| {
-        fresh.uid() == execution.uid() && fresh.resource_version() == execution.resource_version()
+        fresh.uid() == execution.uid() && fresh.resource_version().as_deref() == version
     }))
 }
 
@@ -226,6 +259,45 @@ pub fn rejection(job_name: &str, error: &kube::Error) -> Option<JobRejection> {
     })
 }
 
+/// Adds or removes the operator's finalizer on `execution` (guarded by `version`); the new resourceVersion, or
+/// None when the object changed meanwhile (the next reconcile decides again).
+pub async fn change_finalizer(
+    execution: &CrewExecution,
+    change: FinalizerChange,
+    version: Option<&str>,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Option<String>, Error> {
+    let mut finalizers: Vec<String> = execution
+        .finalizers()
+        .iter()
+        .filter(|f| f.as_str() != RETAIN_FINALIZER)
+        .cloned()
+        .collect();
+    if change == FinalizerChange::Add {
+        finalizers.push(RETAIN_FINALIZER.to_string());
+    }
+    let patch =
+        serde_json::json!({"metadata": {"resourceVersion": version, "finalizers": finalizers}});
+    let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), ns);
+    match api
+        .patch_metadata(
+            &execution.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(changed) => {
+            ctx.count_write(WriteKind::Finalizer);
+            Ok(changed.resource_version())
+        }
+        Err(e) if is_reason(&e, CONFLICT) => Ok(None),
+        Err(e) if is_reason(&e, NOT_FOUND) => Ok(None),
+        Err(e) => Err(kube_err("change the finalizer")(e)),
+    }
+}
+
 /// The `POST` creating `job` in `ns`.
 fn post_request(ns: &str, job: &Job) -> Result<http::Request<Vec<u8>>, kube::Error> {
     let body = serde_json::to_vec(job).map_err(kube::Error::SerdeError)?;
@@ -250,15 +322,18 @@ async fn delete_job(ctx: &Context, ns: &str, job: &str, kind: WriteKind) -> Resu
     }
 }
 
+/// Writes `status`, guarded by `version` (the cached object's, or the one this reconcile's own finalizer change
+/// made).
 async fn write_status(
     execution: &CrewExecution,
     status: &CrewExecutionStatus,
+    version: Option<&str>,
     ctx: &Context,
     ns: &str,
 ) -> Result<StatusWrite, Error> {
     let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), ns);
     let rv = execution.resource_version();
-    let body = status_apply_body(status, rv.as_deref());
+    let body = status_apply_body(status, version);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match api
         .patch_status(&execution.name_any(), &params, &Patch::Apply(&body))

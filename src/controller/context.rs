@@ -37,8 +37,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes the Events about executions (in the background).
     pub events: EventQueue,
-    /// Reconcile requests from outside the watches (freed queue slots, due progress reports).
+    /// Reconcile requests from outside the watches (freed queue slots, due progress reports, deliveries done).
     pub triggers: Triggers,
+    /// Deliveries to the CrewSinks.
+    pub notify: crate::notify::Notifier,
 }
 
 /// The caches the controller reads, created before the [`Context`]; their writers belong to the watches.
@@ -261,6 +263,8 @@ pub struct Triggers {
     slots_freed: UnboundedSender<ObjectRef<CrewExecution>>,
     /// Executions whose worker reports are due to be written.
     reports_due: UnboundedSender<ObjectRef<CrewExecution>>,
+    /// Executions a sink has delivered everything of (their finalizer may go).
+    retention: UnboundedSender<ObjectRef<CrewExecution>>,
 }
 
 /// The receiving ends of [`Triggers`] and of [`Leadership`]'s gains, taken by the controller when it starts.
@@ -269,6 +273,8 @@ pub struct TriggerStreams {
     pub slots_freed: UnboundedReceiver<ObjectRef<CrewExecution>>,
     /// See [`Triggers::report_due`].
     pub reports_due: UnboundedReceiver<ObjectRef<CrewExecution>>,
+    /// See [`Triggers::retention_may_end`].
+    pub retention: UnboundedReceiver<ObjectRef<CrewExecution>>,
     /// One item each time this replica becomes the leader.
     pub leadership_gained: UnboundedReceiver<()>,
 }
@@ -282,6 +288,11 @@ impl Triggers {
     /// Reconcile `execution`: its worker's reports are due.
     pub fn report_due(&self, execution: ObjectRef<CrewExecution>) {
         let _ = self.reports_due.unbounded_send(execution);
+    }
+
+    /// Reconcile `execution`: a sink delivered everything it had of it (its finalizer may go).
+    pub fn retention_may_end(&self, execution: ObjectRef<CrewExecution>) {
+        let _ = self.retention.unbounded_send(execution);
     }
 }
 
@@ -312,6 +323,7 @@ impl Context {
         let (queues, queue_writer) = kube::runtime::reflector::store();
         let (slots_freed, slots_freed_rx) = unbounded();
         let (reports_due, reports_due_rx) = unbounded();
+        let (retention, retention_rx) = unbounded();
         let (gained, gained_rx) = unbounded();
         let ctx = Context {
             client,
@@ -326,7 +338,9 @@ impl Context {
             triggers: Triggers {
                 slots_freed,
                 reports_due,
+                retention,
             },
+            notify: crate::notify::Notifier::default(),
         };
         (
             Arc::new(ctx),
@@ -337,6 +351,7 @@ impl Context {
             TriggerStreams {
                 slots_freed: slots_freed_rx,
                 reports_due: reports_due_rx,
+                retention: retention_rx,
                 leadership_gained: gained_rx,
             },
         )

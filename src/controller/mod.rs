@@ -3,7 +3,8 @@
 //!
 //! Every trigger of a reconcile is listed in [`Operator::run`]: an execution changed; one of its Jobs changed; its
 //! pod changed what the plan reads; the Job controller explained a missing pod; its queue changed; a slot it may
-//! take freed; its worker's reports are due; this replica became the leader; a timer the last plan set.
+//! take freed; its worker's reports are due; a sink delivered everything of it (its finalizer may go); this replica
+//! became the leader; a timer the last plan set.
 
 pub mod act;
 pub mod child_index;
@@ -88,12 +89,16 @@ impl Operator {
         })
         .reconcile_on(triggers.slots_freed)
         .reconcile_on(triggers.reports_due)
+        .reconcile_on(triggers.retention)
         .reconcile_all_on(triggers.leadership_gained)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         // The watches retry on their own (`watch_retry`); this backoff only guards the merged trigger stream.
         .trigger_backoff(WatchBackoff::default());
         let lines = tokio::spawn(queues::serve_lines(ctx.clone()));
         let resend = tokio::spawn(resend_when_ready(ctx.clone()));
+        let sinks = tokio::spawn(watches::sinks(ctx.clone()));
+        let credentials = tokio::spawn(watches::sink_credentials(ctx.clone()));
+        let checkpoints = tokio::spawn(crate::notify::checkpoint::run(ctx.clone()));
         let shutdown = futures::FutureExt::shared(shutdown);
         let controller = controller
             .graceful_shutdown_on(shutdown.clone())
@@ -104,6 +109,7 @@ impl Operator {
                 }
                 futures::future::ready(())
             });
+        let stopping = ctx.clone();
         let unsynced_stop = async move {
             shutdown.await;
             if context::ready_now(&ctx.caches.executions) {
@@ -117,6 +123,10 @@ impl Operator {
         }
         lines.abort();
         resend.abort();
+        sinks.abort();
+        credentials.abort();
+        checkpoints.abort();
+        stopping.notify.sinks().clear();
     }
 }
 

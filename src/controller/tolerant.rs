@@ -114,6 +114,27 @@ impl Placeholder for crew_api::CrewExecution {
     }
 }
 
+impl Placeholder for crew_api::CrewSink {
+    fn placeholder(metadata: ObjectMeta) -> Self {
+        crew_api::CrewSink {
+            metadata,
+            spec: crew_api::CrewSinkSpec {
+                url: String::new(),
+                types: Vec::new(),
+                selector: None,
+                mode: Default::default(),
+                retry: Default::default(),
+                suspend: true,
+                timeout_seconds: 10,
+                progress_interval_seconds: 10,
+                auth: None,
+                signing: None,
+            },
+            status: None,
+        }
+    }
+}
+
 impl Placeholder for crew_api::CrewQueue {
     fn placeholder(metadata: ObjectMeta) -> Self {
         crew_api::CrewQueue {

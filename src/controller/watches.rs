@@ -163,6 +163,63 @@ pub fn refusal_changes(
     })
 }
 
+/// CrewSinks: each one's delivery state and task (`crate::notify`), made when it appears, updated when it changes,
+/// dropped when it goes. Runs until the watch ends.
+pub async fn sinks(ctx: Arc<Context>) {
+    let mut listed: Option<std::collections::HashSet<(String, String)>> = None;
+    let events = retried(
+        watcher(
+            api::<Decoded<crew_api::CrewSink>>(&ctx),
+            watcher::Config::default(),
+        ),
+        "crewsinks",
+    )
+    .filter_map(typed_events(ctx.clone()));
+    futures::pin_mut!(events);
+    while let Some(Ok(event)) = events.next().await {
+        match event {
+            watcher::Event::Init => listed = Some(Default::default()),
+            watcher::Event::InitApply(sink) | watcher::Event::Apply(sink) => {
+                let key = (sink.namespace().unwrap_or_default(), sink.name_any());
+                if let Some(listed) = listed.as_mut() {
+                    listed.insert(key.clone());
+                }
+                let executions = ctx.caches.executions.state();
+                if ctx.notify.sink_seen(Arc::new(sink), &executions) {
+                    let wake = ctx.notify.sinks().get(&key).map(|s| s.wake.clone());
+                    if let Some(wake) = wake {
+                        let task =
+                            tokio::spawn(crate::notify::sink::run(ctx.clone(), key.clone(), wake));
+                        ctx.notify.attach(&key, task);
+                    }
+                }
+            }
+            watcher::Event::Delete(sink) => ctx.notify.sink_gone(&sink),
+            watcher::Event::InitDone => {
+                if let Some(listed) = listed.take() {
+                    ctx.notify.sinks().retain(|key, _| listed.contains(key));
+                }
+            }
+        }
+    }
+}
+
+/// The Secrets opted in for sinks (label `crew.dev/sink-credentials: "true"`, and only those) into the credential
+/// index. Runs until the watch ends.
+pub async fn sink_credentials(ctx: Arc<Context>) {
+    let events = retried(
+        watcher(
+            api::<k8s_openapi::api::core::v1::Secret>(&ctx),
+            watcher::Config::default().labels(&crate::notify::credentials::selector()),
+        ),
+        "sink credentials",
+    );
+    futures::pin_mut!(events);
+    while let Some(Ok(event)) = events.next().await {
+        ctx.notify.credentials.apply(&event);
+    }
+}
+
 /// One item of a watch stream over `K`.
 type WatchItem<K> = Result<watcher::Event<K>, watcher::Error>;
 

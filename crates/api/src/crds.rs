@@ -1,6 +1,6 @@
 //! The CustomResourceDefinitions generated from the Rust types (what `make crds` writes to `crds/`).
 
-use super::{CrewExecution, CrewQueue};
+use super::{CrewExecution, CrewQueue, CrewSink};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
@@ -15,6 +15,7 @@ pub fn crds() -> Result<Vec<Value>, serde_json::Error> {
     let mut crds = vec![
         serde_json::to_value(CrewExecution::crd())?,
         serde_json::to_value(CrewQueue::crd())?,
+        serde_json::to_value(CrewSink::crd())?,
     ];
     crds.iter_mut().for_each(strip_unknown_to_kubernetes);
     Ok(crds)

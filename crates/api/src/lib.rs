@@ -11,6 +11,7 @@ pub mod phase;
 pub mod pod_template;
 pub mod queue;
 pub mod schema;
+pub mod sink;
 pub mod status;
 pub mod vocabulary;
 
@@ -18,6 +19,7 @@ pub use execution::{CrewExecution, CrewExecutionSpec, JobCleanup, OnStall, Retry
 pub use phase::{Phase, StepPhase};
 pub use pod_template::PodTemplate;
 pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};
+pub use sink::{CrewSink, CrewSinkSpec, CrewSinkStatus};
 pub use status::{CrewExecutionStatus, HistoryEntry, Progress, StepProgress, StepStatus};
 pub use vocabulary::{ConditionType, EventType, Reason};
 

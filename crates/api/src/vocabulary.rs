@@ -168,6 +168,8 @@ vocabulary! {
         ApiError,
         /// A reconcile failed because an object could not be built from the spec; it is retried with backoff.
         BuildError,
+        /// A CrewSink dropped an event after its last retry (on the sink).
+        NotificationDropped,
     }
 }
 
@@ -259,6 +261,7 @@ impl Reason {
             Reason::Undecodable => Warning,
             Reason::ApiError => Warning,
             Reason::BuildError => Warning,
+            Reason::NotificationDropped => Warning,
         }
     }
 
@@ -325,6 +328,7 @@ mod tests {
             (Reason::Undecodable, Warning),
             (Reason::ApiError, Warning),
             (Reason::BuildError, Warning),
+            (Reason::NotificationDropped, Warning),
         ];
         let listed: Vec<Reason> = decided.iter().map(|(reason, _)| *reason).collect();
         assert_eq!(listed, Reason::ALL, "every reason, once, in order");

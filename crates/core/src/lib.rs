@@ -9,3 +9,4 @@
 
 pub mod build;
 pub mod lifecycle;
+pub mod notify;

@@ -22,6 +22,13 @@ pub async fn decide_and_act(
     ctx: &Context,
 ) -> Result<(Box<Plan>, StatusWrite), Error> {
     let now = jiff::Timestamp::now();
+    // Until the watch shows what this reconcile writes, the sinks' delivery position stays before it.
+    let uid = cx.uid().unwrap_or_default();
+    let sinks = ctx.notify.has_sinks_in(&cx.namespace().unwrap_or_default());
+    if sinks {
+        ctx.notify
+            .writing(&uid, crew_core::lifecycle::timefmt::whole_seconds(now));
+    }
     let mut answered = Vec::new();
     loop {
         let plan = Box::new(decide(&seen.observed(cx, ctx), now));
@@ -45,8 +52,32 @@ pub async fn decide_and_act(
                     message = %rejection.message, "Job create refused");
                 seen.answers.rejected = Some(rejection);
             }
-            outcome => return outcome.map(|written| (plan, written)),
+            outcome => {
+                if sinks && !records_new_entries(cx, &plan, &outcome) {
+                    ctx.notify.not_written(&uid);
+                }
+                return outcome.map(|written| (plan, written));
+            }
         }
+    }
+}
+
+/// Whether `outcome` may have stored new history entries of `plan` (an error may have: the write's fate is
+/// unknown).
+fn records_new_entries(
+    cx: &CrewExecution,
+    plan: &Plan,
+    outcome: &Result<StatusWrite, Error>,
+) -> bool {
+    let newest = |status: Option<&crew_api::CrewExecutionStatus>| {
+        status
+            .and_then(|s| s.history.last())
+            .map(|e| e.time.clone())
+    };
+    match outcome {
+        Ok(StatusWrite::Written) => newest(plan.status.as_ref()) > newest(cx.status.as_ref()),
+        Ok(_) => false,
+        Err(_) => true,
     }
 }
 

@@ -14,7 +14,6 @@ const OWN_WRITE_REQUEUE: Duration = Duration::from_secs(5);
 /// What to do instead of reconciling `cx` now, if anything:
 /// - a standby keeps its caches warm but acts on nothing (becoming the leader reconciles every execution);
 /// - until every cache has listed, no decision is made on a partial view;
-/// - an execution being deleted is forgotten (its Jobs go with it);
 /// - while the cache still shows the version our last status write was computed from, acting would act on a
 ///   stale view.
 pub fn gate(cx: &CrewExecution, ctx: &Context) -> Option<Action> {
@@ -25,10 +24,6 @@ pub fn gate(cx: &CrewExecution, ctx: &Context) -> Option<Action> {
         return Some(Action::requeue(UNSYNCED_REQUEUE));
     }
     let uid = cx.uid().unwrap_or_default();
-    if cx.metadata.deletion_timestamp.is_some() {
-        ctx.forget(&uid);
-        return Some(Action::await_change());
-    }
     if ctx
         .objects
         .cache_lags_own_write(&uid, cx.resource_version().as_deref())

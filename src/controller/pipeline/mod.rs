@@ -4,7 +4,8 @@
 //! gate ─▶ admission ticket ─▶ payload ─▶ observe ─▶ decide (+ the reads the plan asks for) ─▶ act ─▶ after write
 //! ```
 //!
-//! - [`gate`]: nothing to do yet (standby, caches not listed, being deleted, the cache lags our own write).
+//! - [`gate`]: nothing to do yet (standby, caches not listed, the cache lags our own write); [`deleting`]: an
+//!   execution being deleted is let go once no sink needs it.
 //! - [`ticket`]: the queue's verdict; a reservation that only a plan taking the slot keeps (dropping the ticket
 //!   releases it, so no early return can leak a slot).
 //! - [`payload`]: a waiting execution's `spec.crew`/`spec.inputs`, dropped from the cache, read when it is admitted.
@@ -15,6 +16,7 @@
 
 pub mod after_write;
 pub mod decide_act;
+pub mod deleting;
 pub mod gate;
 pub mod observe;
 pub mod payload;
@@ -30,6 +32,9 @@ use std::sync::Arc;
 pub async fn reconcile_one(cx: Arc<CrewExecution>, ctx: Arc<Context>) -> Result<Action, Error> {
     if let Some(action) = gate::gate(&cx, &ctx) {
         return Ok(action);
+    }
+    if cx.metadata.deletion_timestamp.is_some() {
+        return deleting::let_go(&cx, &ctx).await;
     }
     let mut ticket = ticket::AdmissionTicket::take(&ctx, &cx);
     let Some(cx) = payload::ensure(&ctx, cx, ticket.admission()).await? else {

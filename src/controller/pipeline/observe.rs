@@ -19,6 +19,8 @@ pub struct Seen {
     pub held: Option<Held>,
     /// Answers to the reads the plans of this reconcile asked for.
     pub answers: Answers,
+    /// Whether a sink still needs the execution kept (its finalizer).
+    pub retain: bool,
 }
 
 /// Facts one reconcile learned beyond its caches, each asked for by a plan.
@@ -56,6 +58,7 @@ pub fn observe(cx: &CrewExecution, ctx: &Context, admission: Admission) -> Seen 
         admission,
         held: ctx.progress.held(&uid, std::time::Instant::now()),
         answers: Answers::default(),
+        retain: ctx.notify.retains(cx),
     }
 }
 
@@ -79,6 +82,11 @@ impl Seen {
             report: self.held.as_ref().map(|held| &held.reports),
             report_due: self.held.as_ref().is_some_and(|held| held.due),
             acting_since: Some(ctx.leadership.since()),
+            retain: self.retain,
+            has_finalizer: cx
+                .finalizers()
+                .iter()
+                .any(|f| f == crate::notify::RETAIN_FINALIZER),
         }
     }
 }

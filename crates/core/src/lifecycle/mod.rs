@@ -34,5 +34,5 @@ pub use observed::{
     Admission, JobController, JobRejection, JobState, Observed, ObservedJob, StartBlock,
     WorkerOutcome,
 };
-pub use plan::{EventNote, Launch, Plan, Read};
+pub use plan::{EventNote, FinalizerChange, Launch, Plan, Read};
 pub use resolve::{InvalidSpec, ResolvedStep, resolve_frozen, resolve_steps};

@@ -128,8 +128,14 @@ fn fnv1a_64(text: &str) -> u64 {
 /// and the Event) hits `AlreadyExists` instead of making a duplicate. The execution name is cut so that the whole
 /// fits in 253 characters, for every legal execution name.
 pub fn event_name(execution: &str, uid: &str, entry_key: &str) -> String {
-    let hash = fnv1a_64(&format!("{uid}/{entry_key}"));
-    with_suffix(execution, &format!(".{hash:016x}"))
+    with_suffix(execution, &format!(".{}", entry_digest(uid, entry_key)))
+}
+
+/// A stable 16-hex-digit digest of one history entry of one execution (its UID and the entry's
+/// [`entry_key`](crate::lifecycle::history::entry_key)): the suffix of the entry's Kubernetes Event and of its
+/// CloudEvent id, so both name the same transition.
+pub fn entry_digest(uid: &str, entry_key: &str) -> String {
+    format!("{:016x}", fnv1a_64(&format!("{uid}/{entry_key}")))
 }
 
 /// Name of an Event that records no history entry (a warning about the spec): `<execution>.<hex nanoseconds>`,

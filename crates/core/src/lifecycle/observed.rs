@@ -164,6 +164,11 @@ pub struct Observed<'a> {
     /// Whether the report may be written now (the progress interval since the last write has passed). A status
     /// write for another reason carries the latest report anyway.
     pub report_due: bool,
+    /// Whether a feature needs the execution kept until it is done with it (a sink will be told more of it, or has
+    /// not delivered everything of it yet): the operator's finalizer must be on it.
+    pub retain: bool,
+    /// Whether the execution carries the operator's finalizer.
+    pub has_finalizer: bool,
     /// Since when this replica acts for the execution (start-up or leadership): a stall is never counted from
     /// before it, since reports sent to another replica were not seen here.
     pub acting_since: Option<Timestamp>,

@@ -37,6 +37,15 @@ pub struct EventNote {
     pub time: Option<Timestamp>,
 }
 
+/// A change of the operator's finalizer on the execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalizerChange {
+    /// Add it: a feature needs the execution kept (its events delivered) before it may go.
+    Add,
+    /// Remove it: nothing needs the execution any longer.
+    Remove,
+}
+
 /// The writes one reconcile makes, in the order the shell applies them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -57,6 +66,8 @@ pub struct Plan {
     pub requeue_after_seconds: Option<u64>,
     /// Delete the execution itself (TTL after finish).
     pub delete_execution: bool,
+    /// Add or remove the operator's finalizer (first, before the other writes).
+    pub finalizer: Option<FinalizerChange>,
     /// A fact to read before this plan's writes are made: the shell answers it into [`Observed`] and decides again
     /// (a plan that asks for a read is not carried out). A read, not a write: it does not make a plan a no-op or
     /// not.
@@ -93,6 +104,7 @@ impl Plan {
             && self.status.is_none()
             && self.events.is_empty()
             && !self.delete_execution
+            && self.finalizer.is_none()
     }
 
     /// Keeps the earliest of the requeue timers.

@@ -6,6 +6,7 @@
 
 pub mod conditions;
 pub mod observed;
+pub mod receiver;
 pub mod wait;
 
 use crew_api::{CrewExecution, CrewQueue, Phase};

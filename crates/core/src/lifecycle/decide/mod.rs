@@ -11,6 +11,7 @@ mod lost_job;
 mod name_taken;
 mod outcome;
 mod pause_cancel;
+mod retain;
 mod retry;
 mod run_steps;
 mod stall;
@@ -34,6 +35,13 @@ pub const POD_LAG_REQUEUE_SECONDS: u64 = 2;
 
 /// Decides one reconcile of one execution.
 pub fn decide(observed: &Observed<'_>, now: Timestamp) -> Plan {
+    let mut plan = decide_run(observed, now);
+    retain::keep_or_release(observed, &mut plan);
+    plan
+}
+
+/// The run's own decision: its steps, phase and status.
+fn decide_run(observed: &Observed<'_>, now: Timestamp) -> Plan {
     let now = whole_seconds(now);
     let previous = observed.status.cloned().unwrap_or_default();
     let mut draft = Draft::new(observed, &previous, now);

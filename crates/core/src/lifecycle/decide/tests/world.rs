@@ -202,6 +202,12 @@ pub struct World {
     pub report_due: bool,
     /// Since when the replica acts.
     pub acting_since: Option<i64>,
+    /// Whether a feature needs the execution kept (a sink has something of it to deliver).
+    pub retain: bool,
+    /// Whether the execution carries the operator's finalizer.
+    pub has_finalizer: bool,
+    /// Finalizer adds and removes made.
+    pub finalizer_writes: usize,
 }
 
 /// Facts the shell read during one reconcile, for its plans.
@@ -248,6 +254,9 @@ impl World {
             report: None,
             report_due: false,
             acting_since: None,
+            retain: false,
+            has_finalizer: false,
+            finalizer_writes: 0,
         }
     }
 
@@ -280,6 +289,8 @@ impl World {
             report: self.report.as_ref(),
             report_due: self.report_due,
             acting_since: self.acting_since.map(at),
+            retain: self.retain,
+            has_finalizer: self.has_finalizer,
         }
     }
 
@@ -420,6 +431,10 @@ impl World {
                     self.jobs.retain(|j| &j.name != name);
                 }
             }
+        }
+        if let Some(change) = plan.finalizer {
+            self.has_finalizer = change == crate::lifecycle::FinalizerChange::Add;
+            self.finalizer_writes += 1;
         }
         if plan.delete_execution {
             self.execution_deleted = true;

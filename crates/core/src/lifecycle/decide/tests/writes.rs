@@ -65,6 +65,8 @@ fn sub_second_time_is_truncated() {
         report: None,
         report_due: false,
         acting_since: None,
+        retain: false,
+        has_finalizer: false,
     };
     let now = at(0)
         .checked_add(jiff::SignedDuration::from_millis(750))

@@ -8,11 +8,41 @@ stories!(
     release_survives_a_restart,
     ttl_deletes_after_finish,
     ttl_zero_after_failure,
+    a_sink_keeps_the_run_until_its_end_is_delivered,
 );
 
 mod story {
     use super::*;
     use Phase::*;
+
+    /// While a sink has something of the run to deliver, the run carries the operator's finalizer: added with its
+    /// first writes, kept through its end, removed once its end is delivered (two writes in its whole life).
+    pub fn a_sink_keeps_the_run_until_its_end_is_delivered() -> Vec<World> {
+        let mut w = World::new(spec(&[]));
+        w.retain = true;
+        let plan = w.step(0);
+        assert_eq!(plan.finalizer, Some(crate::lifecycle::FinalizerChange::Add));
+        assert!(
+            plan.launch.is_some(),
+            "the run starts in the same reconcile"
+        );
+        w.succeed(&job("main", 1), 10, "done");
+        let plan = w.step(10);
+        assert_eq!(w.phase(), Succeeded);
+        assert_eq!(plan.finalizer, None, "its end is not delivered yet");
+        assert!(w.has_finalizer);
+        // The sink acknowledged the end.
+        w.retain = false;
+        let plan = w.step(11);
+        assert_eq!(
+            plan.finalizer,
+            Some(crate::lifecycle::FinalizerChange::Remove)
+        );
+        assert!(!w.has_finalizer);
+        assert_eq!(w.finalizer_writes, 2);
+        assert_eq!(w.quiet(20), None);
+        vec![w]
+    }
 
     /// `OnStepCompletion`: each step's Job goes in the reconcile that writes its outcome (after the write), and
     /// nothing of the outcome goes with it; no extra status write.
