@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// Where workers report progress.
     #[command(flatten)]
     pub progress: ProgressArgs,
+    /// Deliveries to CrewSinks.
+    #[command(flatten)]
+    pub notify: NotifyArgs,
     /// Several replicas, one acting.
     #[command(flatten)]
     pub leader: LeaderArgs,
@@ -165,6 +168,25 @@ impl ProgressArgs {
     }
 }
 
+/// Deliveries to CrewSinks.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+pub struct NotifyArgs {
+    /// Read sink credentials (bearer tokens, signing keys) from Secrets labelled `crew.dev/sink-credentials: "true"`
+    /// (a watch of those Secrets only; needs list and watch on Secrets). Off (the default): the operator reads no
+    /// Secret at all, and sinks that name one get no deliveries (their `lastError` says why).
+    #[arg(long, env = "CREW_SINK_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set,
+        num_args = 0..=1, default_missing_value = "true")]
+    pub sink_credentials: bool,
+}
+
+impl Default for NotifyArgs {
+    fn default() -> Self {
+        NotifyArgs {
+            sink_credentials: false,
+        }
+    }
+}
+
 /// Several replicas, one acting.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
 pub struct LeaderArgs {
@@ -279,6 +301,8 @@ pub struct Settings {
     pub workers: WorkerSettings,
     /// Where workers report progress.
     pub progress: ProgressArgs,
+    /// Deliveries to CrewSinks.
+    pub notify: NotifyArgs,
 }
 
 /// [`WorkerArgs`] with the policy made from them.
@@ -307,6 +331,7 @@ impl Settings {
             limits: args.limits.clone(),
             workers: args.workers.clone().into(),
             progress: args.progress.clone(),
+            notify: args.notify.clone(),
         }
     }
 
@@ -350,6 +375,7 @@ mod tests {
         assert_eq!(parsed.limits, default.limits);
         assert_eq!(parsed.workers, default.workers);
         assert_eq!(parsed.progress, default.progress);
+        assert_eq!(parsed.notify, default.notify);
         assert_eq!(parsed.leader, default.leader);
         assert_eq!(parsed.telemetry, default.telemetry);
         assert_eq!(

@@ -325,6 +325,10 @@ impl Context {
         let (reports_due, reports_due_rx) = unbounded();
         let (retention, retention_rx) = unbounded();
         let (gained, gained_rx) = unbounded();
+        let notify = crate::notify::Notifier::default();
+        if !settings.notify.sink_credentials {
+            notify.credentials.turn_off();
+        }
         let ctx = Context {
             client,
             progress: ProgressBook::new(settings.progress.interval()),
@@ -340,7 +344,7 @@ impl Context {
                 reports_due,
                 retention,
             },
-            notify: crate::notify::Notifier::default(),
+            notify,
         };
         (
             Arc::new(ctx),

@@ -97,7 +97,11 @@ impl Operator {
         let lines = tokio::spawn(queues::serve_lines(ctx.clone()));
         let resend = tokio::spawn(resend_when_ready(ctx.clone()));
         let sinks = tokio::spawn(watches::sinks(ctx.clone()));
-        let credentials = tokio::spawn(watches::sink_credentials(ctx.clone()));
+        let credentials = ctx
+            .settings
+            .notify
+            .sink_credentials
+            .then(|| tokio::spawn(watches::sink_credentials(ctx.clone())));
         let checkpoints = tokio::spawn(crate::notify::checkpoint::run(ctx.clone()));
         let shutdown = futures::FutureExt::shared(shutdown);
         let controller = controller
@@ -124,7 +128,9 @@ impl Operator {
         lines.abort();
         resend.abort();
         sinks.abort();
-        credentials.abort();
+        if let Some(credentials) = credentials {
+            credentials.abort();
+        }
         checkpoints.abort();
         stopping.notify.sinks().clear();
     }

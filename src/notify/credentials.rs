@@ -25,6 +25,8 @@ type Data = BTreeMap<String, Vec<u8>>;
 struct Index {
     by_secret: HashMap<(String, String), Data>,
     relist: Option<HashMap<(String, String), Data>>,
+    /// The operator reads no Secret.
+    off: bool,
 }
 
 /// The data of the opted-in Secrets, by (namespace, name).
@@ -50,6 +52,13 @@ fn entry(secret: &Secret) -> Option<((String, String), Data)> {
 }
 
 impl CredentialIndex {
+    /// The operator reads no Secret: every sink naming one is refused its deliveries.
+    pub fn turn_off(&self) {
+        if let Ok(mut index) = self.0.write() {
+            index.off = true;
+        }
+    }
+
     /// Applies one event of the Secrets watch.
     pub fn apply(&self, event: &Event<Secret>) {
         let Ok(mut index) = self.0.write() else {

@@ -113,10 +113,11 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
 
 {{/* The RBAC rules of the operator (shared by the ClusterRole and the per-namespace Roles). */}}
 {{- define "crew-operator.rules" -}}
-# CrewExecutions: watched; deleted when ttlSecondsAfterFinished expires.
+# CrewExecutions: watched; deleted when ttlSecondsAfterFinished expires; patched (metadata only) to add and
+# remove the crew.dev/retain finalizer while a CrewSink has events of them to deliver.
 - apiGroups: ["crew.dev"]
   resources: ["crewexecutions"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "delete", "patch"]
 # Status is written with server-side apply.
 - apiGroups: ["crew.dev"]
   resources: ["crewexecutions/status"]
@@ -132,6 +133,20 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
 - apiGroups: ["crew.dev"]
   resources: ["crewqueues/status"]
   verbs: ["get", "patch", "update"]
+# CrewSinks: watched; their status (counts, the delivery position) written with server-side apply.
+- apiGroups: ["crew.dev"]
+  resources: ["crewsinks"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["crew.dev"]
+  resources: ["crewsinks/status"]
+  verbs: ["get", "patch", "update"]
+{{- if .Values.sinks.credentials }}
+# Sink credentials: the operator watches only Secrets labelled crew.dev/sink-credentials=true (a label selector;
+# RBAC cannot say so, the operator's one watch does). sinks.credentials=false: no Secret is read at all.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
+{{- end }}
 # One worker Job per step attempt; deleted on cancel and timeout.
 - apiGroups: ["batch"]
   resources: ["jobs"]
@@ -141,7 +156,7 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
   resources: ["configmaps"]
   verbs: ["create"]
 # The ServiceAccount a worker runs as is read (its metadata) to check that its namespace's owner opened it, and
-# the Secrets it lists, to workers. Secrets themselves are never read.
+# the Secrets it lists, to workers. Those Secrets themselves are never read.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get"]

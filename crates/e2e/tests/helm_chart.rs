@@ -162,7 +162,7 @@ fn operator_rules() -> BTreeSet<Triple> {
         (
             "crew.dev",
             "crewexecutions",
-            &["get", "list", "watch", "delete"],
+            &["get", "list", "watch", "delete", "patch"],
         ),
         (
             "crew.dev",
@@ -172,6 +172,8 @@ fn operator_rules() -> BTreeSet<Triple> {
         ("crew.dev", "crewexecutions/finalizers", &["update"]),
         ("crew.dev", "crewqueues", &["get", "list", "watch"]),
         ("crew.dev", "crewqueues/status", &["get", "patch", "update"]),
+        ("crew.dev", "crewsinks", &["get", "list", "watch"]),
+        ("crew.dev", "crewsinks/status", &["get", "patch", "update"]),
         (
             "batch",
             "jobs",
@@ -476,6 +478,31 @@ fn default_values_render_a_restricted_cluster_wide_operator() {
         json!([{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "crew-system"}])
     );
     assert_least_privilege(&docs);
+}
+
+/// Sink credentials are off by default (no Secret access at all); turned on, the operator gets list and watch on
+/// Secrets (its one watch asks only for those labelled crew.dev/sink-credentials=true) and nothing more.
+#[test]
+fn sink_credentials_add_only_a_secret_watch() {
+    let docs = render(&["sinks.credentials=true"]);
+    let binding = of_kind(&docs, "ClusterRoleBinding")
+        .into_iter()
+        .find(|b| {
+            !b["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-token-review"))
+        })
+        .expect("the operator's ClusterRoleBinding");
+    let role = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == binding["roleRef"]["name"])
+        .expect("the operator's ClusterRole");
+    let mut granted = operator_rules();
+    granted.extend(expected(&[("", "secrets", &["list", "watch"])]));
+    assert_eq!(triples(&role["rules"]), granted);
+    let args = args(&docs);
+    assert!(has_flag(&args, "--sink-credentials", "true"), "{args:?}");
+    assert_binary_accepts(&args);
 }
 
 #[test]
@@ -1187,6 +1214,17 @@ async fn helm_install_grants_exactly_enough_rbac_for_the_operator() {
         .create(&PostParams::default(), &queue)
         .await
         .expect("create queue");
+    // A CrewSink: its watch, its status, and the executions' finalizer under the chart's RBAC.
+    let receiver = support::receiver::Receiver::start().await;
+    let sink: crew_api::CrewSink = serde_json::from_value(json!({
+        "apiVersion": "crew.dev/v1alpha1", "kind": "CrewSink",
+        "metadata": {"name": "hook"}, "spec": {"url": receiver.url()},
+    }))
+    .expect("sink");
+    Api::<crew_api::CrewSink>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &sink)
+        .await
+        .expect("create sink");
     let executions: Api<CrewExecution> = Api::namespaced(admin.clone(), &ns);
     let execution: CrewExecution = serde_saphyr::from_str(
         r#"
@@ -1294,19 +1332,27 @@ spec:
     })
     .await;
 
+    // The sink heard report's end (before its TTL deletion could go through) and wrote its status.
+    receiver
+        .wait_for(LIMIT, "report's completed event", |all| {
+            all.iter().any(|r| {
+                r.kind() == "dev.crew.execution.completed" && r.data()["execution"] == "report"
+            })
+        })
+        .await;
+    eventually("the operator to write the sink's status", || async {
+        ctx.metrics.writes(WriteKind::SinkStatus) > 0
+    })
+    .await;
+
     let writes = &ctx.metrics;
     println!(
-        "operator writes with the chart's RBAC: status={} job_create={} job_delete={} job_cleanup={} configmap={} \
-         events={} execution_delete={} queue_status={} lease={}",
-        writes.writes(WriteKind::Status),
-        writes.writes(WriteKind::JobCreate),
-        writes.writes(WriteKind::JobDelete),
-        writes.writes(WriteKind::JobCleanup),
-        writes.writes(WriteKind::ConfigMap),
-        writes.writes(WriteKind::Event),
-        writes.writes(WriteKind::ExecutionDelete),
-        writes.writes(WriteKind::QueueStatus),
-        writes.writes(WriteKind::Lease),
+        "operator writes with the chart's RBAC: {}",
+        WriteKind::ALL
+            .iter()
+            .map(|kind| format!("{}={}", kind.label(), writes.writes(*kind)))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     for kind in WriteKind::ALL {
         assert!(
