@@ -169,7 +169,7 @@ impl ProgressArgs {
 }
 
 /// Deliveries to CrewSinks.
-#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct NotifyArgs {
     /// Read sink credentials (bearer tokens, signing keys) from Secrets labelled `crew.dev/sink-credentials: "true"`
     /// (a watch of those Secrets only; needs list and watch on Secrets). Off (the default): the operator reads no
@@ -177,14 +177,6 @@ pub struct NotifyArgs {
     #[arg(long, env = "CREW_SINK_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set,
         num_args = 0..=1, default_missing_value = "true")]
     pub sink_credentials: bool,
-}
-
-impl Default for NotifyArgs {
-    fn default() -> Self {
-        NotifyArgs {
-            sink_credentials: false,
-        }
-    }
 }
 
 /// Several replicas, one acting.
