@@ -5,7 +5,7 @@ use crate::clock::now;
 use crate::cluster::{Cluster, list_all};
 use crate::error::{self, CliError, Exit, Request};
 use crate::output::{note, print, stdout_is_terminal};
-use crate::view::describe::{Described, EventLine, JobLine, render};
+use crate::view::describe::{DeliveryLine, Described, EventLine, JobLine, delivery_of, render};
 use crate::view::style::Style;
 use crate::view::waiting::{Waiting, running_owners, waiting};
 use crew_api::{CrewExecution, CrewQueue, Phase};
@@ -21,10 +21,11 @@ use std::collections::HashSet;
 pub async fn describe(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {
     let cx = cluster.execution(name).await?;
     let ns = cluster.one_namespace()?;
-    let (events, jobs, waiting) = futures::join!(
+    let (events, jobs, waiting, deliveries) = futures::join!(
         events_of(cluster, ns, name),
         jobs_of(cluster, ns, name),
         waiting_of(cluster, &cx),
+        deliveries_of(cluster, ns, &cx),
     );
     let described = Described {
         cx: &cx,
@@ -40,6 +41,10 @@ pub async fn describe(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {
             note(&format!("(queue position left out: {e})\n"));
             None
         }),
+        deliveries: deliveries.unwrap_or_else(|e| {
+            note(&format!("(notifications left out: {e})\n"));
+            Vec::new()
+        }),
     };
     print(&render(
         &described,
@@ -47,6 +52,21 @@ pub async fn describe(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {
         Style::detect(stdout_is_terminal()),
     ))?;
     Ok(Exit::Ok)
+}
+
+/// Where `cx`'s events stand with each CrewSink of `ns` that wants them.
+async fn deliveries_of(
+    cluster: &Cluster,
+    ns: &str,
+    cx: &CrewExecution,
+) -> Result<Vec<DeliveryLine>, CliError> {
+    let api: Api<crew_api::CrewSink> = cluster.api_in(ns);
+    let params = ListParams::default().limit(cluster.page);
+    let sinks = list_all(&api, params, Request::new("list", "crewsinks", Some(ns))).await?;
+    Ok(sinks
+        .iter()
+        .filter_map(|sink| delivery_of(sink, cx))
+        .collect())
 }
 
 pub async fn history(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {

@@ -76,6 +76,50 @@ pub struct Described<'a> {
     pub events: Vec<EventLine>,
     pub jobs: Vec<JobLine>,
     pub waiting: Option<Waiting>,
+    /// Where the run's events stand with each CrewSink of its namespace that wants them.
+    pub deliveries: Vec<DeliveryLine>,
+}
+
+/// Where a run's events stand with one CrewSink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryLine {
+    /// The sink.
+    pub sink: String,
+    /// `delivered` (its position is past the run's last transition), `pending`, or `suspended`.
+    pub state: String,
+    /// The sink's last error while it fails.
+    pub error: Option<String>,
+}
+
+/// Where `cx`'s events stand with `sink` (None: the sink does not want them).
+pub fn delivery_of(sink: &crew_api::CrewSink, cx: &CrewExecution) -> Option<DeliveryLine> {
+    let labels = cx.metadata.labels.clone().unwrap_or_default();
+    if !crew_core::notify::selector::matches(sink.spec.selector.as_ref(), &labels) {
+        return None;
+    }
+    let status = sink.status.clone().unwrap_or_default();
+    let last = cx
+        .status
+        .as_ref()
+        .and_then(|s| s.history.last())
+        .map(|e| e.time.0);
+    let position = status.delivered_up_to.map(|t| t.0);
+    let failing = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == crew_api::ConditionType::Ready.as_str() && c.status == "False");
+    let state = if sink.spec.suspend {
+        "suspended"
+    } else if last.is_none_or(|last| position.is_some_and(|at| at > last)) {
+        "delivered"
+    } else {
+        "pending"
+    };
+    Some(DeliveryLine {
+        sink: sink.metadata.name.clone().unwrap_or_default(),
+        state: state.to_string(),
+        error: status.last_error.filter(|_| failing && state == "pending"),
+    })
 }
 
 fn field(out: &mut String, label: &str, value: &str) {
@@ -257,6 +301,19 @@ pub fn render(d: &Described<'_>, now: Timestamp, style: Style) -> String {
         ]);
     }
     section(&mut out, &events, style);
+    if !d.deliveries.is_empty() {
+        out.push_str("\nNotifications:\n");
+        let mut sinks = Table::new(&["SINK", "EVENTS", "ERROR"]);
+        for line in &d.deliveries {
+            let paint = (line.state == "pending" && line.error.is_some()).then_some(Paint::Yellow);
+            sinks.row(vec![
+                Cell::from(line.sink.as_str()),
+                Cell::painted(line.state.as_str(), paint),
+                Cell::from(or_dash(line.error.as_deref().map(|e| first_line(e, 80)))),
+            ]);
+        }
+        section(&mut out, &sinks, style);
+    }
     out
 }
 
@@ -360,5 +417,48 @@ mod tests {
             line.created.map(|t| t.to_string()).as_deref(),
             Some("2026-01-01T00:00:00Z")
         );
+    }
+
+    fn sink(status: serde_json::Value, selector: serde_json::Value) -> crew_api::CrewSink {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "crew.dev/v1alpha1", "kind": "CrewSink",
+            "metadata": {"name": "hook", "namespace": "team"},
+            "spec": {"url": "http://example.test/", "selector": selector}, "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_runs_delivery_state_is_read_from_the_sinks_position() {
+        let cx: CrewExecution = serde_json::from_value(serde_json::json!({
+            "apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution",
+            "metadata": {"name": "r", "namespace": "team", "labels": {"team": "a"}},
+            "spec": {"image": "w"},
+            "status": {"phase": "Succeeded", "history": [
+                {"time": "2026-12-07T10:00:00Z", "from": "Pending", "to": "Running", "reason": "Started"},
+                {"time": "2026-12-07T10:01:00Z", "from": "Running", "to": "Succeeded", "reason": "Succeeded"}]}
+        }))
+        .unwrap();
+        let past = sink(
+            serde_json::json!({"deliveredUpTo": "2026-12-07T10:01:05Z"}),
+            serde_json::json!({}),
+        );
+        assert_eq!(delivery_of(&past, &cx).unwrap().state, "delivered");
+        let behind = sink(
+            serde_json::json!({"deliveredUpTo": "2026-12-07T10:00:30Z", "lastError": "refused",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "DeliveryFailing", "message": "refused",
+                                "lastTransitionTime": "2026-12-07T10:00:30Z"}]}),
+            serde_json::json!({}),
+        );
+        let line = delivery_of(&behind, &cx).unwrap();
+        assert_eq!(
+            (line.state.as_str(), line.error.as_deref()),
+            ("pending", Some("refused"))
+        );
+        let elsewhere = sink(
+            serde_json::json!({}),
+            serde_json::json!({"matchLabels": {"team": "b"}}),
+        );
+        assert_eq!(delivery_of(&elsewhere, &cx), None, "not its sink");
     }
 }

@@ -97,6 +97,18 @@ fn describe_running() {
             },
         ],
         waiting: None,
+        deliveries: vec![
+            super::describe::DeliveryLine {
+                sink: "audit".into(),
+                state: "delivered".into(),
+                error: None,
+            },
+            super::describe::DeliveryLine {
+                sink: "slack".into(),
+                state: "pending".into(),
+                error: Some("the receiver answered 503: upstream unavailable".into()),
+            },
+        ],
     };
     insta::assert_snapshot!(super::describe::render(&described, now(), Style::default()));
 }
@@ -115,6 +127,7 @@ fn describe_queued_says_why_it_waits() {
         events: vec![],
         jobs: vec![],
         waiting: Some(waiting),
+        deliveries: vec![],
     };
     insta::assert_snapshot!(super::describe::render(&described, now(), Style::default()));
 }
@@ -127,6 +140,7 @@ fn describe_before_the_first_status() {
         events: vec![],
         jobs: vec![],
         waiting: None,
+        deliveries: vec![],
     };
     insta::assert_snapshot!(super::describe::render(&described, now(), Style::default()));
 }
