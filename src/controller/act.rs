@@ -290,6 +290,11 @@ pub async fn change_finalizer(
     {
         Ok(changed) => {
             ctx.count_write(WriteKind::Finalizer);
+            // Like a status write: until the cache shows this change, the reconcile waits (it would make it again).
+            if let Some(uid) = execution.uid() {
+                ctx.objects
+                    .wrote_status_from(&uid, execution.resource_version().as_deref());
+            }
             Ok(changed.resource_version())
         }
         Err(e) if is_reason(&e, CONFLICT) => Ok(None),

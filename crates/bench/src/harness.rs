@@ -46,6 +46,8 @@ pub struct RunConfig {
     /// Delete each finished Job once its completion is seen: the operator's executions set `jobCleanup:
     /// OnStepCompletion`, the baseline deletes its Jobs itself the same way (propagation Background).
     pub job_cleanup: bool,
+    /// The operator run has a CrewSink in every namespace (`--sink`).
+    pub sink: bool,
 }
 
 /// A fresh control plane (KWOK playing the kubelet) and the recording watches.

@@ -15,6 +15,7 @@ pub mod queue_idle;
 pub mod report;
 pub mod run_baseline;
 pub mod run_operator;
+pub mod sink_receiver;
 pub mod slim;
 pub mod solo;
 pub mod stats;

@@ -54,6 +54,10 @@ struct Args {
     /// (on when N x steps exceeds 12 500, the controller manager's terminated-pod limit; see BENCHMARKS.md).
     #[arg(long, value_enum, default_value_t = JobCleanupChoice::Auto)]
     job_cleanup: JobCleanupChoice,
+    /// The operator runs with a CrewSink in every namespace, delivering every event to a receiver in this process:
+    /// the figures then include the finalizer and sink status writes and the delivery latency.
+    #[arg(long)]
+    sink: bool,
     /// Extra arguments for `crew-operator run`, whitespace-separated (e.g. "--max-api-requests 64").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     operator_args: String,
@@ -273,6 +277,7 @@ async fn main() -> ExitCode {
                     .collect(),
                 keep_dirs: args.keep_dirs,
                 job_cleanup: args.job_cleanup.applies(n, steps),
+                sink: args.sink,
             };
             eprintln!(
                 "N={n} steps={steps}: operator run on a fresh control plane{}",

@@ -37,6 +37,9 @@ pub struct OperatorFigures {
     pub cpu_seconds_during_work: f64,
     /// Sockets the operator held open at the end of the run (idle pooled connections included).
     pub open_sockets: usize,
+    /// What the run's CrewSink receiver saw (`--sink`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<crate::sink_receiver::SinkFigures>,
 }
 
 /// The API server's view of a run: `apiserver_request_total` diffed over the run (every client: the benchmark,
@@ -302,6 +305,17 @@ pub fn render_pair(p: &PairResult) -> String {
             ),
             "-",
         );
+        if let Some(sink) = &op.sink {
+            let _ = writeln!(
+                out,
+                "    sink: {} received, {} distinct, {} completed; transition -> receiver p50/p99 {}/{} ms",
+                sink.received,
+                sink.distinct,
+                sink.completed,
+                sink.latency_p50_ms,
+                sink.latency_p99_ms
+            );
+        }
         if !op.reconcile_errors.is_empty() {
             let _ = writeln!(out, "    reconcile errors: {:?}", op.reconcile_errors);
         }

@@ -49,6 +49,7 @@ pub fn operator_figures(
         process,
         cpu_seconds_during_work: cpu_during_work,
         open_sockets,
+        sink: None,
     }
 }
 
@@ -105,6 +106,17 @@ async fn measure(
     )?);
     wait_http_ok(operator, addr, "/readyz", Duration::from_secs(60)).await?;
     let operator_pid = operator.pid();
+    let receiver = if config.sink {
+        let receiver = crate::sink_receiver::SinkReceiver::start().await?;
+        for i in 0..config.namespaces {
+            receiver
+                .sink_in(&harness.client, &crate::workload::namespace_name(i))
+                .await?;
+        }
+        Some(receiver)
+    } else {
+        None
+    };
     let jobs_listed = harness.watch_jobs(None, false, false);
     let executions_listed = harness.watch_executions();
     Harness::wait_listed(vec![jobs_listed, executions_listed]).await?;
@@ -154,6 +166,13 @@ async fn measure(
     });
     harness.adopt(creator);
     let stopped_early = harness.wait_done(config.n, config.timeout).await;
+    if let Some(receiver) = &receiver {
+        receiver
+            .wait_completed(config.n, Duration::from_secs(120))
+            .await;
+        // The last finalizer removals follow the last deliveries.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
     // Let trailing writes (the last Events) land before the final scrapes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = harness.scrape_apiserver().await?;
@@ -165,13 +184,14 @@ async fn measure(
         return Err(format!("operator /metrics answered {code}"));
     }
     let cpu = Harness::cpu_delta(&cpu_before, &cpu_after);
-    let figures = operator_figures(
+    let mut figures = operator_figures(
         &metrics,
         config.n,
         process,
         cpu.get("crew-operator").copied().unwrap_or(0.0),
         procstat::open_sockets(&operator_pid.to_string()).unwrap_or(0),
     );
+    figures.sink = receiver.as_ref().map(|r| r.figures());
     Ok(harness.result(
         Mode::Operator,
         config,
