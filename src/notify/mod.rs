@@ -267,7 +267,18 @@ fn offer(state: &mut SinkState, cx: &CrewExecution, now: Timestamp) -> bool {
         .into_iter()
         .filter(|n| wants(spec, n.kind, labels))
         .collect();
-    let mut joined = state.outbox.offer(&uid, wanted) > 0;
+    let offered = state.outbox.offer(&uid, wanted);
+    if offered.dropped > 0 {
+        state.failed += offered.dropped as u64;
+        state.last_error = Some(format!(
+            "{} events of {} dropped: {} events already wait (the receiver is down or slow)",
+            offered.dropped,
+            cx.name_any(),
+            crew_core::notify::outbox::MAX_PENDING
+        ));
+        state.failing = true;
+    }
+    let mut joined = offered.joined > 0;
     if wants(spec, SinkEventType::ExecutionProgress, labels)
         && let Some(report) = progress(cx).filter(|p| p.time >= state.start)
     {

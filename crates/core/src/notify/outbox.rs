@@ -44,6 +44,21 @@ pub enum Failed {
 #[derive(Debug, Default)]
 pub struct Outbox {
     lanes: BTreeMap<String, Lane>,
+    /// Notifications waiting, across lanes.
+    pending: usize,
+}
+
+/// Notifications one sink may hold waiting; past it, new ones are dropped (counted) instead of queued, so a sink
+/// whose receiver is down for long costs bounded memory.
+pub const MAX_PENDING: usize = 50_000;
+
+/// What an offer did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offered {
+    /// Notifications that joined their lane.
+    pub joined: usize,
+    /// New notifications dropped because the outbox is full.
+    pub dropped: usize,
 }
 
 /// Seconds before the `failures`-th retry under `retry`: `backoffSeconds` doubled per failure up to
@@ -60,20 +75,27 @@ pub fn backoff_seconds(retry: &SinkRetry, failures: u32, seed: &str) -> i64 {
 
 impl Outbox {
     /// Offers `uid`'s notifications (its whole history, or what is newer than the delivery position): those not
-    /// offered before join its lane, in order. Returns how many joined.
-    pub fn offer(&mut self, uid: &str, notifications: Vec<Notification>) -> usize {
+    /// offered before join its lane, in order; past [`MAX_PENDING`] they are dropped instead (and not offered
+    /// again).
+    pub fn offer(&mut self, uid: &str, notifications: Vec<Notification>) -> Offered {
         let lane = self.lanes.entry(uid.to_string()).or_default();
-        let mut joined = 0;
+        let mut offered = Offered::default();
         for notification in notifications {
-            if lane.seen.insert(notification.id.clone()) {
-                lane.queue.push_back(notification);
-                joined += 1;
+            if !lane.seen.insert(notification.id.clone()) {
+                continue;
             }
+            if self.pending >= MAX_PENDING {
+                offered.dropped += 1;
+                continue;
+            }
+            lane.queue.push_back(notification);
+            self.pending += 1;
+            offered.joined += 1;
         }
         if lane.queue.is_empty() && lane.seen.is_empty() {
             self.lanes.remove(uid);
         }
-        joined
+        offered
     }
 
     /// Offers a progress notification of `uid`: it joins unless one joined less than `interval` ago (at `now`).
@@ -84,8 +106,10 @@ impl Outbox {
         interval: SignedDuration,
         now: Timestamp,
     ) -> bool {
+        let full = self.pending >= MAX_PENDING;
         let lane = self.lanes.entry(uid.to_string()).or_default();
-        if lane.last_progress.is_some_and(|last| now < last + interval)
+        if full
+            || lane.last_progress.is_some_and(|last| now < last + interval)
             || lane.seen.contains(&notification.id)
         {
             return false;
@@ -93,6 +117,7 @@ impl Outbox {
         lane.last_progress = Some(now);
         lane.seen.insert(notification.id.clone());
         lane.queue.push_back(notification);
+        self.pending += 1;
         true
     }
 
@@ -129,6 +154,7 @@ impl Outbox {
         if let Some(lane) = self.lanes.get_mut(uid) {
             if lane.queue.front().is_some_and(|n| n.id == id) {
                 lane.queue.pop_front();
+                self.pending -= 1;
             }
             lane.in_flight = false;
             lane.failures = 0;
@@ -149,6 +175,7 @@ impl Outbox {
         lane.failures += 1;
         if lane.failures > retry.limit {
             lane.queue.pop_front();
+            self.pending -= 1;
             lane.failures = 0;
             lane.next_try = None;
             return Failed::Dropped;
@@ -158,9 +185,11 @@ impl Outbox {
         Failed::RetryAt(at)
     }
 
-    /// Forgets `uid` (its execution is gone, and nothing of it waits).
+    /// Forgets `uid` (its execution is gone).
     pub fn forget(&mut self, uid: &str) {
-        self.lanes.remove(uid);
+        if let Some(lane) = self.lanes.remove(uid) {
+            self.pending -= lane.queue.len();
+        }
     }
 
     /// Keeps only the lanes of `live` executions (after a relist) and of those with notifications waiting.
@@ -180,7 +209,7 @@ impl Outbox {
 
     /// Notifications waiting.
     pub fn pending(&self) -> usize {
-        self.lanes.values().map(|lane| lane.queue.len()).sum()
+        self.pending
     }
 
     /// The delivery position at `now` (see the module documentation); `writing`: the oldest transition time of the
@@ -229,10 +258,15 @@ mod tests {
     #[test]
     fn a_lane_delivers_in_order_and_lanes_go_on_in_parallel() {
         let mut outbox = Outbox::default();
-        assert_eq!(outbox.offer("a", vec![note("a1", 1), note("a2", 2)]), 2);
-        assert_eq!(outbox.offer("b", vec![note("b1", 3)]), 1);
         assert_eq!(
-            outbox.offer("a", vec![note("a1", 1), note("a2", 2), note("a3", 4)]),
+            outbox.offer("a", vec![note("a1", 1), note("a2", 2)]).joined,
+            2
+        );
+        assert_eq!(outbox.offer("b", vec![note("b1", 3)]).joined, 1);
+        assert_eq!(
+            outbox
+                .offer("a", vec![note("a1", 1), note("a2", 2), note("a3", 4)])
+                .joined,
             1,
             "only the new one"
         );
@@ -277,6 +311,35 @@ mod tests {
         assert_eq!(retries.len(), 2, "the retry limit");
         assert!(retries[1] >= retries[0]);
         assert_eq!(outbox.pending(), 1);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_what_it_cannot_hold_and_says_so() {
+        let mut outbox = Outbox::default();
+        let many: Vec<_> = (0..MAX_PENDING + 3)
+            .map(|i| note(&format!("n{i}"), 0))
+            .collect();
+        let offered = outbox.offer("a", many.clone());
+        assert_eq!(
+            offered,
+            Offered {
+                joined: MAX_PENDING,
+                dropped: 3
+            }
+        );
+        assert_eq!(outbox.pending(), MAX_PENDING);
+        assert_eq!(
+            outbox.offer("a", many).dropped,
+            0,
+            "a dropped one is not offered again"
+        );
+        outbox.due(at(0), 1);
+        outbox.delivered("a", "n0");
+        assert_eq!(
+            outbox.offer("b", vec![note("b1", 0)]).joined,
+            1,
+            "room again"
+        );
     }
 
     #[test]
