@@ -118,7 +118,6 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("crew");
         let m = Metrics {
             registry: Registry::default(),
             reconciles: Family::default(),
@@ -137,85 +136,42 @@ impl Default for Metrics {
             notification_delivery: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
         };
         m.leader.set(1);
-        registry.register(
-            "reconciles",
-            "Reconciles run, by result",
-            m.reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciles, by error kind",
-            m.reconcile_errors.clone(),
-        );
-        registry.register_with_unit(
-            "reconcile_duration",
-            "Time one reconcile takes",
-            prometheus_client::registry::Unit::Seconds,
-            m.reconcile_duration.clone(),
-        );
-        registry.register(
-            "transitions",
-            "Execution phase transitions, by from and to phase",
-            m.transitions.clone(),
-        );
-        registry.register(
-            "executions",
-            "Executions in the cache, by phase",
-            m.executions.clone(),
-        );
-        registry.register_with_unit(
-            "step_duration",
-            "Duration of finished step attempts, by outcome",
-            prometheus_client::registry::Unit::Seconds,
-            m.step_duration.clone(),
-        );
-        registry.register_with_unit(
-            "execution_duration",
-            "Duration of finished executions, by final phase",
-            prometheus_client::registry::Unit::Seconds,
-            m.execution_duration.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Executions waiting for a slot, per queue",
-            m.queue_depth.clone(),
-        );
-        registry.register(
-            "queue_running",
-            "Executions running, per queue",
-            m.queue_running.clone(),
-        );
-        registry.register(
-            "api_writes",
-            "API writes made by the operator, by kind",
-            m.api_writes.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader Lease (always 1 without leader election), 0 on a standby",
-            m.leader.clone(),
-        );
-        registry.register(
-            "undecodable_objects",
-            "Objects the operator skips because they do not decode, by kind (once per resource version)",
-            m.undecodable.clone(),
-        );
-        registry.register(
-            "notifications",
-            "Deliveries to CrewSinks, by sink namespace, sink, type and result (delivered, retried, dropped)",
-            m.notifications.clone(),
-        );
-        registry.register_with_unit(
-            "notification_delivery",
-            "Time from an execution's transition to a sink's acknowledgement of it",
-            prometheus_client::registry::Unit::Seconds,
-            m.notification_delivery.clone(),
-        );
+        let registry = m.registry_of_all();
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// A registry (prefix `crew_`) of every metric.
+    #[rustfmt::skip]
+    fn registry_of_all(&self) -> Registry {
+        let mut registry = Registry::with_prefix("crew");
+        // One line per metric: its name (after the prefix), its help, its field.
+        macro_rules! register {
+            ($name:literal, $help:literal, $field:ident) => {
+                registry.register($name, $help, self.$field.clone())
+            };
+            ($name:literal, $help:literal, $field:ident, seconds) => {
+                registry.register_with_unit($name, $help, prometheus_client::registry::Unit::Seconds, self.$field.clone())
+            };
+        }
+        register!("reconciles", "Reconciles run, by result", reconciles);
+        register!("reconcile_errors", "Failed reconciles, by error kind", reconcile_errors);
+        register!("reconcile_duration", "Time one reconcile takes", reconcile_duration, seconds);
+        register!("transitions", "Execution phase transitions, by from and to phase", transitions);
+        register!("executions", "Executions in the cache, by phase", executions);
+        register!("step_duration", "Duration of finished step attempts, by outcome", step_duration, seconds);
+        register!("execution_duration", "Duration of finished executions, by final phase", execution_duration, seconds);
+        register!("queue_depth", "Executions waiting for a slot, per queue", queue_depth);
+        register!("queue_running", "Executions running, per queue", queue_running);
+        register!("api_writes", "API writes made by the operator, by kind", api_writes);
+        register!("leader", "1 while this replica holds the leader Lease (always 1 without leader election), 0 on a standby", leader);
+        register!("undecodable_objects", "Objects the operator skips because they do not decode, by kind (once per resource version)", undecodable);
+        register!("notifications", "Deliveries to CrewSinks, by sink namespace, sink, type and result (delivered, retried, dropped)", notifications);
+        register!("notification_delivery", "Time from an execution's transition to a sink's acknowledgement of it", notification_delivery, seconds);
+        registry
+    }
+
     /// Counts one reconcile.
     pub fn reconciled(&self, seconds: f64, error_kind: Option<&str>) {
         self.reconcile_duration.observe(seconds);

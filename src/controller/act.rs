@@ -63,23 +63,7 @@ pub async fn execute(
     }
     if plan.delete_execution {
         still_leading(ctx, "execution delete")?;
-        let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), &ns);
-        // Only the version the plan was made from: an edit since (a longer TTL) makes the API server refuse.
-        let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            preconditions: Some(Preconditions {
-                resource_version: version.clone(),
-                uid: execution.uid(),
-            }),
-            ..Default::default()
-        };
-        match Box::pin(api.delete(&name, &params)).await {
-            Ok(_) => ctx.count_write(WriteKind::ExecutionDelete),
-            Err(e) if is_reason(&e, NOT_FOUND) => {}
-            Err(e) if is_reason(&e, CONFLICT) => return Ok(StatusWrite::Stale),
-            Err(e) => return Err(kube_err("delete execution")(e)),
-        }
-        return Ok(StatusWrite::Unchanged);
+        return Box::pin(delete_execution(execution, version, ctx, &ns)).await;
     }
     // Deleting a Job cannot be undone, and the status write after it is guarded by the resourceVersion but the
     // delete is not: act only on the version the plan was made from (a timeout raised or a cancel cleared in the
@@ -132,6 +116,32 @@ pub async fn execute(
         ctx.indexes.children.mark_deleting(&ns, &name, job);
     }
     Ok(written)
+}
+
+/// Deletes the finished execution (its TTL), only at `version`: an edit since (a longer TTL) makes the API server
+/// refuse.
+async fn delete_execution(
+    execution: &CrewExecution,
+    version: Option<String>,
+    ctx: &Context,
+    ns: &str,
+) -> Result<StatusWrite, Error> {
+    let api: Api<CrewExecution> = Api::namespaced(ctx.client.clone(), ns);
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            resource_version: version,
+            uid: execution.uid(),
+        }),
+        ..Default::default()
+    };
+    match api.delete(&execution.name_any(), &params).await {
+        Ok(_) => ctx.count_write(WriteKind::ExecutionDelete),
+        Err(e) if is_reason(&e, NOT_FOUND) => {}
+        Err(e) if is_reason(&e, CONFLICT) => return Ok(StatusWrite::Stale),
+        Err(e) => return Err(kube_err("delete execution")(e)),
+    }
+    Ok(StatusWrite::Unchanged)
 }
 
 /// Whether the API server still has `version` of the execution (the one the cache showed, or the one this

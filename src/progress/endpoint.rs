@@ -174,39 +174,71 @@ fn attempt_state(execution: Option<&CrewExecution>, worker: &Worker) -> AttemptS
     }
 }
 
+/// The worker a request comes from, if it may report now: this replica leads, the token is a live worker pod's,
+/// and its attempt runs; else the answer that says why not.
+async fn running_worker(
+    endpoint: &Endpoint,
+    source: SocketAddr,
+    headers: &HeaderMap,
+    now: jiff::Timestamp,
+) -> Result<(Worker, ObjectRef<CrewExecution>), Response> {
+    let ctx = &endpoint.ctx;
+    if !ctx.is_leading() {
+        return Err(answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this replica is a standby: retry (the leader takes reports)",
+        ));
+    }
+    let Some(token) = bearer(headers) else {
+        return Err(answer(
+            StatusCode::UNAUTHORIZED,
+            "send the worker's projected token: Authorization: Bearer $(cat $CREW_PROGRESS_TOKEN_FILE)",
+        ));
+    };
+    let children = &ctx.indexes.children;
+    let worker = endpoint
+        .auth
+        .worker(token, source.ip(), children, now)
+        .await
+        .map_err(|error| match error {
+            AuthError::Unauthenticated(m) => answer(StatusCode::UNAUTHORIZED, &m),
+            AuthError::Forbidden(m) => answer(StatusCode::FORBIDDEN, &m),
+            AuthError::RateLimited(m) => answer(StatusCode::TOO_MANY_REQUESTS, &m),
+            e @ AuthError::Unavailable(_) => {
+                answer(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+            }
+        })?;
+    if !ctx.readiness().synced() {
+        return Err(answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the operator is still listing executions: retry",
+        ));
+    }
+    let reference = ObjectRef::<CrewExecution>::new(&worker.execution).within(&worker.namespace);
+    match attempt_state(ctx.caches.executions.get(&reference).as_deref(), &worker) {
+        AttemptState::Running => Ok((worker, reference)),
+        AttemptState::NotVisibleYet => Err(answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the attempt is not visible in the execution's status yet: retry",
+        )),
+        AttemptState::Finished(why) => Err(answer(StatusCode::CONFLICT, &why)),
+        AttemptState::NotItsJob => Err(answer(
+            StatusCode::FORBIDDEN,
+            "the pod's Job is not the one the execution's status names for this attempt",
+        )),
+    }
+}
+
 async fn report(
     State(endpoint): State<Arc<Endpoint>>,
     ConnectInfo(source): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = &endpoint.ctx;
-    if !ctx.is_leading() {
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this replica is a standby: retry (the leader takes reports)",
-        );
-    }
-    let Some(token) = bearer(&headers) else {
-        return answer(
-            StatusCode::UNAUTHORIZED,
-            "send the worker's projected token: Authorization: Bearer $(cat $CREW_PROGRESS_TOKEN_FILE)",
-        );
-    };
     let now = jiff::Timestamp::now();
-    let children = &ctx.indexes.children;
-    let worker = match endpoint
-        .auth
-        .worker(token, source.ip(), children, now)
-        .await
-    {
-        Ok(worker) => worker,
-        Err(AuthError::Unauthenticated(m)) => return answer(StatusCode::UNAUTHORIZED, &m),
-        Err(AuthError::Forbidden(m)) => return answer(StatusCode::FORBIDDEN, &m),
-        Err(AuthError::RateLimited(m)) => return answer(StatusCode::TOO_MANY_REQUESTS, &m),
-        Err(e @ AuthError::Unavailable(_)) => {
-            return answer(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-        }
+    let (worker, reference) = match running_worker(&endpoint, source, &headers, now).await {
+        Ok(running) => running,
+        Err(refused) => return refused,
     };
     let report: WorkerReport = if body.iter().all(u8::is_ascii_whitespace) {
         WorkerReport::default()
@@ -221,29 +253,7 @@ async fn report(
             }
         }
     };
-    let reference = ObjectRef::<CrewExecution>::new(&worker.execution).within(&worker.namespace);
-    if !ctx.readiness().synced() {
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the operator is still listing executions: retry",
-        );
-    }
-    match attempt_state(ctx.caches.executions.get(&reference).as_deref(), &worker) {
-        AttemptState::Running => {}
-        AttemptState::NotVisibleYet => {
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the attempt is not visible in the execution's status yet: retry",
-            );
-        }
-        AttemptState::Finished(why) => return answer(StatusCode::CONFLICT, &why),
-        AttemptState::NotItsJob => {
-            return answer(
-                StatusCode::FORBIDDEN,
-                "the pod's Job is not the one the execution's status names for this attempt",
-            );
-        }
-    }
+    let ctx = &endpoint.ctx;
     match ctx.progress.record(
         &worker.execution_uid,
         &worker.step,
