@@ -376,10 +376,16 @@ impl Context {
         self.leadership.is_leading()
     }
 
-    /// Marks this replica as leading or standing by, in readiness and in the `crew_leader` gauge.
+    /// Marks this replica as leading or standing by, in readiness and in the `crew_leader` gauge. A replica that
+    /// becomes the leader delivers to the sinks from the positions their status records.
     pub fn set_leading(&self, leading: bool) {
+        let was = self.leadership.is_leading();
         self.leadership.set(leading);
         self.metrics.leader.set(i64::from(leading));
+        if leading && !was {
+            self.notify
+                .restart_from_positions(&self.caches.executions.state());
+        }
     }
 
     /// Counts one API write (`crew_api_writes_total{kind}`).

@@ -185,7 +185,8 @@ pub async fn sinks(ctx: Arc<Context>) {
                     listed.insert(key.clone());
                 }
                 let executions = ctx.caches.executions.state();
-                if ctx.notify.sink_seen(Arc::new(sink), &executions) {
+                let (new, changed) = ctx.notify.sink_seen(Arc::new(sink), &executions);
+                if new {
                     let wake = ctx.notify.sinks().get(&key).map(|s| s.wake.clone());
                     if let Some(wake) = wake {
                         let task =
@@ -193,13 +194,34 @@ pub async fn sinks(ctx: Arc<Context>) {
                         ctx.notify.attach(&key, task);
                     }
                 }
+                if changed {
+                    release_held_in(&ctx, &key.0);
+                }
             }
-            watcher::Event::Delete(sink) => ctx.notify.sink_gone(&sink),
+            watcher::Event::Delete(sink) => {
+                ctx.notify.sink_gone(&sink);
+                release_held_in(&ctx, &sink.namespace().unwrap_or_default());
+            }
             watcher::Event::InitDone => {
                 if let Some(listed) = listed.take() {
                     ctx.notify.sinks().retain(|key, _| listed.contains(key));
                 }
             }
+        }
+    }
+}
+
+/// Reconciles the executions of `namespace` that hold the operator's finalizer: a sink went or changed, and may
+/// no longer need them kept.
+fn release_held_in(ctx: &Context, namespace: &str) {
+    for cx in ctx.caches.executions.state() {
+        let held = cx.namespace().as_deref() == Some(namespace)
+            && cx
+                .finalizers()
+                .iter()
+                .any(|f| f == crate::notify::RETAIN_FINALIZER);
+        if held {
+            ctx.triggers.retention_may_end(ObjectRef::from_obj(cx.as_ref()));
         }
     }
 }

@@ -133,11 +133,15 @@ impl Notifier {
     }
 
     /// A sink appeared or changed: its state is kept (or made, starting from its status's position), and every
-    /// cached execution of its namespace offers it what it has not delivered. Returns whether it is new.
-    pub fn sink_seen(&self, sink: Arc<CrewSink>, executions: &[Arc<CrewExecution>]) -> bool {
+    /// cached execution of its namespace offers it what it has not delivered. Returns whether it is new, and
+    /// whether its spec changed (what it holds executions for may have).
+    pub fn sink_seen(&self, sink: Arc<CrewSink>, executions: &[Arc<CrewExecution>]) -> (bool, bool) {
         let key = key_of(&sink);
         let mut sinks = self.sinks();
         let new = !sinks.contains_key(&key);
+        let changed = sinks
+            .get(&key)
+            .is_some_and(|state| state.sink.metadata.generation != sink.metadata.generation);
         let state = sinks.entry(key.clone()).or_insert_with(|| {
             let status = sink.status.clone().unwrap_or_default();
             let created = sink.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -167,7 +171,31 @@ impl Notifier {
             offer(state, cx, Timestamp::now());
         }
         state.wake.notify_one();
-        new
+        (new, changed)
+    }
+
+    /// This replica became the leader: every sink starts again from the position its status records (what the
+    /// previous leader delivered), and the cached executions offer what is newer. (A standby offers nothing.)
+    pub fn restart_from_positions(&self, executions: &[Arc<CrewExecution>]) {
+        let now = Timestamp::now();
+        for ((namespace, _), state) in self.sinks().iter_mut() {
+            state.outbox = Outbox::default();
+            if let Some(position) = state
+                .sink
+                .status
+                .as_ref()
+                .and_then(|s| s.delivered_up_to.as_ref())
+            {
+                state.start = position.0;
+            }
+            for cx in executions
+                .iter()
+                .filter(|cx| cx.namespace().as_deref() == Some(namespace))
+            {
+                offer(state, cx, now);
+            }
+            state.wake.notify_one();
+        }
     }
 
     /// Gives sink `key` its running task.
