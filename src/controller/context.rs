@@ -514,9 +514,9 @@ mod tests {
         assert!(!ctx.objects.cache_lags_own_write("other", Some("5")));
     }
 
-    #[tokio::test]
-    async fn becoming_the_leader_asks_for_every_execution_once() {
-        let (ctx, cache_writers, mut streams) = Context::new(
+    /// A context whose client talks to nobody, with the writers of its caches and its trigger streams.
+    fn unconnected() -> (Arc<Context>, CacheWriters, TriggerStreams) {
+        Context::new(
             kube::Client::new(
                 tower_test::mock::pair::<
                     http::Request<kube::client::Body>,
@@ -526,7 +526,12 @@ mod tests {
                 "default",
             ),
             Settings::default(),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn becoming_the_leader_asks_for_every_execution_once() {
+        let (ctx, cache_writers, mut streams) = unconnected();
         drop(cache_writers);
         ctx.set_leading(true);
         assert!(
@@ -543,17 +548,7 @@ mod tests {
     /// them stayed for good; the relist now drops it.
     #[tokio::test]
     async fn a_relist_forgets_the_executions_it_no_longer_shows() {
-        let (ctx, mut caches, _triggers) = Context::new(
-            kube::Client::new(
-                tower_test::mock::pair::<
-                    http::Request<kube::client::Body>,
-                    http::Response<kube::client::Body>,
-                >()
-                .0,
-                "default",
-            ),
-            Settings::default(),
-        );
+        let (ctx, mut caches, _triggers) = unconnected();
         let execution = |uid: &str| {
             let mut cx = CrewExecution::new(uid, Default::default());
             cx.metadata.namespace = Some("ns".into());

@@ -221,7 +221,8 @@ fn release_held_in(ctx: &Context, namespace: &str) {
                 .iter()
                 .any(|f| f == crate::notify::RETAIN_FINALIZER);
         if held {
-            ctx.triggers.retention_may_end(ObjectRef::from_obj(cx.as_ref()));
+            ctx.triggers
+                .retention_may_end(ObjectRef::from_obj(cx.as_ref()));
         }
     }
 }

@@ -135,7 +135,11 @@ impl Notifier {
     /// A sink appeared or changed: its state is kept (or made, starting from its status's position), and every
     /// cached execution of its namespace offers it what it has not delivered. Returns whether it is new, and
     /// whether its spec changed (what it holds executions for may have).
-    pub fn sink_seen(&self, sink: Arc<CrewSink>, executions: &[Arc<CrewExecution>]) -> (bool, bool) {
+    pub fn sink_seen(
+        &self,
+        sink: Arc<CrewSink>,
+        executions: &[Arc<CrewExecution>],
+    ) -> (bool, bool) {
         let key = key_of(&sink);
         let mut sinks = self.sinks();
         let new = !sinks.contains_key(&key);

@@ -19,6 +19,20 @@ use support::{Operator, TestNs, events_of, jobs_of, phase_of, start_operator};
 
 /// The operator for `t`'s namespace with its progress endpoint on a local port; returns the endpoint's address.
 async fn operator_with_endpoint(t: &TestNs, interval: Duration) -> (Operator, SocketAddr) {
+    let (operator, addr, _) = operator_with_served_endpoint(t, interval).await;
+    (operator, addr)
+}
+
+/// The operator for `t`'s namespace with its progress endpoint on a local port: the operator, the endpoint's
+/// address and the endpoint (its TokenReview count).
+async fn operator_with_served_endpoint(
+    t: &TestNs,
+    interval: Duration,
+) -> (
+    Operator,
+    SocketAddr,
+    std::sync::Arc<crew_operator::progress::endpoint::Endpoint>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -34,11 +48,12 @@ async fn operator_with_endpoint(t: &TestNs, interval: Duration) -> (Operator, So
             ..Settings::for_namespace(Some(&t.ns), "test")
         },
     );
+    let endpoint = crew_operator::progress::endpoint::Endpoint::new(operator.ctx.clone());
     tokio::spawn(crew_operator::progress::endpoint::serve(
         listener,
-        crew_operator::progress::endpoint::Endpoint::new(operator.ctx.clone()),
+        endpoint.clone(),
     ));
-    (operator, addr)
+    (operator, addr, endpoint)
 }
 
 /// `(status code, body)` of `POST /v1/progress` with `token` (None: no Authorization header).
@@ -475,25 +490,8 @@ fn forged(token: &str, nonce: usize) -> String {
 async fn a_flood_of_bogus_tokens_costs_almost_no_token_reviews_and_does_not_delay_runs() {
     const FLOOD: usize = 2_000;
     let t = TestNs::new("progress-flood", Duration::from_secs(1)).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let operator = start_operator(
-        &t.client,
-        Settings {
-            progress: ProgressArgs {
-                progress_url: Some(format!("http://{addr}/v1/progress")),
-                ..Default::default()
-            },
-            ..Settings::for_namespace(Some(&t.ns), "test")
-        },
-    );
-    let endpoint = crew_operator::progress::endpoint::Endpoint::new(operator.ctx.clone());
-    tokio::spawn(crew_operator::progress::endpoint::serve(
-        listener,
-        endpoint.clone(),
-    ));
+    let (operator, addr, endpoint) =
+        operator_with_served_endpoint(&t, Duration::from_millis(2000)).await;
     t.create(&format!(
         "metadata: {{name: worker}}\nspec: {{image: busybox, {HANGING}}}"
     ))
