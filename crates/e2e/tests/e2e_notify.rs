@@ -1145,3 +1145,47 @@ async fn suspending_a_sink_releases_the_runs_it_held() {
     t.wait_deleted("held", Duration::from_secs(15)).await;
     op.stop().await;
 }
+
+/// The example sinks (`examples/sinks/*.yaml`) are valid YAML, and what of them the test control plane knows
+/// (CrewSinks, Secrets, Deployments, Services; not Knative's kinds) passes the API server's validation: a
+/// server-side dry run with strict field validation.
+#[tokio::test]
+async fn the_example_sinks_are_accepted_by_the_api_server() {
+    let t = TestNs::new("notify-examples", Duration::from_millis(300)).await;
+    let dir = support::repo_root().join("examples/sinks");
+    let mut known = Vec::new();
+    let mut sinks_seen = 0;
+    for file in ["webhook.yaml", "slack-relay.yaml", "knative.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("an example");
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for document in documents {
+            let kind = document["kind"].as_str().unwrap_or_default().to_string();
+            if kind == "CrewSink" {
+                sinks_seen += 1;
+            }
+            if ["CrewSink", "Secret", "Deployment", "Service"].contains(&kind.as_str()) {
+                known.push(document);
+            }
+        }
+    }
+    assert_eq!(sinks_seen, 3, "one CrewSink per example");
+    let list = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(
+        list.path(),
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": known}))
+            .expect("JSON"),
+    )
+    .expect("write the list");
+    let path = list.path().to_string_lossy().to_string();
+    let (accepted, out) = t
+        .kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            &path,
+        ])
+        .await;
+    assert!(accepted, "{out}");
+}
