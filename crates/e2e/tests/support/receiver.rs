@@ -26,6 +26,8 @@ pub struct Received {
     pub body: Bytes,
     /// When it arrived.
     pub at: Instant,
+    /// When it arrived, by the wall clock (to compare with the event's `time`).
+    pub arrived: jiff::Timestamp,
     /// The answer given.
     pub answered: u16,
 }
@@ -45,6 +47,26 @@ impl Received {
             .as_ref()
             .map(|e| e.id().to_string())
             .unwrap_or_default()
+    }
+
+    /// The event's `time` attribute.
+    pub fn time(&self) -> Option<jiff::Timestamp> {
+        let time = self.event.as_ref()?.time()?;
+        jiff::Timestamp::from_millisecond(time.timestamp_millis()).ok()
+    }
+
+    /// From the event's `time` (the transition, recorded in whole seconds) to its arrival here.
+    pub fn latency(&self) -> Option<Duration> {
+        let since = self.arrived.duration_since(self.time()?);
+        Duration::try_from(since).ok()
+    }
+
+    /// The execution the event is about (`data.execution`).
+    pub fn execution(&self) -> String {
+        self.data()["execution"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The event's `data` as JSON.
@@ -75,6 +97,8 @@ pub struct Behaviour {
 struct Shared {
     received: Mutex<Vec<Received>>,
     behaviour: Behaviour,
+    /// Requests that reached the handler (answered or not: a hanging one counts at once).
+    started: AtomicUsize,
 }
 
 /// A running receiver.
@@ -87,6 +111,8 @@ pub struct Receiver {
 
 async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let at = Instant::now();
+    let arrived = jiff::Timestamp::now();
+    shared.started.fetch_add(1, Ordering::Relaxed);
     let behaviour = &shared.behaviour;
     while behaviour.hang.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -118,6 +144,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             headers,
             body,
             at,
+            arrived,
             answered: answer.as_u16(),
         });
     answer
@@ -148,6 +175,11 @@ impl Receiver {
     /// How it answers.
     pub fn behaviour(&self) -> &Behaviour {
         &self.shared.behaviour
+    }
+
+    /// Requests that reached it so far, including those it has not answered (hanging).
+    pub fn started(&self) -> usize {
+        self.shared.started.load(Ordering::Relaxed)
     }
 
     /// Every request so far.
