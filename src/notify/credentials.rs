@@ -100,6 +100,13 @@ impl CredentialIndex {
             .0
             .read()
             .map_err(|_| "the credential index is unavailable".to_string())?;
+        if index.off {
+            return Err(format!(
+                "the operator reads no Secrets (start it with --sink-credentials, or the chart with \
+                 sinks.credentials=true), so Secret {namespace}/{} cannot be used",
+                reference.name
+            ));
+        }
         let data = index
             .by_secret
             .get(&(namespace.to_string(), reference.name.clone()))
@@ -188,5 +195,15 @@ mod tests {
         // The label taken off: no longer used.
         index.apply(&Event::Apply(secret("opted", false)));
         assert!(index.for_sink(&sink("opted")).is_err());
+    }
+
+    /// An operator told to read no Secrets uses none, and says how to turn it on.
+    #[test]
+    fn an_index_turned_off_uses_no_secret_and_says_why() {
+        let index = CredentialIndex::default();
+        index.turn_off();
+        index.apply(&Event::Apply(secret("opted", true)));
+        let refused = index.for_sink(&sink("opted")).unwrap_err();
+        assert!(refused.contains("--sink-credentials"), "{refused}");
     }
 }

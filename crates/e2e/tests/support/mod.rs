@@ -249,6 +249,13 @@ impl TestNs {
         )
     }
 
+    /// Starts the operator for this namespace with `settings` changed by `change`.
+    pub fn start_operator_changed(&self, change: impl FnOnce(&mut Settings)) -> Operator {
+        let mut settings = Settings::for_namespace(Some(&self.ns), "test");
+        change(&mut settings);
+        start_operator(&self.client, settings)
+    }
+
     /// API of executions in this namespace.
     pub fn executions(&self) -> Api<CrewExecution> {
         Api::namespaced(self.client.clone(), &self.ns)
