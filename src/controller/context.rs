@@ -398,6 +398,7 @@ impl Context {
     pub fn forget(&self, uid: &str) {
         self.objects.forget(uid);
         self.progress.forget(uid);
+        self.notify.forget(uid);
     }
 
     /// Forgets everything about executions the cache no longer holds (after a relist: those deleted while the watch
@@ -412,6 +413,7 @@ impl Context {
             .collect();
         self.objects.retain(&live);
         self.progress.retain(&live);
+        self.notify.retain(&live);
     }
 }
 

@@ -56,6 +56,9 @@ pub fn executions(
     .inspect_ok(move |event| {
         queues::execution_event(&indexed, event);
         match event {
+            watcher::Event::Apply(execution) | watcher::Event::InitApply(execution) => {
+                indexed.notify.observe(execution)
+            }
             watcher::Event::Delete(execution) => {
                 indexed.forget(&execution.uid().unwrap_or_default())
             }

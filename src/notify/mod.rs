@@ -132,8 +132,8 @@ impl Notifier {
             .max(state.start)
     }
 
-    /// A sink appeared or changed: its state is kept (or made, starting from its status's position), and every
-    /// cached execution of its namespace offers it what it has not delivered. Returns whether it is new, and
+    /// A sink appeared or changed: its state is kept (or made, starting from its status's position); a new sink,
+    /// or one whose spec changed, is offered what every cached execution of its namespace has not delivered. Returns whether it is new, and
     /// whether its spec changed (what it holds executions for may have).
     pub fn sink_seen(
         &self,
@@ -168,11 +168,15 @@ impl Notifier {
             }
         });
         state.sink = sink;
-        for cx in executions
-            .iter()
-            .filter(|cx| cx.namespace().as_deref() == Some(key.0.as_str()))
-        {
-            offer(state, cx, Timestamp::now());
+        // Its own status write (every few seconds while it delivers) changes nothing it wants: only a new sink or
+        // a new spec (types, selector) looks through the namespace's executions again.
+        if new || changed {
+            for cx in executions
+                .iter()
+                .filter(|cx| cx.namespace().as_deref() == Some(key.0.as_str()))
+            {
+                offer(state, cx, Timestamp::now());
+            }
         }
         state.wake.notify_one();
         (new, changed)
@@ -261,6 +265,9 @@ impl Notifier {
     /// Whether `cx` must be kept (its finalizer stays): a sink of its namespace that matches it will be told more
     /// of it (it has not ended), or has not delivered everything yet.
     pub fn retains(&self, cx: &CrewExecution) -> bool {
+        // A reconcile may read an object from the cache before the watch offered its transitions: offer them now
+        // (an offer is idempotent), so an end not yet offered is never taken for an end delivered.
+        self.observe(cx);
         let namespace = cx.namespace().unwrap_or_default();
         let uid = cx.uid().unwrap_or_default();
         let ended = cx.metadata.deletion_timestamp.is_some()
@@ -300,6 +307,10 @@ fn offer(state: &mut SinkState, cx: &CrewExecution, now: Timestamp) -> bool {
         .filter(|n| wants(spec, n.kind, labels))
         .collect();
     let offered = state.outbox.offer(&uid, wanted);
+    if offered.joined > 0 || offered.dropped > 0 {
+        tracing::debug!(sink = %state.sink.name_any(), execution = %cx.name_any(), joined = offered.joined,
+            dropped = offered.dropped, "offered");
+    }
     if offered.dropped > 0 {
         state.failed += offered.dropped as u64;
         state.last_error = Some(format!(

@@ -116,6 +116,7 @@ fn record(ctx: &Context, key: &SinkKey, outcome: Outcome, last_warning: &mut Opt
         return;
     };
     state.dirty = true;
+    tracing::debug!(sink = %key.1, id = %notification.id, result = ?result, "delivery");
     let dropped = match result {
         Ok(()) => {
             state.outbox.delivered(&uid, &notification.id);

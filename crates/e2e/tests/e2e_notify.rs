@@ -496,7 +496,6 @@ async fn a_sink_that_fails_then_recovers_gets_everything_in_order() {
 /// run's events (its start, its end, completed) reach the receiver at least once, the first arrivals of each run in
 /// order. Prints how many arrived twice, and the delivery latency.
 #[tokio::test]
-#[ignore = "operator bug: the executions watch never calls Notifier::observe, so a sink hears of transitions only when the CrewSink object itself changes"]
 async fn a_killed_operator_loses_no_event_in_a_burst_of_200_executions() {
     const RUNS: usize = 200;
     let t = TestNs::new("notify-kill", Duration::from_millis(500)).await;
@@ -731,7 +730,6 @@ async fn a_receiver_that_never_answers_does_not_slow_the_runs() {
 /// (`ttlSecondsAfterFinished: 0`) nor by `kubectl delete`; it waits with a deletionTimestamp and the finalizer.
 /// Once the receiver is back, each run's events arrive, the completed one last, and then the run is gone.
 #[tokio::test]
-#[ignore = "operator bug: the executions watch never calls Notifier::observe, so a sink hears of transitions only when the CrewSink object itself changes"]
 async fn a_deleted_executions_completed_event_still_arrives() {
     let t = TestNs::new("notify-deleted", Duration::from_millis(300)).await;
     let receiver = Receiver::start().await;
@@ -832,7 +830,7 @@ async fn a_sink_secret_is_used_only_when_opted_in() {
         json!({"signing": {"secretRef": {"name": "hook-key", "key": "key"}}}),
     )
     .await;
-    let op = t.start_operator();
+    let op = t.start_operator_changed(|s| s.notify.sink_credentials = true);
     t.create(&one_step("one", "300ms", "{}")).await;
     let done = t.wait_phase("one", "Succeeded", LIMIT).await;
     let want = expected_ids(&done);
@@ -1056,7 +1054,6 @@ async fn a_sink_costs_each_run_exactly_two_finalizer_writes() {
 /// A run created while its sink has nothing to do (its status written, nothing changing) still reaches the sink:
 /// the operator offers every transition the executions watch shows, not only those it sees when the sink changes.
 #[tokio::test]
-#[ignore = "operator bug: the executions watch never calls Notifier::observe, so a sink hears of transitions only when the CrewSink object itself changes"]
 async fn a_run_created_while_its_sink_is_idle_reaches_it() {
     let t = TestNs::new("notify-idle", Duration::from_millis(300)).await;
     let receiver = Receiver::start().await;
@@ -1086,7 +1083,6 @@ async fn a_run_created_while_its_sink_is_idle_reaches_it() {
 /// A run held for a sink (deleted by its TTL while its events wait on a receiver that is down) is let go when the
 /// sink is deleted: nothing waits for that sink any more.
 #[tokio::test]
-#[ignore = "operator bug: deleting or suspending a CrewSink triggers no reconcile of the runs it held (Notifier::sink_gone, sink_seen), so they keep the finalizer until their next change or a restart"]
 async fn deleting_a_sink_releases_the_runs_it_held() {
     let t = TestNs::new("notify-sink-gone", Duration::from_millis(300)).await;
     let receiver = Receiver::start().await;
@@ -1115,7 +1111,6 @@ async fn deleting_a_sink_releases_the_runs_it_held() {
 /// A run held for a sink is let go when the sink is suspended: a suspended sink holds no execution (its events
 /// wait in the operator, and are delivered once it is resumed, as long as the operator runs).
 #[tokio::test]
-#[ignore = "operator bug: deleting or suspending a CrewSink triggers no reconcile of the runs it held (Notifier::sink_gone, sink_seen), so they keep the finalizer until their next change or a restart"]
 async fn suspending_a_sink_releases_the_runs_it_held() {
     let t = TestNs::new("notify-suspend", Duration::from_millis(300)).await;
     let receiver = Receiver::start().await;
