@@ -3,7 +3,7 @@
 //!
 //! What each test holds the operator to: a failing receiver gets everything once it recovers, and the sink's
 //! status says so; a killed operator loses no event (duplicates and latency printed); selectors and `types`
-//! filter; a receiver that never answers does not slow the runs (latency printed against a namespace without
+//! filter; a leader failover loses nothing; a receiver that never answers does not slow the runs (latency printed against a namespace without
 //! sinks); a run deleted while its events wait is held until they are delivered; Secrets are used only when
 //! opted in, and signatures verify; a held run can be released by hand, and is released when its sink is deleted
 //! or suspended; what a sink costs in writes (printed).
@@ -587,6 +587,117 @@ async fn a_killed_operator_loses_no_event_in_a_burst_of_200_executions() {
     );
     assert_eq!(distinct, all_ids.len(), "nothing but these runs' events");
     second.stop().await;
+}
+
+/// An operator replica (the binary, leader election on) with its log in the temporary directory.
+fn replica(t: &TestNs, name: &str) -> tokio::process::Child {
+    let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-{name}.log", t.ns)))
+        .expect("replica log");
+    tokio::process::Command::new(support::operator_bin())
+        .args(["run", "--namespace", &t.ns, "--leader-election"])
+        .args(["--lease-namespace", &t.ns, "--instance", name])
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--progress-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-level", "info"])
+        .env("KUBECONFIG", &support::plane().kubeconfig)
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start crew-operator")
+}
+
+/// Two replicas with leader election (processes); the leader is SIGKILLed once a third of 60 runs have
+/// succeeded: the new leader delivers from the sink's recorded position, and every run's events reach the
+/// receiver, the first arrivals of each run in order. Prints the duplicates the failover cost.
+#[tokio::test]
+async fn a_leader_failover_loses_no_event() {
+    const RUNS: usize = 60;
+    let t = TestNs::new("notify-failover", Duration::from_millis(500)).await;
+    let receiver = Receiver::start().await;
+    create_sink(&t, "failover", &receiver, json!({})).await;
+    let mut replicas = HashMap::from([("a", replica(&t, "a")), ("b", replica(&t, "b"))]);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(t.client.clone(), &t.ns);
+    let lease = wait_object(
+        leases.clone(),
+        "crew-operator",
+        LIMIT,
+        support::conditions::held(),
+    )
+    .await;
+    let leader = support::conditions::holder_of(&lease)
+        .expect("a holder")
+        .to_string();
+    let standby = if leader == "a" { "b" } else { "a" };
+    let yamls: Vec<String> = (0..RUNS)
+        .map(|i| one_step(&format!("run-{i:02}"), "500ms", "{}"))
+        .collect();
+    create_all(&t, &yamls).await;
+    t.wait_executions(
+        LIMIT,
+        when_list(
+            format!("{} succeeded", RUNS / 3),
+            |all: &[Arc<CrewExecution>]| {
+                all.iter().filter(|cx| phase_of(cx) == "Succeeded").count() >= RUNS / 3
+            },
+        ),
+    )
+    .await;
+    let mut killed = replicas
+        .remove(leader.as_str())
+        .expect("the leader's process");
+    killed.start_kill().expect("SIGKILL the leader");
+    let _ = killed.wait().await;
+    wait_object(
+        leases,
+        "crew-operator",
+        LIMIT,
+        support::conditions::held_by(standby),
+    )
+    .await;
+    let done = t
+        .wait_executions(
+            Duration::from_secs(120),
+            counts_by_phase(&[("Succeeded", RUNS)]),
+        )
+        .await;
+    let expected = expected_by_name(&done);
+    let all_ids: HashSet<String> = expected.values().flatten().cloned().collect();
+    receiver
+        .wait_for(LIMIT, "every event of every run", |all| {
+            let got: HashSet<String> = all.iter().map(Received::id).collect();
+            all_ids.is_subset(&got)
+        })
+        .await;
+    let acknowledged = receiver.acknowledged();
+    for (name, want) in &expected {
+        let about: Vec<Received> = acknowledged
+            .iter()
+            .filter(|r| r.execution() == *name)
+            .cloned()
+            .collect();
+        assert_eq!(
+            &first_arrivals(&about),
+            want,
+            "{name}: every event, first arrivals in order"
+        );
+    }
+    let distinct: HashSet<String> = acknowledged.iter().map(Received::id).collect();
+    assert_eq!(distinct, all_ids, "nothing but these runs' events");
+    eprintln!(
+        "leader failover during {RUNS} runs: {} events received, {} distinct, {} duplicates",
+        acknowledged.len(),
+        distinct.len(),
+        acknowledged.len() - distinct.len()
+    );
+    drop(replicas);
 }
 
 /// A sink with a label selector gets only the runs it selects; a sink with `types` only those types; a sink with
