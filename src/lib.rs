@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod results;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

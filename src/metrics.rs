@@ -43,11 +43,13 @@ pub enum WriteKind {
     Finalizer,
     /// Server-side apply of a CrewSink's status (at most every 5 s per sink, not per execution).
     SinkStatus,
+    /// A posted step result kept: its ConfigMap applied, its Job annotated (two per `POST /v1/result`).
+    Result,
 }
 
 impl WriteKind {
     /// Every kind, for reporting.
-    pub const ALL: [WriteKind; 11] = [
+    pub const ALL: [WriteKind; 12] = [
         WriteKind::Status,
         WriteKind::JobCreate,
         WriteKind::JobDelete,
@@ -59,6 +61,7 @@ impl WriteKind {
         WriteKind::Lease,
         WriteKind::Finalizer,
         WriteKind::SinkStatus,
+        WriteKind::Result,
     ];
 
     /// Label for metrics and reports.
@@ -75,6 +78,7 @@ impl WriteKind {
             WriteKind::Lease => "lease",
             WriteKind::Finalizer => "finalizer",
             WriteKind::SinkStatus => "sink_status",
+            WriteKind::Result => "result",
         }
     }
 }

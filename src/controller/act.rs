@@ -164,7 +164,7 @@ async fn still_current(
 
 /// Fails before a write once this replica's leadership has lapsed (checked just before each write: a reconcile
 /// may have started while leading and waited on the API server since).
-fn still_leading(ctx: &Context, write: &'static str) -> Result<(), Error> {
+pub fn still_leading(ctx: &Context, write: &'static str) -> Result<(), Error> {
     if ctx.is_leading() {
         Ok(())
     } else {
@@ -468,6 +468,7 @@ mod tests {
             step: resolve_steps(&execution.spec).unwrap().remove(0),
             attempt: 1,
             job_name: "x-main-1".into(),
+            results: Vec::new(),
         };
         let waiting = create_job(&execution, &launch, &ctx, "ns");
         let size = std::mem::size_of_val(&waiting);

@@ -81,6 +81,7 @@ pub struct Readiness {
     pub executions: bool,
     /// The queues cache has listed.
     pub queues: bool,
+
     /// This replica leads (always, without leader election).
     pub leading: bool,
 }

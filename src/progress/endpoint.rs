@@ -35,8 +35,10 @@ pub const PATH: &str = "/v1/progress";
 
 /// The endpoint's state: the operator's context and the token checks.
 pub struct Endpoint {
-    ctx: Arc<Context>,
+    pub(super) ctx: Arc<Context>,
     auth: Authenticator,
+    /// Bounds on result posts (each one is a write).
+    pub(super) results: super::result::PostLimits,
 }
 
 impl Endpoint {
@@ -44,6 +46,7 @@ impl Endpoint {
     pub fn new(ctx: Arc<Context>) -> Arc<Endpoint> {
         Arc::new(Endpoint {
             auth: Authenticator::new(ctx.client.clone()),
+            results: Default::default(),
             ctx,
         })
     }
@@ -57,8 +60,11 @@ impl Endpoint {
 /// The router of the progress endpoint.
 pub fn router(endpoint: Arc<Endpoint>) -> Router {
     Router::new()
-        .route(PATH, post(report))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route(
+            PATH,
+            post(report).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .route(super::result::PATH, post(super::result::post))
         .with_state(endpoint)
 }
 
@@ -74,7 +80,7 @@ pub async fn serve(
     .await
 }
 
-fn answer(code: StatusCode, message: &str) -> Response {
+pub(super) fn answer(code: StatusCode, message: &str) -> Response {
     let body = if code.is_success() {
         serde_json::json!({ "accepted": true })
     } else {
@@ -176,7 +182,7 @@ fn attempt_state(execution: Option<&CrewExecution>, worker: &Worker) -> AttemptS
 
 /// The worker a request comes from, if it may report now: this replica leads, the token is a live worker pod's,
 /// and its attempt runs; else the answer that says why not.
-async fn running_worker(
+pub(super) async fn running_worker(
     endpoint: &Endpoint,
     source: SocketAddr,
     headers: &HeaderMap,

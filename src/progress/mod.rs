@@ -5,7 +5,9 @@
 //! - [`book`]: what each attempt reported, bounded by `crew_core::lifecycle::report`, rate-limited, and when its
 //!   execution should be reconciled so that reports cost at most one status write per `--progress-interval`.
 //! - [`endpoint`]: the HTTP handler.
+//! - [`result`]: `POST /v1/result`, a step's full result (see the README, "Step results").
 
 pub mod auth;
 pub mod book;
 pub mod endpoint;
+pub mod result;

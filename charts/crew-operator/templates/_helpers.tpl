@@ -147,14 +147,16 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
   resources: ["secrets"]
   verbs: ["list", "watch"]
 {{- end }}
-# One worker Job per step attempt; deleted on cancel and timeout.
+# One worker Job per step attempt; deleted on cancel and timeout; annotated with the result its worker posted.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-# The <execution>-crew-<uid hash> ConfigMap (spec.crew / spec.inputs) is only ever created.
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+# The <execution>-crew-<uid hash> ConfigMap (spec.crew / spec.inputs) is only ever created. A step's result
+# ConfigMap (<execution>-result-<hash>, from POST /v1/result) is written with server-side apply. No ConfigMap is
+# ever read.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 # The ServiceAccount a worker runs as is read (its metadata) to check that its namespace's owner opened it, and
 # the Secrets it lists, to workers. Those Secrets themselves are never read.
 - apiGroups: [""]

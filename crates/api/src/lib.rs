@@ -20,7 +20,9 @@ pub use phase::{Phase, StepPhase};
 pub use pod_template::PodTemplate;
 pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};
 pub use sink::{CrewSink, CrewSinkSpec, CrewSinkStatus};
-pub use status::{CrewExecutionStatus, HistoryEntry, Progress, StepProgress, StepStatus};
+pub use status::{
+    CrewExecutionStatus, HistoryEntry, Progress, ResultRef, StepProgress, StepStatus,
+};
 pub use vocabulary::{ConditionType, EventType, Reason};
 
 /// API group of every resource of the operator.

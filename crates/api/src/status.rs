@@ -148,9 +148,14 @@ pub struct StepStatus {
     /// Human-readable outcome of the latest attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// The worker's termination message (at most 4 KiB; longer ones are truncated with a marker).
+    /// The attempt's result: the first 1 KiB of what its worker posted (`POST /v1/result`; the whole of it is in
+    /// `resultRef`), or else its termination message (at most 4 KiB). Cut results end with a marker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// Where the full result the attempt's worker posted is kept (unset: the worker posted none, and `result` is
+    /// its termination message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_ref: Option<ResultRef>,
     /// What the latest attempt's worker reported about its own progress (`POST /v1/progress`, see the README,
     /// "Reporting progress"); unset until it reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,4 +205,18 @@ pub struct HistoryEntry {
     /// The step concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+}
+
+/// Where a posted step result is kept, and how to check it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultRef {
+    /// The ConfigMap (in the execution's namespace, owned by the execution) whose key `result` holds it.
+    pub config_map: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, as 64 lower-case hex digits.
+    pub sha256: String,
+    /// `application/json` or `text/plain`, as posted.
+    pub content_type: String,
 }

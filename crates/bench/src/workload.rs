@@ -118,6 +118,7 @@ pub fn baseline_job(
         job_name: job_name(i, k),
         step,
         attempt: 1,
+        results: Vec::new(),
     };
     let mut job = worker_job(&cx, &launch)?;
     job.metadata.owner_references = None;

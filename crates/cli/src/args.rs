@@ -58,6 +58,9 @@ pub enum Command {
     Rerun(RerunArgs),
     /// Delete executions (their Jobs and ConfigMaps go with them).
     Delete(BulkArgs),
+    /// A step's full result: what its worker posted (read from its ConfigMap and checked against the recorded
+    /// SHA-256), else its termination message.
+    Result(ResultArgs),
     /// A step's worker log.
     Logs(LogsArgs),
     /// Shell completion script.
@@ -215,6 +218,25 @@ pub struct LogsArgs {
     /// Stream the log while the worker runs.
     #[arg(short = 'f', long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// The execution's name.
+    #[arg(value_parser = non_empty)]
+    pub name: String,
+    /// The step (default: the last step with a result).
+    #[arg(long, value_name = "STEP", value_parser = non_empty)]
+    pub step: Option<String>,
+    /// `raw`: the result as posted; `json`: it with its step, attempt, source, size and SHA-256.
+    #[arg(short = 'o', long, value_enum, default_value_t = ResultFormat::Raw)]
+    pub output: ResultFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResultFormat {
+    Raw,
+    Json,
 }
 
 #[derive(Debug, Args)]

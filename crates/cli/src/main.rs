@@ -63,6 +63,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             Command::Resume(args) => cmd::bulk::run(&cluster, Operation::Resume, args, None).await,
             Command::Delete(args) => cmd::bulk::run(&cluster, Operation::Delete, args, None).await,
             Command::Rerun(args) => cmd::bulk::rerun(&cluster, args).await,
+            Command::Result(args) => cmd::result::run(&cluster, args).await,
             Command::Logs(args) => cmd::logs::run(&cluster, args).await,
             Command::Completion(_) => Ok(Exit::Ok),
         }

@@ -1256,6 +1256,7 @@ async fn a_job_created_before_an_unwritten_admission_still_holds_its_queue_slot(
         step: resolve_steps(&first.spec).expect("valid").remove(0),
         attempt: 1,
         job_name: job_name("first", "main", 1),
+        results: Vec::new(),
     };
     Api::<Job>::namespaced(t.client.clone(), &t.ns)
         .create(

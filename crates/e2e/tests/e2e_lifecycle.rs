@@ -309,9 +309,12 @@ async fn an_execution_created_again_under_its_name_gets_its_own_inputs() {
         })
         .expect("the second execution's Job");
     let mounted = job.spec.unwrap().template.spec.unwrap().volumes.unwrap()[0]
-        .config_map
+        .projected
         .clone()
-        .unwrap()
+        .and_then(|p| p.sources)
+        .and_then(|s| s.into_iter().next())
+        .and_then(|s| s.config_map)
+        .expect("the crew files' first source: the execution's ConfigMap")
         .name;
     assert_eq!(mounted, own, "the Job mounts its own execution's inputs");
     assert!(

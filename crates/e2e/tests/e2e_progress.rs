@@ -565,3 +565,407 @@ async fn a_flood_of_bogus_tokens_costs_almost_no_token_reviews_and_does_not_dela
     assert_eq!(post(addr, Some(&real), "{}").await.0, 202);
     operator.stop().await;
 }
+
+/// `(status code, body)` of `POST /v1/result` with `token` and `content_type`.
+async fn post_result(
+    addr: SocketAddr,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST /v1/result HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    support::http_exchange(addr, &request).await
+}
+
+/// The status of step `step` of `cx`.
+fn step_of(cx: &CrewExecution, step: &str) -> crew_api::StepStatus {
+    cx.status
+        .as_ref()
+        .and_then(|s| s.steps.iter().find(|s| s.name == step).cloned())
+        .unwrap_or_default()
+}
+
+/// The pod template of `job`.
+fn template_of(
+    job: &k8s_openapi::api::batch::v1::Job,
+) -> k8s_openapi::api::core::v1::PodTemplateSpec {
+    job.spec.clone().expect("a Job spec").template
+}
+
+/// The one Job of `execution`'s step `step` attempt `attempt`, once it exists.
+async fn job_of(
+    t: &TestNs,
+    execution: &str,
+    step: &str,
+    attempt: u32,
+) -> k8s_openapi::api::batch::v1::Job {
+    let name = crew_core::lifecycle::names::job_name(execution, step, attempt);
+    t.wait_jobs(
+        execution,
+        Duration::from_secs(60),
+        support::wait::when_list(
+            format!("Job {name}"),
+            move |all: &[std::sync::Arc<k8s_openapi::api::batch::v1::Job>]| {
+                all.iter().any(|j| j.name_any() == name)
+            },
+        ),
+    )
+    .await
+    .into_iter()
+    .find(|j| j.name_any() == crew_core::lifecycle::names::job_name(execution, step, attempt))
+    .expect("the Job")
+}
+
+/// A worker posts a 1 MiB JSON result: it is kept byte for byte in a ConfigMap the run owns, the status holds a
+/// preview, its size and SHA-256 (and stays small), a small termination-message result is substituted into a
+/// later step's args, and the last step's worker gets both earlier results as files under /crew/results.
+/// Prints the writes per result, the status size, and the time from the post to the next step's Job.
+#[tokio::test]
+async fn a_posted_result_is_kept_whole_and_handed_to_the_later_steps() {
+    let t = TestNs::new("results-flow", Duration::from_millis(300)).await;
+    let (operator, addr) = operator_with_endpoint(&t, Duration::from_millis(500)).await;
+    t.create(
+        r#"
+metadata: {name: chain}
+spec:
+  image: busybox
+  steps:
+  - name: research
+    podAnnotations: {sim.crew.dev/hang: "true"}
+  - name: outline
+    podAnnotations: {sim.crew.dev/message: '{"topic": {"name": "tides"}, "parts": 3}'}
+  - name: write
+    args: ["--topic=$(steps.outline.result.topic.name)", "--parts=$(steps.outline.result.parts)"]
+    env: [{name: OUTLINE, value: "$(steps.outline.result)"}]
+  - name: report
+"#,
+    )
+    .await;
+    let pad = "x".repeat(1024 * 1024 - 64);
+    let body = format!(r#"{{"findings": "{pad}", "n": 1}}"#);
+    assert!(body.len() <= 1024 * 1024);
+    let (answer, posted_at) =
+        post_then_exit(&t, addr, ("chain", "research"), "application/json", &body).await;
+    let described: serde_json::Value = serde_json::from_str(&answer).expect("a JSON answer");
+    let sha = crew_core::lifecycle::results::sha256_hex(body.as_bytes());
+    assert_eq!(described["sha256"], sha.as_str());
+    assert_eq!(described["size"], body.len() as u64);
+    let next = job_of(&t, "chain", "outline", 1).await;
+    let to_next_job = posted_at.elapsed();
+    assert!(next.metadata.creation_timestamp.is_some());
+    let done = t
+        .wait_phase("chain", "Succeeded", Duration::from_secs(90))
+        .await;
+
+    let research = step_of(&done, "research");
+    let reference = research.result_ref.clone().expect("a result reference");
+    assert_eq!(
+        (
+            reference.size,
+            reference.sha256.as_str(),
+            reference.content_type.as_str()
+        ),
+        (body.len() as u64, sha.as_str(), "application/json")
+    );
+    let preview = research.result.clone().expect("a preview");
+    assert!(preview.len() <= 1024 && body.starts_with(preview.trim_end_matches("…[truncated]")));
+    let config_map =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(t.client.clone(), &t.ns)
+            .get(&reference.config_map)
+            .await
+            .expect("the result ConfigMap");
+    assert_eq!(
+        config_map.data.as_ref().expect("data")["result"],
+        body,
+        "kept byte for byte"
+    );
+    assert_eq!(
+        config_map.owner_references()[0].uid,
+        done.uid().expect("a uid"),
+        "owned by the run (garbage-collected with it)"
+    );
+    let status_bytes = serde_json::to_vec(&done.status).expect("status JSON").len();
+    assert!(status_bytes < 16 * 1024, "status is {status_bytes} bytes");
+
+    // A small result substituted into a later step's args and env.
+    let write = job_of(&t, "chain", "write", 1).await;
+    let container = template_of(&write).spec.expect("pod spec").containers[0].clone();
+    assert_eq!(
+        container.args.clone().unwrap_or_default(),
+        ["--topic=tides", "--parts=3"]
+    );
+    let outline_env = container
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .find(|e| e.name == "OUTLINE")
+        .and_then(|e| e.value);
+    assert_eq!(
+        outline_env.as_deref(),
+        Some(r#"{"topic": {"name": "tides"}, "parts": 3}"#)
+    );
+
+    // The last step's worker: research's result from its ConfigMap, outline's from its own annotation.
+    let report = template_of(&job_of(&t, "chain", "report", 1).await);
+    let sources = report.spec.expect("pod spec").volumes.expect("volumes")[0]
+        .projected
+        .clone()
+        .expect("the crew files")
+        .sources
+        .unwrap_or_default();
+    let from_config_map = sources
+        .iter()
+        .filter_map(|s| s.config_map.clone())
+        .find(|c| c.name == reference.config_map)
+        .expect("research's result ConfigMap is projected");
+    assert_eq!(
+        from_config_map.items.unwrap_or_default()[0].path,
+        "results/research"
+    );
+    let inline: Vec<String> = sources
+        .iter()
+        .filter_map(|s| s.downward_api.clone())
+        .flat_map(|d| d.items.unwrap_or_default())
+        .map(|i| i.path)
+        .collect();
+    assert!(
+        inline.contains(&"results/outline".to_string()),
+        "{inline:?}"
+    );
+    assert_eq!(
+        report
+            .metadata
+            .expect("metadata")
+            .annotations
+            .unwrap_or_default()["result.crew.dev/outline"],
+        r#"{"topic": {"name": "tides"}, "parts": 3}"#
+    );
+    // `kubectl crew result` prints it whole, checked against the recorded hash; a termination message likewise.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN"))
+            .args([
+                "--kubeconfig",
+                &support::plane().kubeconfig.to_string_lossy(),
+                "-n",
+                &t.ns,
+            ])
+            .args(args)
+            .output()
+            .expect("run kubectl-crew")
+    };
+    let printed = cli(&["result", "chain", "--step", "research"]);
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    assert_eq!(printed.stdout, body.as_bytes(), "printed byte for byte");
+    let json = cli(&["result", "chain", "--step", "outline", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("-o json");
+    assert_eq!(
+        (
+            json["source"].as_str(),
+            json["result"]["topic"]["name"].as_str()
+        ),
+        (Some("terminationMessage"), Some("tides"))
+    );
+    let described = cli(&["describe", "chain"]);
+    let described = String::from_utf8_lossy(&described.stdout);
+    assert!(
+        described.contains(&reference.sha256[..12]) && described.contains(&reference.config_map),
+        "{described}"
+    );
+    let writes = operator.ctx.metrics.writes(WriteKind::Result);
+    assert_eq!(writes, 2, "a ConfigMap apply and a Job annotation");
+    println!(
+        "a 1 MiB result: {writes} writes; status {status_bytes} bytes; posted → next step's Job created in {:.2} s",
+        to_next_job.as_secs_f64()
+    );
+    operator.stop().await;
+}
+
+/// The step `step` runs.
+fn step_running(
+    step: &'static str,
+) -> support::wait::Named<impl FnMut(Option<&CrewExecution>) -> bool> {
+    support::wait::when(
+        format!("step {step} Running"),
+        move |cx: Option<&CrewExecution>| {
+            cx.is_some_and(|cx| step_of(cx, step).phase == crew_api::StepPhase::Running)
+        },
+    )
+}
+
+/// Only a running attempt's own worker may post, and only a result: no token, a finished attempt, a body over
+/// 1 MiB, JSON that is not, an unknown content type and a second post within a second are each refused with their
+/// own answer, and none of them writes. A retried step's second attempt gets what the first one got.
+#[tokio::test]
+async fn results_are_refused_unless_they_come_from_the_running_attempt() {
+    let t = TestNs::new("results-refused", Duration::from_millis(300)).await;
+    let (operator, addr) = operator_with_endpoint(&t, Duration::from_millis(500)).await;
+    t.create(
+        r#"
+metadata: {name: flaky}
+spec:
+  image: busybox
+  retry: {limit: 1, backoffSeconds: 1}
+  steps:
+  - name: first
+    podAnnotations: {sim.crew.dev/message: 'seed'}
+  - name: second
+    args: ["--seed=$(steps.first.result)"]
+    podAnnotations: {sim.crew.dev/fail-attempts: "1", sim.crew.dev/duration: "4s"}
+"#,
+    )
+    .await;
+    t.wait_for("flaky", Duration::from_secs(60), step_running("second"))
+        .await;
+    let first_pod = worker_pod(&t, "flaky", "second", 1).await;
+    let first_token = token_of(&t, &first_pod, "crew-operator").await;
+    assert_eq!(post_result(addr, None, "text/plain", "x").await.0, 401);
+    // A body over 1 MiB is refused from its declared length, before it is read.
+    let oversized = format!(
+        "POST /v1/result HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {first_token}\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\nyyyy",
+        1024 * 1024 + 1
+    );
+    assert_eq!(support::http_exchange(addr, &oversized).await.0, 413);
+    assert_eq!(
+        post_result(addr, Some(&first_token), "application/json", "{not json")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        post_result(addr, Some(&first_token), "application/xml", "<x/>")
+            .await
+            .0,
+        415
+    );
+    let (code, answer) = post_result(addr, Some(&first_token), "text/plain", "attempt one").await;
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(
+        post_result(addr, Some(&first_token), "text/plain", "again")
+            .await
+            .0,
+        429
+    );
+    // The first attempt fails; the second runs.
+    let second_job = job_of(&t, "flaky", "second", 2).await;
+    t.wait_for(
+        "flaky",
+        Duration::from_secs(60),
+        support::wait::when("second attempt Running", |cx: Option<&CrewExecution>| {
+            cx.is_some_and(|cx| {
+                let s = step_of(cx, "second");
+                s.attempt == 2 && s.phase == crew_api::StepPhase::Running
+            })
+        }),
+    )
+    .await;
+    let (code, answer) = post_result(addr, Some(&first_token), "text/plain", "late").await;
+    assert_eq!(code, 409, "a finished attempt: {answer}");
+    let first_job = job_of(&t, "flaky", "second", 1).await;
+    let spec_of = |job: &k8s_openapi::api::batch::v1::Job| {
+        let pod = template_of(job).spec.expect("pod spec");
+        (pod.containers[0].args.clone(), pod.volumes.clone())
+    };
+    assert_eq!(
+        spec_of(&second_job),
+        spec_of(&first_job),
+        "the retry gets what the first attempt got"
+    );
+    assert_eq!(
+        spec_of(&second_job).0,
+        Some(vec!["--seed=seed".to_string()])
+    );
+    let done = t
+        .wait_phase("flaky", "Succeeded", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        step_of(&done, "second").result_ref,
+        None,
+        "the first attempt's post is not the second attempt's result"
+    );
+    assert_eq!(
+        operator.ctx.metrics.writes(WriteKind::Result),
+        2,
+        "one post kept"
+    );
+    operator.stop().await;
+}
+
+/// The worker of `execution`'s step `step` (first attempt) posts `body` as `content_type`, then exits at once.
+/// Returns the answer and when it came.
+async fn post_then_exit(
+    t: &TestNs,
+    addr: SocketAddr,
+    (execution, step): (&str, &'static str),
+    content_type: &str,
+    body: &str,
+) -> (String, Instant) {
+    t.wait_for(execution, Duration::from_secs(60), step_running(step))
+        .await;
+    let pod = worker_pod(t, execution, step, 1).await;
+    let token = token_of(t, &pod, "crew-operator").await;
+    let (code, answer) = post_result(addr, Some(&token), content_type, body).await;
+    assert_eq!(code, 201, "{step}: {answer}");
+    let posted_at = Instant::now();
+    Api::<Pod>::namespaced(t.client.clone(), &t.ns)
+        .patch(
+            &pod.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "sim.crew.dev/hang": "false", "sim.crew.dev/duration": "0"}}})),
+        )
+        .await
+        .expect("let the pod finish");
+    (answer, posted_at)
+}
+
+/// Three steps each post 1 MiB: the execution's status stays a few KiB (its size printed).
+#[tokio::test]
+async fn three_one_mib_results_leave_the_status_small() {
+    let t = TestNs::new("results-size", Duration::from_millis(300)).await;
+    let (operator, addr) = operator_with_endpoint(&t, Duration::from_millis(500)).await;
+    t.create(
+        r#"
+metadata: {name: big}
+spec:
+  image: busybox
+  podAnnotations: {sim.crew.dev/hang: "true"}
+  steps: [{name: one}, {name: two}, {name: three}]
+"#,
+    )
+    .await;
+    for (step, fill) in [("one", "a"), ("two", "b"), ("three", "c")] {
+        post_then_exit(
+            &t,
+            addr,
+            ("big", step),
+            "text/plain",
+            &fill.repeat(1024 * 1024),
+        )
+        .await;
+    }
+    let done = t
+        .wait_phase("big", "Succeeded", Duration::from_secs(60))
+        .await;
+    let steps = &done.status.as_ref().expect("status").steps;
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.result_ref.as_ref().is_some_and(|r| r.size == 1024 * 1024))
+    );
+    let status_bytes = serde_json::to_vec(&done.status).expect("status JSON").len();
+    let object_bytes = serde_json::to_vec(&done).expect("object JSON").len();
+    println!("three 1 MiB results: status {status_bytes} bytes, whole object {object_bytes} bytes");
+    assert!(status_bytes < 16 * 1024, "status is {status_bytes} bytes");
+    operator.stop().await;
+}

@@ -17,7 +17,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -177,9 +177,9 @@ fn operator_rules() -> BTreeSet<Triple> {
         (
             "batch",
             "jobs",
-            &["get", "list", "watch", "create", "delete"],
+            &["get", "list", "watch", "create", "delete", "patch"],
         ),
-        ("", "configmaps", &["create"]),
+        ("", "configmaps", &["create", "patch"]),
         ("", "serviceaccounts", &["get"]),
         ("", "events", &["list", "watch"]),
         ("", "pods", &["get", "list", "watch"]),
@@ -1302,6 +1302,8 @@ spec:
     // Job deletion: cancel the hanging execution.
     let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
     watched(try_wait_object(executions.clone(), "stuck", LIMIT, is_phase("Running")).await);
+    // Its worker posts a result: the worker endpoint's TokenReview, the result ConfigMap and the Job annotation.
+    post_a_result(&admin, &ns, ctx.clone(), "stuck").await;
     executions
         .patch(
             "stuck",
@@ -1399,6 +1401,68 @@ spec:
         let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
     }
     println!("helm install + RBAC proof took {:?}", started.elapsed());
+}
+
+/// Serves the worker endpoint of `ctx`'s operator and posts a result as the worker of `execution`'s first attempt
+/// (its pod's token, as the kubelet projects it).
+async fn post_a_result(
+    admin: &Client,
+    ns: &str,
+    ctx: std::sync::Arc<crew_operator::controller::context::Context>,
+    execution: &str,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let endpoint = crew_operator::progress::endpoint::Endpoint::new(ctx);
+    let served = tokio::spawn(crew_operator::progress::endpoint::serve(listener, endpoint));
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), ns);
+    let selector = format!("crew.dev/execution={execution},crew.dev/attempt=1");
+    let mut pod = None;
+    eventually("the worker pod", || {
+        let pods = pods.clone();
+        let selector = selector.clone();
+        async move {
+            let listed = pods.list(&ListParams::default().labels(&selector)).await;
+            listed.is_ok_and(|l| !l.items.is_empty())
+        }
+    })
+    .await;
+    if let Ok(listed) = pods.list(&ListParams::default().labels(&selector)).await {
+        pod = listed.items.into_iter().next();
+    }
+    let pod = pod.expect("the worker pod");
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(json!({"spec": {
+            "audiences": ["crew-operator"], "expirationSeconds": 600,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.name_any(), "uid": pod.uid()}
+        }}))
+        .expect("token request");
+    let token = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), ns)
+        .create_token_request("default", &PostParams::default(), &request)
+        .await
+        .expect("a token")
+        .status
+        .expect("token status")
+        .token;
+    let body = r#"{"answer": 42}"#;
+    let request = format!(
+        "POST /v1/result HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answered = (0, String::new());
+    for _ in 0..50 {
+        answered = support::http_exchange(addr, &request).await;
+        if answered.0 != 503 {
+            break;
+        }
+        // The worker retries while the attempt is not visible yet, as a real one does.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(answered.0, 201, "the result was not kept: {}", answered.1);
+    served.abort();
 }
 
 /// The admission policy's deny list is the operator's: a policy that let through what the operator then fails (or

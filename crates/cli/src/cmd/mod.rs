@@ -6,5 +6,6 @@ pub mod describe;
 pub mod list;
 pub mod logs;
 pub mod rerun;
+pub mod result;
 pub mod stats;
 pub mod watch;

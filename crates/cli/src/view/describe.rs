@@ -234,6 +234,23 @@ pub fn render(d: &Described<'_>, now: Timestamp, style: Style) -> String {
     }
     section(&mut out, &steps, style);
     out.push_str(&reported(&status.steps, now));
+    if status.steps.iter().any(|s| s.result_ref.is_some()) {
+        out.push_str("\nResults posted (kubectl crew result NAME --step STEP):\n");
+        let mut posted = Table::new(&["STEP", "SIZE", "SHA256", "CONFIGMAP", "PREVIEW"]);
+        for step in &status.steps {
+            let Some(reference) = &step.result_ref else {
+                continue;
+            };
+            posted.row(vec![
+                Cell::from(step.name.as_str()),
+                Cell::from(format!("{} B", reference.size)),
+                Cell::from(reference.sha256.chars().take(12).collect::<String>()),
+                Cell::from(reference.config_map.as_str()),
+                Cell::from(or_dash(step.result.as_deref().map(|r| first_line(r, 40)))),
+            ]);
+        }
+        section(&mut out, &posted, style);
+    }
 
     out.push_str("\nConditions:\n");
     let mut conditions = Table::new(&["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]);

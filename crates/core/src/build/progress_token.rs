@@ -90,6 +90,7 @@ mod tests {
             job_name: "report-main-1".into(),
             step,
             attempt: 1,
+            results: Vec::new(),
         };
         let mut job = super::super::worker_job::worker_job(&cx, &launch).unwrap();
         add_progress_reporting(&mut job, "http://crew:8081/v1/progress");

@@ -4,18 +4,26 @@ use super::config_map::{CREW_FILE, INPUTS_FILE};
 use super::{BuildError, labels, namespace, owner_reference, pod_template};
 use crate::lifecycle::Launch;
 use crate::lifecycle::names::config_map_name;
+use crate::lifecycle::results::{EarlierResult, Kept, RESULT_KEY};
 use crew_api::CrewExecution;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, EnvVar, PodSpec, PodTemplateSpec, Volume, VolumeMount,
+    ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile, EnvVar,
+    KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec, ProjectedVolumeSource, Volume,
+    VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
 
 /// Name of the worker container (the one whose termination message is read).
 pub const WORKER_CONTAINER: &str = "worker";
 /// Where `crew.json` and `inputs.json` are mounted.
 pub const CREW_MOUNT: &str = "/crew";
 const CREW_VOLUME: &str = "crew";
+/// Where earlier steps' results are, under [`CREW_MOUNT`]: one file per step.
+pub const RESULTS_DIR: &str = "results";
+/// Pod annotation prefix carrying an earlier step's termination-message result (`result.crew.dev/<step>`).
+pub const INLINE_RESULT_PREFIX: &str = "result.crew.dev/";
 
 /// The Job running `launch`'s step attempt. `backoffLimit` is 0: the
 /// operator owns retries so that every attempt is its own visible Job. Everything about the worker (container,
@@ -42,6 +50,7 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
             ("CREW_ATTEMPT", launch.attempt.to_string()),
             ("CREW_CREW_FILE", format!("{CREW_MOUNT}/{CREW_FILE}")),
             ("CREW_INPUTS_FILE", format!("{CREW_MOUNT}/{INPUTS_FILE}")),
+            ("CREW_RESULTS_DIR", format!("{CREW_MOUNT}/{RESULTS_DIR}")),
         ]
         .into_iter()
         .map(|(k, v)| EnvVar {
@@ -75,12 +84,10 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
         containers: Vec::new(),
         volumes: Some(vec![Volume {
             name: CREW_VOLUME.to_string(),
-            // Optional: executions without crew/inputs create no ConfigMap (one write less) and see an empty dir.
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_map_name(&name, execution.metadata.uid.as_deref().unwrap_or_default()),
-                optional: Some(true),
-                ..Default::default()
-            }),
+            projected: Some(crew_files(
+                &config_map_name(&name, execution.metadata.uid.as_deref().unwrap_or_default()),
+                &launch.results,
+            )),
             ..Default::default()
         }]),
         ..Default::default()
@@ -103,9 +110,9 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_template::labels(&step.pod_template, &labels)),
-                    annotations: pod_template::annotations(
-                        &step.pod_template,
-                        &step.pod_annotations,
+                    annotations: with_inline_results(
+                        pod_template::annotations(&step.pod_template, &step.pod_annotations),
+                        &launch.results,
                     ),
                     ..Default::default()
                 }),
@@ -115,6 +122,79 @@ pub fn worker_job(execution: &CrewExecution, launch: &Launch) -> Result<Job, Bui
         }),
         ..Default::default()
     })
+}
+
+/// The files under `/crew`: `crew.json` and `inputs.json` from the execution's ConfigMap (optional: executions
+/// without crew or inputs create none, one write less, and see no files), and `results/<step>` for each earlier
+/// step's result: from its result ConfigMap when its worker posted one, else from the pod's own annotation
+/// [`INLINE_RESULT_PREFIX`]`<step>` (its termination message).
+fn crew_files(crew_config_map: &str, results: &[EarlierResult]) -> ProjectedVolumeSource {
+    let mut sources = vec![VolumeProjection {
+        config_map: Some(ConfigMapProjection {
+            name: crew_config_map.to_string(),
+            optional: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut inline = Vec::new();
+    for result in results {
+        let path = format!("{RESULTS_DIR}/{}", result.step);
+        match &result.kept {
+            Kept::ConfigMap(name) => sources.push(VolumeProjection {
+                config_map: Some(ConfigMapProjection {
+                    name: name.clone(),
+                    items: Some(vec![KeyToPath {
+                        key: RESULT_KEY.to_string(),
+                        path,
+                        ..Default::default()
+                    }]),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            Kept::Inline(_) => inline.push(DownwardAPIVolumeFile {
+                path,
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!(
+                        "metadata.annotations['{INLINE_RESULT_PREFIX}{}']",
+                        result.step
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+    if !inline.is_empty() {
+        sources.push(VolumeProjection {
+            downward_api: Some(DownwardAPIProjection {
+                items: Some(inline),
+            }),
+            ..Default::default()
+        });
+    }
+    ProjectedVolumeSource {
+        sources: Some(sources),
+        ..Default::default()
+    }
+}
+
+/// The pod's annotations with the earlier termination-message results (for the downward API files).
+fn with_inline_results(
+    annotations: Option<BTreeMap<String, String>>,
+    results: &[EarlierResult],
+) -> Option<BTreeMap<String, String>> {
+    let mut annotations = annotations.unwrap_or_default();
+    for result in results {
+        if let Kept::Inline(text) = &result.kept {
+            annotations.insert(
+                format!("{INLINE_RESULT_PREFIX}{}", result.step),
+                text.clone(),
+            );
+        }
+    }
+    (!annotations.is_empty()).then_some(annotations)
 }
 
 #[cfg(test)]
@@ -137,6 +217,7 @@ mod tests {
             step,
             attempt,
             job_name,
+            results: Vec::new(),
         }
     }
 
@@ -214,13 +295,73 @@ mod tests {
         let pod = spec.template.spec.as_ref().unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let volume = pod.volumes.as_ref().unwrap()[0]
-            .config_map
+            .projected
             .as_ref()
+            .unwrap()
+            .sources
+            .as_ref()
+            .unwrap()[0]
+            .config_map
+            .clone()
             .unwrap();
         let own = crate::lifecycle::names::config_map_name("report", "uid-1");
         assert_eq!(
             (volume.name.as_str(), volume.optional),
             (own.as_str(), Some(true))
+        );
+    }
+
+    #[test]
+    fn earlier_results_are_files_under_crew_results() {
+        let cx = execution(CrewExecutionSpec {
+            image: Some("w".into()),
+            ..Default::default()
+        });
+        let mut launch = launch_of(&cx, 0, 1);
+        launch.results = vec![
+            EarlierResult {
+                step: "research".into(),
+                kept: Kept::ConfigMap("report-result-1".into()),
+            },
+            EarlierResult {
+                step: "outline".into(),
+                kept: Kept::Inline("three parts".into()),
+            },
+        ];
+        let job = worker_job(&cx, &launch).unwrap();
+        let template = job.spec.unwrap().template;
+        let pod = template.spec.unwrap();
+        let sources = pod.volumes.unwrap()[0]
+            .projected
+            .clone()
+            .unwrap()
+            .sources
+            .unwrap();
+        let posted = sources[1].config_map.clone().unwrap();
+        assert_eq!(posted.name, "report-result-1");
+        assert_eq!(
+            posted.items.unwrap()[0],
+            KeyToPath {
+                key: "result".into(),
+                path: "results/research".into(),
+                ..Default::default()
+            }
+        );
+        let inline = &sources[2].downward_api.clone().unwrap().items.unwrap()[0];
+        assert_eq!(inline.path, "results/outline");
+        assert_eq!(
+            inline.field_ref.as_ref().unwrap().field_path,
+            "metadata.annotations['result.crew.dev/outline']"
+        );
+        assert_eq!(
+            template.metadata.unwrap().annotations.unwrap()["result.crew.dev/outline"],
+            "three parts"
+        );
+        let env = pod.containers[0].env.clone().unwrap();
+        assert!(
+            env.iter().any(
+                |e| e.name == "CREW_RESULTS_DIR" && e.value.as_deref() == Some("/crew/results")
+            )
         );
     }
 

@@ -60,6 +60,7 @@ mod tests {
             pod_started: true,
             start_blocked: None,
             deleting: false,
+            posted: None,
         }
     }
 

@@ -92,6 +92,9 @@ pub fn summarise_job(job: &Job) -> Option<JobRecord> {
     let attempt = labels.get(labels::ATTEMPT)?.parse().ok()?;
     let verdict = job_verdict(job);
     let owner = controller_of(job);
+    let posted = job.metadata.annotations.as_ref().and_then(|annotations| {
+        super::results::PostedResult::from_annotations(&step, attempt, annotations)
+    });
     Some(JobRecord {
         summary: ObservedJob {
             name: job.name_any(),
@@ -120,6 +123,7 @@ pub fn summarise_job(job: &Job) -> Option<JobRecord> {
             pod_started: false,
             start_blocked: None,
             deleting: job.metadata.deletion_timestamp.is_some(),
+            posted,
         },
         owner_uid: owner.map(|o| o.uid.clone()),
         owner_name: owner.map(|o| o.name.clone()),

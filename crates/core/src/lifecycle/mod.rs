@@ -22,6 +22,7 @@ pub mod queue_book;
 pub mod queue_stats;
 pub mod report;
 pub mod resolve;
+pub mod results;
 pub mod steps;
 pub mod text;
 pub mod timefmt;

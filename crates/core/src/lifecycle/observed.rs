@@ -96,6 +96,8 @@ pub struct ObservedJob {
     pub start_blocked: Option<StartBlock>,
     /// Whether the Job is being deleted.
     pub deleting: bool,
+    /// The result its step's worker posted (`POST /v1/result`), when the last post came from this attempt.
+    pub posted: Option<super::results::PostedResult>,
 }
 
 /// Whether the execution may take a running slot now.

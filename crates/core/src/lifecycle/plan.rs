@@ -13,6 +13,9 @@ pub struct Launch {
     pub attempt: u32,
     /// Deterministic Job name.
     pub job_name: String,
+    /// The results of the steps before it, for its worker's `/crew/results/` (its `args` and `env` already carry
+    /// the results they reference).
+    pub results: Vec<crate::lifecycle::results::EarlierResult>,
 }
 
 /// A Kubernetes Event to record about the execution.

@@ -106,6 +106,7 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
             })
             .collect()
     };
+    problems.extend(result_reference_problems(&steps));
     let step_count = steps.len();
     let steps: Vec<ResolvedStep> = steps
         .into_iter()
@@ -127,6 +128,30 @@ pub fn resolve_steps(spec: &CrewExecutionSpec) -> Result<Vec<ResolvedStep>, Inva
     } else {
         Err(InvalidSpec(problems.join("; ")))
     }
+}
+
+/// References to results (`$(steps.<name>.result...)` in `args` and `env`) that name no step before theirs.
+fn result_reference_problems(steps: &[ResolvedStep]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let texts = step
+            .args
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(step.env.iter().filter_map(|e| e.value.as_deref()));
+        for text in texts {
+            for (_, reference) in super::results::references(text) {
+                if !steps[..index].iter().any(|s| s.name == reference.step) {
+                    problems.push(format!(
+                        "step {:?} refers to $(steps.{}.result), but {:?} is not a step before it",
+                        step.name, reference.step, reference.step
+                    ));
+                }
+            }
+        }
+    }
+    problems
 }
 
 /// The API server (etcd) refuses objects over 1.5 MiB. Spec and status must fit in this much of it, leaving
@@ -350,6 +375,30 @@ mod tests {
             history_limit: 20,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_result_reference_must_name_a_step_before_it() {
+        let mut spec = base();
+        spec.steps = vec![
+            step("plan"),
+            StepSpec {
+                args: Some(vec!["--plan=$(steps.plan.result.topic)".into()]),
+                env: Some(vec![env("LATER", "$(steps.report.result)")]),
+                ..step("write")
+            },
+            step("report"),
+        ];
+        let problem = resolve_steps(&spec).unwrap_err().0;
+        assert!(
+            problem.contains(
+                "refers to $(steps.report.result), but \"report\" is not a step before it"
+            ),
+            "{problem}"
+        );
+        assert!(!problem.contains("steps.plan"), "{problem}");
+        spec.steps[1].env = None;
+        assert!(resolve_steps(&spec).is_ok());
     }
 
     #[test]

@@ -199,11 +199,21 @@ fn view_of_job(
     status.completion_time = Some(Time(finished));
     status.duration_seconds = start.map(|s| seconds_between(s, finished));
     status.exit_code = job.worker.as_ref().map(|w| w.exit_code);
-    status.result = job
-        .worker
-        .as_ref()
-        .and_then(|w| w.message.as_deref())
-        .map(truncate_result);
+    // A result the attempt posted is its result (a preview here, the whole in its ConfigMap); else its
+    // termination message.
+    match job.posted.as_ref().filter(|p| p.attempt == job.attempt) {
+        Some(posted) => {
+            status.result = Some(posted.preview.clone());
+            status.result_ref = Some(posted.reference());
+        }
+        None => {
+            status.result = job
+                .worker
+                .as_ref()
+                .and_then(|w| w.message.as_deref())
+                .map(truncate_result);
+        }
+    }
     status.message = Some(super::text::bounded_message(outcome_message(
         job, succeeded,
     )));

@@ -11,9 +11,10 @@ use super::{retry, walk};
 use crate::lifecycle::backoff::may_retry;
 use crate::lifecycle::draft::Draft;
 use crate::lifecycle::names::job_name;
+use crate::lifecycle::results::{EarlierResult, earlier_results, substitute};
 use crate::lifecycle::text::bounded_message;
 use crate::lifecycle::worker_policy::{account_to_check, volume_problems_of};
-use crate::lifecycle::{Launch, Plan, Read};
+use crate::lifecycle::{Launch, Plan, Read, ResolvedStep};
 use crew_api::{Phase, Reason, StepPhase, StepStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -87,6 +88,26 @@ pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcom
             permanent,
         );
     }
+    // What the earlier steps produced, for this attempt's worker: every attempt of the step gets the same (they
+    // are kept as written once their steps ended).
+    let earlier: Vec<StepStatus> = outcome.records[..index]
+        .iter()
+        .map(|r| r.status.clone())
+        .collect();
+    let handed = match hand_over_results(&outcome.current().spec, &earlier) {
+        Ok(handed) => handed,
+        Err(message) => {
+            return refused(
+                draft,
+                plan,
+                outcome,
+                attempt,
+                Reason::InvalidSpec,
+                message,
+                true,
+            );
+        }
+    };
     let record = outcome.current_mut();
     record.status = StepStatus {
         name: name.clone(),
@@ -98,10 +119,12 @@ pub(super) fn start(draft: &mut Draft<'_>, plan: &mut Plan, outcome: &mut Outcom
     };
     plan.ensure_config_map =
         index == 0 && attempt == 1 && (spec.crew.is_some() || spec.inputs.is_some());
+    let (step, results) = handed;
     plan.launch = Some(Launch {
-        step: record.spec.clone(),
+        step,
         attempt,
         job_name: job.clone(),
+        results,
     });
     if attempt > 1 {
         draft.note(
@@ -198,4 +221,27 @@ fn refused(
         return;
     }
     retry::failed(draft, plan, outcome, attempt, draft.now);
+}
+
+/// The step as its worker runs it: the earlier results it references substituted into its `args` and `env`, with
+/// the earlier results for its `/crew/results/`; or why it cannot run.
+fn hand_over_results(
+    step: &ResolvedStep,
+    earlier: &[StepStatus],
+) -> Result<(ResolvedStep, Vec<EarlierResult>), String> {
+    let results = earlier_results(earlier)?;
+    let mut step = step.clone();
+    let name = step.name.clone();
+    if let Some(args) = &mut step.args {
+        for arg in args.iter_mut() {
+            *arg = substitute(arg, earlier).map_err(|e| format!("step {name} args: {e}"))?;
+        }
+    }
+    for var in &mut step.env {
+        if let Some(value) = &mut var.value {
+            *value = substitute(value, earlier)
+                .map_err(|e| format!("step {name} env {}: {e}", var.name))?;
+        }
+    }
+    Ok((step, results))
 }

@@ -78,6 +78,7 @@ pub fn foreign_job(step: &str, attempt: u32, controller: Option<JobController>) 
         pod_started: true,
         start_blocked: None,
         deleting: false,
+        posted: None,
     }
 }
 
@@ -398,6 +399,7 @@ impl World {
                     pod_started: self.start_blocked.is_none(),
                     start_blocked: None,
                     deleting: false,
+                    posted: None,
                 });
             }
         }

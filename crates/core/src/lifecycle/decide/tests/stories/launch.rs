@@ -334,6 +334,7 @@ mod story {
             pod_started: true,
             start_blocked: None,
             deleting: true,
+            posted: None,
         });
         let plan = w.step(0);
         assert!(plan.launch.is_none());
