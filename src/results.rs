@@ -1,6 +1,7 @@
 //! Keeping a step result a worker posted: its body into the step's result ConfigMap (owned by the execution), then
 //! its description onto the attempt's Job, where the Jobs watch shows it to every reconcile (and to the next
-//! leader). `crew_core::lifecycle::results` says where results live and why.
+//! leader); and sharing it with a run that resumes from its execution. `crew_core::lifecycle::results` says where
+//! results live and why.
 
 use crate::controller::context::Context;
 use crate::error::Error;
@@ -84,6 +85,35 @@ pub async fn store(
         })?;
     ctx.count_write(WriteKind::Result);
     Ok(posted)
+}
+
+/// Makes `execution` a second owner of `config_map` (a result of the execution it resumes from): a strategic merge
+/// of the owner references by UID, so adding it again changes nothing and the first owner stays. Deleting the
+/// first execution later then leaves the result to this one.
+pub async fn adopt(
+    ctx: &Context,
+    execution: &CrewExecution,
+    config_map: &str,
+) -> Result<(), Error> {
+    let mut owner = crew_core::build::owner_reference(execution)?;
+    owner.controller = Some(false);
+    let patch = serde_json::json!({"metadata": {"ownerReferences": [owner]}});
+    Api::<ConfigMap>::namespaced(
+        ctx.client.clone(),
+        &execution.namespace().unwrap_or_default(),
+    )
+    .patch(
+        config_map,
+        &PatchParams::default(),
+        &Patch::Strategic(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        action: "own a resumed-from result ConfigMap",
+        source,
+    })?;
+    ctx.count_write(WriteKind::Result);
+    Ok(())
 }
 
 #[cfg(test)]

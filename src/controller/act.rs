@@ -75,6 +75,10 @@ pub async fn execute(
     }
     // Each write is boxed: an execution waiting on the API server holds only the future of the write in flight,
     // not the largest of all of them (the difference is most of the operator's memory when thousands wait).
+    for config_map in &plan.adopt_results {
+        still_leading(ctx, "result ConfigMap adoption")?;
+        Box::pin(crate::results::adopt(ctx, execution, config_map)).await?;
+    }
     if plan.ensure_config_map {
         still_leading(ctx, "ConfigMap create")?;
         Box::pin(create_config_map(execution, ctx, &ns)).await?;

@@ -204,6 +204,12 @@ pub struct CrewExecutionSpec {
     #[serde(default)]
     pub cancel: bool,
 
+    /// Start at a step of another execution of this namespace, taking over the outcomes and results of the steps
+    /// before it (`kubectl crew retry`, `kubectl crew rerun --from-step`). Read once, when the run starts: the
+    /// other execution is never modified, and deleting it later changes nothing here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<ResumeFrom>,
+
     /// Delete the execution (and so its Jobs and ConfigMap) this many seconds after it finished. Unset: keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 2_147_483_647))]
@@ -358,4 +364,17 @@ impl Default for RetryPolicy {
             max_backoff_seconds: DEFAULT_MAX_BACKOFF_SECONDS,
         }
     }
+}
+
+/// Where a run resumes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeFrom {
+    /// The execution (same namespace) whose earlier steps are taken over; every step before `step` must have
+    /// succeeded there, under the same name and in the same order.
+    #[schemars(length(min = 1, max = 253))]
+    pub execution: String,
+    /// The first step this run executes.
+    #[schemars(length(min = 1, max = 63))]
+    pub step: String,
 }

@@ -15,7 +15,9 @@ pub mod sink;
 pub mod status;
 pub mod vocabulary;
 
-pub use execution::{CrewExecution, CrewExecutionSpec, JobCleanup, OnStall, RetryPolicy, StepSpec};
+pub use execution::{
+    CrewExecution, CrewExecutionSpec, JobCleanup, OnStall, ResumeFrom, RetryPolicy, StepSpec,
+};
 pub use phase::{Phase, StepPhase};
 pub use pod_template::PodTemplate;
 pub use queue::{CrewQueue, CrewQueueSpec, CrewQueueStatus};

@@ -170,6 +170,9 @@ vocabulary! {
         BuildError,
         /// A CrewSink dropped an event after its last retry (on the sink).
         NotificationDropped,
+        /// The run resumed from another execution (`spec.resumeFrom`): the steps before its resume step were not run
+        /// again; their recorded outcomes and results were taken over.
+        StepsReused,
     }
 }
 
@@ -262,6 +265,7 @@ impl Reason {
             Reason::ApiError => Warning,
             Reason::BuildError => Warning,
             Reason::NotificationDropped => Warning,
+            Reason::StepsReused => Normal,
         }
     }
 
@@ -329,6 +333,7 @@ mod tests {
             (Reason::ApiError, Warning),
             (Reason::BuildError, Warning),
             (Reason::NotificationDropped, Warning),
+            (Reason::StepsReused, Normal),
         ];
         let listed: Vec<Reason> = decided.iter().map(|(reason, _)| *reason).collect();
         assert_eq!(listed, Reason::ALL, "every reason, once, in order");

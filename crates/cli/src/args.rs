@@ -58,6 +58,9 @@ pub enum Command {
     Rerun(RerunArgs),
     /// Delete executions (their Jobs and ConfigMaps go with them).
     Delete(BulkArgs),
+    /// Run a Failed or Cancelled execution again from the step it stopped at: a new execution that takes over the
+    /// steps before it (their outcomes and results) and runs no Job for them (spec.resumeFrom).
+    Retry(RetryArgs),
     /// A step's full result: what its worker posted (read from its ConfigMap and checked against the recorded
     /// SHA-256), else its termination message.
     Result(ResultArgs),
@@ -202,6 +205,20 @@ pub struct RerunArgs {
     /// hash when longer than 57 characters).
     #[arg(long, value_name = "NAME", value_parser = non_empty)]
     pub name: Option<String>,
+    /// Start at this step, taking over the outcomes and results of the steps before it from the original (which
+    /// must have succeeded there); the original is not modified.
+    #[arg(long, value_name = "STEP", value_parser = non_empty)]
+    pub from_step: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The Failed or Cancelled execution.
+    #[arg(value_parser = non_empty)]
+    pub name: String,
+    /// Name of the new execution (default: `generateName: <name>-`).
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
+    pub new_name: Option<String>,
 }
 
 #[derive(Debug, Args)]

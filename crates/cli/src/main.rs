@@ -56,13 +56,20 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             Command::History(args) => cmd::describe::history(&cluster, &args.name).await,
             Command::Watch(args) => cmd::watch::run(&cluster, args).await,
             Command::Stats(args) => cmd::stats::run(&cluster, args).await,
-            Command::Cancel(args) => cmd::bulk::run(&cluster, Operation::Cancel, args, None).await,
-            Command::Suspend(args) => {
-                cmd::bulk::run(&cluster, Operation::Suspend, args, None).await
+            Command::Cancel(args) => {
+                cmd::bulk::run(&cluster, Operation::Cancel, args, &Default::default()).await
             }
-            Command::Resume(args) => cmd::bulk::run(&cluster, Operation::Resume, args, None).await,
-            Command::Delete(args) => cmd::bulk::run(&cluster, Operation::Delete, args, None).await,
+            Command::Suspend(args) => {
+                cmd::bulk::run(&cluster, Operation::Suspend, args, &Default::default()).await
+            }
+            Command::Resume(args) => {
+                cmd::bulk::run(&cluster, Operation::Resume, args, &Default::default()).await
+            }
+            Command::Delete(args) => {
+                cmd::bulk::run(&cluster, Operation::Delete, args, &Default::default()).await
+            }
             Command::Rerun(args) => cmd::bulk::rerun(&cluster, args).await,
+            Command::Retry(args) => cmd::bulk::retry(&cluster, args).await,
             Command::Result(args) => cmd::result::run(&cluster, args).await,
             Command::Logs(args) => cmd::logs::run(&cluster, args).await,
             Command::Completion(_) => Ok(Exit::Ok),

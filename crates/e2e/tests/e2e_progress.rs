@@ -969,3 +969,160 @@ spec:
     assert!(status_bytes < 16 * 1024, "status is {status_bytes} bytes");
     operator.stop().await;
 }
+
+/// A run fails at its second step; `kubectl crew retry` makes a new run that takes over the first step (its
+/// recorded outcome and posted result, never run again), starts at the failed one and hands it the old result.
+/// The old run is not modified, and deleting it leaves the result to the new one.
+#[tokio::test]
+async fn a_retry_resumes_from_the_failed_step_with_the_earlier_results() {
+    let t = TestNs::new("results-retry", Duration::from_millis(300)).await;
+    let (operator, addr) = operator_with_endpoint(&t, Duration::from_millis(500)).await;
+    t.create(
+        r#"
+metadata: {name: first}
+spec:
+  image: busybox
+  steps:
+  - name: research
+    podAnnotations: {sim.crew.dev/hang: "true"}
+  - name: write
+    podAnnotations: {sim.crew.dev/exit-code: "1"}
+"#,
+    )
+    .await;
+    let body = r#"{"topic": "tides"}"#;
+    post_then_exit(&t, addr, ("first", "research"), "application/json", body).await;
+    let failed = t
+        .wait_phase("first", "Failed", Duration::from_secs(60))
+        .await;
+    let reference = step_of(&failed, "research")
+        .result_ref
+        .expect("research posted its result");
+
+    let retry =
+        std::process::Command::new(support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN"))
+            .args([
+                "--kubeconfig",
+                &support::plane().kubeconfig.to_string_lossy(),
+                "-n",
+                &t.ns,
+            ])
+            .args(["retry", "first", "--new-name", "second"])
+            .output()
+            .expect("run kubectl-crew");
+    let said = String::from_utf8_lossy(&retry.stdout);
+    assert!(
+        retry.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+    assert!(said.contains("from step write"), "{said}");
+
+    let write = job_of(&t, "second", "write", 1).await;
+    let second = t
+        .wait_for(
+            "second",
+            Duration::from_secs(60),
+            support::wait::when("write attempt 1 recorded", |cx: Option<&CrewExecution>| {
+                cx.is_some_and(|cx| step_of(cx, "write").attempt == 1)
+            }),
+        )
+        .await;
+    assert_eq!(
+        second
+            .spec
+            .resume_from
+            .as_ref()
+            .map(|r| (r.execution.as_str(), r.step.as_str())),
+        Some(("first", "write"))
+    );
+    let taken = step_of(&second, "research");
+    assert_eq!(
+        (taken.phase, taken.result_ref.clone()),
+        (crew_api::StepPhase::Succeeded, Some(reference.clone())),
+        "research taken over as recorded"
+    );
+    assert!(
+        support::history_reasons(&second).contains(&"StepsReused".to_string()),
+        "{:?}",
+        support::history_reasons(&second)
+    );
+    let jobs: Vec<String> = jobs_of(&t, "second")
+        .await
+        .iter()
+        .map(|j| j.name_any())
+        .collect();
+    assert!(
+        jobs.iter().all(|j| !j.contains("research")),
+        "no Job for the step taken over: {jobs:?}"
+    );
+    let sources = template_of(&write)
+        .spec
+        .expect("pod spec")
+        .volumes
+        .expect("volumes")[0]
+        .projected
+        .clone()
+        .expect("the crew files")
+        .sources
+        .unwrap_or_default();
+    assert!(
+        sources
+            .iter()
+            .filter_map(|s| s.config_map.as_ref())
+            .any(|c| c.name == reference.config_map),
+        "the resumed step gets the old result"
+    );
+    let unchanged = t.executions().get("first").await.expect("first");
+    assert_eq!(
+        unchanged.status, failed.status,
+        "the old run is never modified"
+    );
+
+    // Deleting the old run leaves the result to the new one (it owns it too).
+    t.executions()
+        .delete("first", &Default::default())
+        .await
+        .expect("delete first");
+    let config_maps =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(t.client.clone(), &t.ns);
+    let owners = |cm: &k8s_openapi::api::core::v1::ConfigMap| -> Vec<String> {
+        cm.owner_references()
+            .iter()
+            .map(|o| o.name.clone())
+            .collect()
+    };
+    let kept = config_maps
+        .get(&reference.config_map)
+        .await
+        .expect("the result");
+    assert!(
+        owners(&kept).contains(&"second".to_string()),
+        "{:?}",
+        owners(&kept)
+    );
+    t.wait_deleted("first", Duration::from_secs(30)).await;
+    // The garbage collector has had its turn at the first run's dependents (its Jobs go).
+    t.wait_jobs(
+        "first",
+        Duration::from_secs(60),
+        support::wait::when_list(
+            "gone",
+            |all: &[std::sync::Arc<k8s_openapi::api::batch::v1::Job>]| all.is_empty(),
+        ),
+    )
+    .await;
+    assert!(
+        config_maps
+            .get_opt(&reference.config_map)
+            .await
+            .expect("get")
+            .is_some(),
+        "the result outlives the run it was posted in"
+    );
+    assert!(
+        operator.ctx.metrics.writes(WriteKind::Result) >= 3,
+        "2 for the post, 1 to share it"
+    );
+    operator.stop().await;
+}

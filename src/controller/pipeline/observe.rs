@@ -5,8 +5,11 @@ use crate::controller::context::Context;
 use crate::progress::book::Held;
 use crew_api::CrewExecution;
 use crew_core::lifecycle::worker_policy::ServiceAccountFact;
-use crew_core::lifecycle::{Admission, JobRejection, Observed, ObservedJob, StartBlock};
+use crew_core::lifecycle::{
+    Admission, JobRejection, Observed, ObservedJob, ResumeSource, StartBlock,
+};
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 
 /// What one reconcile has seen (see the module documentation).
 #[derive(Debug)]
@@ -83,10 +86,34 @@ impl Seen {
             report_due: self.held.as_ref().is_some_and(|held| held.due),
             acting_since: Some(ctx.leadership.since()),
             retain: self.retain,
+            resume_source: resume_source(cx, ctx),
             has_finalizer: cx
                 .finalizers()
                 .iter()
                 .any(|f| f == crate::notify::RETAIN_FINALIZER),
         }
     }
+}
+
+/// The execution `cx` resumes from, as cached, while `cx` has not started a step (after that it is never read).
+fn resume_source(cx: &CrewExecution, ctx: &Context) -> Option<ResumeSource> {
+    let from = cx.spec.resume_from.as_ref()?;
+    let started = cx
+        .status
+        .as_ref()
+        .is_some_and(|s| s.steps.iter().any(|step| step.attempt > 0));
+    if started {
+        return None;
+    }
+    let reference = ObjectRef::<CrewExecution>::new(&from.execution)
+        .within(&cx.namespace().unwrap_or_default());
+    let source = ctx.caches.executions.get(&reference)?;
+    Some(ResumeSource {
+        uid: source.uid().unwrap_or_default(),
+        steps: source
+            .status
+            .as_ref()
+            .map(|s| s.steps.clone())
+            .unwrap_or_default(),
+    })
 }

@@ -7,14 +7,14 @@
 //! `metadata.uid`, so an execution deleted and re-created under the same name between the list (or the question
 //! on a terminal) and the write is left alone and reported as a Conflict.
 
-use crate::args::{BulkArgs, RerunArgs};
+use crate::args::{BulkArgs, RerunArgs, RetryArgs};
 use crate::cluster::{Cluster, EXECUTIONS};
-use crate::cmd::rerun::{rerun_of, tracking_labels};
+use crate::cmd::rerun::{Rerun, rerun_of, tracking_labels};
 use crate::error::{self, CliError, Exit, Request};
 use crate::output::{can_ask, confirm, note, print};
 use crate::selection::{self, Selection};
 use crate::view::bulk::{Change, Operation, Outcome, change, dry_run_line, summary};
-use crew_api::CrewExecution;
+use crew_api::{CrewExecution, Phase};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -48,12 +48,12 @@ pub async fn run(
     cluster: &Cluster,
     op: Operation,
     args: &BulkArgs,
-    rerun_name: Option<&str>,
+    rerun: &Rerun<'_>,
 ) -> Result<Exit, CliError> {
     // A rerun copies the whole spec; the other operations decide from the slim form.
     let targets = targets(cluster, args, op == Operation::Rerun).await?;
     let qualified = cluster.namespace.is_none();
-    if rerun_name.is_some() && targets.len() != 1 {
+    if rerun.name.is_some() && targets.len() != 1 {
         return Err(CliError::Usage(format!(
             "--name needs exactly one execution to rerun, not {}",
             targets.len()
@@ -108,7 +108,7 @@ pub async fn run(
         String::new()
     };
     let mut changes = futures::stream::iter(todo)
-        .map(|cx| act(cluster, op, cx, rerun_name, qualified))
+        .map(|cx| act(cluster, op, cx, rerun, qualified))
         .buffer_unordered(usize::from(args.parallel));
     let mut created = Vec::new();
     while let Some(outcome) = changes.next().await {
@@ -162,7 +162,7 @@ async fn act(
     cluster: &Cluster,
     op: Operation,
     cx: CrewExecution,
-    rerun_name: Option<&str>,
+    rerun: &Rerun<'_>,
     qualified: bool,
 ) -> Outcome {
     let ns = cx.namespace().unwrap_or_default();
@@ -183,7 +183,7 @@ async fn act(
         ),
         Operation::Rerun => (
             "create",
-            api.create(&PostParams::default(), &rerun_of(&cx, rerun_name))
+            api.create(&PostParams::default(), &rerun_of(&cx, rerun))
                 .await
                 .map(|made| {
                     let made = made.name_any();
@@ -192,7 +192,12 @@ async fn act(
                     } else {
                         made
                     };
-                    format!("crewexecution.crew.dev/{made} created (rerun of {name})")
+                    match rerun.from_step {
+                        Some(step) => format!(
+                            "crewexecution.crew.dev/{made} created (rerun of {name} from step {step})"
+                        ),
+                        None => format!("crewexecution.crew.dev/{made} created (rerun of {name})"),
+                    }
                 }),
         ),
         _ => {
@@ -257,7 +262,47 @@ fn replaced(status: &kube::core::Status) -> bool {
 }
 
 pub async fn rerun(cluster: &Cluster, args: &RerunArgs) -> Result<Exit, CliError> {
-    run(cluster, Operation::Rerun, &args.bulk, args.name.as_deref()).await
+    let rerun = Rerun {
+        name: args.name.as_deref(),
+        from_step: args.from_step.as_deref(),
+    };
+    run(cluster, Operation::Rerun, &args.bulk, &rerun).await
+}
+
+/// `retry`: a Failed or Cancelled execution runs again from the first step that did not succeed.
+pub async fn retry(cluster: &Cluster, args: &RetryArgs) -> Result<Exit, CliError> {
+    let cx = cluster.execution(&args.name).await?;
+    let status = cx.status.clone().unwrap_or_default();
+    if !matches!(status.phase, Some(Phase::Failed | Phase::Cancelled)) {
+        return Err(CliError::Usage(format!(
+            "execution \"{}\" is {}: only a Failed or Cancelled one is retried (kubectl crew rerun runs any again)",
+            args.name,
+            crate::cluster::phase_name(&cx)
+        )));
+    }
+    let Some(step) = status
+        .steps
+        .iter()
+        .find(|s| s.phase != crew_api::StepPhase::Succeeded)
+    else {
+        return Err(CliError::Usage(format!(
+            "execution \"{}\" has no step that did not succeed",
+            args.name
+        )));
+    };
+    let rerun = Rerun {
+        name: args.new_name.as_deref(),
+        from_step: Some(&step.name),
+    };
+    let bulk = BulkArgs {
+        names: vec![args.name.clone()],
+        filter: Default::default(),
+        all: false,
+        dry_run: false,
+        yes: true,
+        parallel: 1,
+    };
+    run(cluster, Operation::Rerun, &bulk, &rerun).await
 }
 
 #[cfg(test)]

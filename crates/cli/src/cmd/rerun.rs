@@ -4,7 +4,7 @@
 //! Annotations are not copied at all, so neither Argo CD's `argocd.argoproj.io/tracking-id` nor
 //! `kubectl.kubernetes.io/last-applied-configuration` follow the rerun.
 
-use crew_api::CrewExecution;
+use crew_api::{CrewExecution, ResumeFrom};
 use crew_core::lifecycle::names::{generate_name, label_value};
 use kube::ResourceExt;
 use kube::core::ObjectMeta;
@@ -39,9 +39,19 @@ pub fn tracking_labels(cx: &CrewExecution) -> Vec<&str> {
         .collect()
 }
 
+/// How to rerun: under which name, and from which step (resuming from the original).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rerun<'a> {
+    /// The new execution's name (default: generated from the original's).
+    pub name: Option<&'a str>,
+    /// Start at this step, taking over the original's steps before it (`spec.resumeFrom`).
+    pub from_step: Option<&'a str>,
+}
+
 /// A new execution with `cx`'s spec (not cancelled, not suspended) and labels (without the tracking ones), named
-/// `name` or generated from `cx`'s name, labelled [`RERUN_OF`].
-pub fn rerun_of(cx: &CrewExecution, name: Option<&str>) -> CrewExecution {
+/// as `how` says or generated from `cx`'s name, labelled [`RERUN_OF`], resuming from `cx` at `how.from_step`.
+pub fn rerun_of(cx: &CrewExecution, how: &Rerun<'_>) -> CrewExecution {
+    let name = how.name;
     let original = cx.name_any();
     let mut labels: BTreeMap<String, String> = cx
         .labels()
@@ -53,6 +63,10 @@ pub fn rerun_of(cx: &CrewExecution, name: Option<&str>) -> CrewExecution {
     let mut spec = cx.spec.clone();
     spec.cancel = false;
     spec.suspend = false;
+    spec.resume_from = how.from_step.map(|step| ResumeFrom {
+        execution: original.clone(),
+        step: step.to_string(),
+    });
     let mut rerun = CrewExecution::new("", spec);
     rerun.metadata = ObjectMeta {
         name: name.map(str::to_string),
@@ -131,7 +145,7 @@ mod tests {
                 "kustomize.toolkit.fluxcd.io/namespace",
             ]
         );
-        let rerun = rerun_of(&cx, None);
+        let rerun = rerun_of(&cx, &Rerun::default());
         let labels: Vec<(&str, &str)> = rerun
             .labels()
             .iter()
@@ -150,9 +164,24 @@ mod tests {
         assert_eq!(rerun.metadata.name, None);
         assert_eq!(rerun.namespace().as_deref(), Some("team-a"));
         assert!(!rerun.spec.cancel && !rerun.spec.suspend);
-        let named = rerun_of(&cx, Some("again"));
+        assert_eq!(rerun.spec.resume_from, None);
+        let named = rerun_of(
+            &cx,
+            &Rerun {
+                name: Some("again"),
+                from_step: Some("write"),
+            },
+        );
         assert_eq!(named.metadata.name.as_deref(), Some("again"));
         assert_eq!(named.metadata.generate_name, None);
+        assert_eq!(
+            named.spec.resume_from,
+            Some(ResumeFrom {
+                execution: "nightly".into(),
+                step: "write".into()
+            }),
+            "a rerun from a step resumes from the original"
+        );
     }
 
     /// A DNS-1123 subdomain: what an execution's name must be.

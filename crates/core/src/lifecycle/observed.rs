@@ -171,7 +171,19 @@ pub struct Observed<'a> {
     pub retain: bool,
     /// Whether the execution carries the operator's finalizer.
     pub has_finalizer: bool,
+    /// The execution `spec.resumeFrom` names, as cached, while the run has not started (None: it names none, or
+    /// it does not exist).
+    pub resume_source: Option<ResumeSource>,
     /// Since when this replica acts for the execution (start-up or leadership): a stall is never counted from
     /// before it, since reports sent to another replica were not seen here.
     pub acting_since: Option<Timestamp>,
+}
+
+/// What a run resuming from another execution takes from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumeSource {
+    /// Its UID (recorded in the history entry).
+    pub uid: String,
+    /// Its steps' recorded outcomes.
+    pub steps: Vec<crew_api::StepStatus>,
 }

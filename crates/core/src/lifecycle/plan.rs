@@ -54,6 +54,9 @@ pub enum FinalizerChange {
 pub struct Plan {
     /// Create the ConfigMap with `crew.json` / `inputs.json` (before the first Job; AlreadyExists is fine).
     pub ensure_config_map: bool,
+    /// Result ConfigMaps of the execution this run resumes from, to be owned by this run too (before the status
+    /// write that records the steps taken over; adding an owner twice is harmless).
+    pub adopt_results: Vec<String>,
     /// Jobs to create.
     pub launch: Option<Launch>,
     /// Jobs to delete (cancel, execution timeout).
@@ -101,6 +104,7 @@ impl Plan {
     /// Whether the plan asks for no write at all.
     pub fn is_noop(&self) -> bool {
         !self.ensure_config_map
+            && self.adopt_results.is_empty()
             && self.launch.is_none()
             && self.delete_jobs.is_empty()
             && self.release_jobs.is_empty()

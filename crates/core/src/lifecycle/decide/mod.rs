@@ -11,6 +11,7 @@ mod lost_job;
 mod name_taken;
 mod outcome;
 mod pause_cancel;
+mod resume;
 mod retain;
 mod retry;
 mod run_steps;
@@ -54,6 +55,10 @@ fn decide_run(observed: &Observed<'_>, now: Timestamp) -> Plan {
         Err(invalid) => run_steps::fail_invalid(&mut draft, &mut plan, &mut outcome, invalid),
         Ok(steps) => {
             outcome.records = step_records(steps, observed.jobs, &previous, now);
+            if let Err(invalid) = resume::take_over(&mut draft, &mut plan, &mut outcome) {
+                run_steps::fail_invalid(&mut draft, &mut plan, &mut outcome, invalid);
+                return compose::into_plan(&draft, &outcome, plan);
+            }
             compose::carry_reports(&mut outcome.records);
             if outcome.awaits_a_pod() && !observed.spec.cancel {
                 plan.requeue_within(POD_LAG_REQUEUE_SECONDS);

@@ -159,6 +159,8 @@ pub fn appended(old: &[HistoryEntry], new: &[HistoryEntry]) -> Vec<HistoryEntry>
 #[derive(Debug)]
 pub struct World {
     pub generation: i64,
+    /// The execution `spec.resumeFrom` names, as the shell's cache would show it.
+    pub resume_source: Option<crate::lifecycle::ResumeSource>,
     pub spec: CrewExecutionSpec,
     pub status: Option<CrewExecutionStatus>,
     pub jobs: Vec<ObservedJob>,
@@ -258,6 +260,7 @@ impl World {
             retain: false,
             has_finalizer: false,
             finalizer_writes: 0,
+            resume_source: None,
         }
     }
 
@@ -292,6 +295,7 @@ impl World {
             acting_since: self.acting_since.map(at),
             retain: self.retain,
             has_finalizer: self.has_finalizer,
+            resume_source: self.resume_source.clone(),
         }
     }
 

@@ -29,6 +29,7 @@ mod happy;
 mod launch;
 mod queue;
 mod restart;
+mod resume;
 mod retry;
 mod spec_edits;
 mod stall;
@@ -45,6 +46,7 @@ pub fn all() -> impl Iterator<Item = Story> {
         launch::STORIES,
         queue::STORIES,
         restart::STORIES,
+        resume::STORIES,
         retry::STORIES,
         spec_edits::STORIES,
         stall::STORIES,
