@@ -57,11 +57,29 @@ class Reporter:
             log(f"report dropped: {e!r}")
             return False
 
-    def _deliver(self, body):
+    def post_result(self, result):
+        """Posts the step's full result (README, "Step results"): a dict or list as JSON, anything else as text;
+        at most 1 MiB. Call it once, before exiting: the last result posted before the attempt ends is the step's
+        result, and later steps read it from $CREW_RESULTS_DIR/<this step>. Retried like a report; returns True
+        once the operator kept it. Never raises."""
+        if self.stopped:
+            return False
+        try:
+            if isinstance(result, (dict, list)):
+                body, content_type = json.dumps(result).encode(), "application/json"
+            else:
+                body, content_type = str(result).encode(), "text/plain; charset=utf-8"
+            url = self.url[: -len("/progress")] + "/result" if self.url.endswith("/progress") else self.url
+            return self._deliver(body, url, content_type)
+        except Exception as e:  # a bug here must not fail the work either
+            log(f"result not posted: {e!r}")
+            return False
+
+    def _deliver(self, body, url=None, content_type="application/json"):
         deadline = time.monotonic() + self.budget_seconds
         failures = 0
         while True:
-            verdict, wait, why = self._post(body, failures)
+            verdict, wait, why = self._post(body, failures, url or self.url, content_type)
             if verdict == "taken":
                 return True
             if verdict == "stop":
@@ -78,15 +96,15 @@ class Reporter:
             log(f"{why}; retrying in {wait:.1f} s")
             time.sleep(wait)
 
-    def _post(self, body, failures):
+    def _post(self, body, failures, url, content_type):
         """One try: ("taken" | "retry" | "drop" | "stop", seconds to wait before a retry, why)."""
         try:
             with open(self.token_file) as f:  # read for every try: the kubelet renews the token
                 token = f.read().strip()
         except OSError as e:
             return "retry", backoff(failures), f"cannot read the token ({e.strerror})"
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        request = urllib.request.Request(url, data=body, method="POST", headers={
+            "Authorization": f"Bearer {token}", "Content-Type": content_type})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_seconds):
                 return "taken", 0, ""
@@ -136,6 +154,23 @@ def error_message(error):
         return str(json.loads(text).get("error", text))
     except Exception:
         return text
+
+
+def earlier_results():
+    """The results of the steps before this one: {step: text}, from $CREW_RESULTS_DIR (README, "Step results")."""
+    directory = os.environ.get("CREW_RESULTS_DIR", "")
+    try:
+        names = sorted(os.listdir(directory)) if directory else []
+    except OSError:  # no earlier step has a result yet
+        return {}
+    results = {}
+    for name in names:
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                results[name] = f.read()
+        except OSError:
+            continue
+    return results
 
 
 def main():

@@ -287,6 +287,31 @@ class TheReporter(unittest.TestCase):
         self.assertIn("timed out", err.getvalue())
         self.assertIn("retrying", err.getvalue())
 
+    def test_a_result_is_posted_to_the_result_path(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".token") as token, \
+                StubOperator([(201, {}, {"size": 15})]) as stub:
+            token.write("token-1\n")
+            token.flush()
+            reporter = self.example.Reporter(url=stub.url, token_file=token.name)
+            with self.quiet():
+                self.assertTrue(reporter.post_result({"answer": 42}))
+        (_, path, headers, body) = stub.requests[0]
+        self.assertEqual(path, "/v1/result")
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertEqual(body, {"answer": 42})
+
+    def test_earlier_results_are_read_from_the_results_dir(self):
+        with tempfile.TemporaryDirectory() as directory:
+            with open(os.path.join(directory, "research"), "w") as f:
+                f.write('{"topic": "tides"}')
+            os.environ["CREW_RESULTS_DIR"] = directory
+            try:
+                self.assertEqual(self.example.earlier_results(), {"research": '{"topic": "tides"}'})
+                os.environ["CREW_RESULTS_DIR"] = os.path.join(directory, "missing")
+                self.assertEqual(self.example.earlier_results(), {})
+            finally:
+                del os.environ["CREW_RESULTS_DIR"]
+
     def test_nothing_raises(self):
         with self.quiet():
             missing = self.example.Reporter(url="http://127.0.0.1:9/v1/progress", token_file="/nonexistent/token",
