@@ -75,14 +75,7 @@ pub async fn execute(
     }
     // Each write is boxed: an execution waiting on the API server holds only the future of the write in flight,
     // not the largest of all of them (the difference is most of the operator's memory when thousands wait).
-    for config_map in &plan.adopt_results {
-        still_leading(ctx, "result ConfigMap adoption")?;
-        Box::pin(crate::results::adopt(ctx, execution, config_map)).await?;
-    }
-    if plan.ensure_config_map {
-        still_leading(ctx, "ConfigMap create")?;
-        Box::pin(create_config_map(execution, ctx, &ns)).await?;
-    }
+    Box::pin(worker_files(execution, plan, ctx, &ns)).await?;
     if let Some(launch) = &plan.launch {
         still_leading(ctx, "Job create")?;
         Box::pin(create_job(execution, launch, ctx, &ns)).await?;
@@ -164,6 +157,25 @@ async fn still_current(
     Ok(fresh.is_some_and(|fresh| {
         fresh.uid() == execution.uid() && fresh.resource_version().as_deref() == version
     }))
+}
+
+/// What the plan's workers read besides their Job: results of a run resumed from, shared with this one; the crew
+/// ConfigMap before the first Job.
+async fn worker_files(
+    execution: &CrewExecution,
+    plan: &Plan,
+    ctx: &Context,
+    ns: &str,
+) -> Result<(), Error> {
+    for config_map in &plan.adopt_results {
+        still_leading(ctx, "result ConfigMap adoption")?;
+        Box::pin(crate::results::adopt(ctx, execution, config_map)).await?;
+    }
+    if plan.ensure_config_map {
+        still_leading(ctx, "ConfigMap create")?;
+        Box::pin(create_config_map(execution, ctx, ns)).await?;
+    }
+    Ok(())
 }
 
 /// Fails before a write once this replica's leadership has lapsed (checked just before each write: a reconcile

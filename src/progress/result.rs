@@ -15,9 +15,9 @@
 
 use super::endpoint::{Endpoint, answer, running_worker};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use crew_core::lifecycle::results::{MAX_POSTED_BYTES, ResultRefused, check};
+use crew_core::lifecycle::results::{ContentType, MAX_POSTED_BYTES, ResultRefused, check};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -83,37 +83,9 @@ pub async fn post(
         Ok(running) => running,
         Err(refused) => return refused,
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared.filter(|n| *n > MAX_POSTED_BYTES as u64) {
-        return answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &ResultRefused::TooLarge(usize::try_from(length).unwrap_or(usize::MAX)).to_string(),
-        );
-    }
-    let Ok(body) = axum::body::to_bytes(body, MAX_POSTED_BYTES).await else {
-        return answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the result is over {MAX_POSTED_BYTES} bytes (1 MiB), or did not arrive whole"
-            ),
-        );
-    };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let kind = match check(&body, content_type) {
-        Ok(kind) => kind,
-        Err(refused) => {
-            let code = match refused {
-                ResultRefused::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                ResultRefused::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ResultRefused::NotText | ResultRefused::NotJson(_) => StatusCode::BAD_REQUEST,
-            };
-            return answer(code, &refused.to_string());
-        }
+    let (text, kind) = match checked_body(&headers, body).await {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
     let key = (
         worker.execution_uid.clone(),
@@ -136,8 +108,6 @@ pub async fn post(
     let Some(execution) = ctx.caches.executions.get(&reference) else {
         return answer(StatusCode::CONFLICT, "the execution is gone");
     };
-    // `check` accepted it as UTF-8.
-    let text = String::from_utf8_lossy(&body);
     let attempt = (worker.step.as_str(), worker.attempt);
     match crate::results::store(ctx, &execution, &worker.job, attempt, &text, kind).await {
         Ok(posted) => (
@@ -157,6 +127,47 @@ pub async fn post(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("the result could not be stored: {error}; retry"),
             )
+        }
+    }
+}
+
+/// The body, read (at most 1 MiB: a larger declared length is refused before reading) and checked against its
+/// content type; or the answer that refuses it.
+async fn checked_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(String, ContentType), Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared.filter(|n| *n > MAX_POSTED_BYTES as u64) {
+        return Err(answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &ResultRefused::TooLarge(usize::try_from(length).unwrap_or(usize::MAX)).to_string(),
+        ));
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_POSTED_BYTES).await else {
+        return Err(answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the result is over {MAX_POSTED_BYTES} bytes (1 MiB), or did not arrive whole"
+            ),
+        ));
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match check(&body, content_type) {
+        // `check` accepted it as UTF-8.
+        Ok(kind) => Ok((String::from_utf8_lossy(&body).into_owned(), kind)),
+        Err(refused) => {
+            let code = match refused {
+                ResultRefused::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                ResultRefused::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ResultRefused::NotText | ResultRefused::NotJson(_) => StatusCode::BAD_REQUEST,
+            };
+            Err(answer(code, &refused.to_string()))
         }
     }
 }
