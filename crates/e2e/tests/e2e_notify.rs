@@ -1191,14 +1191,12 @@ async fn a_run_created_while_its_sink_is_idle_reaches_it() {
     op.stop().await;
 }
 
-/// A run held for a sink (deleted by its TTL while its events wait on a receiver that is down) is let go when the
-/// sink is deleted: nothing waits for that sink any more.
-#[tokio::test]
-async fn deleting_a_sink_releases_the_runs_it_held() {
-    let t = TestNs::new("notify-sink-gone", Duration::from_millis(300)).await;
+/// Sink `sink` whose receiver is down, the operator, and run `held`, deleted by its TTL at once and held by the
+/// finalizer while its events wait. Returns the receiver (kept alive) and the operator.
+async fn held_by_a_down_sink(t: &TestNs, sink: &str) -> (Receiver, Operator) {
     let receiver = Receiver::start().await;
     receiver.behaviour().down.store(true, Ordering::Relaxed);
-    create_sink(&t, "doomed", &receiver, json!({})).await;
+    create_sink(t, sink, &receiver, json!({})).await;
     let op = t.start_operator();
     t.create("metadata: {name: held}\nspec: {image: busybox, ttlSecondsAfterFinished: 0}\n")
         .await;
@@ -1211,6 +1209,15 @@ async fn deleting_a_sink_releases_the_runs_it_held() {
         ),
     )
     .await;
+    (receiver, op)
+}
+
+/// A run held for a sink (deleted by its TTL while its events wait on a receiver that is down) is let go when the
+/// sink is deleted: nothing waits for that sink any more.
+#[tokio::test]
+async fn deleting_a_sink_releases_the_runs_it_held() {
+    let t = TestNs::new("notify-sink-gone", Duration::from_millis(300)).await;
+    let (_receiver, op) = held_by_a_down_sink(&t, "doomed").await;
     sinks(&t)
         .delete("doomed", &Default::default())
         .await
@@ -1224,21 +1231,7 @@ async fn deleting_a_sink_releases_the_runs_it_held() {
 #[tokio::test]
 async fn suspending_a_sink_releases_the_runs_it_held() {
     let t = TestNs::new("notify-suspend", Duration::from_millis(300)).await;
-    let receiver = Receiver::start().await;
-    receiver.behaviour().down.store(true, Ordering::Relaxed);
-    create_sink(&t, "paused", &receiver, json!({})).await;
-    let op = t.start_operator();
-    t.create("metadata: {name: held}\nspec: {image: busybox, ttlSecondsAfterFinished: 0}\n")
-        .await;
-    t.wait_for(
-        "held",
-        LIMIT,
-        when_object(
-            "deleted by its TTL, held by the finalizer",
-            |cx: &CrewExecution| cx.metadata.deletion_timestamp.is_some() && retained(cx),
-        ),
-    )
-    .await;
+    let (_receiver, op) = held_by_a_down_sink(&t, "paused").await;
     sinks(&t)
         .patch(
             "paused",

@@ -8,8 +8,7 @@ mod support;
 use crew_api::CrewExecution;
 use crew_operator::metrics::WriteKind;
 use crew_operator::settings::{ProgressArgs, Settings};
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use std::net::SocketAddr;
@@ -58,11 +57,22 @@ async fn operator_with_served_endpoint(
 
 /// `(status code, body)` of `POST /v1/progress` with `token` (None: no Authorization header).
 async fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
+    post_to(addr, "/v1/progress", token, "application/json", body).await
+}
+
+/// `(status code, body)` of `POST <path>` with `token` (None: no Authorization header) and `content_type`.
+async fn post_to(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let request = format!(
-        "POST /v1/progress HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     support::http_exchange(addr, &request).await
@@ -81,27 +91,7 @@ async fn worker_pod(t: &TestNs, execution: &str, step: &str, attempt: u32) -> Po
 
 /// A token of `pod`'s ServiceAccount for `audience`, bound to the pod, as the kubelet projects it.
 async fn token_of(t: &TestNs, pod: &Pod, audience: &str) -> String {
-    let sa = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.service_account_name.clone())
-        .unwrap_or_else(|| "default".into());
-    let accounts: Api<ServiceAccount> = Api::namespaced(t.client.clone(), &t.ns);
-    let request: TokenRequest = serde_json::from_value(serde_json::json!({
-        "spec": {
-            "audiences": [audience],
-            "expirationSeconds": 600,
-            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.name_any(), "uid": pod.uid()}
-        }
-    }))
-    .expect("token request");
-    accounts
-        .create_token_request(&sa, &PostParams::default(), &request)
-        .await
-        .expect("token")
-        .status
-        .expect("token status")
-        .token
+    support::pod_token(&t.client, pod, audience).await
 }
 
 /// The first step's status of `name`.
@@ -573,14 +563,7 @@ async fn post_result(
     content_type: &str,
     body: &str,
 ) -> (u16, String) {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "POST /v1/result HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    support::http_exchange(addr, &request).await
+    post_to(addr, "/v1/result", token, content_type, body).await
 }
 
 /// The status of step `step` of `cx`.
@@ -606,19 +589,20 @@ async fn job_of(
     attempt: u32,
 ) -> k8s_openapi::api::batch::v1::Job {
     let name = crew_core::lifecycle::names::job_name(execution, step, attempt);
+    let wanted = name.clone();
     t.wait_jobs(
         execution,
         Duration::from_secs(60),
         support::wait::when_list(
             format!("Job {name}"),
             move |all: &[std::sync::Arc<k8s_openapi::api::batch::v1::Job>]| {
-                all.iter().any(|j| j.name_any() == name)
+                all.iter().any(|j| j.name_any() == wanted)
             },
         ),
     )
     .await
     .into_iter()
-    .find(|j| j.name_any() == crew_core::lifecycle::names::job_name(execution, step, attempt))
+    .find(|j| j.name_any() == name)
     .expect("the Job")
 }
 

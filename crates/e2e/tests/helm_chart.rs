@@ -17,7 +17,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -1433,19 +1433,7 @@ async fn post_a_result(
         pod = listed.items.into_iter().next();
     }
     let pod = pod.expect("the worker pod");
-    let request: k8s_openapi::api::authentication::v1::TokenRequest =
-        serde_json::from_value(json!({"spec": {
-            "audiences": ["crew-operator"], "expirationSeconds": 600,
-            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.name_any(), "uid": pod.uid()}
-        }}))
-        .expect("token request");
-    let token = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), ns)
-        .create_token_request("default", &PostParams::default(), &request)
-        .await
-        .expect("a token")
-        .status
-        .expect("token status")
-        .token;
+    let token = support::pod_token(admin, &pod, "crew-operator").await;
     let body = r#"{"answer": 42}"#;
     let request = format!(
         "POST /v1/result HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\

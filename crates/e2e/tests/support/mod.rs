@@ -532,3 +532,26 @@ pub fn history_problems(cx: &CrewExecution) -> Vec<String> {
     }
     problems
 }
+
+/// A token of `pod`'s ServiceAccount for `audience`, bound to the pod, as the kubelet projects it (TokenRequest).
+pub async fn pod_token(client: &Client, pod: &Pod, audience: &str) -> String {
+    let account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(serde_json::json!({"spec": {
+            "audiences": [audience], "expirationSeconds": 600,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.metadata.name, "uid": pod.metadata.uid}
+        }}))
+        .expect("token request");
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &namespace)
+        .create_token_request(&account, &PostParams::default(), &request)
+        .await
+        .expect("a token")
+        .status
+        .expect("token status")
+        .token
+}
