@@ -62,8 +62,9 @@ bench: control-plane-current ## Benchmark the operator against bare Jobs (BENCH_
 	$(CARGO) build --release -p crew-operator -p crew-bench -p kubectl-crew --bins
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} target/release/crew-bench $(BENCH_ARGS)
 
-tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test)
+tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test, PostgreSQL for the archive)
 	bash tests/tools/install-lua.sh
+	bash tests/tools/install-postgres.sh
 
 chart-crds: crds ## The same as `make crds` (kept for old habits)
 

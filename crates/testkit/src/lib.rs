@@ -5,6 +5,7 @@
 //! `~/.cache/crew-operator/k8s-<version>/bin`, [`KUBERNETES_VERSION`] by default) or from `$CREW_TEST_ASSETS`. Processes are started with a parent-death signal, so they never outlive the
 //! program that started them, even when it crashes; [`ControlPlane`] stops them on drop.
 
+pub mod postgres;
 pub mod process;
 mod scratch;
 mod setup;
@@ -94,7 +95,7 @@ struct ApiserverArgs {
 /// Index of the kube-apiserver in [`COMPONENTS`].
 const APISERVER: usize = 1;
 
-fn free_port() -> Result<u16, DevClusterError> {
+pub(crate) fn free_port() -> Result<u16, DevClusterError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| DevClusterError::Io("bind".into(), e))?;
     listener
@@ -103,7 +104,7 @@ fn free_port() -> Result<u16, DevClusterError> {
         .map_err(|e| DevClusterError::Io("local_addr".into(), e))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), DevClusterError> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), DevClusterError> {
     std::fs::write(path, text)
         .map_err(|e| DevClusterError::Io(format!("write {}", path.display()), e))
 }
@@ -505,7 +506,7 @@ impl Drop for ControlPlane {
     }
 }
 
-fn rand_u128() -> u128 {
+pub(crate) fn rand_u128() -> u128 {
     let mut bytes = [0u8; 16];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))

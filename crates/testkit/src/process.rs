@@ -8,10 +8,15 @@ use std::time::{Duration, Instant};
 
 /// Makes the child of `command` receive SIGKILL when the thread that starts it exits.
 pub fn die_with_parent(command: &mut Command) {
+    signal_at_parent_death(command, libc::SIGKILL);
+}
+
+/// Makes the child of `command` receive `signal` when the thread that starts it exits.
+pub fn signal_at_parent_death(command: &mut Command, signal: libc::c_int) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -28,6 +33,18 @@ impl Supervised {
     /// Starts `program` with `args`, output to `log`. The child receives SIGKILL when the thread that started it
     /// exits, so start long-lived children from a thread that lives as long as they should.
     pub fn spawn(program: &Path, log: &Path, args: &[&str]) -> Result<Self, DevClusterError> {
+        Self::spawn_as(program, log, args, None, libc::SIGKILL)
+    }
+
+    /// [`Supervised::spawn`], as user and group `ids` when given (a root caller starting PostgreSQL as `postgres`),
+    /// sent `death_signal` when the starting thread exits (PostgreSQL shuts down cleanly on SIGINT).
+    pub fn spawn_as(
+        program: &Path,
+        log: &Path,
+        args: &[&str],
+        ids: Option<(u32, u32)>,
+        death_signal: libc::c_int,
+    ) -> Result<Self, DevClusterError> {
         // Appended to, so that a restarted process keeps its predecessor's log.
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -43,7 +60,10 @@ impl Supervised {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        die_with_parent(&mut command);
+        if let Some((uid, gid)) = ids {
+            command.uid(uid).gid(gid);
+        }
+        signal_at_parent_death(&mut command, death_signal);
         let child = command
             .spawn()
             .map_err(|e| DevClusterError::Io(format!("start {}", program.display()), e))?;
@@ -68,12 +88,17 @@ impl Supervised {
 
     /// SIGTERM, then SIGKILL after 5 s; reaps the process.
     pub fn stop(&mut self) {
+        self.stop_with(libc::SIGTERM);
+    }
+
+    /// `signal`, then SIGKILL after 5 s; reaps the process.
+    pub fn stop_with(&mut self, signal: libc::c_int) {
         if !self.alive() {
             return;
         }
         // SAFETY: sending a signal to our own child's pid.
         unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(self.child.id() as libc::pid_t, signal);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
