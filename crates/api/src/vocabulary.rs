@@ -173,6 +173,10 @@ vocabulary! {
         /// The run resumed from another execution (`spec.resumeFrom`): the steps before its resume step were not run
         /// again; their recorded outcomes and results were taken over.
         StepsReused,
+        /// The finished run is stored in the archive (`Archived` condition); TTL deletion may go ahead.
+        Archived,
+        /// Storing the run in the archive failed; it is retried with backoff, and the run is kept until it is stored.
+        ArchiveFailed,
     }
 }
 
@@ -199,6 +203,8 @@ vocabulary! {
         StartBlocked,
         /// The running worker has not reported for its stall timeout.
         ProgressStalled,
+        /// With an archive: True once the finished run is stored in it, False while storing it fails.
+        Archived,
     }
 }
 
@@ -266,6 +272,8 @@ impl Reason {
             Reason::BuildError => Warning,
             Reason::NotificationDropped => Warning,
             Reason::StepsReused => Normal,
+            Reason::Archived => Normal,
+            Reason::ArchiveFailed => Warning,
         }
     }
 
@@ -288,6 +296,7 @@ impl ConditionType {
             ConditionType::StepsChanged => true,
             ConditionType::StartBlocked => true,
             ConditionType::ProgressStalled => true,
+            ConditionType::Archived => false,
         }
     }
 }
@@ -334,6 +343,8 @@ mod tests {
             (Reason::BuildError, Warning),
             (Reason::NotificationDropped, Warning),
             (Reason::StepsReused, Normal),
+            (Reason::Archived, Normal),
+            (Reason::ArchiveFailed, Warning),
         ];
         let listed: Vec<Reason> = decided.iter().map(|(reason, _)| *reason).collect();
         assert_eq!(listed, Reason::ALL, "every reason, once, in order");

@@ -32,8 +32,8 @@ pub mod worker_volumes;
 
 pub use decide::decide;
 pub use observed::{
-    Admission, JobController, JobRejection, JobState, Observed, ObservedJob, ResumeSource,
-    StartBlock, WorkerOutcome,
+    Admission, ArchiveFact, JobController, JobRejection, JobState, Observed, ObservedJob,
+    ResumeSource, StartBlock, WorkerOutcome,
 };
 pub use plan::{EventNote, FinalizerChange, Launch, Plan, Read};
 pub use resolve::{InvalidSpec, ResolvedStep, resolve_frozen, resolve_steps};

@@ -171,12 +171,29 @@ pub struct Observed<'a> {
     pub retain: bool,
     /// Whether the execution carries the operator's finalizer.
     pub has_finalizer: bool,
+    /// What the archive holds of the execution ([`ArchiveFact::Off`] without an archive). A finished run records
+    /// it in its `Archived` condition, and its TTL waits for it.
+    pub archive: ArchiveFact,
     /// The execution `spec.resumeFrom` names, as cached, while the run has not started (None: it names none, or
     /// it does not exist).
     pub resume_source: Option<ResumeSource>,
     /// Since when this replica acts for the execution (start-up or leadership): a stall is never counted from
     /// before it, since reports sent to another replica were not seen here.
     pub acting_since: Option<Timestamp>,
+}
+
+/// What the archive holds of one execution, as the shell's archiver knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ArchiveFact {
+    /// The operator runs without an archive.
+    #[default]
+    Off,
+    /// Not stored yet (it has not finished, or its write is on its way).
+    Pending,
+    /// Storing it failed; it is retried. The message says why, in words that stay the same across retries.
+    Failing(String),
+    /// Stored.
+    Committed,
 }
 
 /// What a run resuming from another execution takes from it.

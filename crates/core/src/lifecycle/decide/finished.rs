@@ -1,6 +1,7 @@
 //! A finished run: its status stays as written; only a warning about a spec edit, the observed generation, the
-//! clean-up of leftover Jobs and the TTL act.
+//! archive's `Archived` condition, the clean-up of leftover Jobs and the TTL act.
 
+use super::archived;
 use super::pause_cancel::active_owned_jobs;
 use crate::lifecycle::Plan;
 use crate::lifecycle::cleanup::released_jobs;
@@ -26,9 +27,11 @@ pub(super) fn decide_finished(mut draft: Draft<'_>, mut plan: Plan) -> Plan {
             condition.observed_generation = observed.generation;
         }
     }
-    if let (Some(ttl), Some(done)) = (
+    archived::record(&mut draft, &mut status);
+    if let (Some(ttl), Some(done), false) = (
         observed.spec.ttl_seconds_after_finished,
         &previous.completion_time,
+        archived::holds_ttl(&draft, &status),
     ) {
         let expiry = add_seconds(done.0, ttl);
         if draft.now >= expiry {

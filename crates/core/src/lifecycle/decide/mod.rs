@@ -4,6 +4,7 @@
 //! module per rule; they share a [`Draft`] (phase, reason, history, Events), a [`Plan`] and an `Outcome`.
 
 mod admission;
+mod archived;
 mod compose;
 mod finished;
 mod launch;

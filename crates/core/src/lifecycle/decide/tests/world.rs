@@ -209,6 +209,8 @@ pub struct World {
     pub retain: bool,
     /// Whether the execution carries the operator's finalizer.
     pub has_finalizer: bool,
+    /// What the archive holds of it.
+    pub archive: crate::lifecycle::ArchiveFact,
     /// Finalizer adds and removes made.
     pub finalizer_writes: usize,
 }
@@ -259,6 +261,7 @@ impl World {
             acting_since: None,
             retain: false,
             has_finalizer: false,
+            archive: Default::default(),
             finalizer_writes: 0,
             resume_source: None,
         }
@@ -295,6 +298,7 @@ impl World {
             acting_since: self.acting_since.map(at),
             retain: self.retain,
             has_finalizer: self.has_finalizer,
+            archive: self.archive.clone(),
             resume_source: self.resume_source.clone(),
         }
     }

@@ -67,6 +67,7 @@ fn sub_second_time_is_truncated() {
         acting_since: None,
         retain: false,
         has_finalizer: false,
+        archive: Default::default(),
         resume_source: None,
     };
     let now = at(0)

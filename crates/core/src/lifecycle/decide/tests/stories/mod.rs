@@ -22,6 +22,7 @@ macro_rules! stories {
     };
 }
 
+mod archive;
 mod cache_lag;
 mod cancel_pause;
 mod cleanup;
@@ -39,6 +40,7 @@ mod timeout;
 /// Every story of every concern.
 pub fn all() -> impl Iterator<Item = Story> {
     [
+        archive::STORIES,
         cache_lag::STORIES,
         cancel_pause::STORIES,
         cleanup::STORIES,
