@@ -65,6 +65,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let mut settings = Settings::of(&args);
+    settings.archive = args.archive.connection()?;
+    if let Some(archive) = &settings.archive {
+        crew_operator::archive::connect::pool(archive)?;
+        tracing::info!(database = ?archive, "archiving finished executions");
+    }
     // Under leader election the Events report the leader's identity.
     if let Some(leader) = &leader_config {
         settings.connection.instance = Some(leader.identity.clone());

@@ -118,6 +118,10 @@ pub struct Metrics {
     pub notifications: Family<Labels, Counter>,
     /// From a transition to its acknowledgement by a sink.
     pub notification_delivery: Histogram,
+    /// Archive writes, by result (`ok`, `error`).
+    pub archive_writes: Family<Labels, Counter>,
+    /// Executions waiting to be archived.
+    pub archive_backlog: Gauge,
 }
 
 impl Default for Metrics {
@@ -138,6 +142,8 @@ impl Default for Metrics {
             undecodable: Family::default(),
             notifications: Family::default(),
             notification_delivery: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            archive_writes: Family::default(),
+            archive_backlog: Gauge::default(),
         };
         m.leader.set(1);
         let registry = m.registry_of_all();
@@ -173,7 +179,16 @@ impl Metrics {
         register!("undecodable_objects", "Objects the operator skips because they do not decode, by kind (once per resource version)", undecodable);
         register!("notifications", "Deliveries to CrewSinks, by sink namespace, sink, type and result (delivered, retried, dropped)", notifications);
         register!("notification_delivery", "Time from an execution's transition to a sink's acknowledgement of it", notification_delivery, seconds);
+        register!("archive_writes", "Archive writes (one transaction per execution), by result (ok, error)", archive_writes);
+        register!("archive_backlog", "Executions that finished or are being deleted and wait to be archived", archive_backlog);
         registry
+    }
+
+    /// Counts one archive write (or failed migration) by `result`.
+    pub fn archive_write(&self, result: &str) {
+        self.archive_writes
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
     }
 
     /// Counts one reconcile.

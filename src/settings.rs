@@ -25,6 +25,9 @@ pub struct RunArgs {
     /// Deliveries to CrewSinks.
     #[command(flatten)]
     pub notify: NotifyArgs,
+    /// The PostgreSQL archive.
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
     /// Several replicas, one acting.
     #[command(flatten)]
     pub leader: LeaderArgs,
@@ -179,6 +182,63 @@ pub struct NotifyArgs {
     pub sink_credentials: bool,
 }
 
+/// The PostgreSQL archive of finished executions (see README, "Archive").
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveArgs {
+    /// Archive every finished execution in this PostgreSQL database, e.g.
+    /// `postgres://crew@db.example:5432/crew?sslmode=require` (default: no archive). Put the password in
+    /// `--archive-password-file` or `CREW_ARCHIVE_PASSWORD`; a URL holding one is taken only from the environment
+    /// (a Secret), never from the command line.
+    #[arg(long, env = "CREW_ARCHIVE_URL")]
+    pub archive_url: Option<String>,
+    /// A file holding the database password (e.g. a mounted Secret).
+    #[arg(long, env = "CREW_ARCHIVE_PASSWORD_FILE")]
+    pub archive_password_file: Option<std::path::PathBuf>,
+    /// A PEM file of the CA that signs the database's certificate, for `sslmode=require` (default: the public web
+    /// roots).
+    #[arg(long, env = "CREW_ARCHIVE_CA_FILE")]
+    pub archive_ca_file: Option<std::path::PathBuf>,
+}
+
+/// The environment variable that may hold the archive's password (from a Secret).
+pub const ARCHIVE_PASSWORD_ENV: &str = "CREW_ARCHIVE_PASSWORD";
+
+impl ArchiveArgs {
+    /// How to connect, when an archive is configured: the password read from its file or environment variable.
+    pub fn connection(&self) -> Result<Option<crate::archive::connect::ArchiveConnection>, String> {
+        let Some(url) = &self.archive_url else {
+            return Ok(None);
+        };
+        let from_environment =
+            std::env::var("CREW_ARCHIVE_URL").ok().as_deref() == Some(url.as_str());
+        let parsed: tokio_postgres::Config =
+            url.parse().map_err(|e| format!("--archive-url: {e}"))?;
+        if parsed.get_password().is_some() && !from_environment {
+            return Err(
+                "--archive-url holds a password, which the process list shows to everyone on the host: put it in \
+                 --archive-password-file or CREW_ARCHIVE_PASSWORD, or pass the whole URL as CREW_ARCHIVE_URL"
+                    .into(),
+            );
+        }
+        let password = match &self.archive_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--archive-password-file {}: {e}", path.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => std::env::var(ARCHIVE_PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty()),
+        };
+        Ok(Some(crate::archive::connect::ArchiveConnection {
+            url: url.clone(),
+            password,
+            ca_file: self.archive_ca_file.clone(),
+        }))
+    }
+}
+
 /// Several replicas, one acting.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
 pub struct LeaderArgs {
@@ -295,6 +355,8 @@ pub struct Settings {
     pub progress: ProgressArgs,
     /// Deliveries to CrewSinks.
     pub notify: NotifyArgs,
+    /// The archive's connection, when there is one (read at start: `ArchiveArgs::connection`).
+    pub archive: Option<crate::archive::connect::ArchiveConnection>,
 }
 
 /// [`WorkerArgs`] with the policy made from them.
@@ -324,6 +386,7 @@ impl Settings {
             workers: args.workers.clone().into(),
             progress: args.progress.clone(),
             notify: args.notify.clone(),
+            archive: None,
         }
     }
 

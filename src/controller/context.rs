@@ -41,6 +41,8 @@ pub struct Context {
     pub triggers: Triggers,
     /// Deliveries to the CrewSinks.
     pub notify: crate::notify::Notifier,
+    /// The archive, when the operator has one (`--archive-url`).
+    pub archive: Option<Arc<crate::archive::Archiver>>,
 }
 
 /// The caches the controller reads, created before the [`Context`]; their writers belong to the watches.
@@ -297,6 +299,16 @@ impl Triggers {
     }
 }
 
+/// The archiver of `connection` (none without one, or when its URL does not parse: `main` refuses such a URL first).
+fn archiver(
+    connection: &Option<crate::archive::connect::ArchiveConnection>,
+) -> Option<Arc<crate::archive::Archiver>> {
+    let pool = crate::archive::connect::pool(connection.as_ref()?)
+        .inspect_err(|error| tracing::error!(%error, "the archive is off"))
+        .ok()?;
+    Some(Arc::new(crate::archive::Archiver::new(pool)))
+}
+
 /// The writers of the caches a [`Context`] reads, for the watches that fill them.
 pub struct CacheWriters {
     /// Writes [`Caches::executions`].
@@ -327,6 +339,7 @@ impl Context {
         let (retention, retention_rx) = unbounded();
         let (gained, gained_rx) = unbounded();
         let notify = crate::notify::Notifier::default();
+        let settings_archive = settings.archive.clone();
         if !settings.notify.sink_credentials {
             notify.credentials.turn_off();
         }
@@ -346,6 +359,7 @@ impl Context {
                 retention,
             },
             notify,
+            archive: archiver(&settings_archive),
         };
         (
             Arc::new(ctx),
@@ -389,6 +403,25 @@ impl Context {
         }
     }
 
+    /// Whether `cx` must be kept (its finalizer stays): a sink still needs it, or the archive has not stored it.
+    pub fn retains(&self, cx: &CrewExecution) -> bool {
+        let unarchived = self
+            .archive
+            .as_ref()
+            .is_some_and(|archive| !archive.stored(cx));
+        // Both are asked: a sink's `retains` also offers the execution its transitions.
+        self.notify.retains(cx) | unarchived
+    }
+
+    /// What the archive holds of `cx` ([`ArchiveFact::Off`](crew_core::lifecycle::ArchiveFact::Off) without one).
+    pub fn archive_fact(&self, cx: &CrewExecution) -> crew_core::lifecycle::ArchiveFact {
+        self.archive
+            .as_ref()
+            .map_or(crew_core::lifecycle::ArchiveFact::Off, |archive| {
+                archive.fact(cx)
+            })
+    }
+
     /// Counts one API write (`crew_api_writes_total{kind}`).
     pub fn count_write(&self, kind: WriteKind) {
         self.metrics.write(kind);
@@ -400,6 +433,9 @@ impl Context {
         self.objects.forget(uid);
         self.progress.forget(uid);
         self.notify.forget(uid);
+        if let Some(archive) = &self.archive {
+            archive.forget(uid);
+        }
     }
 
     /// Forgets everything about executions the cache no longer holds (after a relist: those deleted while the watch
@@ -415,6 +451,9 @@ impl Context {
         self.objects.retain(&live);
         self.progress.retain(&live);
         self.notify.retain(&live);
+        if let Some(archive) = &self.archive {
+            archive.retain(&live);
+        }
     }
 }
 

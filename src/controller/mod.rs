@@ -103,6 +103,10 @@ impl Operator {
             .sink_credentials
             .then(|| tokio::spawn(watches::sink_credentials(ctx.clone())));
         let checkpoints = tokio::spawn(crate::notify::checkpoint::run(ctx.clone()));
+        let archive = ctx
+            .archive
+            .clone()
+            .map(|archive| tokio::spawn(archive.run(ctx.clone())));
         let shutdown = futures::FutureExt::shared(shutdown);
         let controller = controller
             .graceful_shutdown_on(shutdown.clone())
@@ -132,6 +136,9 @@ impl Operator {
             credentials.abort();
         }
         checkpoints.abort();
+        if let Some(archive) = archive {
+            archive.abort();
+        }
         stopping.notify.sinks().clear();
     }
 }

@@ -57,7 +57,10 @@ pub fn executions(
         queues::execution_event(&indexed, event);
         match event {
             watcher::Event::Apply(execution) | watcher::Event::InitApply(execution) => {
-                indexed.notify.observe(execution)
+                indexed.notify.observe(execution);
+                if let Some(archive) = &indexed.archive {
+                    archive.offer(execution);
+                }
             }
             watcher::Event::Delete(execution) => {
                 indexed.forget(&execution.uid().unwrap_or_default())

@@ -1,5 +1,6 @@
 //! An execution being deleted: its Jobs go with it (garbage collection); the operator only lets it go, removing
-//! its finalizer once no sink has anything of it left to deliver (the sink's task reconciles it when that happens).
+//! its finalizer once no sink has anything of it left to deliver and the archive has stored it (the sink's task,
+//! or the archiver, reconciles it when that happens).
 
 use crate::controller::act::change_finalizer;
 use crate::controller::context::Context;
@@ -13,7 +14,7 @@ use kube::runtime::controller::Action;
 /// The reconcile of an execution being deleted.
 pub async fn let_go(cx: &CrewExecution, ctx: &Context) -> Result<Action, Error> {
     let ours = cx.finalizers().iter().any(|f| f == RETAIN_FINALIZER);
-    if ours && !ctx.notify.retains(cx) && ctx.is_leading() {
+    if ours && !ctx.retains(cx) && ctx.is_leading() {
         let version = cx.resource_version();
         let namespace = cx.namespace().unwrap_or_default();
         Box::pin(change_finalizer(
@@ -25,7 +26,7 @@ pub async fn let_go(cx: &CrewExecution, ctx: &Context) -> Result<Action, Error> 
         ))
         .await?;
     }
-    if !ours || !ctx.notify.retains(cx) {
+    if !ours || !ctx.retains(cx) {
         ctx.forget(&cx.uid().unwrap_or_default());
     }
     Ok(Action::await_change())

@@ -6,7 +6,7 @@ use crate::progress::book::Held;
 use crew_api::CrewExecution;
 use crew_core::lifecycle::worker_policy::ServiceAccountFact;
 use crew_core::lifecycle::{
-    Admission, JobRejection, Observed, ObservedJob, ResumeSource, StartBlock,
+    Admission, ArchiveFact, JobRejection, Observed, ObservedJob, ResumeSource, StartBlock,
 };
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -22,8 +22,10 @@ pub struct Seen {
     pub held: Option<Held>,
     /// Answers to the reads the plans of this reconcile asked for.
     pub answers: Answers,
-    /// Whether a sink still needs the execution kept (its finalizer).
+    /// Whether a sink or the archive still needs the execution kept (its finalizer).
     pub retain: bool,
+    /// What the archive holds of it.
+    pub archive: ArchiveFact,
 }
 
 /// Facts one reconcile learned beyond its caches, each asked for by a plan.
@@ -61,7 +63,8 @@ pub fn observe(cx: &CrewExecution, ctx: &Context, admission: Admission) -> Seen 
         admission,
         held: ctx.progress.held(&uid, std::time::Instant::now()),
         answers: Answers::default(),
-        retain: ctx.notify.retains(cx),
+        retain: ctx.retains(cx),
+        archive: ctx.archive_fact(cx),
     }
 }
 
@@ -87,6 +90,7 @@ impl Seen {
             acting_since: Some(ctx.leadership.since()),
             retain: self.retain,
             resume_source: resume_source(cx, ctx),
+            archive: self.archive.clone(),
             has_finalizer: cx
                 .finalizers()
                 .iter()

@@ -1,0 +1,264 @@
+//! The archive on the real control plane with a real PostgreSQL: a finished run is stored before its TTL deletes it
+//! (`Archived=True`, its finalizer gone); a run deleted while it runs is stored with its last state; with the
+//! database down runs go on, the failure shows (condition, Warning Event), nothing is deleted, and the archive
+//! catches up once the database is back; an operator killed while it archives loses and duplicates nothing.
+
+mod support;
+
+use crew_api::CrewExecution;
+use crew_operator::archive::connect::ArchiveConnection;
+use crew_testkit::postgres::Postgres;
+use deadpool_postgres::Pool;
+use kube::ResourceExt;
+use std::sync::OnceLock;
+use std::time::Duration;
+use support::conditions::{has_condition, has_condition_reason, has_event, is_phase};
+use support::wait::{wait_until, when_object};
+use support::{Operator, TestNs};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const RETAIN: &str = "crew.dev/retain";
+
+static SERVER: OnceLock<Postgres> = OnceLock::new();
+
+fn server() -> &'static Postgres {
+    SERVER.get_or_init(|| {
+        Postgres::start(&crew_testkit::scratch_dir("crew-e2e-archive", None))
+            .expect("PostgreSQL starts (Debian package postgresql; `make tools`)")
+    })
+}
+
+/// A database of its own on `server` for one test: how the operator connects, and a pool to check what it wrote.
+fn database(server: &Postgres, name: &str) -> (ArchiveConnection, Pool) {
+    server
+        .psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    server
+        .psql("postgres", &format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (url, password) = server.database_url(name);
+    let connection = ArchiveConnection {
+        url,
+        password: Some(password.to_string()),
+        ca_file: None,
+    };
+    let pool = crew_operator::archive::connect::pool(&connection).unwrap();
+    (connection, pool)
+}
+
+fn with_archive(t: &TestNs, connection: &ArchiveConnection) -> Operator {
+    let connection = connection.clone();
+    t.start_operator_changed(move |settings| settings.archive = Some(connection))
+}
+
+/// `sql`'s single number (0 while the table does not exist yet).
+async fn number(pool: &Pool, sql: &str) -> i64 {
+    let Ok(client) = pool.get().await else {
+        return -1;
+    };
+    match client.query_one(sql, &[]).await {
+        Ok(row) => row.get(0),
+        Err(_) => 0,
+    }
+}
+
+fn retained(cx: &CrewExecution) -> bool {
+    cx.finalizers().iter().any(|f| f == RETAIN)
+}
+
+/// A run with a TTL is stored first: `Archived=True` while it still exists, its finalizer gone, then the TTL
+/// deletes it; the row holds its typed columns, each step attempt, its labels and the object with its payload.
+#[tokio::test]
+async fn a_finished_run_is_stored_before_its_ttl_deletes_it() {
+    let (connection, pool) = database(server(), "finished");
+    let t = TestNs::new("archive-ttl", Duration::from_millis(300)).await;
+    let op = with_archive(&t, &connection);
+    t.create(
+        "metadata: {name: kept, labels: {team: ml}}
+spec:
+  image: busybox
+  inputs: {question: why}
+  ttlSecondsAfterFinished: 3
+  steps: [{name: fetch}, {name: train}]
+",
+    )
+    .await;
+    let cx = t
+        .wait_for("kept", LIMIT, has_condition("Archived", "True"))
+        .await;
+    assert_eq!(support::phase_of(&cx), "Succeeded");
+    t.wait_for(
+        "kept",
+        Duration::from_secs(10),
+        when_object("its finalizer gone", |cx: &CrewExecution| !retained(cx)),
+    )
+    .await;
+    t.wait_deleted("kept", Duration::from_secs(15)).await;
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT phase, attempts, duration_seconds IS NOT NULL, object -> 'spec' -> 'inputs' ->> 'question',
+                    (SELECT count(*) FROM step_attempts s WHERE s.uid = e.uid),
+                    (SELECT value FROM execution_labels l WHERE l.uid = e.uid AND key = 'team')
+             FROM executions e WHERE namespace = $1 AND name = 'kept'",
+            &[&t.ns],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Succeeded");
+    assert_eq!(row.get::<_, i32>(1), 2);
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(
+        row.get::<_, Option<String>>(3).as_deref(),
+        Some("why"),
+        "the payload is archived"
+    );
+    assert_eq!(row.get::<_, i64>(4), 2);
+    assert_eq!(row.get::<_, Option<String>>(5).as_deref(), Some("ml"));
+    op.stop().await;
+}
+
+/// Deleted while its step runs: the finalizer holds it until its last state is stored, then it goes.
+#[tokio::test]
+async fn a_run_deleted_while_it_runs_is_stored_with_its_last_state() {
+    let (connection, pool) = database(server(), "deleted");
+    let t = TestNs::new("archive-deleted", Duration::from_secs(300)).await;
+    let op = with_archive(&t, &connection);
+    t.create("metadata: {name: cut}\nspec: {image: busybox}\n")
+        .await;
+    t.wait_for("cut", LIMIT, is_phase("Running")).await;
+    t.executions()
+        .delete("cut", &Default::default())
+        .await
+        .expect("delete");
+    t.wait_deleted("cut", LIMIT).await;
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT phase, deleted_before_finishing FROM executions WHERE namespace = $1 AND name = 'cut'",
+            &[&t.ns],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0).as_str(), row.get::<_, bool>(1)),
+        ("Running", true)
+    );
+    let deleted = number(
+        &pool,
+        "SELECT sum(deleted)::bigint FROM rollups WHERE granularity = 'day'",
+    )
+    .await;
+    assert_eq!(deleted, 1);
+    op.stop().await;
+}
+
+/// The database is down (killed): the run still runs and finishes; `Archived=False` with why and a Warning Event;
+/// its TTL does not delete it; once the database is back the archive catches up and the TTL acts.
+#[tokio::test]
+async fn with_the_database_down_runs_go_on_and_the_archive_catches_up() {
+    let mut own =
+        Postgres::start(&crew_testkit::scratch_dir("crew-e2e-archive", Some("down"))).unwrap();
+    let (connection, pool) = database(&own, "down");
+    let t = TestNs::new("archive-down", Duration::from_millis(300)).await;
+    let op = with_archive(&t, &connection);
+    // The schema is migrated while the database is up.
+    wait_until(LIMIT, "the schema migrated", || async {
+        number(&pool, "SELECT count(*) FROM crew_schema_migrations").await > 0
+    })
+    .await;
+    own.kill();
+    t.create("metadata: {name: patient}\nspec: {image: busybox, ttlSecondsAfterFinished: 0}\n")
+        .await;
+    t.wait_for("patient", LIMIT, is_phase("Succeeded")).await;
+    let cx = t
+        .wait_for(
+            "patient",
+            LIMIT,
+            has_condition_reason("Archived", "ArchiveFailed"),
+        )
+        .await;
+    let condition = cx
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Archived")
+        .unwrap();
+    assert_eq!(condition.status, "False");
+    assert!(
+        condition.message.contains("unreachable"),
+        "{}",
+        condition.message
+    );
+    t.wait_events("patient", LIMIT, has_event("Warning", "ArchiveFailed"))
+        .await;
+    assert!(retained(&cx), "kept until it is stored");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = t
+        .executions()
+        .get("patient")
+        .await
+        .expect("not deleted while unarchived");
+    assert!(
+        still.metadata.deletion_timestamp.is_none(),
+        "the TTL waits for the archive"
+    );
+    own.restart().unwrap();
+    t.wait_deleted("patient", Duration::from_secs(90)).await;
+    let stored = number(
+        &pool,
+        "SELECT count(*) FROM executions WHERE name = 'patient'",
+    )
+    .await;
+    assert_eq!(stored, 1);
+    op.stop().await;
+}
+
+/// The operator is killed (its task dropped wherever it is, connections and transactions cut) while it archives
+/// a burst, and started again: every run is stored exactly once and counted once.
+#[tokio::test]
+async fn an_operator_killed_while_it_archives_loses_and_duplicates_nothing() {
+    const RUNS: i64 = 30;
+    let (connection, pool) = database(server(), "killed");
+    let t = TestNs::new("archive-kill", Duration::from_millis(200)).await;
+    let op = with_archive(&t, &connection);
+    for i in 0..RUNS {
+        t.create(&format!(
+            "metadata: {{name: run-{i}}}\nspec: {{image: busybox, ttlSecondsAfterFinished: 0}}\n"
+        ))
+        .await;
+    }
+    wait_until(LIMIT, "the first runs stored", || async {
+        number(&pool, "SELECT count(*) FROM executions").await >= 3
+    })
+    .await;
+    op.kill().await;
+    let stored_at_kill = number(&pool, "SELECT count(*) FROM executions").await;
+    let op = with_archive(&t, &connection);
+    wait_until(
+        Duration::from_secs(120),
+        "every run stored and deleted",
+        || async {
+            number(&pool, "SELECT count(*) FROM executions").await == RUNS
+                && t.executions()
+                    .list(&Default::default())
+                    .await
+                    .is_ok_and(|l| l.items.is_empty())
+        },
+    )
+    .await;
+    let counted = number(
+        &pool,
+        "SELECT sum(total)::bigint FROM rollups WHERE granularity = 'hour'",
+    )
+    .await;
+    let steps = number(&pool, "SELECT count(*) FROM step_attempts").await;
+    eprintln!(
+        "killed with {stored_at_kill} of {RUNS} stored; after the restart {RUNS} stored, counted {counted}"
+    );
+    assert_eq!(counted, RUNS, "each counted once in the rollups");
+    assert_eq!(steps, RUNS, "one step attempt each, none twice");
+    op.stop().await;
+}
