@@ -100,6 +100,23 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             None
         }
     };
+    // The archive's read API: on every replica (it only reads), when there is an archive and an address for it.
+    let archive_api = match (&ctx.settings.archive, args.archive.archive_addr) {
+        (Some(archive), Some(addr)) => {
+            let pool = crew_operator::archive::connect::pool_of(
+                archive,
+                crew_operator::archive::serve::READ_POOL_SIZE,
+            )?;
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "serving the archive's read API");
+            let api = crew_operator::archive::serve::ArchiveApi::new(pool, ctx.client.clone());
+            Some(tokio::spawn(crew_operator::archive::serve::serve(
+                listener, api,
+            )))
+        }
+        (None, Some(_)) => return Err("--archive-addr needs --archive-url".into()),
+        _ => None,
+    };
     match leader_config {
         None => operator.run(shutdown::signal()).await,
         Some(leader) => {
@@ -114,6 +131,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     http.abort();
+    if let Some(archive_api) = archive_api {
+        archive_api.abort();
+    }
     if let Some(progress) = progress {
         progress.abort();
     }

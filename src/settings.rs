@@ -198,6 +198,11 @@ pub struct ArchiveArgs {
     /// roots).
     #[arg(long, env = "CREW_ARCHIVE_CA_FILE")]
     pub archive_ca_file: Option<std::path::PathBuf>,
+    /// Address of the archive's read API (`kubectl crew … --archived`, the dashboard), e.g. `0.0.0.0:8082`
+    /// (default: not served). Every request is made as its caller: a TokenReview of the bearer token, a
+    /// SubjectAccessReview of every read.
+    #[arg(long, env = "CREW_ARCHIVE_ADDR")]
+    pub archive_addr: Option<std::net::SocketAddr>,
 }
 
 /// The environment variable that may hold the archive's password (from a Secret).

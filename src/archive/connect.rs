@@ -55,9 +55,14 @@ pub enum ConnectError {
     Pool(String),
 }
 
-/// A pool for `connection` (connections are opened when first used: a database that is down does not stop the
-/// operator).
+/// A pool of [`POOL_SIZE`] for `connection` (connections are opened when first used: a database that is down does
+/// not stop the operator).
 pub fn pool(connection: &ArchiveConnection) -> Result<Pool, ConnectError> {
+    pool_of(connection, POOL_SIZE)
+}
+
+/// A pool of at most `size` connections for `connection`.
+pub fn pool_of(connection: &ArchiveConnection, size: usize) -> Result<Pool, ConnectError> {
     let mut config: tokio_postgres::Config = connection.url.parse().map_err(ConnectError::Url)?;
     if let Some(password) = &connection.password {
         config.password(password.as_bytes());
@@ -74,8 +79,8 @@ pub fn pool(connection: &ArchiveConnection) -> Result<Pool, ConnectError> {
         Manager::from_config(config, tls, manager_config)
     };
     Pool::builder(manager)
-        .max_size(POOL_SIZE)
-        .wait_timeout(Some(std::time::Duration::from_secs(30)))
+        .max_size(size)
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
         .create_timeout(Some(std::time::Duration::from_secs(15)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()

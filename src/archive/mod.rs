@@ -15,6 +15,7 @@
 pub mod connect;
 pub mod migrations;
 pub mod read;
+pub mod serve;
 pub mod write;
 
 use crate::controller::context::Context;

@@ -101,10 +101,10 @@ fn insert<T>(
     map.insert(key, value);
 }
 
-/// Reviews tokens for one audience (see the module documentation).
+/// Reviews tokens for one audience, or for the API server's own (see the module documentation).
 pub struct TokenReviewer {
     client: Client,
-    audience: &'static str,
+    audience: Option<&'static str>,
     in_flight: Arc<Semaphore>,
     waiting: std::sync::atomic::AtomicUsize,
     sources: SourceLimiter,
@@ -115,6 +115,16 @@ pub struct TokenReviewer {
 impl TokenReviewer {
     /// A reviewer asking `client`'s API server about tokens for `audience`.
     pub fn new(client: Client, audience: &'static str) -> TokenReviewer {
+        Self::with_audience(client, Some(audience))
+    }
+
+    /// A reviewer asking about the tokens users send the API server itself (kubeconfig tokens: the API server's
+    /// own audiences).
+    pub fn for_users(client: Client) -> TokenReviewer {
+        Self::with_audience(client, None)
+    }
+
+    fn with_audience(client: Client, audience: Option<&'static str>) -> TokenReviewer {
         TokenReviewer {
             client,
             audience,
@@ -217,7 +227,7 @@ impl TokenReviewer {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_string()),
-                audiences: Some(vec![self.audience.to_string()]),
+                audiences: self.audience.map(|audience| vec![audience.to_string()]),
             },
             ..Default::default()
         };
@@ -232,16 +242,10 @@ impl TokenReviewer {
                 .error
                 .unwrap_or_else(|| "not authenticated".into())));
         }
-        if !status
-            .audiences
-            .iter()
-            .flatten()
-            .any(|a| a == self.audience)
+        if let Some(audience) = self.audience
+            && !status.audiences.iter().flatten().any(|a| a == audience)
         {
-            return Ok(Err(format!(
-                "the token is not for audience {}",
-                self.audience
-            )));
+            return Ok(Err(format!("the token is not for audience {audience}")));
         }
         let UserInfo {
             username,

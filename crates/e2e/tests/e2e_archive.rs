@@ -262,3 +262,160 @@ async fn an_operator_killed_while_it_archives_loses_and_duplicates_nothing() {
     assert_eq!(steps, RUNS, "one step attempt each, none twice");
     op.stop().await;
 }
+
+/// A token of ServiceAccount `account` of `namespace` with the API server's own audience (as a user's would be).
+async fn account_token(client: &kube::Client, namespace: &str, account: &str) -> String {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), namespace);
+    let object: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": account}})).unwrap();
+    let _ = accounts.create(&Default::default(), &object).await;
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 600}})).unwrap();
+    accounts
+        .create_token_request(account, &Default::default(), &request)
+        .await
+        .expect("a token")
+        .status
+        .expect("token status")
+        .token
+}
+
+/// Lets ServiceAccount `account` of `namespace` list and get CrewExecutions there, and nowhere else.
+async fn grant_reading(t: &TestNs, account: &str) {
+    let yaml = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: read-runs, namespace: {ns}}}
+rules: [{{apiGroups: [crew.dev], resources: [crewexecutions], verbs: [get, list]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: read-runs, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-runs}}
+subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
+",
+        ns = t.ns
+    );
+    let file = std::env::temp_dir().join(format!("archive-rbac-{}.yaml", t.ns));
+    std::fs::write(&file, yaml).unwrap();
+    let (ok, out) = t.kubectl(&["apply", "-f", &file.to_string_lossy()]).await;
+    assert!(ok, "{out}");
+}
+
+async fn get_as(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    support::http_exchange(
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n"),
+    )
+    .await
+}
+
+/// The read API answers each caller with the caller's own rights: a ServiceAccount allowed to read its namespace's
+/// executions reads them (list, object), and nothing of another namespace nor of all; no token or a made-up one is
+/// refused; a flood of made-up tokens from one source costs a bounded number of TokenReviews.
+#[tokio::test]
+async fn the_read_api_answers_with_the_callers_own_rights() {
+    let (connection, _pool) = database(server(), "readapi");
+    let t = TestNs::new("archive-read", Duration::from_millis(200)).await;
+    let op = with_archive(&t, &connection);
+    t.create("metadata: {name: done, labels: {team: ml}}\nspec: {image: busybox}\n")
+        .await;
+    t.wait_for("done", LIMIT, has_condition("Archived", "True"))
+        .await;
+    let read_pool = crew_operator::archive::connect::pool_of(&connection, 2).unwrap();
+    let api = crew_operator::archive::serve::ArchiveApi::new(read_pool, t.client.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(crew_operator::archive::serve::serve(listener, api.clone()));
+    grant_reading(&t, "reader").await;
+    let reader = account_token(&t.client, &t.ns, "reader").await;
+    let ns = &t.ns;
+    // RBAC reaches the authorizer's cache within a moment.
+    let mine = format!("/v1/namespaces/{ns}/executions?labelSelector=team%3Dml");
+    wait_until(Duration::from_secs(20), "the reader may list", || async {
+        get_as(addr, &mine, Some(&reader)).await.0 == 200
+    })
+    .await;
+    let (code, body) = get_as(addr, &mine, Some(&reader)).await;
+    assert_eq!(code, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"][0]["name"], "done");
+    assert_eq!(page["items"][0]["phase"], "Succeeded");
+    let (code, body) = get_as(
+        addr,
+        &format!("/v1/namespaces/{ns}/executions/done"),
+        Some(&reader),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let object: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(object["status"]["phase"], "Succeeded");
+    let (code, _) = get_as(
+        addr,
+        &format!("/v1/namespaces/{ns}/executions/done/results/main"),
+        Some(&reader),
+    )
+    .await;
+    assert_eq!(code, 404, "it posted no result");
+    let (code, _) = get_as(
+        addr,
+        &format!("/v1/namespaces/{ns}/stats?since=1d"),
+        Some(&reader),
+    )
+    .await;
+    assert_eq!(code, 200);
+    for forbidden in [
+        "/v1/namespaces/kube-system/executions",
+        "/v1/executions",
+        "/v1/stats",
+    ] {
+        let (code, body) = get_as(addr, forbidden, Some(&reader)).await;
+        assert_eq!(code, 403, "{forbidden}: {body}");
+    }
+    let admin = &support::plane().token;
+    let (code, body) = get_as(addr, "/v1/executions?limit=5", Some(admin)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get_as(addr, &mine, None).await.0, 401);
+    assert_eq!(get_as(addr, &mine, Some("made-up")).await.0, 401);
+    assert_eq!(
+        get_as(
+            addr,
+            &format!("/v1/namespaces/{ns}/executions?limit=x"),
+            Some(&reader)
+        )
+        .await
+        .0,
+        400
+    );
+    // A flood of made-up tokens from one source.
+    let (reviews_before, _) = api.reviews_sent();
+    let answers = futures::future::join_all((0..300).map(|i| async move {
+        get_as(addr, "/v1/executions", Some(&format!("fake-{i}")))
+            .await
+            .0
+    }))
+    .await;
+    let (reviews_after, _) = api.reviews_sent();
+    let limited = answers.iter().filter(|c| **c == 429).count();
+    eprintln!(
+        "flood of 300 made-up tokens: {limited} answered 429, {} TokenReviews",
+        reviews_after - reviews_before
+    );
+    assert!(
+        answers.iter().all(|c| [401, 429, 503].contains(c)),
+        "{answers:?}"
+    );
+    assert!(
+        reviews_after - reviews_before <= 40,
+        "the source limit bounds the reviews"
+    );
+    // The operator's own work goes on meanwhile.
+    t.create("metadata: {name: after}\nspec: {image: busybox}\n")
+        .await;
+    t.wait_for("after", LIMIT, has_condition("Archived", "True"))
+        .await;
+    served.abort();
+    op.stop().await;
+}
