@@ -5,6 +5,8 @@ use crew_core::archive::histogram::{merge, quantile};
 use deadpool_postgres::GenericClient;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+pub use crew_api::archive::{Figures, Page, Stats, StepFailures, Summary};
 use tokio_postgres::types::ToSql;
 
 /// Most rows one page holds.
@@ -54,53 +56,9 @@ impl Cursor {
     }
 }
 
-/// One archived execution, as a list shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Summary {
-    /// uid.
-    pub uid: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// Phase (the last one, for a run deleted before it finished).
-    pub phase: String,
-    /// `status.reason`.
-    pub reason: Option<String>,
-    /// The step whose failure failed it.
-    pub failed_step: Option<String>,
-    /// Queue (empty: none).
-    pub queue: String,
-    /// Priority.
-    pub priority: i32,
-    /// Created.
-    pub created: Option<Timestamp>,
-    /// First step started.
-    pub started: Option<Timestamp>,
-    /// Finished (or deleted).
-    pub finished: Timestamp,
-    /// Seconds from start to finish.
-    pub duration_seconds: Option<i64>,
-    /// Seconds waiting before the first step.
-    pub queue_wait_seconds: Option<i64>,
-    /// Attempts over all steps.
-    pub attempts: i32,
-    /// Deleted before it finished.
-    pub deleted_before_finishing: bool,
-}
-
-/// A page of a list.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Page {
-    /// Newest first.
-    pub items: Vec<Summary>,
-    /// Where the next page starts, when there may be one.
-    pub next: Option<String>,
-}
-
 const SUMMARY_COLUMNS: &str = "uid, namespace, name, phase, reason, failed_step, queue, priority, created_at, \
-    started_at, finished_at, duration_seconds, queue_wait_seconds, attempts, deleted_before_finishing";
+    started_at, finished_at, duration_seconds, queue_wait_seconds, attempts, deleted_before_finishing, message, \
+    steps_total, steps_succeeded";
 
 /// One page of the executions `filter` wants, newest first, after `after`.
 pub async fn list(
@@ -192,6 +150,9 @@ fn summary(row: &tokio_postgres::Row) -> Summary {
         queue_wait_seconds: row.get(12),
         attempts: row.get(13),
         deleted_before_finishing: row.get(14),
+        message: row.get(15),
+        steps_total: row.get(16),
+        steps_succeeded: row.get(17),
     }
 }
 
@@ -232,75 +193,35 @@ pub async fn result(
         .map(|row| (row.get(0), row.get(1), row.get(2))))
 }
 
-/// Counts and durations of one group of runs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Figures {
-    /// Runs archived (deleted ones included).
-    pub total: i64,
-    /// Succeeded.
-    pub succeeded: i64,
-    /// Failed.
-    pub failed: i64,
-    /// Cancelled.
-    pub cancelled: i64,
-    /// Deleted before they finished.
-    pub deleted: i64,
-    /// Median duration (upper bound of its histogram bucket), seconds.
-    pub p50_seconds: Option<i64>,
-    /// 95th percentile duration, seconds.
-    pub p95_seconds: Option<i64>,
-    /// Mean duration, seconds.
-    pub mean_seconds: Option<f64>,
-    #[serde(skip)]
+/// Counts and the duration histogram of one group of rollup rows, made into [`Figures`].
+#[derive(Default)]
+struct Tally {
+    figures: Figures,
     histogram: Vec<i64>,
-    #[serde(skip)]
     duration_sum: i64,
 }
 
-impl Figures {
+impl Tally {
     fn add(&mut self, row: &tokio_postgres::Row) {
-        self.total += row.get::<_, i64>("total");
-        self.succeeded += row.get::<_, i64>("succeeded");
-        self.failed += row.get::<_, i64>("failed");
-        self.cancelled += row.get::<_, i64>("cancelled");
-        self.deleted += row.get::<_, i64>("deleted");
+        let f = &mut self.figures;
+        f.total += row.get::<_, i64>("total");
+        f.succeeded += row.get::<_, i64>("succeeded");
+        f.failed += row.get::<_, i64>("failed");
+        f.cancelled += row.get::<_, i64>("cancelled");
+        f.deleted += row.get::<_, i64>("deleted");
         self.duration_sum += row.get::<_, i64>("duration_sum");
         merge(&mut self.histogram, &row.get::<_, Vec<i64>>("durations"));
     }
 
-    fn finish(mut self) -> Self {
-        self.p50_seconds = quantile(&self.histogram, 0.5);
-        self.p95_seconds = quantile(&self.histogram, 0.95);
+    fn finish(self) -> Figures {
         let timed: i64 = self.histogram.iter().sum();
-        self.mean_seconds = (timed > 0).then(|| self.duration_sum as f64 / timed as f64);
-        self
+        Figures {
+            p50_seconds: quantile(&self.histogram, 0.5),
+            p95_seconds: quantile(&self.histogram, 0.95),
+            mean_seconds: (timed > 0).then(|| self.duration_sum as f64 / timed as f64),
+            ..self.figures
+        }
     }
-}
-
-/// Failures of one step for one reason.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepFailures {
-    /// Step.
-    pub step: String,
-    /// Reason.
-    pub reason: String,
-    /// Runs that failed so.
-    pub count: i64,
-}
-
-/// Statistics over a span, from the daily rollups (hourly ones for spans under two days).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Stats {
-    /// Everything.
-    pub overall: Figures,
-    /// By queue (`""`: none).
-    pub by_queue: Vec<(String, Figures)>,
-    /// By day (or hour), oldest first.
-    pub by_period: Vec<(Timestamp, Figures)>,
-    /// Failures by step and reason, most first.
-    pub failed_steps: Vec<StepFailures>,
 }
 
 /// Statistics of `namespaces` (empty: all) since `since`.
@@ -326,9 +247,9 @@ pub async fn stats(
             &[&granularity, &from, &namespaces],
         )
         .await?;
-    let mut overall = Figures::default();
-    let mut by_queue: std::collections::BTreeMap<String, Figures> = Default::default();
-    let mut by_period: std::collections::BTreeMap<Timestamp, Figures> = Default::default();
+    let mut overall = Tally::default();
+    let mut by_queue: std::collections::BTreeMap<String, Tally> = Default::default();
+    let mut by_period: std::collections::BTreeMap<Timestamp, Tally> = Default::default();
     for row in &rows {
         overall.add(row);
         by_queue.entry(row.get("queue")).or_default().add(row);

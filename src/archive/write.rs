@@ -123,7 +123,7 @@ async fn upsert_row(
     let queue = record.queue.clone().unwrap_or_default();
     let finished = finished_of(record);
     let phase = record.phase.as_str();
-    let params: [&(dyn ToSql + Sync); 19] = [
+    let params: [&(dyn ToSql + Sync); 21] = [
         &record.uid,
         &record.namespace,
         &record.name,
@@ -143,12 +143,14 @@ async fn upsert_row(
         &record.deleted_before_finishing,
         &record.object,
         &Timestamp::now(),
+        &record.steps_total,
+        &record.steps_succeeded,
     ];
     tx.execute(
         "INSERT INTO executions (uid, namespace, name, resource_version, phase, reason, message, failed_step, queue,
              priority, created_at, started_at, finished_at, duration_seconds, queue_wait_seconds, attempts,
-             deleted_before_finishing, object, archived_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+             deleted_before_finishing, object, archived_at, steps_total, steps_succeeded)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
          ON CONFLICT (uid) DO UPDATE SET namespace = EXCLUDED.namespace, name = EXCLUDED.name,
              resource_version = EXCLUDED.resource_version, phase = EXCLUDED.phase, reason = EXCLUDED.reason,
              message = EXCLUDED.message, failed_step = EXCLUDED.failed_step, queue = EXCLUDED.queue,
@@ -156,7 +158,8 @@ async fn upsert_row(
              finished_at = EXCLUDED.finished_at, duration_seconds = EXCLUDED.duration_seconds,
              queue_wait_seconds = EXCLUDED.queue_wait_seconds, attempts = EXCLUDED.attempts,
              deleted_before_finishing = EXCLUDED.deleted_before_finishing, object = EXCLUDED.object,
-             archived_at = EXCLUDED.archived_at",
+             archived_at = EXCLUDED.archived_at, steps_total = EXCLUDED.steps_total,
+             steps_succeeded = EXCLUDED.steps_succeeded",
         &params,
     )
     .await?;

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod crds;
 pub mod execution;
 pub mod phase;

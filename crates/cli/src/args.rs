@@ -31,6 +31,10 @@ pub struct Target {
     /// Objects per page of a list (lists are always paginated, as kubectl's are).
     #[arg(long, global = true, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub chunk_size: u32,
+    /// The operator's archive read API, for `--archived` (e.g. `http://127.0.0.1:8082` through
+    /// `kubectl port-forward svc/crew-operator-archive 8082`); asked with your kubeconfig's credentials.
+    #[arg(long, global = true, value_name = "URL", env = "CREW_ARCHIVE_SERVER")]
+    pub archive_server: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +93,9 @@ pub struct NameArg {
     /// The execution's name.
     #[arg(value_parser = non_empty)]
     pub name: String,
+    /// Read it from the archive (`--archive-server`): a run that is gone, as it was when it finished.
+    #[arg(long)]
+    pub archived: bool,
 }
 
 /// Which executions a listing covers.
@@ -119,8 +126,17 @@ pub struct ListArgs {
     #[arg(long)]
     pub no_headers: bool,
     /// After the list, print a line for every change (as `kubectl get -w`).
-    #[arg(short = 'w', long)]
+    #[arg(short = 'w', long, conflicts_with = "archived")]
     pub watch: bool,
+    /// List the archive (`--archive-server`): finished runs, newest first, also those that are gone.
+    #[arg(long)]
+    pub archived: bool,
+    /// With `--archived`: only runs that failed in this step.
+    #[arg(long, value_name = "STEP", value_parser = non_empty, requires = "archived")]
+    pub failed_step: Option<String>,
+    /// With `--archived`: only runs that finished within this long (`24h`, `7d`).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "archived")]
+    pub since: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,12 +177,17 @@ pub struct WatchArgs {
 pub struct StatsArgs {
     #[command(flatten)]
     pub filter: Filter,
-    /// Only executions created within this long (`24h`, `7d`, `30m`).
+    /// Only executions created within this long (`24h`, `7d`, `30m`); with `--archived`, finished within it
+    /// (default 30d).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub since: Option<std::time::Duration>,
     /// Output format.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<StatsFormat>,
+    /// Statistics of the archive (`--archive-server`): every run it stored, from its rollups (by queue, by day, by
+    /// failed step).
+    #[arg(long)]
+    pub archived: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -248,6 +269,9 @@ pub struct ResultArgs {
     /// `raw`: the result as posted; `json`: it with its step, attempt, source, size and SHA-256.
     #[arg(short = 'o', long, value_enum, default_value_t = ResultFormat::Raw)]
     pub output: ResultFormat,
+    /// Read it from the archive (`--archive-server`), after the run is gone.
+    #[arg(long)]
+    pub archived: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -27,24 +27,7 @@ impl Cluster {
     /// Connects as kubectl would: `--kubeconfig`, else `$KUBECONFIG`, else `~/.kube/config`, else the in-cluster
     /// ServiceAccount; `--context` picks the context; `-n` wins over the context's namespace.
     pub async fn connect(target: &Target) -> Result<Cluster, CliError> {
-        let options = KubeConfigOptions {
-            context: target.context.clone(),
-            ..Default::default()
-        };
-        let config = match &target.kubeconfig {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
-                    CliError::Config(format!("cannot read kubeconfig {}: {e}", path.display()))
-                })?;
-                Config::from_custom_kubeconfig(kubeconfig, &options).await
-            }
-            None if target.context.is_some() => Config::from_kubeconfig(&options).await,
-            None => match Config::from_kubeconfig(&options).await {
-                Ok(config) => Ok(config),
-                Err(kubeconfig_error) => Config::incluster().map_err(|_| kubeconfig_error),
-            },
-        }
-        .map_err(|e| CliError::Config(format!("no usable kubeconfig: {e}")))?;
+        let config = config_of(target).await?;
         error::set_server(&config.cluster_url.to_string());
         let namespace = if target.all_namespaces {
             None
@@ -127,6 +110,29 @@ impl Cluster {
     pub fn request(&self, verb: &'static str) -> Request {
         Request::new(verb, EXECUTIONS, self.namespace.as_deref())
     }
+}
+
+/// The client configuration kubectl would use: `--kubeconfig`, else `$KUBECONFIG`, else `~/.kube/config`, else the
+/// in-cluster ServiceAccount; `--context` picks the context.
+pub async fn config_of(target: &Target) -> Result<Config, CliError> {
+    let options = KubeConfigOptions {
+        context: target.context.clone(),
+        ..Default::default()
+    };
+    match &target.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+                CliError::Config(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?;
+            Config::from_custom_kubeconfig(kubeconfig, &options).await
+        }
+        None if target.context.is_some() => Config::from_kubeconfig(&options).await,
+        None => match Config::from_kubeconfig(&options).await {
+            Ok(config) => Ok(config),
+            Err(kubeconfig_error) => Config::incluster().map_err(|_| kubeconfig_error),
+        },
+    }
+    .map_err(|e| CliError::Config(format!("no usable kubeconfig: {e}")))
 }
 
 /// The list parameters of `filter`: `--queue` and a single `--phase` are field selectors (the CRD declares both

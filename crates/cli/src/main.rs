@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod archive;
 mod args;
 mod clock;
 mod cluster;
@@ -49,6 +50,9 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        if let Some(exit) = archived(&cli).await? {
+            return Ok(exit);
+        }
         let cluster = Cluster::connect(&cli.target).await?;
         match &cli.command {
             Command::List(args) => cmd::list::run(&cluster, args).await,
@@ -75,4 +79,43 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             Command::Completion(_) => Ok(Exit::Ok),
         }
     })
+}
+
+/// The `--archived` forms, read from the archive instead of the cluster (None: not asked for).
+async fn archived(cli: &Cli) -> Result<Option<Exit>, CliError> {
+    let target = &cli.target;
+    let wants = match &cli.command {
+        Command::List(args) => args.archived,
+        Command::Describe(args) | Command::History(args) => args.archived,
+        Command::Result(args) => args.archived,
+        Command::Stats(args) => args.archived,
+        _ => false,
+    };
+    if !wants {
+        return Ok(None);
+    }
+    // The namespace as kubectl picks it (-n, else the context's), without asking the API server anything.
+    let config = cluster::config_of(target).await?;
+    let namespace = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let scope = (!target.all_namespaces).then(|| namespace.clone());
+    let one = || -> Result<&str, CliError> {
+        if target.all_namespaces {
+            return Err(CliError::Usage(
+                "a name needs one namespace: use -n instead of -A".into(),
+            ));
+        }
+        Ok(&namespace)
+    };
+    let exit = match &cli.command {
+        Command::List(args) => cmd::archived::list(target, scope, args).await?,
+        Command::Describe(args) => cmd::archived::describe(target, one()?, &args.name).await?,
+        Command::History(args) => cmd::archived::history(target, one()?, &args.name).await?,
+        Command::Result(args) => cmd::archived::result(target, one()?, args).await?,
+        Command::Stats(args) => cmd::archived::stats(target, scope, args).await?,
+        _ => return Ok(None),
+    };
+    Ok(Some(exit))
 }

@@ -419,3 +419,136 @@ async fn the_read_api_answers_with_the_callers_own_rights() {
     served.abort();
     op.stop().await;
 }
+
+/// `kubectl-crew args…` with the test plane's kubeconfig (the admin's token) and `--archive-server`.
+async fn crew_archived(
+    server: std::net::SocketAddr,
+    ns: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    let output =
+        tokio::process::Command::new(support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN"))
+            .arg("--kubeconfig")
+            .arg(&support::plane().kubeconfig)
+            .args(["-n", ns, "--archive-server", &format!("http://{server}")])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .expect("run kubectl-crew");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A result a worker posted (256 KiB, through the progress endpoint) is archived whole with its run; after the run
+/// is deleted, `kubectl crew` reads the run, its history, its result and the statistics from the archive.
+#[tokio::test]
+async fn a_posted_result_outlives_its_run_and_kubectl_crew_reads_the_archive() {
+    let (connection, _pool) = database(server(), "results");
+    let t = TestNs::new("archive-result", Duration::from_millis(200)).await;
+    let progress = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let progress_addr = progress.local_addr().unwrap();
+    let op = t.start_operator_changed({
+        let connection = connection.clone();
+        move |settings| {
+            settings.archive = Some(connection);
+            settings.progress.progress_url = Some(format!("http://{progress_addr}/v1/progress"));
+        }
+    });
+    let endpoint = crew_operator::progress::endpoint::Endpoint::new(op.ctx.clone());
+    tokio::spawn(crew_operator::progress::endpoint::serve(progress, endpoint));
+    t.create(
+        "metadata: {name: report}
+spec:
+  image: busybox
+  steps: [{name: write, podAnnotations: {sim.crew.dev/hang: 'true'}}, {name: check}]
+",
+    )
+    .await;
+    t.wait_for(
+        "report",
+        LIMIT,
+        support::conditions::step_is(0, crew_api::StepPhase::Running),
+    )
+    .await;
+    let pod = t
+        .wait_pods(
+            "crew.dev/execution=report,crew.dev/step=write",
+            LIMIT,
+            support::conditions::some(),
+        )
+        .await
+        .remove(0);
+    let token =
+        support::pod_token(&t.client, &pod, crew_core::build::progress_token::AUDIENCE).await;
+    let body = "tide tables\n".repeat(256 * 1024 / 12);
+    let request = format!(
+        "POST /v1/result HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (code, answer) = support::http_exchange(progress_addr, &request).await;
+    assert_eq!(code, 201, "{answer}");
+    kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(t.client.clone(), &t.ns)
+        .patch(
+            &pod.name_any(),
+            &Default::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "sim.crew.dev/hang": "false", "sim.crew.dev/duration": "0"}}})),
+        )
+        .await
+        .expect("let the pod finish");
+    t.wait_for("report", LIMIT, has_condition("Archived", "True"))
+        .await;
+    t.executions()
+        .delete("report", &Default::default())
+        .await
+        .expect("delete");
+    t.wait_deleted("report", LIMIT).await;
+
+    let read_pool = crew_operator::archive::connect::pool_of(&connection, 2).unwrap();
+    let api = crew_operator::archive::serve::ArchiveApi::new(read_pool, t.client.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(crew_operator::archive::serve::serve(listener, api));
+    let ns = t.ns.clone();
+    let (code, out, err) = crew_archived(addr, &ns, &["result", "report", "--archived"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, body,
+        "the result, byte for byte, after its run is gone"
+    );
+    let (code, out, err) = crew_archived(addr, &ns, &["list", "--archived"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("report") && l.contains("Succeeded")),
+        "{out}"
+    );
+    let (code, out, err) = crew_archived(addr, &ns, &["list", "--archived", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let items: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(items[0]["stepsSucceeded"], 2);
+    let (code, out, err) = crew_archived(addr, &ns, &["describe", "report", "--archived"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Succeeded") && out.contains("write"), "{out}");
+    let (code, out, err) = crew_archived(addr, &ns, &["history", "report", "--archived"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("StepSucceeded"), "{out}");
+    let (code, out, err) =
+        crew_archived(addr, &ns, &["stats", "--archived", "--since", "1d"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("all") && l.contains("100.0%")),
+        "{out}"
+    );
+    let (code, _, err) = crew_archived(addr, &ns, &["describe", "nothing", "--archived"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("not in the archive"), "{err}");
+    served.abort();
+    op.stop().await;
+}

@@ -17,6 +17,8 @@ CREATE TABLE executions (
     duration_seconds         bigint,
     queue_wait_seconds       bigint,
     attempts                 integer     NOT NULL DEFAULT 0,
+    steps_total              integer     NOT NULL DEFAULT 0,
+    steps_succeeded          integer     NOT NULL DEFAULT 0,
     deleted_before_finishing boolean     NOT NULL DEFAULT false,
     archived_at              timestamptz NOT NULL DEFAULT now(),
     object                   jsonb       NOT NULL

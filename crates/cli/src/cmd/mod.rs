@@ -1,6 +1,7 @@
 //! The commands: each reads through [`crate::cluster::Cluster`], draws with [`crate::view`], and says how the
 //! process exits.
 
+pub mod archived;
 pub mod bulk;
 pub mod describe;
 pub mod list;

@@ -1,6 +1,7 @@
 //! Pure rendering: objects and a clock in, text out. No client and no terminal here, so every view is tested
 //! with golden output at a fixed clock.
 
+pub mod archive_stats;
 pub mod bar;
 pub mod bulk;
 pub mod describe;

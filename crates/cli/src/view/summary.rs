@@ -76,6 +76,36 @@ impl Summary {
         }
     }
 
+    /// A row of the archive's list (`list --archived`); a run deleted before it finished keeps its last phase, with
+    /// reason `DeletedBeforeFinishing`.
+    pub fn of_archived(archived: &crew_api::archive::Summary) -> Summary {
+        let total = archived.steps_total.max(1) as u32;
+        let completed = archived.steps_succeeded.max(0) as u32;
+        let reason = if archived.deleted_before_finishing {
+            "DeletedBeforeFinishing".to_string()
+        } else {
+            archived.reason.clone().unwrap_or_default()
+        };
+        Summary {
+            namespace: archived.namespace.clone(),
+            name: archived.name.clone(),
+            phase: serde_json::from_value(serde_json::Value::String(archived.phase.clone())).ok(),
+            reason,
+            message: archived.message.clone().unwrap_or_default(),
+            completed,
+            total,
+            percent: (completed * 100 / total).min(100),
+            step: archived.failed_step.clone().unwrap_or_default(),
+            attempt: None,
+            queue: archived.queue.clone(),
+            priority: archived.priority,
+            duration: archived.duration_seconds,
+            created: archived.created,
+            started: archived.started,
+            completed_at: Some(archived.finished),
+        }
+    }
+
     /// The phase as `kubectl get` shows it (`Pending` before the first status write, as the operator will).
     pub fn phase_text(&self) -> &'static str {
         self.phase.map(|p| p.as_str()).unwrap_or("Pending")

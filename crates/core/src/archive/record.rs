@@ -43,6 +43,10 @@ pub struct ArchiveRecord {
     pub queue_wait_seconds: Option<i64>,
     /// Attempts over all steps.
     pub attempts: i32,
+    /// Steps the run has.
+    pub steps_total: i32,
+    /// Steps that succeeded.
+    pub steps_succeeded: i32,
     /// It was deleted before it finished (archived with its last state).
     pub deleted_before_finishing: bool,
     /// One row per step attempt the object records.
@@ -137,6 +141,12 @@ impl ArchiveRecord {
                 .or_else(|| seconds(started, finished)),
             queue_wait_seconds: seconds(created, started),
             attempts: status.steps.iter().map(|s| s.attempt as i32).sum(),
+            steps_total: status.steps.len() as i32,
+            steps_succeeded: status
+                .steps
+                .iter()
+                .filter(|s| s.phase == StepPhase::Succeeded)
+                .count() as i32,
             deleted_before_finishing,
             steps: status
                 .steps
@@ -347,6 +357,7 @@ mod tests {
         assert_eq!(record.queue_wait_seconds, Some(4));
         assert_eq!(record.duration_seconds, Some(56));
         assert_eq!(record.attempts, 3);
+        assert_eq!((record.steps_total, record.steps_succeeded), (3, 1));
         assert!(!record.deleted_before_finishing);
         assert_eq!(record.results.len(), 1);
         assert_eq!(record.results[0].config_map, "nightly-result-ab");
