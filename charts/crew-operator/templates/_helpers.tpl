@@ -153,10 +153,16 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
   verbs: ["get", "list", "watch", "create", "delete", "patch"]
 # The <execution>-crew-<uid hash> ConfigMap (spec.crew / spec.inputs) is only ever created. A step's result
 # ConfigMap (<execution>-result-<hash>, from POST /v1/result) is written with server-side apply. No ConfigMap is
-# ever read.
+# ever read, but by the archive.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create", "patch"]
+{{- if .Values.archive.enabled }}
+# The archive reads each posted result's ConfigMap once, to store it with its run.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+{{- end }}
 # The ServiceAccount a worker runs as is read (its metadata) to check that its namespace's owner opened it, and
 # the Secrets it lists, to workers. Those Secrets themselves are never read.
 - apiGroups: [""]

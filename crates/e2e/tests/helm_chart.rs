@@ -2184,3 +2184,254 @@ fn the_chart_passes_progress_url_whenever_it_creates_the_progress_service() {
     );
     assert_binary_accepts(&args);
 }
+
+/// `archive.enabled`: the flags (the URL from the environment, the password and CA from mounted Secrets, never on
+/// the command line), the read API's port and Service, the NetworkPolicy rule, the reviews the read API makes
+/// (TokenReview even with progress off, SubjectAccessReview) and the ConfigMap read of posted results. Default
+/// values render none of it.
+#[test]
+fn the_archive_renders_its_flags_secrets_service_and_reviews() {
+    let docs = render(&[
+        "archive.enabled=true",
+        "archive.urlSecret.name=archive-db",
+        "archive.passwordSecret.name=archive-db",
+        "archive.caSecret.name=archive-ca",
+        "progress.enabled=false",
+    ]);
+    let flags = args(&docs);
+    assert!(
+        has_flag(&flags, "--archive-addr", "0.0.0.0:8082"),
+        "{flags:?}"
+    );
+    assert!(
+        has_flag(
+            &flags,
+            "--archive-password-file",
+            "/etc/crew-operator/archive/password"
+        ),
+        "{flags:?}"
+    );
+    assert!(
+        has_flag(
+            &flags,
+            "--archive-ca-file",
+            "/etc/crew-operator/archive-ca/ca.crt"
+        ),
+        "{flags:?}"
+    );
+    assert!(
+        !flags.iter().any(|a| a.contains("postgres://")),
+        "no URL on the command line: {flags:?}"
+    );
+    assert_binary_accepts(&flags);
+    let container = deployment_container(&docs);
+    let url = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "CREW_ARCHIVE_URL")
+        .expect("CREW_ARCHIVE_URL");
+    assert_eq!(
+        url["valueFrom"]["secretKeyRef"],
+        json!({"name": "archive-db", "key": "url"})
+    );
+    let mounts: Vec<&str> = container["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            "/etc/crew-operator/archive",
+            "/etc/crew-operator/archive-ca"
+        ]
+    );
+    let services: Vec<&Value> = of_kind(&docs, "Service")
+        .into_iter()
+        .filter(|s| s["metadata"]["name"] == "crew-crew-operator-archive")
+        .collect();
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0]["spec"]["ports"][0]["port"], 8082);
+    let policy = one(&docs, "NetworkPolicy");
+    assert!(
+        policy["spec"]["ingress"]
+            .as_array()
+            .expect("ingress")
+            .iter()
+            .any(|rule| rule["ports"][0]["port"] == 8082),
+        "{policy}"
+    );
+    let rules_of = |suffix: &str| {
+        let role = of_kind(&docs, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == format!("crew-crew-operator{suffix}"))
+            .unwrap_or_else(|| panic!("ClusterRole crew-crew-operator{suffix}"));
+        triples(&role["rules"])
+    };
+    let mut operator = operator_rules();
+    operator.extend(expected(&[("", "configmaps", &["get"])]));
+    assert_eq!(rules_of(""), operator);
+    assert_eq!(
+        rules_of("-token-review"),
+        expected(&[("authentication.k8s.io", "tokenreviews", &["create"])])
+    );
+    assert_eq!(
+        rules_of("-access-review"),
+        expected(&[("authorization.k8s.io", "subjectaccessreviews", &["create"])])
+    );
+    assert_least_privilege(&docs);
+
+    let plain = render(&[]);
+    assert!(!args(&plain).iter().any(|a| a.starts_with("--archive")));
+    assert!(!of_kind(&plain, "ClusterRole").iter().any(|r| {
+        r["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-access-review"))
+    }));
+    let (ok, _, stderr) = template(&["archive.enabled=true"]);
+    assert!(
+        !ok && stderr.contains("archive.url or archive.urlSecret.name"),
+        "{stderr}"
+    );
+}
+
+/// `helm install` with the archive on, then the operator run with the chart's ServiceAccount: it archives a run
+/// with its posted result (reading the result's ConfigMap) and its read API answers a caller (TokenReview and
+/// SubjectAccessReview as the ServiceAccount), and the API server refuses none of its requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_with_the_archive_grants_what_archiving_needs() {
+    init_tracing();
+    let plane = plane();
+    let admin = plane.client().await.expect("admin client");
+    let database = crew_testkit::postgres::Postgres::start(&crew_testkit::scratch_dir(
+        "crew-helm-archive",
+        None,
+    ))
+    .expect("PostgreSQL starts");
+    let (url, password) = database.url_and_password();
+    let pid = std::process::id();
+    let release = format!("archive-{pid}");
+    let release_ns = format!("archive-system-{pid}");
+    let chart = chart().to_string_lossy().into_owned();
+    let (ok, stdout, stderr) = helm_on_cluster(&[
+        "install",
+        &release,
+        &chart,
+        "--namespace",
+        &release_ns,
+        "--create-namespace",
+        "--set",
+        "image.tag=test",
+        "--set",
+        "archive.enabled=true",
+        "--set",
+        &format!("archive.url={url}"),
+        "--set",
+        "archive.passwordSecret.name=archive-db",
+    ]);
+    assert!(ok, "helm install failed:\n{stdout}\n{stderr}");
+    let fullname = format!("{release}-crew-operator");
+    let sa_user = format!("system:serviceaccount:{release_ns}:{fullname}");
+    for (args, allowed) in [
+        (
+            &["create", "subjectaccessreviews.authorization.k8s.io"][..],
+            true,
+        ),
+        (&["create", "tokenreviews.authentication.k8s.io"][..], true),
+        (&["get", "configmaps"][..], true),
+        (&["list", "configmaps"][..], false),
+        (&["get", "secrets"][..], false),
+    ] {
+        assert_eq!(
+            can_i(&sa_user, "default", args),
+            allowed,
+            "can-i {args:?} as the chart's ServiceAccount"
+        );
+    }
+    let secret = service_account_token(&admin, &release_ns, &fullname).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sa_client = client_from_token(&secret, dir.path()).await;
+    FORBIDDEN.lock().unwrap_or_else(|e| e.into_inner()).clear();
+
+    let ns = format!("helm-archive-{pid}");
+    create_namespace(&admin, &ns)
+        .await
+        .expect("namespace ready for pods");
+    let mut settings = Settings::for_namespace(Some(&ns), &format!("helm-archive-{pid}"));
+    settings.archive = Some(crew_operator::archive::connect::ArchiveConnection {
+        url: url.clone(),
+        password: Some(password.to_string()),
+        ca_file: None,
+    });
+    let operator = support::start_operator(&sa_client, settings.clone());
+    let executions: Api<CrewExecution> = Api::namespaced(admin.clone(), &ns);
+    let cx: CrewExecution = serde_json::from_value(json!({
+        "apiVersion": "crew.dev/v1alpha1", "kind": "CrewExecution", "metadata": {"name": "kept"},
+        "spec": {"image": "busybox", "podAnnotations": {"sim.crew.dev/hang": "true"}}
+    }))
+    .expect("execution");
+    executions
+        .create(&PostParams::default(), &cx)
+        .await
+        .expect("create");
+    post_a_result(&admin, &ns, operator.ctx.clone(), "kept").await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), &ns);
+    for pod in pods
+        .list(&ListParams::default().labels("crew.dev/execution=kept"))
+        .await
+        .expect("pods")
+    {
+        pods.patch(
+            &pod.metadata.name.unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"sim.crew.dev/hang": "false", "sim.crew.dev/duration": "0"}}})),
+        )
+        .await
+        .expect("let the worker finish");
+    }
+    let archived = when_object("Archived=True", |cx: &CrewExecution| {
+        cx.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Archived" && c.status == "True")
+        })
+    });
+    watched(try_wait_object(executions.clone(), "kept", LIMIT, archived).await);
+    let stored = database
+        .psql("crew", "SELECT count(*) FROM step_results")
+        .expect("read the archive");
+    assert_eq!(stored, "1", "the posted result is archived with its run");
+
+    let read_pool =
+        crew_operator::archive::connect::pool_of(settings.archive.as_ref().expect("archive"), 2)
+            .expect("pool");
+    let api = crew_operator::archive::serve::ArchiveApi::new(read_pool, sa_client.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let served = tokio::spawn(crew_operator::archive::serve::serve(listener, api));
+    let request = format!(
+        "GET /v1/namespaces/{ns}/executions HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
+        plane.token
+    );
+    let (code, body) = support::http_exchange(addr, &request).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"kept\""), "{body}");
+    served.abort();
+    operator.stop().await;
+    assert_eq!(
+        forbidden(),
+        Vec::<String>::new(),
+        "the API server refused requests of the archive: a rule is missing from the chart"
+    );
+    let (ok, stdout, stderr) =
+        helm_on_cluster(&["uninstall", &release, "--namespace", &release_ns]);
+    assert!(ok, "helm uninstall: {stdout}{stderr}");
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for namespace in [&ns, &release_ns] {
+        let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
+    }
+}
