@@ -39,7 +39,7 @@ test: control-plane tools lint static-binary example-worker ## Everything: lint,
 	@echo "--- oldest supported Kubernetes ($(K8S_OLDEST_VERSION)): lifecycle, control and schema tests"
 	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test --workspace --test e2e_lifecycle --test e2e_control --test e2e_schema -- --test-threads=4
 
-demo: control-plane-current ## Start a local control plane (KWOK nodes) and the operator; apply examples/ and watch
+demo: control-plane-current postgres ## Start a local control plane (KWOK nodes) and the operator; apply examples/ and watch
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet -p crew-testkit --bin crew-dev -- demo examples
 
 plane: control-plane-current ## Start only the local control plane (no operator) until Ctrl-C; prints its KUBECONFIG
@@ -62,8 +62,11 @@ bench: control-plane-current ## Benchmark the operator against bare Jobs (BENCH_
 	$(CARGO) build --release -p crew-operator -p crew-bench -p kubectl-crew --bins
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} target/release/crew-bench $(BENCH_ARGS)
 
-tools: ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test, PostgreSQL for the archive)
+tools: postgres ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test, PostgreSQL for the archive)
 	bash tests/tools/install-lua.sh
+
+.PHONY: postgres
+postgres: ## Install PostgreSQL (Debian package postgresql) for the archive's tests and the demo
 	bash tests/tools/install-postgres.sh
 
 chart-crds: crds ## The same as `make crds` (kept for old habits)

@@ -1,7 +1,8 @@
 //! `crew-dev demo [DIR]`: the embedded default. Starts a local control plane (etcd, kube-apiserver,
 //! kube-controller-manager, kube-scheduler, and KWOK playing the kubelet of a few fake nodes) and the operator,
 //! applies the executions in DIR (default `examples/`) to namespace `demo`, and streams `kubectl get cx -w` until
-//! Ctrl-C, which stops everything.
+//! Ctrl-C, which stops everything. With PostgreSQL installed (`make tools`), a server of its own keeps the archive:
+//! finished runs stay readable (`kubectl crew … --archived`) after they are gone.
 //!
 //! `crew-dev plane`: only the control plane (no operator), until Ctrl-C; prints its `KUBECONFIG`. For poking at the
 //! test cluster by hand (its logs stay in the printed directory while it runs).
@@ -40,8 +41,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     install_crds(&client).await?;
     create_namespace(&client, NAMESPACE).await?;
 
+    let mut settings = Settings::for_namespace(None, "crew-dev");
+    let database = match crew_testkit::postgres::Postgres::start(&dir.join("postgres")) {
+        Ok(database) => {
+            let (url, password) = database.url_and_password();
+            settings.archive = Some(crew_operator::archive::connect::ArchiveConnection {
+                url,
+                password: Some(password.to_string()),
+                ca_file: None,
+            });
+            Some(database)
+        }
+        Err(error) => {
+            eprintln!("no archive ({error}); runs are not kept after they are gone");
+            None
+        }
+    };
     let (stop_operator, stopped) = tokio::sync::oneshot::channel();
-    let operator = Operator::new(client.clone(), Settings::for_namespace(None, "crew-dev"));
+    let operator = Operator::new(client.clone(), settings.clone());
+    let archive_api = match &settings.archive {
+        Some(archive) => {
+            let pool = crew_operator::archive::connect::pool_of(archive, 2)?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let api = crew_operator::archive::serve::ArchiveApi::new(pool, client.clone());
+            tokio::spawn(crew_operator::archive::serve::serve(listener, api));
+            Some(addr)
+        }
+        None => None,
+    };
     let operator = tokio::spawn(operator.run(async {
         let _ = stopped.await;
     }));
@@ -65,6 +93,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  kubectl -n {NAMESPACE} get cx            # or: kubectl -n {NAMESPACE} describe cx market-report"
     );
+    if let Some(addr) = archive_api {
+        println!(
+            "The archive keeps every finished run (PostgreSQL, read as you with your kubeconfig's token):"
+        );
+        println!("  kubectl crew -n {NAMESPACE} --archive-server http://{addr} list --archived");
+        println!("  kubectl crew -n {NAMESPACE} --archive-server http://{addr} stats --archived");
+    }
     println!("Press Ctrl-C to stop everything.\n");
     let mut watch = tokio::process::Command::new(&kubectl)
         .arg("--kubeconfig")
@@ -80,6 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = watch.kill().await;
     let _ = stop_operator.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    drop(database);
     drop(plane);
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("stopped; nothing left running.");
