@@ -47,6 +47,16 @@ struct Share {
     reason: Option<String>,
 }
 
+/// `sql` with `params`, as a statement prepared once per connection (one round trip instead of two).
+async fn exec(
+    tx: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.execute(&statement, params).await
+}
+
 /// Writes `record` with `results` (see the module documentation).
 pub async fn write(
     client: &mut deadpool_postgres::Client,
@@ -55,19 +65,20 @@ pub async fn write(
 ) -> Result<Written, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     // Writers of one uid take turns (two replicas, a retry racing a sweep); other uids do not wait.
-    tx.execute(
+    exec(
+        &tx,
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 7265720))",
         &[&record.uid],
     )
     .await?;
-    let old = tx
-        .query_opt(
+    let read_old = tx
+        .prepare_cached(
             "SELECT resource_version, namespace, queue, finished_at, phase, deleted_before_finishing,
                     duration_seconds, failed_step, reason
              FROM executions WHERE uid = $1",
-            &[&record.uid],
         )
         .await?;
+    let old = tx.query_opt(&read_old, &[&record.uid]).await?;
     if let Some(old) = &old
         && old.get::<_, i64>(0) >= record.resource_version
     {
@@ -88,8 +99,12 @@ pub async fn write(
         roll_up(&tx, &share, -1).await?;
     }
     upsert_row(&tx, record).await?;
-    replace_children(&tx, record, results).await?;
-    roll_up(&tx, &share_of(record), 1).await?;
+    // Independent statements of one transaction, pipelined on its connection.
+    let share = share_of(record);
+    futures::try_join!(
+        replace_children(&tx, record, results, old.is_some()),
+        roll_up(&tx, &share, 1)
+    )?;
     tx.commit().await?;
     Ok(if old.is_some() {
         Written::Replaced
@@ -146,7 +161,8 @@ async fn upsert_row(
         &record.steps_total,
         &record.steps_succeeded,
     ];
-    tx.execute(
+    exec(
+            tx,
         "INSERT INTO executions (uid, namespace, name, resource_version, phase, reason, message, failed_step, queue,
              priority, created_at, started_at, finished_at, duration_seconds, queue_wait_seconds, attempts,
              deleted_before_finishing, object, archived_at, steps_total, steps_succeeded)
@@ -171,21 +187,27 @@ async fn replace_children(
     tx: &impl GenericClient,
     record: &ArchiveRecord,
     results: &[StoredResult],
+    replacing: bool,
 ) -> Result<(), tokio_postgres::Error> {
     let uid = &record.uid;
-    tx.execute("DELETE FROM execution_labels WHERE uid = $1", &[uid])
+    if replacing {
+        exec(
+            tx,
+            "WITH labels AS (DELETE FROM execution_labels WHERE uid = $1),
+                  attempts AS (DELETE FROM step_attempts WHERE uid = $1)
+             DELETE FROM step_results WHERE uid = $1",
+            &[uid],
+        )
         .await?;
-    tx.execute("DELETE FROM step_attempts WHERE uid = $1", &[uid])
-        .await?;
-    tx.execute("DELETE FROM step_results WHERE uid = $1", &[uid])
-        .await?;
+    }
     if !record.labels.is_empty() {
         let (keys, values): (Vec<&str>, Vec<&str>) = record
             .labels
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .unzip();
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO execution_labels (uid, key, value) SELECT $1, * FROM unnest($2::text[], $3::text[])",
             &[uid, &keys, &values],
         )
@@ -202,7 +224,8 @@ async fn replace_children(
         let started: Vec<Option<Timestamp>> = steps.iter().map(|s| s.started).collect();
         let finished: Vec<Option<Timestamp>> = steps.iter().map(|s| s.finished).collect();
         let jobs: Vec<Option<&str>> = steps.iter().map(|s| s.job_name.as_deref()).collect();
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO step_attempts (uid, step, attempt, phase, exit_code, reason, message, started_at,
                  finished_at, job_name)
              SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::text[],
@@ -213,7 +236,8 @@ async fn replace_children(
         .await?;
     }
     for result in results {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO step_results (uid, step, content_type, sha256, size, body) VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 uid,
@@ -243,7 +267,8 @@ async fn roll_up(
     let duration_sum = share.duration.filter(|_| !share.deleted).unwrap_or(0) * sign;
     for (granularity, seconds) in [("hour", 3_600), ("day", 86_400)] {
         let bucket = floor(share.finished, seconds);
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO rollups (granularity, bucket, namespace, queue, total, succeeded, failed, cancelled,
                  deleted, duration_sum, durations)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -275,7 +300,8 @@ async fn roll_up(
     if let (false, Some(step)) = (share.deleted, &share.failed_step)
         && share.phase == Phase::Failed.as_str()
     {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO failure_rollups (day, namespace, queue, step, reason, count) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (day, namespace, queue, step, reason) DO UPDATE SET
                  count = failure_rollups.count + EXCLUDED.count",

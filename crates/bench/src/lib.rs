@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod apiserver_metrics;
+pub mod archive_scale;
 pub mod cli;
 pub mod create;
 pub mod harness;

@@ -95,6 +95,10 @@ struct Args {
     /// operator's CPU, reconciles and writes over `--queue-idle-seconds` (see BENCHMARKS.md).
     #[arg(long)]
     queue_idle: Option<usize>,
+    /// Instead of the cluster runs: archive this many finished executions in a PostgreSQL of its own and time the
+    /// archive's reads at that size (see BENCHMARKS.md, "The archive").
+    #[arg(long)]
+    archive_scale: Option<usize>,
     /// How long the `--queue-idle` operator is watched while nothing moves.
     #[arg(long, default_value_t = 70)]
     queue_idle_seconds: u64,
@@ -195,6 +199,18 @@ async fn main() -> ExitCode {
     }
     if let Some(n) = args.cli {
         return cli_bench(&args, n).await;
+    }
+    if let Some(n) = args.archive_scale {
+        return match bench::archive_scale::run(n).await {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("crew-bench --archive-scale: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some(waiting) = args.queue_idle {
         let bench = bench::queue_idle::QueueIdleBench {
