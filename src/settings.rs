@@ -203,6 +203,10 @@ pub struct ArchiveArgs {
     /// SubjectAccessReview of every read.
     #[arg(long, env = "CREW_ARCHIVE_ADDR")]
     pub archive_addr: Option<std::net::SocketAddr>,
+    /// Delete archived executions that finished more than this many days ago (default: keep them all); the
+    /// statistics rollups stay.
+    #[arg(long, env = "CREW_ARCHIVE_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub archive_retention_days: Option<u32>,
 }
 
 /// The environment variable that may hold the archive's password (from a Secret).
@@ -362,6 +366,8 @@ pub struct Settings {
     pub notify: NotifyArgs,
     /// The archive's connection, when there is one (read at start: `ArchiveArgs::connection`).
     pub archive: Option<crate::archive::connect::ArchiveConnection>,
+    /// `--archive-retention-days`.
+    pub archive_retention_days: Option<u32>,
 }
 
 /// [`WorkerArgs`] with the policy made from them.
@@ -392,6 +398,7 @@ impl Settings {
             progress: args.progress.clone(),
             notify: args.notify.clone(),
             archive: None,
+            archive_retention_days: args.archive.archive_retention_days,
         }
     }
 

@@ -36,6 +36,8 @@ use write::StoredResult;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest wait between two attempts of one write.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Archived executions deleted at most per sweep for `--archive-retention-days`.
+pub const MAX_EXPIRED_PER_SWEEP: u64 = 100_000;
 /// Writes in flight at once (the pool's size).
 const PARALLEL_WRITES: usize = connect::POOL_SIZE;
 
@@ -106,6 +108,8 @@ struct Entry {
 /// The archive side of the operator (see the module documentation).
 pub struct Archiver {
     pool: Pool,
+    /// Archived executions older than this many days are deleted (`--archive-retention-days`).
+    retention_days: Option<u32>,
     entries: Mutex<HashMap<String, Entry>>,
     wake: tokio::sync::Notify,
 }
@@ -134,10 +138,11 @@ fn recorded(cx: &CrewExecution) -> bool {
 }
 
 impl Archiver {
-    /// An archiver writing through `pool`.
-    pub fn new(pool: Pool) -> Archiver {
+    /// An archiver writing through `pool`, keeping archived executions `retention_days` (None: for ever).
+    pub fn new(pool: Pool, retention_days: Option<u32>) -> Archiver {
         Archiver {
             pool,
+            retention_days,
             entries: Mutex::default(),
             wake: tokio::sync::Notify::new(),
         }
@@ -346,6 +351,7 @@ impl Archiver {
                 for cx in ctx.caches.executions.state() {
                     self.offer(&cx);
                 }
+                self.expire().await;
             }
             let (batch, next) = self.take_due(PARALLEL_WRITES * 4);
             ctx.metrics.archive_backlog.set(self.backlog() as i64);
@@ -371,6 +377,41 @@ impl Archiver {
                 .buffer_unordered(PARALLEL_WRITES)
                 .collect::<Vec<()>>()
                 .await;
+        }
+    }
+
+    /// Deletes what is past `--archive-retention-days`, a batch at a time, at most [`MAX_EXPIRED_PER_SWEEP`] rows per
+    /// sweep (the rest the next minute).
+    async fn expire(&self) {
+        let Some(days) = self.retention_days else {
+            return;
+        };
+        let before =
+            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * i64::from(days));
+        let Ok(client) = self.pool.get().await else {
+            return;
+        };
+        let mut deleted = 0;
+        while deleted < MAX_EXPIRED_PER_SWEEP {
+            match write::expire(&client, before).await {
+                Ok(count) => {
+                    deleted += count;
+                    if count < write::EXPIRE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "deleting expired archived executions failed; again in a minute");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                days,
+                "archived executions past their retention deleted"
+            );
         }
     }
 

@@ -324,3 +324,21 @@ pub fn floor(time: Timestamp, seconds: i64) -> Timestamp {
     let second = time.as_second();
     Timestamp::from_second(second - second.rem_euclid(seconds)).unwrap_or(time)
 }
+
+/// Rows deleted at most by one [`expire`] call.
+pub const EXPIRE_BATCH: i64 = 1000;
+
+/// Deletes up to [`EXPIRE_BATCH`] archived executions (with their labels, attempts and results) that finished
+/// before `before`, oldest first; returns how many. The rollups stay: statistics over longer spans remain.
+pub async fn expire(
+    client: &impl GenericClient,
+    before: Timestamp,
+) -> Result<u64, tokio_postgres::Error> {
+    exec(
+        client,
+        "DELETE FROM executions WHERE uid IN
+             (SELECT uid FROM executions WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)",
+        &[&before, &EXPIRE_BATCH],
+    )
+    .await
+}

@@ -302,11 +302,15 @@ impl Triggers {
 /// The archiver of `connection` (none without one, or when its URL does not parse: `main` refuses such a URL first).
 fn archiver(
     connection: &Option<crate::archive::connect::ArchiveConnection>,
+    retention_days: Option<u32>,
 ) -> Option<Arc<crate::archive::Archiver>> {
     let pool = crate::archive::connect::pool(connection.as_ref()?)
         .inspect_err(|error| tracing::error!(%error, "the archive is off"))
         .ok()?;
-    Some(Arc::new(crate::archive::Archiver::new(pool)))
+    Some(Arc::new(crate::archive::Archiver::new(
+        pool,
+        retention_days,
+    )))
 }
 
 /// The writers of the caches a [`Context`] reads, for the watches that fill them.
@@ -339,7 +343,8 @@ impl Context {
         let (retention, retention_rx) = unbounded();
         let (gained, gained_rx) = unbounded();
         let notify = crate::notify::Notifier::default();
-        let settings_archive = settings.archive.clone();
+        let (settings_archive, settings_retention) =
+            (settings.archive.clone(), settings.archive_retention_days);
         if !settings.notify.sink_credentials {
             notify.credentials.turn_off();
         }
@@ -359,7 +364,7 @@ impl Context {
                 retention,
             },
             notify,
-            archive: archiver(&settings_archive),
+            archive: archiver(&settings_archive, settings_retention),
         };
         (
             Arc::new(ctx),

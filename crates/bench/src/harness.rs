@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub job_cleanup: bool,
     /// The operator run has a CrewSink in every namespace (`--sink`).
     pub sink: bool,
+    /// The operator run archives every execution in a PostgreSQL of its own (`--archive`).
+    pub archive: bool,
 }
 
 /// A fresh control plane (KWOK playing the kubelet) and the recording watches.

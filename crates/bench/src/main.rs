@@ -58,6 +58,10 @@ struct Args {
     /// the figures then include the finalizer and sink status writes and the delivery latency.
     #[arg(long)]
     sink: bool,
+    /// The operator archives every execution in a PostgreSQL of its own: the figures then include the archive's
+    /// finalizer and `Archived` condition writes, and how long the archive takes to catch up.
+    #[arg(long)]
+    archive: bool,
     /// Extra arguments for `crew-operator run`, whitespace-separated (e.g. "--max-api-requests 64").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     operator_args: String,
@@ -294,6 +298,7 @@ async fn main() -> ExitCode {
                 keep_dirs: args.keep_dirs,
                 job_cleanup: args.job_cleanup.applies(n, steps),
                 sink: args.sink,
+                archive: args.archive,
             };
             eprintln!(
                 "N={n} steps={steps}: operator run on a fresh control plane{}",

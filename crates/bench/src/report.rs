@@ -40,6 +40,18 @@ pub struct OperatorFigures {
     /// What the run's CrewSink receiver saw (`--sink`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sink: Option<crate::sink_receiver::SinkFigures>,
+    /// What the run's archive stored (`--archive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveFigures>,
+}
+
+/// What an `--archive` run's database holds once every execution finished.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ArchiveFigures {
+    /// Executions stored.
+    pub stored: u64,
+    /// From the last execution's end to the last one stored, in seconds.
+    pub catch_up_seconds: f64,
 }
 
 /// The API server's view of a run: `apiserver_request_total` diffed over the run (every client: the benchmark,
@@ -314,6 +326,13 @@ pub fn render_pair(p: &PairResult) -> String {
                 sink.completed,
                 sink.latency_p50_ms,
                 sink.latency_p99_ms
+            );
+        }
+        if let Some(archive) = &op.archive {
+            let _ = writeln!(
+                out,
+                "    archive: {} stored; the last {:.1} s after the last run ended",
+                archive.stored, archive.catch_up_seconds
             );
         }
         if !op.reconcile_errors.is_empty() {

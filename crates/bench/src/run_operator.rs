@@ -50,6 +50,7 @@ pub fn operator_figures(
         cpu_seconds_during_work: cpu_during_work,
         open_sockets,
         sink: None,
+        archive: None,
     }
 }
 
@@ -96,6 +97,22 @@ async fn measure(
         config.operator_log.clone(),
     ];
     args.extend(config.operator_args.iter().cloned());
+    let database = if config.archive {
+        let server = crew_testkit::postgres::Postgres::start(&harness.dir.join("postgres"))
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
+        let (url, password) = server.url_and_password();
+        let password_file = harness.dir.join("archive-password");
+        std::fs::write(&password_file, password).map_err(|e| format!("password file: {e}"))?;
+        args.extend([
+            "--archive-url".to_string(),
+            url,
+            "--archive-password-file".into(),
+            password_file.to_string_lossy().into_owned(),
+        ]);
+        Some(server)
+    } else {
+        None
+    };
     let operator = operator_slot.insert(ChildProcess::spawn(
         "crew-operator",
         &sibling_binary("crew-operator")?,
@@ -173,6 +190,10 @@ async fn measure(
         // The last finalizer removals follow the last deliveries.
         tokio::time::sleep(Duration::from_secs(6)).await;
     }
+    let archive = match &database {
+        Some(server) => Some(wait_archived(server, config.n, Duration::from_secs(300)).await),
+        None => None,
+    };
     // Let trailing writes (the last Events) land before the final scrapes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = harness.scrape_apiserver().await?;
@@ -192,6 +213,7 @@ async fn measure(
         procstat::open_sockets(&operator_pid.to_string()).unwrap_or(0),
     );
     figures.sink = receiver.as_ref().map(|r| r.figures());
+    figures.archive = archive;
     Ok(harness.result(
         Mode::Operator,
         config,
@@ -200,6 +222,34 @@ async fn measure(
         cpu,
         Some(figures),
     ))
+}
+
+/// Waits until `server` holds `n` executions (at most `limit`), then for the finalizer removals that follow.
+async fn wait_archived(
+    server: &crew_testkit::postgres::Postgres,
+    n: usize,
+    limit: Duration,
+) -> crate::report::ArchiveFigures {
+    let started = std::time::Instant::now();
+    let mut stored = 0;
+    while started.elapsed() < limit {
+        stored = server
+            .psql("crew", "SELECT count(*) FROM executions")
+            .ok()
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(0);
+        if stored >= n as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let catch_up_seconds = started.elapsed().as_secs_f64();
+    // The finalizer removals and `Archived` condition writes follow each commit.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    crate::report::ArchiveFigures {
+        stored,
+        catch_up_seconds,
+    }
 }
 
 #[cfg(test)]

@@ -402,3 +402,60 @@ async fn results_and_the_object_are_archived_whole() {
     assert_eq!(object["spec"]["queue"], "gpu");
     assert_eq!(object["status"]["phase"], "Succeeded");
 }
+
+#[tokio::test]
+async fn retention_deletes_old_runs_with_their_rows_and_keeps_the_rollups() {
+    let pool = fresh_database("retention").await;
+    let mut client = pool.get().await.unwrap();
+    for i in 0..1500 {
+        // Ends one second apart, from the fixed instant on.
+        let record = ArchiveRecord::of(&execution(
+            &format!("r{i}"),
+            &format!("u{i}"),
+            1,
+            Phase::Succeeded,
+            i,
+            4,
+        ));
+        write(&mut client, &record, &[]).await.unwrap();
+    }
+    let before = at(1200).0;
+    assert_eq!(
+        crew_operator::archive::write::expire(&client, before)
+            .await
+            .unwrap(),
+        1000,
+        "one batch"
+    );
+    assert_eq!(
+        crew_operator::archive::write::expire(&client, before)
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(
+        crew_operator::archive::write::expire(&client, before)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM executions").await, 300);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM step_attempts").await,
+        600,
+        "attempts went with their runs"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM execution_labels").await,
+        600
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT sum(total)::bigint FROM rollups WHERE granularity = 'day'"
+        )
+        .await,
+        1500,
+        "the statistics keep every run"
+    );
+}
