@@ -373,11 +373,14 @@ async fn write_status(
         Ok(written) => {
             ctx.count_write(WriteKind::Status);
             // A write that changed nothing keeps the resourceVersion: there is then no newer version for the
-            // cache to catch up with, and waiting for one would wait forever.
+            // cache to catch up with, and waiting for one would wait forever. Otherwise the cache lags until it
+            // shows neither the cached version nor the one this write was guarded by (this reconcile's own
+            // finalizer change).
             if let Some(uid) = execution.uid()
-                && written.resource_version() != rv
+                && written.resource_version().as_deref() != version.or(rv.as_deref())
             {
                 ctx.objects.wrote_status_from(&uid, rv.as_deref());
+                ctx.objects.wrote_status_from(&uid, version);
             }
             Ok(StatusWrite::Written)
         }

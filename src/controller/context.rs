@@ -123,9 +123,11 @@ pub struct ObjectStates(Mutex<HashMap<String, ObjectState>>);
 /// One execution's bookkeeping.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectState {
-    /// The resourceVersion the last status write was computed from. While the cache still shows that version, it
-    /// has not seen our own write and the reconcile waits (no side effects on a stale view).
-    pub stale_version: Option<String>,
+    /// The resourceVersions our last writes of one reconcile were computed from: the cached object's, and the one
+    /// its own finalizer change made, which its status write was then guarded by. While the cache still shows one of
+    /// them, it has not seen our last write and the reconcile waits (no side effects on a stale view): the echo of
+    /// the finalizer change alone must not let a reconcile decide on a status it has not seen.
+    pub stale_versions: Vec<String>,
     /// Consecutive reconcile failures (for exponential error backoff).
     pub failures: u32,
     /// The category of the last failure the execution was told about (a Warning Event): one per category and
@@ -146,23 +148,24 @@ impl ObjectStates {
         let Some(state) = states.get_mut(uid) else {
             return false;
         };
-        match (&state.stale_version, resource_version) {
-            (Some(before), Some(now)) if before == now => true,
-            (Some(_), _) => {
-                state.stale_version = None;
+        match resource_version {
+            Some(now) if state.stale_versions.iter().any(|before| before == now) => true,
+            _ => {
+                state.stale_versions.clear();
                 false
             }
-            _ => false,
         }
     }
 
-    /// Remembers that a status write was computed from `resource_version`.
+    /// Remembers that a write was computed from `resource_version` (added to those of the same reconcile; a
+    /// reconcile that runs clears them first, see [`ObjectStates::cache_lags_own_write`]).
     pub fn wrote_status_from(&self, uid: &str, resource_version: Option<&str>) {
         if let Some(rv) = resource_version {
-            self.locked()
-                .entry(uid.to_string())
-                .or_default()
-                .stale_version = Some(rv.to_string());
+            let mut states = self.locked();
+            let versions = &mut states.entry(uid.to_string()).or_default().stale_versions;
+            if !versions.iter().any(|v| v == rv) {
+                versions.push(rv.to_string());
+            }
         }
     }
 
@@ -525,11 +528,29 @@ mod tests {
         assert_eq!(
             ctx.objects.of("kept"),
             Some(ObjectState {
-                stale_version: Some("5".into()),
+                stale_versions: vec!["5".into()],
                 failures: 1,
                 reported: Some(crate::error::ErrorCategory::ApiError),
             })
         );
+    }
+
+    /// A reconcile that changed the finalizer (from version 5 to 6) and then wrote the status (6 to 7): the echo of
+    /// its finalizer change alone (6) is still stale, as is the version it decided on (5); only 7 is not.
+    #[tokio::test]
+    async fn the_cache_lags_until_it_shows_the_last_write_of_a_reconcile() {
+        let (ctx, _api) = super::super::mocked_context();
+        ctx.objects.wrote_status_from("u", Some("5"));
+        ctx.objects.wrote_status_from("u", Some("5"));
+        ctx.objects.wrote_status_from("u", Some("6"));
+        assert!(ctx.objects.cache_lags_own_write("u", Some("5")));
+        assert!(ctx.objects.cache_lags_own_write("u", Some("6")));
+        assert!(!ctx.objects.cache_lags_own_write("u", Some("7")));
+        assert!(
+            !ctx.objects.cache_lags_own_write("u", Some("6")),
+            "once past, the versions are forgotten"
+        );
+        assert!(!ctx.objects.cache_lags_own_write("other", Some("5")));
     }
 
     #[tokio::test]

@@ -216,27 +216,43 @@ async fn with_the_database_down_runs_go_on_and_the_archive_catches_up() {
     op.stop().await;
 }
 
-/// The operator is killed (its task dropped wherever it is, connections and transactions cut) while it archives
-/// a burst, and started again: every run is stored exactly once and counted once.
+/// The operator binary is SIGKILLed twice while it archives a burst (after 3 and after 15 runs are stored), and
+/// started again each time: every run is stored exactly once and counted once, and every run is deleted by its TTL
+/// only once stored.
 #[tokio::test]
 async fn an_operator_killed_while_it_archives_loses_and_duplicates_nothing() {
     const RUNS: i64 = 30;
     let (connection, pool) = database(server(), "killed");
     let t = TestNs::new("archive-kill", Duration::from_millis(200)).await;
-    let op = with_archive(&t, &connection);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, connection.password.clone().unwrap_or_default())
+        .expect("password file");
+    let log = dir.path().join("operator.log");
+    let password = password.to_string_lossy().into_owned();
+    let flags = [
+        "--archive-url",
+        connection.url.as_str(),
+        "--archive-password-file",
+        password.as_str(),
+    ];
+    let mut operator = support::operator_process_with(&t, &log, &flags);
     for i in 0..RUNS {
         t.create(&format!(
             "metadata: {{name: run-{i}}}\nspec: {{image: busybox, ttlSecondsAfterFinished: 0}}\n"
         ))
         .await;
     }
-    wait_until(LIMIT, "the first runs stored", || async {
-        number(&pool, "SELECT count(*) FROM executions").await >= 3
-    })
-    .await;
-    op.kill().await;
-    let stored_at_kill = number(&pool, "SELECT count(*) FROM executions").await;
-    let op = with_archive(&t, &connection);
+    let mut stored_at_kills = Vec::new();
+    for threshold in [3, 15] {
+        wait_until(LIMIT, "runs stored", || async {
+            number(&pool, "SELECT count(*) FROM executions").await >= threshold
+        })
+        .await;
+        operator.kill().await.expect("SIGKILL the operator");
+        stored_at_kills.push(number(&pool, "SELECT count(*) FROM executions").await);
+        operator = support::operator_process_with(&t, &log, &flags);
+    }
     wait_until(
         Duration::from_secs(120),
         "every run stored and deleted",
@@ -255,12 +271,21 @@ async fn an_operator_killed_while_it_archives_loses_and_duplicates_nothing() {
     )
     .await;
     let steps = number(&pool, "SELECT count(*) FROM step_attempts").await;
+    let unfinished = number(
+        &pool,
+        "SELECT count(*) FROM executions WHERE phase <> 'Succeeded'",
+    )
+    .await;
     eprintln!(
-        "killed with {stored_at_kill} of {RUNS} stored; after the restart {RUNS} stored, counted {counted}"
+        "SIGKILLed with {stored_at_kills:?} of {RUNS} stored; after the restarts {RUNS} stored, counted {counted}"
     );
     assert_eq!(counted, RUNS, "each counted once in the rollups");
     assert_eq!(steps, RUNS, "one step attempt each, none twice");
-    op.stop().await;
+    assert_eq!(
+        unfinished, 0,
+        "each stored as it finished, not as it was deleted"
+    );
+    operator.kill().await.expect("stop the operator");
 }
 
 /// A token of ServiceAccount `account` of `namespace` with the API server's own audience (as a user's would be).

@@ -484,6 +484,15 @@ pub async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> (u16, S
 
 /// Starts the operator binary for the namespace (no leader election: one process at a time here).
 pub fn operator_process(t: &TestNs, log: &std::path::Path) -> tokio::process::Child {
+    operator_process_with(t, log, &[])
+}
+
+/// [`operator_process`] with `extra` arguments.
+pub fn operator_process_with(
+    t: &TestNs,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> tokio::process::Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -493,6 +502,7 @@ pub fn operator_process(t: &TestNs, log: &std::path::Path) -> tokio::process::Ch
         .args(["run", "--namespace", &t.ns, "--metrics-addr", "127.0.0.1:0"])
         .args(["--progress-addr", "127.0.0.1:0"])
         .args(["--log-level", "info"])
+        .args(extra)
         .env("KUBECONFIG", &plane().kubeconfig)
         .stdout(Stdio::null())
         .stderr(log)
