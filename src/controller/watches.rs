@@ -330,10 +330,22 @@ pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-config
 /// from the API server when it is admitted (`pipeline::payload`).
 pub(crate) fn drop_payload(execution: &mut CrewExecution) {
     if started_or_ended(execution) || waits_before_start(execution) {
-        execution.spec.crew = None;
-        execution.spec.inputs = None;
+        let crew = execution.spec.crew.take();
+        let inputs = execution.spec.inputs.take();
+        if crew.is_some() || inputs.is_some() {
+            // Only in the cached copy (nothing writes metadata from it but the finalizer's own list): whoever needs
+            // the whole object (the archive) knows to read it afresh.
+            execution
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(PAYLOAD_DROPPED.to_string(), "true".to_string());
+        }
     }
 }
+
+/// Marks a cached execution whose `spec.crew` or `spec.inputs` [`drop_payload`] dropped (never written).
+pub const PAYLOAD_DROPPED: &str = "crew.dev/cached-without-payload";
 
 fn started_or_ended(execution: &CrewExecution) -> bool {
     execution.status.as_ref().is_some_and(|status| {
@@ -381,7 +393,15 @@ mod tests {
             drop_payload(&mut cx);
             assert!(cx.spec.crew.is_none() && cx.spec.inputs.is_none());
             assert_eq!(cx.spec.image.as_deref(), Some("busybox"));
+            assert!(cx.annotations().contains_key(PAYLOAD_DROPPED), "marked for the archive");
         }
+        let mut plain = CrewExecution::new(
+            "b",
+            serde_json::from_value(serde_json::json!({"image": "busybox"})).unwrap(),
+        );
+        plain.status = serde_json::from_value(serde_json::json!({"phase": "Failed"})).unwrap();
+        drop_payload(&mut plain);
+        assert!(plain.metadata.annotations.is_none(), "nothing dropped, nothing marked");
     }
 
     #[test]
