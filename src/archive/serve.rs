@@ -70,15 +70,15 @@ impl ArchiveApi {
 pub fn router(api: Arc<ArchiveApi>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/executions", get(list_all))
-        .route("/v1/namespaces/{namespace}/executions", get(list_in))
+        .route("/v1/executions", get(list))
+        .route("/v1/namespaces/{namespace}/executions", get(list))
         .route("/v1/namespaces/{namespace}/executions/{name}", get(object))
         .route(
             "/v1/namespaces/{namespace}/executions/{name}/results/{step}",
             get(result),
         )
-        .route("/v1/stats", get(stats_all))
-        .route("/v1/namespaces/{namespace}/stats", get(stats_in))
+        .route("/v1/stats", get(stats))
+        .route("/v1/namespaces/{namespace}/stats", get(stats))
         .with_state(api)
 }
 
@@ -263,43 +263,37 @@ fn list_query(
 }
 
 type Caller = ConnectInfo<SocketAddr>;
+type Namespace = Option<Path<String>>;
 
-async fn list_all(
-    State(api): State<Arc<ArchiveApi>>,
-    ConnectInfo(source): Caller,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    list(&api, source, &headers, None, &query).await
-}
-
-async fn list_in(
-    State(api): State<Arc<ArchiveApi>>,
-    ConnectInfo(source): Caller,
-    headers: HeaderMap,
-    Path(namespace): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    list(&api, source, &headers, Some(namespace), &query).await
-}
-
-async fn list(
+/// A connection of the read pool, once the caller may `verb` CrewExecutions in `namespace`.
+async fn reader(
     api: &ArchiveApi,
-    source: SocketAddr,
     headers: &HeaderMap,
-    namespace: Option<String>,
-    query: &HashMap<String, String>,
+    source: SocketAddr,
+    namespace: Option<&str>,
+    verb: &'static str,
+) -> Result<deadpool_postgres::Client, Response> {
+    authorize(api, headers, source, namespace, verb).await?;
+    api.pool.get().await.map_err(unavailable)
+}
+
+/// `GET /v1/executions` and `GET /v1/namespaces/{ns}/executions`.
+async fn list(
+    State(api): State<Arc<ArchiveApi>>,
+    ConnectInfo(source): Caller,
+    headers: HeaderMap,
+    namespace: Namespace,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = authorize(api, headers, source, namespace.as_deref(), "list").await {
-        return refused;
-    }
-    let (filter, after, limit) = match list_query(namespace, query) {
+    let namespace = namespace.map(|Path(ns)| ns);
+    // A malformed query costs no review.
+    let (filter, after, limit) = match list_query(namespace.clone(), &query) {
         Ok(parsed) => parsed,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, &why),
     };
-    let client = match api.pool.get().await {
+    let client = match reader(&api, &headers, source, namespace.as_deref(), "list").await {
         Ok(client) => client,
-        Err(error) => return unavailable(error),
+        Err(refused) => return refused,
     };
     match read::list(&client, &filter, after.as_ref(), limit).await {
         Ok(page) => json(&page),
@@ -313,12 +307,9 @@ async fn object(
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
-    if let Err(refused) = authorize(&api, &headers, source, Some(&namespace), "get").await {
-        return refused;
-    }
-    let client = match api.pool.get().await {
+    let client = match reader(&api, &headers, source, Some(&namespace), "get").await {
         Ok(client) => client,
-        Err(error) => return unavailable(error),
+        Err(refused) => return refused,
     };
     match read::object(&client, &namespace, &name).await {
         Ok(Some(object)) => json(&object),
@@ -336,12 +327,9 @@ async fn result(
     headers: HeaderMap,
     Path((namespace, name, step)): Path<(String, String, String)>,
 ) -> Response {
-    if let Err(refused) = authorize(&api, &headers, source, Some(&namespace), "get").await {
-        return refused;
-    }
-    let client = match api.pool.get().await {
+    let client = match reader(&api, &headers, source, Some(&namespace), "get").await {
         Ok(client) => client,
-        Err(error) => return unavailable(error),
+        Err(refused) => return refused,
     };
     match read::result(&client, &namespace, &name, &step).await {
         Ok(Some((content_type, sha256, body))) => {
@@ -363,35 +351,15 @@ async fn result(
     }
 }
 
-async fn stats_all(
-    State(api): State<Arc<ArchiveApi>>,
-    ConnectInfo(source): Caller,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    stats(&api, source, &headers, None, &query).await
-}
-
-async fn stats_in(
-    State(api): State<Arc<ArchiveApi>>,
-    ConnectInfo(source): Caller,
-    headers: HeaderMap,
-    Path(namespace): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    stats(&api, source, &headers, Some(namespace), &query).await
-}
-
+/// `GET /v1/stats` and `GET /v1/namespaces/{ns}/stats`.
 async fn stats(
-    api: &ArchiveApi,
-    source: SocketAddr,
-    headers: &HeaderMap,
-    namespace: Option<String>,
-    query: &HashMap<String, String>,
+    State(api): State<Arc<ArchiveApi>>,
+    ConnectInfo(source): Caller,
+    headers: HeaderMap,
+    namespace: Namespace,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = authorize(api, headers, source, namespace.as_deref(), "list").await {
-        return refused;
-    }
+    let namespace = namespace.map(|Path(ns)| ns);
     let now = Timestamp::now();
     let since = match query.get("since").map(|s| parse_since(s, now)) {
         None => now - SignedDuration::from_hours(24 * 30),
@@ -403,9 +371,9 @@ async fn stats(
             );
         }
     };
-    let client = match api.pool.get().await {
+    let client = match reader(&api, &headers, source, namespace.as_deref(), "list").await {
         Ok(client) => client,
-        Err(error) => return unavailable(error),
+        Err(refused) => return refused,
     };
     let namespaces: Vec<String> = namespace.into_iter().collect();
     match read::stats(&client, &namespaces, since, now).await {

@@ -393,7 +393,10 @@ mod tests {
             drop_payload(&mut cx);
             assert!(cx.spec.crew.is_none() && cx.spec.inputs.is_none());
             assert_eq!(cx.spec.image.as_deref(), Some("busybox"));
-            assert!(cx.annotations().contains_key(PAYLOAD_DROPPED), "marked for the archive");
+            assert!(
+                cx.annotations().contains_key(PAYLOAD_DROPPED),
+                "marked for the archive"
+            );
         }
         let mut plain = CrewExecution::new(
             "b",
@@ -401,7 +404,10 @@ mod tests {
         );
         plain.status = serde_json::from_value(serde_json::json!({"phase": "Failed"})).unwrap();
         drop_payload(&mut plain);
-        assert!(plain.metadata.annotations.is_none(), "nothing dropped, nothing marked");
+        assert!(
+            plain.metadata.annotations.is_none(),
+            "nothing dropped, nothing marked"
+        );
     }
 
     #[test]
