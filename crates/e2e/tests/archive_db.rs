@@ -459,3 +459,42 @@ async fn retention_deletes_old_runs_with_their_rows_and_keeps_the_rollups() {
         "the statistics keep every run"
     );
 }
+
+/// `sslmode=require` connects over TLS, verified against `--archive-ca-file`; a server whose certificate another CA
+/// signed is refused (no write reaches it).
+#[tokio::test]
+async fn tls_is_verified_against_the_given_ca() {
+    let tls = Postgres::start_tls(&crew_testkit::scratch_dir("crew-archive-db", Some("tls")))
+        .expect("TLS server");
+    let other = Postgres::start_tls(&crew_testkit::scratch_dir("crew-archive-db", Some("other")))
+        .expect("other CA");
+    let (url, password) = tls.url_and_password();
+    let connect = |ca: &std::path::Path| {
+        pool(&ArchiveConnection {
+            url: format!("{url}?sslmode=require"),
+            password: Some(password.to_string()),
+            ca_file: Some(ca.to_path_buf()),
+        })
+        .unwrap()
+    };
+    let trusted = connect(tls.ca_file().unwrap());
+    let mut client = trusted
+        .get()
+        .await
+        .expect("a TLS connection verified against its CA");
+    migrate(&mut client).await.unwrap();
+    let encrypted: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the session is encrypted");
+    let untrusted = connect(other.ca_file().unwrap());
+    assert!(
+        untrusted.get().await.is_err(),
+        "a certificate of another CA is refused"
+    );
+}

@@ -22,6 +22,8 @@ pub struct Postgres {
     password: String,
     ids: Option<(u32, u32)>,
     process: Option<Supervised>,
+    /// With TLS: the CA that signed the server's certificate (for `127.0.0.1`).
+    ca_file: Option<PathBuf>,
 }
 
 /// The directory of the newest installed PostgreSQL's binaries.
@@ -51,6 +53,21 @@ impl Postgres {
     /// Makes a database cluster in `dir` (created, emptied) and starts its server; returns once it accepts
     /// connections and database [`DATABASE`] exists.
     pub fn start(dir: &Path) -> Result<Self, DevClusterError> {
+        Self::start_with(dir, false)
+    }
+
+    /// [`Postgres::start`] with TLS: a CA and a server certificate for `127.0.0.1` made with `openssl`; the CA is
+    /// [`Postgres::ca_file`].
+    pub fn start_tls(dir: &Path) -> Result<Self, DevClusterError> {
+        Self::start_with(dir, true)
+    }
+
+    /// The CA of a [`Postgres::start_tls`] server.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    fn start_with(dir: &Path, tls: bool) -> Result<Self, DevClusterError> {
         let bin = postgres_bin()?;
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir.join("sock"))
@@ -83,6 +100,11 @@ impl Postgres {
             ]),
             &dir.join("initdb.log"),
         )?;
+        let ca_file = if tls {
+            Some(certificates(dir, ids)?)
+        } else {
+            None
+        };
         let mut server = Postgres {
             dir: dir.to_path_buf(),
             bin,
@@ -90,6 +112,7 @@ impl Postgres {
             password,
             ids,
             process: None,
+            ca_file,
         };
         server.run()?;
         server.psql("postgres", &format!("CREATE DATABASE {DATABASE}"))?;
@@ -169,24 +192,37 @@ impl Postgres {
         let port = self.port.to_string();
         let log = self.log();
         let ids = self.ids;
+        let tls: Vec<String> = match &self.ca_file {
+            Some(_) => vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", self.dir.join("server.crt").display()),
+                "-c".into(),
+                format!("ssl_key_file={}", self.dir.join("server.key").display()),
+            ],
+            None => Vec::new(),
+        };
         let process = spawn_for_life(move || {
+            let mut args: Vec<&str> = vec![
+                "-D",
+                &data,
+                "-k",
+                &sock,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                // Dynamic shared memory in the data directory, not /dev/shm: a server killed with its test
+                // binary leaves nothing outside the directory the next start sweeps.
+                "-c",
+                "dynamic_shared_memory_type=mmap",
+            ];
+            args.extend(tls.iter().map(String::as_str));
             Supervised::spawn_as(
                 &postgres,
                 &log,
-                &[
-                    "-D",
-                    &data,
-                    "-k",
-                    &sock,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    // Dynamic shared memory in the data directory, not /dev/shm: a server killed with its test
-                    // binary leaves nothing outside the directory the next start sweeps.
-                    "-c",
-                    "dynamic_shared_memory_type=mmap",
-                ],
+                &args,
                 ids,
                 // A fast shutdown when the program that started it ends: no orphaned memory or processes.
                 libc::SIGINT,
@@ -246,6 +282,87 @@ fn server_ids() -> Result<Option<(u32, u32)>, DevClusterError> {
                 ),
             )
         })
+}
+
+/// A CA (`ca.crt`) and a server certificate and key for `127.0.0.1` signed by it (`server.crt`, `server.key`, the
+/// key readable by the server's user only), in `dir`; returns the CA's path.
+fn certificates(dir: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf, DevClusterError> {
+    let openssl = |args: &[&str]| -> Result<(), DevClusterError> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| DevClusterError::Io("run openssl".into(), e))?;
+        if !out.status.success() {
+            return Err(DevClusterError::Io(
+                format!("openssl {args:?}"),
+                std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+            ));
+        }
+        Ok(())
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=crew-test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ])?;
+    write(
+        &dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ])?;
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| DevClusterError::Io("chmod server.key".into(), e))?;
+    if let Some((uid, gid)) = ids {
+        for name in ["server.key", "server.crt"] {
+            std::os::unix::fs::chown(dir.join(name), Some(uid), Some(gid))
+                .map_err(|e| DevClusterError::Io(format!("chown {name}"), e))?;
+        }
+    }
+    Ok(dir.join("ca.crt"))
 }
 
 /// PostgreSQL keeps a small System V segment while it runs; a server killed (its test binary ended) leaves it behind,
