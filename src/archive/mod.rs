@@ -36,6 +36,9 @@ use write::StoredResult;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest wait between two attempts of one write.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The longest one write (or the migration) may take: a database that hangs fails the write, visibly, instead of
+/// holding the archiver (and every run's finalizer) for ever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Archived executions deleted at most per sweep for `--archive-retention-days`.
 pub const MAX_EXPIRED_PER_SWEEP: u64 = 100_000;
 /// Writes in flight at once (the pool's size).
@@ -47,6 +50,9 @@ pub enum ArchiveError {
     /// No connection to the database.
     #[error("the database is unreachable: {0}")]
     Unreachable(String),
+    /// The database did not finish the write in time (it hangs, or the network to it does).
+    #[error("the database did not answer within {} s", WRITE_TIMEOUT.as_secs())]
+    TimedOut,
     /// The database refused a statement.
     #[error("the database refused the write: {0}")]
     Database(#[from] tokio_postgres::Error),
@@ -64,6 +70,10 @@ impl ArchiveError {
     pub fn summary(&self) -> String {
         match self {
             ArchiveError::Unreachable(_) => "the database is unreachable; retrying".into(),
+            ArchiveError::TimedOut => format!(
+                "the database did not answer within {} s; retrying",
+                WRITE_TIMEOUT.as_secs()
+            ),
             ArchiveError::Database(e) => match e.code() {
                 Some(code) => format!(
                     "the database refused the write (SQLSTATE {}); retrying",
@@ -333,7 +343,10 @@ impl Archiver {
                 continue;
             }
             if !migrated {
-                match self.migrate().await {
+                let migration = tokio::time::timeout(WRITE_TIMEOUT, self.migrate())
+                    .await
+                    .unwrap_or(Err(ArchiveError::TimedOut));
+                match migration {
                     Ok(applied) => {
                         tracing::info!(applied, "archive schema up to date");
                         migrated = true;
@@ -370,7 +383,9 @@ impl Archiver {
                 .map(|cx| {
                     let (this, ctx) = (self.clone(), ctx.clone());
                     async move {
-                        let outcome = this.archive(&ctx, &cx).await;
+                        let outcome = tokio::time::timeout(WRITE_TIMEOUT, this.archive(&ctx, &cx))
+                            .await
+                            .unwrap_or(Err(ArchiveError::TimedOut));
                         this.report(&ctx, &cx, &outcome);
                     }
                 })

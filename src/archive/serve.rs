@@ -40,6 +40,8 @@ pub const READ_POOL_SIZE: usize = 2;
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Longest accepted query string.
 const MAX_QUERY_BYTES: usize = 4 * 1024;
+/// The longest one read may take (then 503): a database that hangs does not hold callers' connections for ever.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Page size when none is asked for.
 const DEFAULT_PAGE: i64 = 100;
 
@@ -79,7 +81,19 @@ pub fn router(api: Arc<ArchiveApi>) -> Router {
         )
         .route("/v1/stats", get(stats))
         .route("/v1/namespaces/{namespace}/stats", get(stats))
+        .layer(axum::middleware::from_fn(bounded))
         .with_state(api)
+}
+
+/// Answers 503 when a request takes longer than [`READ_TIMEOUT`].
+async fn bounded(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(READ_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the archive did not answer in time",
+        ),
+    }
 }
 
 /// Serves `api` on `listener` until the task is dropped.

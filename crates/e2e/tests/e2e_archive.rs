@@ -216,6 +216,49 @@ async fn with_the_database_down_runs_go_on_and_the_archive_catches_up() {
     op.stop().await;
 }
 
+/// The database stops answering without closing a connection (every PostgreSQL process SIGSTOPped): the write
+/// times out instead of holding the archiver for ever, the run shows `ArchiveFailed` and is kept; once the database
+/// answers again it is stored and its TTL acts.
+#[tokio::test]
+async fn a_database_that_stops_answering_fails_the_write_visibly_and_is_caught_up() {
+    let own = Postgres::start(&crew_testkit::scratch_dir(
+        "crew-e2e-archive",
+        Some("frozen"),
+    ))
+    .unwrap();
+    let (connection, pool) = database(&own, "frozen");
+    let t = TestNs::new("archive-frozen", Duration::from_millis(300)).await;
+    let op = with_archive(&t, &connection);
+    wait_until(LIMIT, "the schema migrated", || async {
+        number(&pool, "SELECT count(*) FROM crew_schema_migrations").await > 0
+    })
+    .await;
+    own.freeze();
+    t.create("metadata: {name: stuck}\nspec: {image: busybox, ttlSecondsAfterFinished: 0}\n")
+        .await;
+    t.wait_for("stuck", LIMIT, is_phase("Succeeded")).await;
+    let limit = crew_operator::archive::WRITE_TIMEOUT + Duration::from_secs(30);
+    let cx = t
+        .wait_for(
+            "stuck",
+            limit,
+            has_condition_reason("Archived", "ArchiveFailed"),
+        )
+        .await;
+    assert!(retained(&cx), "kept while the database hangs");
+    own.thaw();
+    t.wait_deleted("stuck", Duration::from_secs(120)).await;
+    assert_eq!(
+        number(
+            &pool,
+            "SELECT count(*) FROM executions WHERE name = 'stuck'"
+        )
+        .await,
+        1
+    );
+    op.stop().await;
+}
+
 /// The operator binary is SIGKILLed twice while it archives a burst (after 3 and after 15 runs are stored), and
 /// started again each time: every run is stored exactly once and counted once, and every run is deleted by its TTL
 /// only once stored.

@@ -179,6 +179,46 @@ impl Postgres {
         }
     }
 
+    /// SIGSTOP to the server and every process it started: it stops answering without closing a connection (a
+    /// hung database, or a network that drops everything); [`Postgres::thaw`] undoes it.
+    pub fn freeze(&self) {
+        self.signal_all(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Postgres::freeze`].
+    pub fn thaw(&self) {
+        self.signal_all(libc::SIGCONT);
+    }
+
+    fn signal_all(&self, signal: libc::c_int) {
+        let Some(postmaster) = self.process.as_ref().map(Supervised::pid) else {
+            return;
+        };
+        let children = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                // pid (comm) state ppid ...: the parent is the second field after the command's closing parenthesis.
+                let ppid: u32 = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
+                (ppid == postmaster).then_some(pid)
+            });
+        for pid in std::iter::once(postmaster).chain(children) {
+            // SAFETY: sending a signal to the server this harness started, or to one of its children.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// Starts the server again on the same data directory and port (after [`Postgres::kill`] or a stop).
     pub fn restart(&mut self) -> Result<(), DevClusterError> {
         self.kill();
