@@ -195,6 +195,16 @@ async fn with_the_database_down_runs_go_on_and_the_archive_catches_up() {
     t.wait_events("patient", LIMIT, has_event("Warning", "ArchiveFailed"))
         .await;
     assert!(retained(&cx), "kept until it is stored");
+    let failed_writes = op
+        .ctx
+        .metrics
+        .archive_writes
+        .get_or_create(&vec![("result".to_string(), "error".to_string())])
+        .get();
+    assert!(
+        failed_writes > 0,
+        "counted in crew_archive_writes_total{{result=\"error\"}}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = t
         .executions()
