@@ -68,6 +68,9 @@ pub fn pool_of(connection: &ArchiveConnection, size: usize) -> Result<Pool, Conn
         config.password(password.as_bytes());
     }
     config.application_name("crew-operator");
+    // The server ends any statement after 30 s too: a read or write given up by the operator's own timeout does not
+    // keep its connection busy.
+    config.options("-c statement_timeout=30000");
     config.connect_timeout(std::time::Duration::from_secs(10));
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,

@@ -42,6 +42,8 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 const MAX_QUERY_BYTES: usize = 4 * 1024;
 /// The longest one read may take (then 503): a database that hangs does not hold callers' connections for ever.
 pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Label terms one list may ask for (each is a lookup).
+const MAX_LABEL_TERMS: usize = 20;
 /// Page size when none is asked for.
 const DEFAULT_PAGE: i64 = 100;
 
@@ -247,6 +249,9 @@ fn list_query(
         ..Default::default()
     };
     if let Some(selector) = query.get("labelSelector").filter(|s| !s.is_empty()) {
+        if selector.split(',').count() > MAX_LABEL_TERMS {
+            return Err(format!("labelSelector: at most {MAX_LABEL_TERMS} terms"));
+        }
         for term in selector.split(',') {
             let (key, value) = term
                 .split_once("==")
@@ -449,6 +454,7 @@ mod tests {
             query(&[("limit", "many")]),
             query(&[("since", "yesterday")]),
             query(&[("name", &"x".repeat(MAX_QUERY_BYTES))]),
+            query(&[("labelSelector", &vec!["a=b"; MAX_LABEL_TERMS + 1].join(","))]),
         ] {
             assert!(list_query(None, &bad).is_err(), "{bad:?}");
         }

@@ -126,9 +126,14 @@ fn share_of(record: &ArchiveRecord) -> Share {
     }
 }
 
-/// When the row counts as finished: its end, else its deletion, else now (a run that never started).
+/// When the row counts as finished: its end, else its deletion, else its creation (a record without any of them is
+/// counted at the epoch). Never the clock: the row and its rollup share must land in the same hour, and a write of
+/// the same snapshot again must not move them.
 fn finished_of(record: &ArchiveRecord) -> Timestamp {
-    record.finished.unwrap_or_else(Timestamp::now)
+    record
+        .finished
+        .or(record.created)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 async fn upsert_row(

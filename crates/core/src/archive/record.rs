@@ -114,6 +114,7 @@ impl ArchiveRecord {
         if let Some(metadata) = object.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             metadata.remove("managedFields");
         }
+        without_nul(&mut object);
         ArchiveRecord {
             uid: cx.uid().unwrap_or_default(),
             namespace: cx.namespace().unwrap_or_default(),
@@ -123,15 +124,15 @@ impl ArchiveRecord {
                 .and_then(|rv| rv.parse().ok())
                 .unwrap_or(0),
             phase,
-            reason: status.reason.clone(),
-            message: status.message.clone(),
+            reason: status.reason.as_deref().map(clean),
+            message: status.message.as_deref().map(clean),
             failed_step: failed_step(&status.steps, phase),
             queue: cx.spec.queue.clone(),
             priority: cx.spec.priority,
             labels: cx
                 .labels()
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (clean(k), clean(v)))
                 .collect(),
             created,
             started,
@@ -169,6 +170,31 @@ impl ArchiveRecord {
             object,
         }
     }
+}
+
+/// PostgreSQL refuses the NUL character in `text` and `jsonb`, which Kubernetes accepts (a worker's termination
+/// message may hold one): every string is stored with U+FFFD in its place, or the run could never be archived.
+pub fn without_nul(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => {
+            *text = text.replace('\0', "\u{FFFD}")
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_nul),
+        serde_json::Value::Object(map) => {
+            let keys: Vec<String> = map.keys().filter(|k| k.contains('\0')).cloned().collect();
+            for key in keys {
+                if let Some(moved) = map.remove(&key) {
+                    map.insert(key.replace('\0', "\u{FFFD}"), moved);
+                }
+            }
+            map.values_mut().for_each(without_nul);
+        }
+        _ => {}
+    }
+}
+
+fn clean(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 /// The step whose failure failed the run: the failed one (or the first, when several did).
@@ -222,7 +248,7 @@ fn attempts_of(step: &StepStatus, history: &[HistoryEntry]) -> Vec<StepRecord> {
             phase: StepPhase::Failed,
             exit_code: None,
             reason: Some(Reason::StepFailed.as_str().to_string()),
-            message: failure.message.clone(),
+            message: failure.message.as_deref().map(clean),
             started: (starts.len() + i)
                 .checked_sub(failures.len())
                 .and_then(|j| starts.get(j))
@@ -237,7 +263,7 @@ fn attempts_of(step: &StepStatus, history: &[HistoryEntry]) -> Vec<StepRecord> {
         phase: step.phase,
         exit_code: step.exit_code,
         reason: None,
-        message: step.message.clone(),
+        message: step.message.as_deref().map(clean),
         started: latest_start,
         finished: step.completion_time.as_ref().map(|t| t.0),
         job_name: step.job_name.clone(),
@@ -425,6 +451,27 @@ mod tests {
         assert_eq!(record.failed_step, None);
         assert_eq!(record.finished, Some(at(100).0));
         assert_eq!(record.duration_seconds, Some(96));
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_wherever_they_are() {
+        let mut cx = failed_run();
+        let status = cx.status.as_mut().unwrap();
+        status.message = Some("bad\0byte".into());
+        status.steps[1].message = Some("exit\0".into());
+        cx.metadata.annotations = Some([("note".to_string(), "a\0b".to_string())].into());
+        let record = ArchiveRecord::of(&cx);
+        assert_eq!(record.message.as_deref(), Some("bad\u{FFFD}byte"));
+        assert_eq!(record.steps[2].message.as_deref(), Some("exit\u{FFFD}"));
+        assert!(
+            !serde_json::to_string(&record.object)
+                .unwrap()
+                .contains("\\u0000")
+        );
+        assert_eq!(
+            record.object["metadata"]["annotations"]["note"],
+            "a\u{FFFD}b"
+        );
     }
 
     #[test]
