@@ -7,7 +7,7 @@
 
 use crew_api::{CrewExecution, CrewExecutionStatus, HistoryEntry, Phase, StepPhase, StepStatus};
 use crew_core::archive::ArchiveRecord;
-use crew_operator::archive::connect::{ArchiveConnection, POOL_SIZE, pool_of};
+use crew_operator::archive::connect::{POOL_SIZE, pool_of};
 use crew_operator::archive::read::{self, Cursor, ListFilter};
 use crew_operator::archive::{migrations, write};
 use deadpool_postgres::Pool;
@@ -146,12 +146,7 @@ where
 pub async fn run(n: usize) -> Result<String, String> {
     let dir = crew_testkit::scratch_dir("crew-bench-archive", None);
     let server = crew_testkit::postgres::Postgres::start(&dir).map_err(|e| e.to_string())?;
-    let (url, password) = server.url_and_password();
-    let connection = ArchiveConnection {
-        url,
-        password: Some(password.to_string()),
-        ca_file: None,
-    };
+    let connection = server.archive_connection(crew_testkit::postgres::DATABASE);
     let pool = pool_of(&connection, POOL_SIZE).map_err(|e| e.to_string())?;
     {
         let mut client = pool.get().await.map_err(|e| e.to_string())?;

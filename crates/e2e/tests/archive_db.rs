@@ -32,13 +32,7 @@ async fn fresh_database(name: &str) -> Pool {
     server
         .psql("postgres", &format!("CREATE DATABASE {name}"))
         .unwrap();
-    let (url, password) = server.database_url(name);
-    let pool = pool(&ArchiveConnection {
-        url,
-        password: Some(password.to_string()),
-        ca_file: None,
-    })
-    .unwrap();
+    let pool = pool(&server.archive_connection(name)).unwrap();
     let mut client = pool.get().await.unwrap();
     migrate(&mut client).await.unwrap();
     pool

@@ -36,12 +36,7 @@ fn database(server: &Postgres, name: &str) -> (ArchiveConnection, Pool) {
     server
         .psql("postgres", &format!("CREATE DATABASE {name}"))
         .unwrap();
-    let (url, password) = server.database_url(name);
-    let connection = ArchiveConnection {
-        url,
-        password: Some(password.to_string()),
-        ca_file: None,
-    };
+    let connection = server.archive_connection(name);
     let pool = crew_operator::archive::connect::pool(&connection).unwrap();
     (connection, pool)
 }

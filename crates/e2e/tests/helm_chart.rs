@@ -2316,7 +2316,7 @@ async fn helm_install_with_the_archive_grants_what_archiving_needs() {
         None,
     ))
     .expect("PostgreSQL starts");
-    let (url, password) = database.url_and_password();
+    let (url, _) = database.url_and_password();
     let pid = std::process::id();
     let release = format!("archive-{pid}");
     let release_ns = format!("archive-system-{pid}");
@@ -2366,11 +2366,7 @@ async fn helm_install_with_the_archive_grants_what_archiving_needs() {
         .await
         .expect("namespace ready for pods");
     let mut settings = Settings::for_namespace(Some(&ns), &format!("helm-archive-{pid}"));
-    settings.archive = Some(crew_operator::archive::connect::ArchiveConnection {
-        url: url.clone(),
-        password: Some(password.to_string()),
-        ca_file: None,
-    });
+    settings.archive = Some(database.archive_connection(crew_testkit::postgres::DATABASE));
     let operator = support::start_operator(&sa_client, settings.clone());
     let executions: Api<CrewExecution> = Api::namespaced(admin.clone(), &ns);
     let cx: CrewExecution = serde_json::from_value(json!({

@@ -140,6 +140,19 @@ impl Postgres {
         )
     }
 
+    /// How the operator connects to `database` on this server (password included, no CA).
+    pub fn archive_connection(
+        &self,
+        database: &str,
+    ) -> crew_operator::archive::connect::ArchiveConnection {
+        let (url, password) = self.database_url(database);
+        crew_operator::archive::connect::ArchiveConnection {
+            url,
+            password: Some(password.to_string()),
+            ca_file: None,
+        }
+    }
+
     /// The server's log.
     pub fn log(&self) -> PathBuf {
         self.dir.join("postgres.log")

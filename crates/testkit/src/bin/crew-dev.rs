@@ -44,12 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = Settings::for_namespace(None, "crew-dev");
     let database = match crew_testkit::postgres::Postgres::start(&dir.join("postgres")) {
         Ok(database) => {
-            let (url, password) = database.url_and_password();
-            settings.archive = Some(crew_operator::archive::connect::ArchiveConnection {
-                url,
-                password: Some(password.to_string()),
-                ca_file: None,
-            });
+            settings.archive = Some(database.archive_connection(crew_testkit::postgres::DATABASE));
             Some(database)
         }
         Err(error) => {
