@@ -152,7 +152,16 @@ impl ArchiveRecord {
             steps: status
                 .steps
                 .iter()
-                .flat_map(|step| attempts_of(step, &status.history))
+                .enumerate()
+                .flat_map(|(i, step)| {
+                    // A step's first attempt starts as the step before it ends (the run's start for the first):
+                    // the operator records no StepStarted for it.
+                    let handed_over = match i {
+                        0 => status.start_time.as_ref(),
+                        _ => status.steps[i - 1].completion_time.as_ref(),
+                    };
+                    attempts_of(step, &status.history, handed_over.map(|t| t.0))
+                })
                 .collect(),
             results: status
                 .steps
@@ -208,9 +217,15 @@ fn failed_step(steps: &[StepStatus], phase: Phase) -> Option<String> {
         .map(|s| s.name.clone())
 }
 
-/// The attempts of `step`: the earlier ones from history (each failed: only a failed attempt is retried), the
-/// latest from the step's status. Earlier attempts that history no longer holds (`historyLimit`) are left out.
-fn attempts_of(step: &StepStatus, history: &[HistoryEntry]) -> Vec<StepRecord> {
+/// The attempts of `step`: the earlier ones from history (each failed: only a failed attempt is retried, and the
+/// operator records it as `RetryScheduled`), the latest from the step's status. A retry's start is its
+/// `StepStarted`; the first attempt's is `first_start` (when the step before it ended). Earlier attempts that
+/// history no longer holds (`historyLimit`) are left out.
+fn attempts_of(
+    step: &StepStatus,
+    history: &[HistoryEntry],
+    first_start: Option<Timestamp>,
+) -> Vec<StepRecord> {
     if step.attempt == 0 {
         return Vec::new();
     }
@@ -226,7 +241,7 @@ fn attempts_of(step: &StepStatus, history: &[HistoryEntry]) -> Vec<StepRecord> {
             // The latest attempt's own start is not an earlier one; a failure may share its second.
             .filter(|e| {
                 latest_start.is_none_or(|start| {
-                    e.time.0 < start || (reason == Reason::StepFailed && e.time.0 == start)
+                    e.time.0 < start || (reason == Reason::RetryScheduled && e.time.0 == start)
                 })
             })
             .collect();
@@ -235,7 +250,7 @@ fn attempts_of(step: &StepStatus, history: &[HistoryEntry]) -> Vec<StepRecord> {
     };
     let (starts, failures) = (
         before_latest(Reason::StepStarted),
-        before_latest(Reason::StepFailed),
+        before_latest(Reason::RetryScheduled),
     );
     // Numbered back from the latest attempt: the newest failure is attempt `attempt - 1`.
     let first = step.attempt as usize - failures.len();
@@ -252,7 +267,8 @@ fn attempts_of(step: &StepStatus, history: &[HistoryEntry]) -> Vec<StepRecord> {
             started: (starts.len() + i)
                 .checked_sub(failures.len())
                 .and_then(|j| starts.get(j))
-                .map(|e| e.time.0),
+                .map(|e| e.time.0)
+                .or(if first + i == 1 { first_start } else { None }),
             finished: Some(failure.time.0),
             job_name: None,
         })
@@ -351,12 +367,14 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            // As the operator writes it: no StepStarted for a step's first attempt (the step before it ends in the
+            // same write), a retried failure is RetryScheduled, the last one ends the run.
             history: vec![
-                entry(4, Reason::StepStarted, "fetch", "attempt 1"),
-                entry(11, Reason::StepStarted, "train", "attempt 1"),
-                entry(20, Reason::StepFailed, "train", "exit code 1"),
+                entry(4, Reason::Started, "fetch", "started at step fetch"),
+                entry(10, Reason::StepSucceeded, "fetch", "next: step train"),
+                entry(20, Reason::RetryScheduled, "train", "exit code 1"),
                 entry(30, Reason::StepStarted, "train", "attempt 2"),
-                entry(60, Reason::StepFailed, "train", "out of memory"),
+                entry(60, Reason::RetriesExhausted, "train", "out of memory"),
             ],
             ..Default::default()
         });
@@ -408,7 +426,7 @@ mod tests {
             ]
         );
         let first = &record.steps[1];
-        assert_eq!(first.started, Some(at(11).0));
+        assert_eq!(first.started, Some(at(10).0), "as the step before it ended");
         assert_eq!(first.finished, Some(at(20).0));
         assert_eq!(first.message.as_deref(), Some("exit code 1"));
         assert_eq!(record.steps[2].job_name.as_deref(), Some("nightly-train-2"));
@@ -423,7 +441,7 @@ mod tests {
         status.history.drain(0..3);
         status
             .history
-            .insert(0, entry(20, Reason::StepFailed, "train", "exit code 2"));
+            .insert(0, entry(20, Reason::RetryScheduled, "train", "exit code 2"));
         status
             .history
             .insert(0, entry(12, Reason::StepStarted, "train", "attempt 2"));
