@@ -34,19 +34,19 @@ lint: ## rustfmt and clippy (warnings are errors)
 unit: ## The fast lane, the same as plain `cargo test`: every test that needs no control plane
 	$(CARGO) test
 
-test: control-plane tools lint static-binary example-worker ## Everything: lint, static image binary, the example worker, the fast lane, the cluster tests (crates/e2e) on both control planes
+test: control-plane tools dashboard lint static-binary example-worker ## Everything: lint, static image binary, the example worker, the fast lane, the cluster tests (crates/e2e, the dashboard in Chromium) on both control planes
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) test --workspace --all-targets -- --test-threads=4
 	@echo "--- oldest supported Kubernetes ($(K8S_OLDEST_VERSION)): lifecycle, control and schema tests"
 	CREW_TEST_ASSETS=$${CREW_TEST_OLDEST_ASSETS:-$(K8S_OLDEST_BIN)} $(CARGO) test --workspace --test e2e_lifecycle --test e2e_control --test e2e_schema -- --test-threads=4
 
-demo: control-plane-current postgres ## Start a local control plane (KWOK nodes) and the operator; apply examples/ and watch
+demo: control-plane-current postgres dashboard ## Start a local control plane (KWOK nodes) and the operator; apply examples/ and watch
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet -p crew-testkit --bin crew-dev -- demo examples
 
 plane: control-plane-current ## Start only the local control plane (no operator) until Ctrl-C; prints its KUBECONFIG
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} $(CARGO) run --quiet -p crew-testkit --bin crew-dev -- plane
 
 PREFIX ?= /usr/local
-install: ## Build kubectl-crew (release) and put it in $(PREFIX)/bin, where kubectl finds it as `kubectl crew`
+install: dashboard ## Build kubectl-crew (release, with the dashboard) and put it in $(PREFIX)/bin, where kubectl finds it as `kubectl crew`
 	$(CARGO) build --release -p kubectl-crew
 	install -D -m 0755 target/release/kubectl-crew $(DESTDIR)$(PREFIX)/bin/kubectl-crew
 
@@ -62,8 +62,20 @@ bench: control-plane-current ## Benchmark the operator against bare Jobs (BENCH_
 	$(CARGO) build --release -p crew-operator -p crew-bench -p kubectl-crew --bins
 	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} target/release/crew-bench $(BENCH_ARGS)
 
-tools: postgres ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test, PostgreSQL for the archive)
+tools: postgres browser ## Install the test tools beyond the control plane (lua5.4 for the Argo CD health-check test, PostgreSQL for the archive, Chromium for the dashboard)
 	bash tests/tools/install-lua.sh
+
+.PHONY: dashboard browser screenshots
+dashboard: ## Build the dashboard's front end (TypeScript; npm packages pinned in its package-lock.json) for kubectl-crew to embed
+	bash crates/cli/dashboard/build.sh
+
+browser: ## Install Chromium (Debian package chromium) for the dashboard's browser tests
+	bash tests/tools/install-chromium.sh
+
+screenshots: control-plane-current dashboard browser ## Regenerate the dashboard screenshots in docs/images (a browser test on the local control plane)
+	mkdir -p docs/images
+	$(CARGO) build --workspace --bins
+	CREW_TEST_ASSETS=$${CREW_TEST_ASSETS:-$(K8S_BIN)} CREW_DASHBOARD_SCREENSHOTS=$(CURDIR)/docs/images $(CARGO) test -p crew-e2e --test e2e_dashboard
 
 .PHONY: postgres
 postgres: ## Install PostgreSQL (Debian package postgresql) for the archive's tests and the demo

@@ -58,15 +58,21 @@ impl Archive {
                 cause: e.to_string(),
             })?;
         let status = response.status();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
+        // Read in a block of its own: a closure borrowing the response across the body's await would keep the
+        // future from being `Send`, which the dashboard's handlers need.
+        let (content_type, sha256) = {
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            (
+                header("content-type").unwrap_or_default(),
+                header("x-crew-result-sha256"),
+            )
         };
-        let content_type = header("content-type").unwrap_or_default();
-        let sha256 = header("x-crew-result-sha256");
         let body = response
             .into_body()
             .collect()

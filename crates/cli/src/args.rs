@@ -70,6 +70,10 @@ pub enum Command {
     Result(ResultArgs),
     /// A step's worker log.
     Logs(LogsArgs),
+    /// A web dashboard on this machine: live runs with progress bars, each run's step timeline, queues and
+    /// statistics, read with your own kubeconfig credentials (it sees what kubectl lets you see). Read-only unless
+    /// --allow-actions.
+    Dashboard(DashboardArgs),
     /// Shell completion script.
     Completion(CompletionArgs),
 }
@@ -86,6 +90,21 @@ impl Command {
             _ => None,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Where to listen. Keep it on loopback: the dashboard acts with your credentials (a session token in the
+    /// printed link guards it, and requests for another host name are refused).
+    #[arg(long, default_value = "127.0.0.1:8765", value_name = "HOST:PORT")]
+    pub address: std::net::SocketAddr,
+    /// Print the link instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Allow cancel, suspend, resume and rerun from the page (each a Kubernetes request made as you, the same
+    /// patches as `kubectl crew cancel|suspend|resume|rerun`). Without it every write answers 403.
+    #[arg(long)]
+    pub allow_actions: bool,
 }
 
 #[derive(Debug, Args)]

@@ -27,7 +27,11 @@ impl Cluster {
     /// Connects as kubectl would: `--kubeconfig`, else `$KUBECONFIG`, else `~/.kube/config`, else the in-cluster
     /// ServiceAccount; `--context` picks the context; `-n` wins over the context's namespace.
     pub async fn connect(target: &Target) -> Result<Cluster, CliError> {
-        let config = config_of(target).await?;
+        Cluster::of(config_of(target).await?, target)
+    }
+
+    /// The cluster `config` reaches, scoped as `target` says.
+    pub fn of(config: Config, target: &Target) -> Result<Cluster, CliError> {
         error::set_server(&config.cluster_url.to_string());
         let namespace = if target.all_namespaces {
             None
@@ -137,7 +141,10 @@ pub async fn config_of(target: &Target) -> Result<Config, CliError> {
 
 /// The list parameters of `filter`: `--queue` and a single `--phase` are field selectors (the CRD declares both
 /// selectable), so the server filters; several phases are returned to filter here.
-fn list_params(filter: &Filter, page: u32) -> Result<(ListParams, Vec<&'static str>), CliError> {
+pub fn list_params(
+    filter: &Filter,
+    page: u32,
+) -> Result<(ListParams, Vec<&'static str>), CliError> {
     let mut params = ListParams::default().limit(page);
     if let Some(selector) = &filter.selector {
         params = params.labels(selector);

@@ -1,7 +1,7 @@
 //! `kubectl-crew`: CrewExecutions at a terminal. On `PATH` it is `kubectl crew …`.
 //!
 //! Layout: [`args`] (the command line), [`selection`] (what a bulk command targets), [`cluster`] (connection and paginated reads), [`view`] (pure rendering,
-//! golden-tested at a fixed clock), [`cmd`] (the commands), [`error`] (messages a user can act on).
+//! golden-tested at a fixed clock), [`cmd`] (the commands), [`dashboard`] (the web dashboard's server), [`error`] (messages a user can act on).
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +10,7 @@ mod args;
 mod clock;
 mod cluster;
 mod cmd;
+mod dashboard;
 mod error;
 mod output;
 mod selection;
@@ -50,6 +51,9 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        if let Command::Dashboard(args) = &cli.command {
+            return dashboard::run(&cli.target, args).await;
+        }
         if let Some(exit) = archived(&cli).await? {
             return Ok(exit);
         }
@@ -76,7 +80,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             Command::Retry(args) => cmd::bulk::retry(&cluster, args).await,
             Command::Result(args) => cmd::result::run(&cluster, args).await,
             Command::Logs(args) => cmd::logs::run(&cluster, args).await,
-            Command::Completion(_) => Ok(Exit::Ok),
+            Command::Completion(_) | Command::Dashboard(_) => Ok(Exit::Ok),
         }
     })
 }

@@ -336,24 +336,6 @@ async fn an_operator_killed_while_it_archives_loses_and_duplicates_nothing() {
     operator.kill().await.expect("stop the operator");
 }
 
-/// A token of ServiceAccount `account` of `namespace` with the API server's own audience (as a user's would be).
-async fn account_token(client: &kube::Client, namespace: &str, account: &str) -> String {
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), namespace);
-    let object: ServiceAccount =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": account}})).unwrap();
-    let _ = accounts.create(&Default::default(), &object).await;
-    let request: k8s_openapi::api::authentication::v1::TokenRequest =
-        serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 600}})).unwrap();
-    accounts
-        .create_token_request(account, &Default::default(), &request)
-        .await
-        .expect("a token")
-        .status
-        .expect("token status")
-        .token
-}
-
 /// Lets ServiceAccount `account` of `namespace` list and get CrewExecutions there, and nowhere else.
 async fn grant_reading(t: &TestNs, account: &str) {
     let yaml = format!(
@@ -403,7 +385,7 @@ async fn the_read_api_answers_with_the_callers_own_rights() {
     let addr = listener.local_addr().unwrap();
     let served = tokio::spawn(crew_operator::archive::serve::serve(listener, api.clone()));
     grant_reading(&t, "reader").await;
-    let reader = account_token(&t.client, &t.ns, "reader").await;
+    let reader = support::account_token(&t.client, &t.ns, "reader").await;
     let ns = &t.ns;
     // RBAC reaches the authorizer's cache within a moment.
     let mine = format!("/v1/namespaces/{ns}/executions?labelSelector=team%3Dml");

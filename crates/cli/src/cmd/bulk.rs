@@ -158,7 +158,7 @@ fn capitalized(word: &str) -> String {
 }
 
 /// One request; its outcome (a line for stdout when something was made: the rerun's name).
-async fn act(
+pub(crate) async fn act(
     cluster: &Cluster,
     op: Operation,
     cx: CrewExecution,

@@ -78,7 +78,11 @@ pub async fn history(cluster: &Cluster, name: &str) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-async fn events_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<EventLine>, CliError> {
+pub(crate) async fn events_of(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+) -> Result<Vec<EventLine>, CliError> {
     let api: Api<Event> = cluster.api_in(ns);
     let params = ListParams::default()
         .fields(&format!(
@@ -112,7 +116,11 @@ async fn events_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<EventL
     Ok(lines)
 }
 
-async fn jobs_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<JobLine>, CliError> {
+pub(crate) async fn jobs_of(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+) -> Result<Vec<JobLine>, CliError> {
     let api: Api<Job> = cluster.api_in(ns);
     let params = ListParams::default()
         .labels(&format!("{}={}", labels::EXECUTION, label_value(name)))
@@ -128,7 +136,10 @@ async fn jobs_of(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<JobLine>
 
 /// Where a Queued (or not yet admitted) execution stands in its queue line, counted over the line's executions and
 /// the Jobs they run, as the operator counts.
-async fn waiting_of(cluster: &Cluster, cx: &CrewExecution) -> Result<Option<Waiting>, CliError> {
+pub(crate) async fn waiting_of(
+    cluster: &Cluster,
+    cx: &CrewExecution,
+) -> Result<Option<Waiting>, CliError> {
     if !matches!(phase_of(cx), Phase::Queued | Phase::Pending) || cx.spec.suspend || cx.spec.cancel
     {
         return Ok(None);

@@ -565,3 +565,21 @@ pub async fn pod_token(client: &Client, pod: &Pod, audience: &str) -> String {
         .expect("token status")
         .token
 }
+
+/// A token of ServiceAccount `account` of `namespace` with the API server's own audience (as a user's would be).
+pub async fn account_token(client: &kube::Client, namespace: &str, account: &str) -> String {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), namespace);
+    let object: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": account}})).unwrap();
+    let _ = accounts.create(&Default::default(), &object).await;
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 600}})).unwrap();
+    accounts
+        .create_token_request(account, &Default::default(), &request)
+        .await
+        .expect("a token")
+        .status
+        .expect("token status")
+        .token
+}

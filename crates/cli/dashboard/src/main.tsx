@@ -1,0 +1,114 @@
+// The dashboard: a hash router over four pages, the namespace scope shared by all of them.
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { Context, get } from './api';
+import { Runs } from './pages/runs';
+import { Run } from './pages/run';
+import { Queues } from './pages/queues';
+import { StatsPage } from './pages/stats';
+import './style.css';
+import 'uplot/dist/uPlot.min.css';
+
+/** The part of the location after `#`: a path and its query. */
+export interface Route {
+  path: string[];
+  query: URLSearchParams;
+}
+
+function currentRoute(): Route {
+  const hash = location.hash.replace(/^#\/?/, '');
+  const [path, query] = hash.split('?', 2);
+  return {
+    path: (path ?? '').split('/').filter((p) => p !== '').map(decodeURIComponent),
+    query: new URLSearchParams(query ?? ''),
+  };
+}
+
+/** The namespace the pages look at: one namespace, or every one (`*`). */
+export interface Scope {
+  namespace: string;
+  all: boolean;
+}
+
+function App() {
+  const [route, setRoute] = useState<Route>(currentRoute());
+  const [context, setContext] = useState<Context | null>(null);
+  const [error, setError] = useState<string>('');
+  const [scope, setScope] = useState<Scope>({ namespace: '', all: false });
+  const [draft, setDraft] = useState('');
+
+  useEffect(() => {
+    const onHash = () => setRoute(currentRoute());
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
+  useEffect(() => {
+    get<Context>('/api/context')
+      .then((c) => {
+        setContext(c);
+        const ns = currentRoute().query.get('ns');
+        const initial = ns === '*' ? { namespace: c.namespace, all: true } : { namespace: ns || c.namespace, all: false };
+        setScope(initial);
+        setDraft(initial.namespace);
+      })
+      .catch((e) => setError(String(e.message ?? e)));
+  }, []);
+
+  if (error) return <main class="page"><p class="error">{error}</p></main>;
+  if (!context) return <main class="page"><p class="muted">Connecting…</p></main>;
+
+  const [page, ...rest] = route.path;
+  const tab = (href: string, label: string, active: boolean) => (
+    <a href={href} class={active ? 'tab active' : 'tab'}>{label}</a>
+  );
+  return (
+    <>
+      <header class="top">
+        <span class="brand">crew</span>
+        {tab('#/', 'Runs', !page || page === 'runs' || page === 'run')}
+        {tab('#/queues', 'Queues', page === 'queues')}
+        {tab('#/stats', 'Statistics', page === 'stats')}
+        <form
+          class="scope"
+          onSubmit={(e) => {
+            e.preventDefault();
+            setScope({ namespace: draft.trim() || context.namespace, all: false });
+          }}
+        >
+          <label>
+            Namespace{' '}
+            <input
+              name="namespace"
+              value={draft}
+              disabled={scope.all}
+              onInput={(e) => setDraft((e.target as HTMLInputElement).value)}
+              onBlur={() => setScope({ namespace: draft.trim() || context.namespace, all: scope.all })}
+            />
+          </label>
+          <label>
+            <input
+              type="checkbox"
+              name="all-namespaces"
+              checked={scope.all}
+              onChange={(e) => setScope({ namespace: scope.namespace, all: (e.target as HTMLInputElement).checked })}
+            />{' '}
+            all namespaces
+          </label>
+        </form>
+        <span class="server muted" title="API server (your kubeconfig)">{context.server}</span>
+      </header>
+      {page === 'run' && rest.length >= 2 ? (
+        <Run namespace={rest[0]} name={rest[1]} archived={route.query.get('archived') === '1'} context={context} />
+      ) : page === 'queues' ? (
+        <Queues scope={scope} />
+      ) : page === 'stats' ? (
+        <StatsPage scope={scope} context={context} />
+      ) : (
+        <Runs scope={scope} context={context} />
+      )}
+    </>
+  );
+}
+
+const root = document.getElementById('app');
+if (root) render(<App />, root);

@@ -1,0 +1,208 @@
+//! `kubectl crew dashboard` in a real browser (Debian's Chromium, headless, driven by playwright-core from npm)
+//! against the real control plane: the list shows runs and their phases, a running run's progress bar moves without
+//! a reload, the run page shows the timeline (queue wait, both attempts of a retried step, the backoff), the queue
+//! page says why a run waits, statistics count failures by step, the read-only default refuses a write, a request
+//! without the session is refused, and a user allowed only one namespace sees only it. No JavaScript error may
+//! reach the console. `CREW_DASHBOARD_SCREENSHOTS=DIR` keeps a PNG of each page (`make screenshots`).
+//!
+//! Needs `make dashboard` (the front end and its npm packages) and `make browser` (Debian's `chromium`); `make
+//! test` runs both first.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use support::conditions::is_phase;
+use support::{TestNs, repo_root};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A running `kubectl crew dashboard` and the link it printed.
+struct Dashboard {
+    child: Child,
+    link: String,
+}
+
+impl Dashboard {
+    async fn start(kubeconfig: &std::path::Path, ns: &str) -> Dashboard {
+        let mut child = Command::new(support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args([
+                "-n",
+                ns,
+                "dashboard",
+                "--no-browser",
+                "--address",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start kubectl-crew dashboard");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let link = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(link) = line.strip_prefix("Dashboard at ") {
+                    return link.trim().to_string();
+                }
+            }
+            panic!("kubectl-crew dashboard ended without printing its link");
+        })
+        .await
+        .expect("the dashboard prints its link");
+        // Keep reading (and dropping) what it prints, so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Dashboard { child, link }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn front_end() -> PathBuf {
+    repo_root().join("crates/cli/dashboard")
+}
+
+/// Runs the browser scenario; panics with what it printed unless every check passed.
+async fn browse(dashboard: &Dashboard, scenario: &str, ns: &str, extra: &[(&str, &str)]) -> String {
+    let script = front_end().join("tests/browser.mjs");
+    assert!(
+        front_end().join("node_modules/playwright-core").is_dir(),
+        "the dashboard's npm packages are missing: run `make dashboard`"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            || std::env::var_os("CHROMIUM").is_some(),
+        "Debian's chromium is missing: run `make browser`"
+    );
+    let mut command = Command::new("node");
+    command
+        .arg(&script)
+        .current_dir(front_end())
+        .env("DASHBOARD_URL", &dashboard.link)
+        .env("SCENARIO", scenario)
+        .env("CREW_NS", ns);
+    if let Some(dir) = std::env::var_os("CREW_DASHBOARD_SCREENSHOTS") {
+        command.env("SCREENSHOTS", dir);
+    }
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(240), command.output())
+        .await
+        .expect("the browser scenario ends within 4 minutes")
+        .expect("run node");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("--- browser scenario {scenario} ---\n{printed}");
+    assert!(
+        output.status.success(),
+        "browser scenario {scenario} failed:\n{printed}"
+    );
+    printed
+}
+
+/// A kubeconfig like the admin's, with `token` instead of the admin's token.
+fn kubeconfig_with(token: &str, name: &str) -> PathBuf {
+    let plane = support::plane();
+    let admin = std::fs::read_to_string(&plane.kubeconfig).expect("read the plane's kubeconfig");
+    assert!(
+        admin.contains(&plane.token),
+        "the plane's kubeconfig holds its token"
+    );
+    let path = std::env::temp_dir().join(format!(
+        "dashboard-{name}-{}.kubeconfig",
+        std::process::id()
+    ));
+    std::fs::write(&path, admin.replace(&plane.token, token)).expect("write kubeconfig");
+    path
+}
+
+/// Lets ServiceAccount `account` of `t`'s namespace read there what the dashboard reads, and nothing elsewhere.
+async fn grant_viewing(t: &TestNs, account: &str) {
+    let yaml = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: view-runs, namespace: {ns}}}
+rules:
+- {{apiGroups: [crew.dev], resources: [crewexecutions, crewqueues], verbs: [get, list, watch]}}
+- {{apiGroups: [''], resources: [events], verbs: [list]}}
+- {{apiGroups: [batch], resources: [jobs], verbs: [list]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: view-runs, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: view-runs}}
+subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
+",
+        ns = t.ns
+    );
+    let file = std::env::temp_dir().join(format!("dashboard-rbac-{}.yaml", t.ns));
+    std::fs::write(&file, yaml).unwrap();
+    let (ok, out) = t.kubectl(&["apply", "-f", &file.to_string_lossy()]).await;
+    assert!(ok, "{out}");
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_live_runs_timelines_queues_and_statistics_in_a_browser() {
+    let t = TestNs::new("dash", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    let queue = format!(
+        "apiVersion: crew.dev/v1alpha1\nkind: CrewQueue\nmetadata: {{name: line, namespace: {}}}\nspec: {{maxRunning: 1}}\n",
+        t.ns
+    );
+    let file = std::env::temp_dir().join(format!("dashboard-queue-{}.yaml", t.ns));
+    std::fs::write(&file, queue).unwrap();
+    let (ok, out) = t.kubectl(&["apply", "-f", &file.to_string_lossy()]).await;
+    assert!(ok, "{out}");
+    t.create("metadata: {name: done}\nspec: {image: busybox}\n")
+        .await;
+    t.create(
+        r#"
+metadata: {name: broken}
+spec:
+  image: busybox
+  retry: {limit: 1, backoffSeconds: 2}
+  steps:
+  - {name: ok}
+  - {name: boom, podAnnotations: {sim.crew.dev/exit-code: "3", sim.crew.dev/message: "model quota exceeded"}}
+"#,
+    )
+    .await;
+    t.wait_phase("done", "Succeeded", LIMIT).await;
+    t.wait_phase("broken", "Failed", LIMIT).await;
+    // Eight steps of five seconds: it runs through every check of the list, and holds the queue's one slot.
+    let steps: String = (1..=8)
+        .map(|i| format!("  - {{name: s{i}, podAnnotations: {{sim.crew.dev/duration: 5s}}}}\n"))
+        .collect();
+    t.create(&format!(
+        "metadata: {{name: slow}}\nspec:\n  image: busybox\n  queue: line\n  steps:\n{steps}"
+    ))
+    .await;
+    t.wait_phase("slow", "Running", LIMIT).await;
+    t.create("metadata: {name: waiter}\nspec: {image: busybox, queue: line}\n")
+        .await;
+    t.wait_for("waiter", LIMIT, is_phase("Queued")).await;
+
+    let admin = Dashboard::start(&support::plane().kubeconfig, &t.ns).await;
+    browse(&admin, "admin", &t.ns, &[]).await;
+    admin.stop().await;
+
+    grant_viewing(&t, "viewer").await;
+    let token = support::account_token(&t.client, &t.ns, "viewer").await;
+    let kubeconfig = kubeconfig_with(&token, &t.ns);
+    let viewer = Dashboard::start(&kubeconfig, &t.ns).await;
+    browse(&viewer, "limited", &t.ns, &[("OTHER_NS", "default")]).await;
+    viewer.stop().await;
+    op.stop().await;
+}
