@@ -206,3 +206,44 @@ spec:
     viewer.stop().await;
     op.stop().await;
 }
+
+/// The page's load time and memory with 10 000 executions in the namespace (a measurement for BENCHMARKS.md, not
+/// a timed test): `cargo test -p crew-e2e --test e2e_dashboard -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement: creates 10 000 executions"]
+async fn ten_thousand_runs_first_page_load() {
+    use futures::StreamExt;
+    let runs: usize = std::env::var("CREW_DASHBOARD_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let t = TestNs::new("dash-load", Duration::from_millis(300)).await;
+    let api = t.executions();
+    let started = std::time::Instant::now();
+    futures::stream::iter(0..runs)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let cx: crew_api::CrewExecution = serde_saphyr::from_str(&format!(
+                    "metadata: {{name: run-{i:05}, labels: {{batch: load}}}}\nspec:\n  image: busybox\n  steps: [{{name: fetch}}, {{name: train}}, {{name: report}}]\n"
+                ))
+                .unwrap();
+                api.create(&Default::default(), &cx).await.expect("create");
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    eprintln!("created {runs} executions in {:?}", started.elapsed());
+    let dashboard = Dashboard::start(&support::plane().kubeconfig, &t.ns).await;
+    let printed = browse(&dashboard, "load", &t.ns, &[]).await;
+    eprintln!("{}", printed.lines().last().unwrap_or_default());
+    let pid = dashboard.child.id().unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("VmRSS: ?");
+    eprintln!("kubectl crew dashboard after the page loaded: {rss}");
+    dashboard.stop().await;
+}

@@ -2433,3 +2433,173 @@ async fn helm_install_with_the_archive_grants_what_archiving_needs() {
     // had queued would be refused in a namespace being deleted, or without the release's RBAC, and counted as
     // refusals by the other RBAC test.
 }
+
+/// The alerts and the Grafana dashboard, switched on by values: every query parses with the Prometheus project's
+/// own PromQL parser (@prometheus-io/lezer-promql, from npm with the dashboard's packages) and names only metrics
+/// the operator serves; the dashboard's ConfigMap carries the label Grafana's sidecar looks for. Off by default.
+#[test]
+fn monitoring_values_render_alerts_and_a_grafana_dashboard_whose_queries_parse() {
+    let defaults = render(&[]);
+    assert!(of_kind(&defaults, "PrometheusRule").is_empty());
+    assert!(
+        !defaults
+            .iter()
+            .any(|d| d["metadata"]["name"] == "crew-crew-operator-grafana-dashboard")
+    );
+    let docs = render(&[
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.prometheusRule.enabled=true",
+        "metrics.prometheusRule.queueBacklog=7",
+        "metrics.grafanaDashboard.enabled=true",
+    ]);
+    let rule = one(&docs, "PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    let rules = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules");
+    let alerts: BTreeSet<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+    assert_eq!(
+        alerts,
+        BTreeSet::from([
+            "CrewOperatorNoLeader",
+            "CrewOperatorReconcileErrors",
+            "CrewQueueBacklog",
+            "CrewExecutionFailureRate",
+            "CrewNotificationsDropped",
+            "CrewArchiveFailing",
+            "CrewArchiveBacklog",
+        ])
+    );
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for r in rules {
+        let name = r["alert"].as_str().unwrap_or_default().to_string();
+        let severity = r["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            ["warning", "critical"].contains(&severity),
+            "{name}: severity {severity}"
+        );
+        assert!(r["annotations"]["summary"].is_string(), "{name}: a summary");
+        assert!(
+            r["annotations"]["description"].is_string(),
+            "{name}: a description"
+        );
+        let expr = r["expr"].as_str().expect("expr").to_string();
+        assert!(
+            expr.contains(r#"job="crew-crew-operator-metrics", namespace="crew-system""#),
+            "{name} selects the scraped operator: {expr}"
+        );
+        queries.push((name, expr));
+    }
+    let backlog = rules
+        .iter()
+        .find(|r| r["alert"] == "CrewQueueBacklog")
+        .unwrap();
+    assert!(
+        backlog["expr"].as_str().unwrap().ends_with("> 7"),
+        "thresholds come from values"
+    );
+
+    let map = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap"
+                && d["metadata"]["name"] == "crew-crew-operator-grafana-dashboard"
+        })
+        .expect("the dashboard's ConfigMap");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value = serde_json::from_str(
+        map["data"]["crew-operator.json"]
+            .as_str()
+            .expect("dashboard JSON"),
+    )
+    .expect("JSON");
+    assert_eq!(dashboard["uid"], "crew-operator");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut charts = 0;
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        charts += 1;
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{} queries something", panel["title"]);
+        for target in targets {
+            // Grafana's own variables, as Grafana substitutes them.
+            let expr = target["expr"]
+                .as_str()
+                .expect("expr")
+                .replace("$__rate_interval", "5m");
+            queries.push((format!("panel {}", panel["title"]), expr));
+        }
+    }
+    assert!(charts >= 15, "{charts} panels");
+
+    // Each query parses with Prometheus's parser.
+    let front_end = repo().join("crates/cli/dashboard");
+    assert!(
+        front_end
+            .join("node_modules/@prometheus-io/lezer-promql")
+            .is_dir(),
+        "the PromQL parser is missing: run `make dashboard`"
+    );
+    let input: Vec<Value> = queries
+        .iter()
+        .map(|(name, expr)| json!({"name": name, "expr": expr}))
+        .collect();
+    let mut child = Command::new("node")
+        .arg("tests/promql.mjs")
+        .current_dir(&front_end)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        Value::Array(input).to_string().as_bytes(),
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("node ends");
+    assert!(output.status.success());
+    let failures: Value = serde_json::from_slice(&output.stdout).expect("the parser's answer");
+    assert_eq!(failures, json!([]), "queries that do not parse");
+
+    // Each metric named is one the operator serves (a histogram's series by their suffixes).
+    // (A labelled family is served once it has a series: give each one.)
+    let metrics = crew_operator::metrics::Metrics::default();
+    metrics.reconciled(0.1, Some("api_error"));
+    metrics.transition("Running", "Failed");
+    metrics.write(WriteKind::Status);
+    metrics.notification("ns", "sink", "phase", "dropped");
+    metrics.step_finished("failed", 1.0);
+    metrics.execution_finished("Failed", 1.0);
+    metrics.set_executions("Running", 1);
+    metrics.set_queue("ns", "q", 1, 1);
+    metrics.undecodable("CrewExecution");
+    metrics.archive_write("error");
+    let served: BTreeSet<String> = metrics
+        .render()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert!(served.contains("crew_leader"), "{served:?}");
+    for (name, expr) in &queries {
+        for metric in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("crew_"))
+        {
+            let base = ["_bucket", "_sum", "_count", "_total"]
+                .iter()
+                .find_map(|suffix| metric.strip_suffix(suffix))
+                .unwrap_or(metric);
+            assert!(
+                served.contains(metric) || served.contains(base),
+                "{name} queries {metric}, which the operator does not serve ({served:?})"
+            );
+        }
+    }
+}

@@ -98,7 +98,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let archive_flag = archive_api
         .map(|addr| format!(" --archive-server http://{addr}"))
         .unwrap_or_default();
-    println!("The dashboard (live runs, timelines, queues, statistics; your kubeconfig's rights, read-only):");
+    println!(
+        "The dashboard (live runs, timelines, queues, statistics; your kubeconfig's rights, read-only):"
+    );
     println!("  cargo run -q -p kubectl-crew -- -n {NAMESPACE}{archive_flag} dashboard");
     println!("Press Ctrl-C to stop everything.\n");
     let mut watch = tokio::process::Command::new(&kubectl)

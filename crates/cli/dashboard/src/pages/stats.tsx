@@ -85,14 +85,16 @@ function Chart({ stats }: { stats: Stats }) {
   useEffect(() => {
     if (!box.current) return;
     const xs = stats.byPeriod.map((p) => Date.parse(p.start) / 1000);
+    const to = Date.now() / 1000;
     const rate = stats.byPeriod.map((p) => (finished(p) ? (p.succeeded * 100) / finished(p) : null));
     const p50 = stats.byPeriod.map((p) => p.p50Seconds ?? null);
     const p95 = stats.byPeriod.map((p) => p.p95Seconds ?? null);
     const plot = new uPlot(
       {
-        width: Math.min(960, box.current.clientWidth || 960),
+        width: Math.max(480, (box.current.clientWidth || 960) - 16),
         height: 260,
-        scales: { x: { time: true }, rate: { range: [0, 100] }, s: {} },
+        // The whole span asked for, even when only its last day had runs.
+        scales: { x: { time: true, range: [to - stats.sinceSeconds, to] }, rate: { range: [0, 100] }, s: {} },
         axes: [{}, { scale: 'rate', label: 'success %' }, { scale: 's', side: 1, label: 'seconds', grid: { show: false } }],
         series: [
           {},
