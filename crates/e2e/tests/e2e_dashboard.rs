@@ -2,7 +2,8 @@
 //! against the real control plane: the list shows runs and their phases, a running run's progress bar moves without
 //! a reload, the run page shows the timeline (queue wait, both attempts of a retried step, the backoff), the queue
 //! page says why a run waits, statistics count failures by step, the read-only default refuses a write, a request
-//! without the session is refused, and a user allowed only one namespace sees only it. No JavaScript error may
+//! without the session is refused, `--allow-actions` cancels from the run page (as the user), and a user allowed
+//! only one namespace sees only it. No JavaScript error may
 //! reach the console. `CREW_DASHBOARD_SCREENSHOTS=DIR` keeps a PNG of each page (`make screenshots`).
 //!
 //! Needs `make dashboard` (the front end and its npm packages) and `make browser` (Debian's `chromium`); `make
@@ -27,7 +28,7 @@ struct Dashboard {
 }
 
 impl Dashboard {
-    async fn start(kubeconfig: &std::path::Path, ns: &str) -> Dashboard {
+    async fn start(kubeconfig: &std::path::Path, ns: &str, extra: &[&str]) -> Dashboard {
         let mut child = Command::new(support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN"))
             .arg("--kubeconfig")
             .arg(kubeconfig)
@@ -39,6 +40,7 @@ impl Dashboard {
                 "--address",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -194,14 +196,20 @@ spec:
         .await;
     t.wait_for("waiter", LIMIT, is_phase("Queued")).await;
 
-    let admin = Dashboard::start(&support::plane().kubeconfig, &t.ns).await;
+    let admin = Dashboard::start(&support::plane().kubeconfig, &t.ns, &[]).await;
     browse(&admin, "admin", &t.ns, &[]).await;
     admin.stop().await;
+
+    let acting = Dashboard::start(&support::plane().kubeconfig, &t.ns, &["--allow-actions"]).await;
+    browse(&acting, "actions", &t.ns, &[]).await;
+    acting.stop().await;
+    let cx = t.executions().get("waiter").await.expect("waiter");
+    assert!(cx.spec.cancel, "the page's cancel set spec.cancel");
 
     grant_viewing(&t, "viewer").await;
     let token = support::account_token(&t.client, &t.ns, "viewer").await;
     let kubeconfig = kubeconfig_with(&token, &t.ns);
-    let viewer = Dashboard::start(&kubeconfig, &t.ns).await;
+    let viewer = Dashboard::start(&kubeconfig, &t.ns, &[]).await;
     browse(&viewer, "limited", &t.ns, &[("OTHER_NS", "default")]).await;
     viewer.stop().await;
     op.stop().await;
@@ -235,7 +243,7 @@ async fn ten_thousand_runs_first_page_load() {
         .collect::<Vec<()>>()
         .await;
     eprintln!("created {runs} executions in {:?}", started.elapsed());
-    let dashboard = Dashboard::start(&support::plane().kubeconfig, &t.ns).await;
+    let dashboard = Dashboard::start(&support::plane().kubeconfig, &t.ns, &[]).await;
     let printed = browse(&dashboard, "load", &t.ns, &[]).await;
     eprintln!("{}", printed.lines().last().unwrap_or_default());
     let pid = dashboard.child.id().unwrap_or_default();

@@ -53,6 +53,7 @@ try {
   if (scenario === 'admin') await admin();
   else if (scenario === 'limited') await limited();
   else if (scenario === 'load') await load();
+  else if (scenario === 'actions') await actions();
   else fail(`unknown scenario ${scenario}`);
   check(problems.length === 0, `no JavaScript errors in the console (${problems.join('; ')})`);
   console.log(JSON.stringify({ figures }));
@@ -152,6 +153,19 @@ async function limited() {
   await page.waitForFunction((o) => (document.querySelector('.error')?.textContent ?? '').includes(o), other, { timeout: 15000 });
   check(/forbidden/i.test(await page.textContent('.error')), `namespace ${other} is refused to them`);
   check(refusedLoads.every((l) => l.includes('403')), `the only failed loads are the API server's refusals (${refusedLoads.join(' | ')})`);
+}
+
+async function actions() {
+  page.on('dialog', (d) => d.accept());
+  await page.goto(url);
+  await page.waitForSelector(row('waiter'), { timeout: 30000 });
+  await page.click(`${row('waiter')} a`);
+  await page.waitForSelector('button[name=cancel]:not([disabled])', { timeout: 15000 });
+  await page.click('button[name=cancel]');
+  await page.waitForSelector('.notice', { timeout: 15000 });
+  check((await page.textContent('.notice')).includes('waiter'), `cancel answers: ${await page.textContent('.notice')}`);
+  await page.waitForSelector('h1 .phase-cancelled', { timeout: 60000 });
+  check(true, 'with --allow-actions, cancel from the run page cancels the run (as the user)');
 }
 
 async function load() {
