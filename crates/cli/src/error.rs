@@ -65,6 +65,8 @@ pub enum CliError {
         resource: &'static str,
         place: String,
         message: String,
+        /// The API server's HTTP status, when it answered.
+        code: Option<u16>,
     },
     #[error("{0}")]
     Usage(String),
@@ -128,6 +130,7 @@ pub fn api(request: &Request, error: kube::Error) -> CliError {
                     } else {
                         message
                     },
+                    code: Some(code),
                 },
             }
         }
@@ -143,6 +146,7 @@ pub fn api(request: &Request, error: kube::Error) -> CliError {
             resource: request.resource,
             place,
             message: root_cause(&other),
+            code: None,
         },
     }
 }

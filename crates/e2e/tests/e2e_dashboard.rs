@@ -155,10 +155,69 @@ subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
     assert!(ok, "{out}");
 }
 
+/// A run whose worker reports progress (percent, message, a metric, a warning) and posts a result, as a real worker
+/// would through the operator's endpoint; then its pod is let finish.
+async fn report_and_post(t: &TestNs, progress: std::net::SocketAddr) {
+    use kube::ResourceExt;
+    t.create(
+        "metadata: {name: report}\nspec:\n  image: busybox\n  steps: [{name: write, podAnnotations: {sim.crew.dev/hang: 'true'}}]\n",
+    )
+    .await;
+    t.wait_for(
+        "report",
+        LIMIT,
+        support::conditions::step_is(0, crew_api::StepPhase::Running),
+    )
+    .await;
+    let pod = t
+        .wait_pods(
+            "crew.dev/execution=report,crew.dev/step=write",
+            LIMIT,
+            support::conditions::some(),
+        )
+        .await
+        .remove(0);
+    let token =
+        support::pod_token(&t.client, &pod, crew_core::build::progress_token::AUDIENCE).await;
+    let post = |path: &str, content_type: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let report = r#"{"percent": 40, "message": "drafting chapter 2", "metrics": {"tokens": 1234}, "warnings": ["rate limited once"]}"#;
+    let (code, answer) =
+        support::http_exchange(progress, &post("/v1/progress", "application/json", report)).await;
+    assert_eq!(code, 202, "{answer}");
+    t.wait_for("report", LIMIT, support::conditions::step_percent(0, 40))
+        .await;
+    let (code, answer) = support::http_exchange(
+        progress,
+        &post("/v1/result", "text/plain", "tide tables for the harbour\n"),
+    )
+    .await;
+    assert_eq!(code, 201, "{answer}");
+    kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(t.client.clone(), &t.ns)
+        .patch(
+            &pod.name_any(),
+            &Default::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "sim.crew.dev/hang": "false", "sim.crew.dev/duration": "0"}}})),
+        )
+        .await
+        .expect("let the pod finish");
+}
+
 #[tokio::test]
 async fn the_dashboard_shows_live_runs_timelines_queues_and_statistics_in_a_browser() {
     let t = TestNs::new("dash", Duration::from_millis(300)).await;
-    let op = t.start_operator();
+    let progress = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let progress_addr = progress.local_addr().unwrap();
+    let op = t.start_operator_changed(move |settings| {
+        settings.progress.progress_url = Some(format!("http://{progress_addr}/v1/progress"));
+    });
+    let endpoint = crew_operator::progress::endpoint::Endpoint::new(op.ctx.clone());
+    tokio::spawn(crew_operator::progress::endpoint::serve(progress, endpoint));
     let queue = format!(
         "apiVersion: crew.dev/v1alpha1\nkind: CrewQueue\nmetadata: {{name: line, namespace: {}}}\nspec: {{maxRunning: 1}}\n",
         t.ns
@@ -181,8 +240,10 @@ spec:
 "#,
     )
     .await;
+    report_and_post(&t, progress_addr).await;
     t.wait_phase("done", "Succeeded", LIMIT).await;
     t.wait_phase("broken", "Failed", LIMIT).await;
+    t.wait_phase("report", "Succeeded", LIMIT).await;
     // Eight steps of five seconds: it runs through every check of the list, and holds the queue's one slot.
     let steps: String = (1..=8)
         .map(|i| format!("  - {{name: s{i}, podAnnotations: {{sim.crew.dev/duration: 5s}}}}\n"))

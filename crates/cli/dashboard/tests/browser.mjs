@@ -105,6 +105,17 @@ async function admin() {
   check((await page.textContent('table.steps')).includes('model quota exceeded'), 'the failed step says why');
   await shot('run');
 
+  // A worker's progress report and posted result.
+  await page.goto(`${origin}/#/run/${ns}/report`);
+  await page.waitForSelector('tr[data-step="write"]', { timeout: 15000 });
+  const step = await page.textContent('tr[data-step="write"]');
+  check(step.includes('drafting chapter 2') && step.includes('tokens') && step.includes('rate limited once'),
+    `the run page shows the worker's progress message, metrics and warnings: ${step.replace(/\s+/g, ' ').trim()}`);
+  await page.click('button[name="result-write"]');
+  await page.waitForSelector('tr[data-step="write"] pre.posted', { timeout: 15000 });
+  check((await page.textContent('tr[data-step="write"] pre.posted')).includes('tide tables for the harbour'),
+    'the run page reads the posted result from its ConfigMap');
+
   // Read-only: the buttons are off and the server refuses a write, even one with the page's CSRF token.
   check(await page.locator('button[name=cancel]').isDisabled(), 'the cancel button is disabled when read-only');
   const csrf = await page.getAttribute('meta[name=crew-csrf]', 'content');

@@ -120,6 +120,33 @@ async fn object(archive: &Archive, namespace: &str, name: &str) -> Result<CrewEx
         .await
 }
 
+/// The archived result of `step` of `name`, checked against the SHA-256 the archive recorded for it.
+pub(crate) async fn archived_result(
+    archive: &Archive,
+    namespace: &str,
+    name: &str,
+    step: &str,
+) -> Result<crate::archive::Answer, CliError> {
+    let path = format!(
+        "{}/{}/results/{}",
+        executions_path(Some(namespace)),
+        escape(name),
+        escape(step)
+    );
+    let answer = archive.get(&path).await?;
+    let digest = crew_core::lifecycle::results::sha256_hex(&answer.body);
+    if answer
+        .sha256
+        .as_deref()
+        .is_some_and(|recorded| recorded != digest)
+    {
+        return Err(CliError::Usage(format!(
+            "the archived result of step \"{step}\" does not match its recorded SHA-256"
+        )));
+    }
+    Ok(answer)
+}
+
 /// `describe --archived`: the run as it was when it finished (its Events and Jobs are not archived).
 pub async fn describe(target: &Target, namespace: &str, name: &str) -> Result<Exit, CliError> {
     let archive = Archive::connect(target).await?;
@@ -170,23 +197,8 @@ pub async fn result(target: &Target, namespace: &str, args: &ResultArgs) -> Resu
                 })?
         }
     };
-    let path = format!(
-        "{}/{}/results/{}",
-        executions_path(Some(namespace)),
-        escape(&args.name),
-        escape(&step)
-    );
-    let answer = archive.get(&path).await?;
+    let answer = archived_result(&archive, namespace, &args.name, &step).await?;
     let digest = crew_core::lifecycle::results::sha256_hex(&answer.body);
-    if answer
-        .sha256
-        .as_deref()
-        .is_some_and(|recorded| recorded != digest)
-    {
-        return Err(CliError::Usage(format!(
-            "the archived result of step \"{step}\" does not match its recorded SHA-256"
-        )));
-    }
     let text = String::from_utf8_lossy(&answer.body).into_owned();
     match args.output {
         ResultFormat::Raw => {

@@ -5,7 +5,7 @@ use crate::args::{ResultArgs, ResultFormat};
 use crate::cluster::Cluster;
 use crate::error::{self, CliError, Exit, Request};
 use crate::output::print;
-use crew_api::StepStatus;
+use crew_api::{ResultRef, StepStatus};
 use crew_core::lifecycle::results::{RESULT_KEY, sha256_hex};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -39,30 +39,11 @@ pub async fn run(cluster: &Cluster, args: &ResultArgs) -> Result<Exit, CliError>
         )));
     }
     let (text, content_type, source) = match &step.result_ref {
-        Some(reference) => {
-            let request = Request::new("get", "configmaps", Some(ns)).named(&reference.config_map);
-            let config_map = cluster
-                .api_in::<ConfigMap>(ns)
-                .get(&reference.config_map)
-                .await
-                .map_err(|e| error::api(&request, e))?;
-            let uid = cx.uid().unwrap_or_default();
-            let owned = config_map.owner_references().iter().any(|o| o.uid == uid);
-            let text = config_map
-                .data
-                .as_ref()
-                .and_then(|d| d.get(RESULT_KEY))
-                .cloned()
-                .unwrap_or_default();
-            if !owned || sha256_hex(text.as_bytes()) != reference.sha256 {
-                return Err(CliError::Usage(format!(
-                    "ConfigMap {} does not hold the result the status records (sha256 {}): it was changed or \
-                     replaced",
-                    reference.config_map, reference.sha256
-                )));
-            }
-            (text, reference.content_type.clone(), "posted")
-        }
+        Some(reference) => (
+            posted(cluster, ns, &cx, reference).await?,
+            reference.content_type.clone(),
+            "posted",
+        ),
         None => (
             step.result.clone().unwrap_or_default(),
             "text/plain".to_string(),
@@ -99,4 +80,35 @@ pub async fn run(cluster: &Cluster, args: &ResultArgs) -> Result<Exit, CliError>
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The result a worker posted, read from the ConfigMap `reference` names: owned by `cx` and matching the SHA-256
+/// the status records, else refused (it was changed or replaced).
+pub(crate) async fn posted(
+    cluster: &Cluster,
+    ns: &str,
+    cx: &crew_api::CrewExecution,
+    reference: &ResultRef,
+) -> Result<String, CliError> {
+    let request = Request::new("get", "configmaps", Some(ns)).named(&reference.config_map);
+    let config_map = cluster
+        .api_in::<ConfigMap>(ns)
+        .get(&reference.config_map)
+        .await
+        .map_err(|e| error::api(&request, e))?;
+    let uid = cx.uid().unwrap_or_default();
+    let owned = config_map.owner_references().iter().any(|o| o.uid == uid);
+    let text = config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(RESULT_KEY))
+        .cloned()
+        .unwrap_or_default();
+    if !owned || sha256_hex(text.as_bytes()) != reference.sha256 {
+        return Err(CliError::Usage(format!(
+            "ConfigMap {} does not hold the result the status records (sha256 {}): it was changed or replaced",
+            reference.config_map, reference.sha256
+        )));
+    }
+    Ok(text)
 }

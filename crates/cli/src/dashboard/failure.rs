@@ -27,6 +27,13 @@ impl From<CliError> for Failure {
             CliError::NotFound { .. } => StatusCode::NOT_FOUND,
             CliError::Forbidden { .. } => StatusCode::FORBIDDEN,
             CliError::Usage(_) => StatusCode::BAD_REQUEST,
+            // The API server's own refusal of what the page asked (a bad selector: 400; a conflict: 409) keeps its
+            // status; its failures and unreachability are a bad gateway.
+            CliError::Api {
+                code: Some(code), ..
+            } if (400..500).contains(code) => {
+                StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             CliError::Unreachable { .. } | CliError::Config(_) | CliError::Api { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -60,5 +67,21 @@ mod tests {
             Failure::from(CliError::Usage("bad".into())).status,
             StatusCode::BAD_REQUEST
         );
+        let api = |code| CliError::Api {
+            verb: "list",
+            resource: "crewexecutions.crew.dev",
+            place: String::new(),
+            message: "unable to parse requirement".into(),
+            code,
+        };
+        assert_eq!(
+            Failure::from(api(Some(400))).status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            Failure::from(api(Some(500))).status,
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(Failure::from(api(None)).status, StatusCode::BAD_GATEWAY);
     }
 }

@@ -3,14 +3,16 @@
 //! with the same credentials).
 //!
 //! Layout: [`guard`] (the session token, Host and CSRF checks), [`runs`] (the list and its pages), [`watch`] (the
-//! live list as Server-Sent Events), [`run`] (one run), [`queues`], [`stats`], [`actions`] (writes, off unless
-//! `--allow-actions`), [`wire`] (the JSON shapes), [`assets`] (the embedded front end, built from `dashboard/`).
+//! live list as Server-Sent Events), [`run`] (one run), [`results`] (a step's posted result), [`queues`],
+//! [`stats`], [`actions`] (writes, off unless `--allow-actions`), [`wire`] (the JSON shapes), [`assets`] (the
+//! embedded front end, built from `crates/cli/dashboard/`).
 
 mod actions;
 mod assets;
 mod failure;
 mod guard;
 mod queues;
+mod results;
 mod run;
 mod runs;
 mod stats;
@@ -106,6 +108,10 @@ fn router(dashboard: Dashboard, session: guard::Session) -> Router {
         .route("/api/watch", get(watch::stream))
         .route("/api/runs/{namespace}/{name}", get(run::detail))
         .route("/api/runs/{namespace}/{name}/{action}", post(actions::act))
+        .route(
+            "/api/runs/{namespace}/{name}/results/{step}",
+            get(results::result),
+        )
         .route("/api/queues", get(queues::lines))
         .route("/api/stats", get(stats::figures))
         .with_state(dashboard)
@@ -142,3 +148,6 @@ fn open_browser(link: &str) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -95,6 +95,15 @@ fn build(
             )
         })
         .collect();
+    // A queue with nothing running or waiting is shown too (idle, with its limit).
+    for q in queues {
+        members
+            .entry(LineId::of(
+                &q.namespace().unwrap_or_default(),
+                Some(&q.name_any()),
+            ))
+            .or_default();
+    }
     members
         .into_iter()
         .map(|(line, runs)| {

@@ -56,6 +56,17 @@ pub async fn stream(
     let (mut params, _) = list_params(&q.filter(), 1)?;
     let mut fields: Vec<String> = params.field_selector.take().into_iter().collect();
     if let Some(name) = q.name.as_deref().filter(|n| !n.is_empty()) {
+        // An object name, not more selectors.
+        let valid = name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "name: an object name",
+            ));
+        }
         fields.push(format!("metadata.name={name}"));
     }
     let mut watch = WatchParams::default().timeout(WATCH_SECONDS);

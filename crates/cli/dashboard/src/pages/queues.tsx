@@ -29,7 +29,7 @@ export function Queues({ scope }: { scope: Scope }) {
 
   if (error) return <main class="page"><p class="error" role="alert">{error}</p></main>;
   if (!lines) return <main class="page"><p class="muted">Loading…</p></main>;
-  if (lines.length === 0) return <main class="page"><p class="muted empty">No queue has running or waiting runs here.</p></main>;
+  if (lines.length === 0) return <main class="page"><p class="muted empty">No queue here, and no run waiting or running.</p></main>;
   return (
     <main class="page">
       {lines.map((line) => (
@@ -52,6 +52,7 @@ export function Queues({ scope }: { scope: Scope }) {
             </table>
           )}
           {line.waitingTotal > line.waiting.length && <p class="muted">… and {line.waitingTotal - line.waiting.length} more waiting.</p>}
+          {line.running.length === 0 && line.waitingTotal === 0 && <p class="muted">Idle: nothing running or waiting.</p>}
         </section>
       ))}
     </main>

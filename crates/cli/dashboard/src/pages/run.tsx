@@ -9,6 +9,26 @@ import { watchRuns } from '../live';
 
 const ACTIONS = ['cancel', 'suspend', 'resume', 'rerun'] as const;
 
+/** A result the worker posted (kept in a ConfigMap, or in the archive), read when asked for. */
+function PostedResult({ namespace, name, step, size, archived }: { namespace: string; name: string; step: string; size: number; archived: boolean }) {
+  const [text, setText] = useState<string | null>(null);
+  const [error, setError] = useState('');
+  const load = () =>
+    get<{ text: string; contentType: string }>(`${runPath(namespace, name)}/results/${encodeURIComponent(step)}`, {
+      source: archived ? 'archived' : undefined,
+    })
+      .then((r) => setText(r.text))
+      .catch((e) => setError(String(e.message ?? e)));
+  if (text !== null) return <pre class="result posted">{text}</pre>;
+  return (
+    <span>
+      <button class="link" name={`result-${step}`} onClick={() => void load()}>whole result</button>{' '}
+      <span class="muted">({size} bytes)</span>
+      {error && <div class="error">{error}</div>}
+    </span>
+  );
+}
+
 export function Run({ namespace, name, archived, context }: { namespace: string; name: string; archived: boolean; context: Context }) {
   const [detail, setDetail] = useState<RunDetail | null>(null);
   const [error, setError] = useState('');
@@ -128,8 +148,8 @@ export function Run({ namespace, name, archived, context }: { namespace: string;
                 </td>
                 <td>{s?.metrics && Object.entries(s.metrics).map(([k, v]) => <div><code>{k}</code> {v}</div>)}</td>
                 <td>
-                  {s?.result && <pre class="result">{s.result}</pre>}
-                  {s?.resultRef && <span class="muted">{s.resultRef.size} bytes in ConfigMap {s.resultRef.configMap}</span>}
+                  {s?.result && <pre class="result preview">{s.result}</pre>}
+                  {s?.resultRef && <PostedResult namespace={namespace} name={name} step={spec.name} size={s.resultRef.size} archived={archived} />}
                 </td>
               </tr>
             );

@@ -28,6 +28,8 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
   const [reload, setReload] = useState(0);
   const rowsRef = useRef<Row[]>([]);
   rowsRef.current = rows;
+  // "Live and archived" pages the live runs first: an archived run still in the cluster was seen there already.
+  const seenLive = useRef<Set<string>>(new Set());
   const now = useNow();
 
   const namespace = scope.all ? '' : scope.namespace;
@@ -42,6 +44,7 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
 
   useEffect(() => {
     setPages(['']);
+    seenLive.current = new Set();
   }, [namespace, filters]);
 
   useEffect(() => {
@@ -51,7 +54,8 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
     get<RunsPage>('/api/runs', { ...query, limit: String(PAGE), continue: token || undefined })
       .then((page) => {
         if (cancelled) return;
-        setRows(page.items);
+        for (const r of page.items) if (!r.archived) seenLive.current.add(r.uid);
+        setRows(page.items.filter((r) => !r.archived || !seenLive.current.has(r.uid)));
         setNext(page.continue);
         setError('');
         setLoading(false);
