@@ -316,3 +316,55 @@ async fn ten_thousand_runs_first_page_load() {
     eprintln!("kubectl crew dashboard after the page loaded: {rss}");
     dashboard.stop().await;
 }
+
+/// Archived runs come from the operator's archive read API, asked with the same kubeconfig credentials: a run
+/// deleted from the cluster is listed, opened (its timeline from the archived object) and counted in the statistics;
+/// "live and archived" lists a run still in the cluster once.
+#[tokio::test]
+async fn archived_runs_come_from_the_archive_with_the_users_credentials() {
+    use support::conditions::has_condition;
+    let postgres = crew_testkit::postgres::Postgres::start(&crew_testkit::scratch_dir(
+        "crew-e2e-dashboard",
+        None,
+    ))
+    .expect("PostgreSQL starts (Debian package postgresql; `make tools`)");
+    postgres
+        .psql("postgres", "CREATE DATABASE dashboard")
+        .unwrap();
+    let connection = postgres.archive_connection("dashboard");
+    let t = TestNs::new("dash-archive", Duration::from_millis(300)).await;
+    let op = t.start_operator_changed({
+        let connection = connection.clone();
+        move |settings| settings.archive = Some(connection)
+    });
+    t.create("metadata: {name: kept}\nspec: {image: busybox}\n")
+        .await;
+    t.create("metadata: {name: gone}\nspec:\n  image: busybox\n  steps: [{name: fetch}, {name: train}]\n")
+        .await;
+    for name in ["kept", "gone"] {
+        t.wait_for(name, LIMIT, has_condition("Archived", "True"))
+            .await;
+    }
+    t.executions()
+        .delete("gone", &Default::default())
+        .await
+        .expect("delete");
+    t.wait_deleted("gone", LIMIT).await;
+
+    let pool = crew_operator::archive::connect::pool_of(&connection, 2).unwrap();
+    let api = crew_operator::archive::serve::ArchiveApi::new(pool, t.client.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(crew_operator::archive::serve::serve(listener, api));
+    let server = format!("http://{addr}");
+    let dashboard = Dashboard::start(
+        &support::plane().kubeconfig,
+        &t.ns,
+        &["--archive-server", &server],
+    )
+    .await;
+    browse(&dashboard, "archive", &t.ns, &[]).await;
+    dashboard.stop().await;
+    served.abort();
+    op.stop().await;
+}

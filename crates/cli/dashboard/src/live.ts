@@ -3,7 +3,7 @@
 import { Row } from './api';
 
 export interface Change {
-  type: 'upsert' | 'delete';
+  type: 'added' | 'modified' | 'deleted';
   row: Row;
 }
 
@@ -21,7 +21,11 @@ export function watchRuns(
   const source = new EventSource(`/api/watch?${query.toString()}`);
   onState('connecting');
   source.onopen = () => onState('live');
-  source.onerror = () => onState('reconnecting');
+  source.onerror = () => {
+    // The browser retries by itself, unless the server refused the stream (closed for good): then say so.
+    if (source.readyState === EventSource.CLOSED) onFailure('the live stream was refused or lost; reload the page');
+    else onState('reconnecting');
+  };
   source.addEventListener('change', (e) => {
     try {
       onChange(JSON.parse((e as MessageEvent).data) as Change);

@@ -15,11 +15,20 @@ export interface Route {
   query: URLSearchParams;
 }
 
+/** A path segment decoded, or as written when it is not valid percent-encoding (a hand-edited link). */
+function decoded(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 function currentRoute(): Route {
   const hash = location.hash.replace(/^#\/?/, '');
   const [path, query] = hash.split('?', 2);
   return {
-    path: (path ?? '').split('/').filter((p) => p !== '').map(decodeURIComponent),
+    path: (path ?? '').split('/').filter((p) => p !== '').map(decoded),
     query: new URLSearchParams(query ?? ''),
   };
 }

@@ -54,6 +54,7 @@ try {
   else if (scenario === 'limited') await limited();
   else if (scenario === 'load') await load();
   else if (scenario === 'actions') await actions();
+  else if (scenario === 'archive') await archive();
   else fail(`unknown scenario ${scenario}`);
   check(problems.length === 0, `no JavaScript errors in the console (${problems.join('; ')})`);
   console.log(JSON.stringify({ figures }));
@@ -141,11 +142,16 @@ async function admin() {
   await shot('stats');
 
   check(refusedLoads.length === 0, `every request of the page succeeded (${refusedLoads.join(' | ')})`);
-  // Another program on this machine, without the session cookie, gets nothing.
+  // Another program on this machine, without the session cookie, gets nothing; nor does the link, used already.
   const stranger = await request.newContext();
   const refused = await stranger.get(`${origin}/api/runs?namespace=${ns}`);
   check(refused.status() === 401, `a request without the session is refused (${refused.status()})`);
+  const reused = await stranger.get(url, { maxRedirects: 0 });
+  check(reused.status() === 401, `the link works once (${reused.status()} the second time)`);
   await stranger.dispose();
+  // A page of another site, or of another port of this host, is refused even with the cookie.
+  const crossSite = await page.request.get(`${origin}/api/runs?namespace=${ns}`, { headers: { 'Sec-Fetch-Site': 'same-site' } });
+  check(crossSite.status() === 403, `a request from another port of this host is refused (${crossSite.status()})`);
 }
 
 async function limited() {
@@ -177,6 +183,33 @@ async function actions() {
   check((await page.textContent('.notice')).includes('waiter'), `cancel answers: ${await page.textContent('.notice')}`);
   await page.waitForSelector('h1 .phase-cancelled', { timeout: 60000 });
   check(true, 'with --allow-actions, cancel from the run page cancels the run (as the user)');
+}
+
+async function archive() {
+  await page.goto(url);
+  await page.waitForSelector(row('kept'), { timeout: 30000 });
+  check(await page.locator(row('gone')).count() === 0, 'the deleted run is not among the live ones');
+  await page.selectOption('select[name=source]', 'archived');
+  await page.waitForSelector(`${row('gone')} .tag`, { timeout: 15000 });
+  check(await page.locator(`${row('kept')} .tag`).count() === 1, 'archived runs are listed from the archive, tagged');
+  check(await page.getAttribute(row('gone'), 'data-phase') === 'Succeeded', 'with the phase they ended in');
+  await page.click(`${row('gone')} a`);
+  await page.waitForSelector('svg.timeline rect[data-kind="attempt"]', { timeout: 15000 });
+  const lanes = await page.locator('svg.timeline g[data-lane]').count();
+  check(lanes === 3, `the archived run's timeline has its queue wait and both steps (${lanes} lanes)`);
+  check((await page.textContent('main')).includes('Events and Jobs went with the object'), 'and says what the archive does not keep');
+  await page.goto(`${origin}/#/`);
+  await page.waitForSelector(row('kept'), { timeout: 15000 });
+  await page.selectOption('select[name=source]', 'all');
+  await page.waitForSelector(`${row('kept')}:not(:has(.tag))`, { timeout: 15000 });
+  await page.click('nav.pager button:has-text("Next")');
+  await page.waitForSelector(`${row('gone')} .tag`, { timeout: 15000 });
+  check(await page.locator(row('kept')).count() === 0, '"live and archived" lists a run still in the cluster once');
+  await page.goto(`${origin}/#/stats`);
+  await page.waitForSelector('.figure', { timeout: 15000 });
+  const source = await page.textContent('main .filters');
+  check(source.includes('from the archive'), `statistics come from the archive: ${source.trim()}`);
+  check((await page.textContent('.figure')).includes('2'), 'counting both runs');
 }
 
 async function load() {

@@ -5,6 +5,7 @@
 
 use super::Dashboard;
 use super::failure::Failure;
+use super::names;
 use crate::cluster::EXECUTIONS;
 use crate::cmd::bulk::act as perform;
 use crate::cmd::rerun::Rerun;
@@ -38,6 +39,8 @@ pub async fn act(
             ));
         }
     };
+    names::namespace(&namespace)?;
+    names::object(&name)?;
     let api: Api<CrewExecution> = Api::namespaced(d.cluster.client.clone(), &namespace);
     let cx = api.get(&name).await.map_err(|e| {
         error::api(

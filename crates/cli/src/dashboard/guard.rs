@@ -1,11 +1,14 @@
 //! Who may use the dashboard. It acts with the user's kubeconfig credentials, so the port alone must grant
 //! nothing:
-//! - a **session token** (256 random bits) is in the link `kubectl crew dashboard` prints or opens; the first
-//!   request with it gets an `HttpOnly; SameSite=Strict` cookie and a redirect that drops the token from the
-//!   address bar. Every other request needs the cookie (another local user, or a web page the browser visits, has
-//!   neither). The cookie is named by port, since cookies are shared by every port of a host.
+//! - a **link token** (256 random bits) is in the link `kubectl crew dashboard` opens (through a private file, so it
+//!   is never on a command line) or prints. It works **once**: that request gets a session cookie (another random
+//!   value; `HttpOnly; SameSite=Strict`) and a redirect that drops the token from the address bar, so a link found
+//!   later in a history, a scrollback or a log opens nothing. Every other request needs the cookie. Cookies are
+//!   shared by every port of a host, so it is named by port.
 //! - a **Host check** on a loopback address: a page whose name was rebound to 127.0.0.1 is refused.
-//! - every **write** also needs the `X-Crew-Csrf` header (a second random value, only in the page the cookie
+//! - **Fetch metadata**: a request a browser marks as coming from another site or another port of this host
+//!   (`Sec-Fetch-Site: same-site` or `cross-site`) is refused, even with the cookie.
+//! - every **write** also needs the `X-Crew-Csrf` header (a third random value, only in the page the cookie
 //!   opened) and, when the browser sends one, an `Origin` of this server.
 //!
 //! Tokens are compared by their SHA-256 digests, so the time a comparison takes says nothing about the token.
@@ -16,11 +19,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 /// The secrets of one dashboard process.
 #[derive(Clone)]
 pub struct Session {
-    token: String,
+    /// The link's token until it is redeemed (then `None`).
+    token: Arc<Mutex<Option<String>>>,
+    /// The link, kept to print it (the token inside works once).
+    link: String,
+    cookie: String,
     csrf: String,
     address: SocketAddr,
 }
@@ -31,16 +39,38 @@ pub const CSRF_HEADER: &str = "x-crew-csrf";
 impl Session {
     /// New random secrets for a server at `address` (its real port, once bound).
     pub fn new(address: SocketAddr) -> std::io::Result<Session> {
+        let token = random_hex()?;
         Ok(Session {
-            token: random_hex()?,
+            link: format!("http://{address}/?token={token}"),
+            token: Arc::new(Mutex::new(Some(token))),
+            cookie: random_hex()?,
             csrf: random_hex()?,
             address,
         })
     }
 
-    /// The link that opens a session.
-    pub fn link(&self) -> String {
-        format!("http://{}/?token={}", self.address, self.token)
+    /// The link that opens a session (once).
+    pub fn link(&self) -> &str {
+        &self.link
+    }
+
+    /// Whether `given` is the link's token, not yet used; using it makes it spent.
+    fn redeem(&self, given: &str) -> bool {
+        let Ok(mut token) = self.token.lock() else {
+            return false;
+        };
+        match token.as_deref() {
+            Some(secret) if same(given, secret) => {
+                *token = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn cookie_header(&self) -> String {
+        format!("{}={}", self.cookie_name(), self.cookie)
     }
 
     pub fn csrf(&self) -> &str {
@@ -77,7 +107,7 @@ impl Session {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .any(|(k, v)| k == name && same(v, &self.token))
+            .any(|(k, v)| k == name && same(v, &self.cookie))
     }
 }
 
@@ -117,6 +147,10 @@ pub async fn check(State(session): State<Session>, request: Request, next: Next)
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            http::HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
@@ -143,15 +177,23 @@ fn verdict(session: &Session, request: &Request) -> Verdict {
             "this dashboard answers only to its own address (127.0.0.1 or localhost)",
         );
     }
+    // Fetch metadata: only this page itself, or the user (typing, a link from a terminal or the opener), may ask.
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+        return Verdict::Refuse(
+            StatusCode::FORBIDDEN,
+            "requests from other sites (or other ports of this host) are refused",
+        );
+    }
     if request.uri().path() == "/"
-        && token_in(request.uri().query()).is_some_and(|t| same(t, &session.token))
+        && token_in(request.uri().query()).is_some_and(|t| session.redeem(t))
     {
         return Verdict::Open;
     }
     if !session.has_cookie(headers) {
         return Verdict::Refuse(
             StatusCode::UNAUTHORIZED,
-            "no dashboard session: open the link `kubectl crew dashboard` printed",
+            "no dashboard session: open the link of a running `kubectl crew dashboard` (each link works once)",
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -179,7 +221,7 @@ fn open_session(session: &Session) -> Response {
     let cookie = format!(
         "{}={}; Path=/; HttpOnly; SameSite=Strict",
         session.cookie_name(),
-        session.token
+        session.cookie
     );
     let mut response = (StatusCode::SEE_OTHER, "").into_response();
     let headers = response.headers_mut();
@@ -207,6 +249,12 @@ mod tests {
         Session::new("127.0.0.1:8765".parse().unwrap()).unwrap()
     }
 
+    fn link_path(s: &Session) -> String {
+        s.link()
+            .trim_start_matches("http://127.0.0.1:8765")
+            .to_string()
+    }
+
     fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> Request {
         let mut builder = axum::http::Request::builder().method(method).uri(uri);
         for (k, v) in headers {
@@ -216,17 +264,22 @@ mod tests {
     }
 
     #[test]
-    fn the_link_opens_a_session_and_nothing_else_does() {
+    fn the_link_opens_a_session_once_and_nothing_else_does() {
         let s = session();
         let host = ("host", "127.0.0.1:8765");
-        let link = format!("/?token={}", s.token);
-        assert_eq!(
-            verdict(&s, &request(Method::GET, &link, &[host])),
-            Verdict::Open
-        );
         let wrong = request(Method::GET, "/?token=00", &[host]);
         assert!(matches!(
             verdict(&s, &wrong),
+            Verdict::Refuse(StatusCode::UNAUTHORIZED, _)
+        ));
+        assert_eq!(
+            verdict(&s, &request(Method::GET, &link_path(&s), &[host])),
+            Verdict::Open
+        );
+        // Spent: the same link found later in a history or a log opens nothing.
+        let again = request(Method::GET, &link_path(&s), &[host]);
+        assert!(matches!(
+            verdict(&s, &again),
             Verdict::Refuse(StatusCode::UNAUTHORIZED, _)
         ));
         let api = request(Method::GET, "/api/runs", &[host]);
@@ -234,11 +287,18 @@ mod tests {
             verdict(&s, &api),
             Verdict::Refuse(StatusCode::UNAUTHORIZED, _)
         ));
-        let cookie = format!("other=1; crew_dashboard_8765={}", s.token);
+        let cookie = format!("other=1; {}", s.cookie_header());
         let with = request(Method::GET, "/api/runs", &[host, ("cookie", &cookie)]);
         assert_eq!(verdict(&s, &with), Verdict::Pass);
-        // The cookie of a dashboard on another port is not this one's.
-        let other_port = format!("crew_dashboard_9999={}", s.token);
+        // The link's token is not the cookie, and another port's cookie is not this one's.
+        let token = s.link().split("token=").nth(1).unwrap().to_string();
+        let as_cookie = format!("crew_dashboard_8765={token}");
+        let forged = request(Method::GET, "/api/runs", &[host, ("cookie", &as_cookie)]);
+        assert!(matches!(
+            verdict(&s, &forged),
+            Verdict::Refuse(StatusCode::UNAUTHORIZED, _)
+        ));
+        let other_port = s.cookie_header().replace("8765", "9999");
         let other = request(Method::GET, "/api/runs", &[host, ("cookie", &other_port)]);
         assert!(matches!(
             verdict(&s, &other),
@@ -249,25 +309,51 @@ mod tests {
     #[test]
     fn a_rebound_host_name_is_refused_even_with_the_token() {
         let s = session();
-        let link = format!("/?token={}", s.token);
-        let rebound = request(Method::GET, &link, &[("host", "evil.example:8765")]);
+        let rebound = request(
+            Method::GET,
+            &link_path(&s),
+            &[("host", "evil.example:8765")],
+        );
         assert!(matches!(
             verdict(&s, &rebound),
             Verdict::Refuse(StatusCode::FORBIDDEN, _)
         ));
-        let bare = request(Method::GET, &link, &[]);
+        let bare = request(Method::GET, &link_path(&s), &[]);
         assert!(matches!(
             verdict(&s, &bare),
             Verdict::Refuse(StatusCode::FORBIDDEN, _)
         ));
-        let localhost = request(Method::GET, &link, &[("host", "localhost:8765")]);
+        let localhost = request(Method::GET, &link_path(&s), &[("host", "localhost:8765")]);
         assert_eq!(verdict(&s, &localhost), Verdict::Open);
+    }
+
+    #[test]
+    fn requests_from_another_site_or_port_are_refused_even_with_the_cookie() {
+        let s = session();
+        let cookie = s.cookie_header();
+        for (site, allowed) in [
+            ("same-origin", true),
+            ("none", true),
+            ("same-site", false),
+            ("cross-site", false),
+        ] {
+            let r = request(
+                Method::GET,
+                "/api/runs",
+                &[
+                    ("host", "127.0.0.1:8765"),
+                    ("cookie", &cookie),
+                    ("sec-fetch-site", site),
+                ],
+            );
+            assert_eq!(verdict(&s, &r) == Verdict::Pass, allowed, "{site}");
+        }
     }
 
     #[test]
     fn a_write_needs_the_csrf_header_and_its_own_origin() {
         let s = session();
-        let cookie = format!("crew_dashboard_8765={}", s.token);
+        let cookie = s.cookie_header();
         let base = [("host", "127.0.0.1:8765"), ("cookie", cookie.as_str())];
         let path = "/api/runs/a/b/cancel";
         let bare = request(Method::POST, path, &base);
@@ -298,8 +384,9 @@ mod tests {
     #[test]
     fn sessions_are_random() {
         let (a, b) = (session(), session());
-        assert_ne!(a.token, b.token);
+        assert_ne!(a.link(), b.link());
+        assert_ne!(a.cookie, b.cookie);
         assert_ne!(a.csrf, b.csrf);
-        assert_eq!(a.token.len(), 64);
+        assert_eq!(a.cookie.len(), 64);
     }
 }

@@ -11,7 +11,9 @@ mod actions;
 mod assets;
 mod failure;
 mod guard;
+mod names;
 mod queues;
+mod recent;
 mod results;
 mod run;
 mod runs;
@@ -44,6 +46,12 @@ pub struct Dashboard {
     pub server: String,
     pub watches: Arc<Semaphore>,
     pub csrf: String,
+    /// Becomes `true` on Ctrl-C: live streams end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The queue page's last answer (2 s).
+    pub queues: Arc<recent::Recent>,
+    /// Live statistics' last answer (10 s).
+    pub stats: Arc<recent::Recent>,
 }
 
 pub async fn run(target: &Target, args: &DashboardArgs) -> Result<Exit, CliError> {
@@ -63,6 +71,7 @@ pub async fn run(target: &Target, args: &DashboardArgs) -> Result<Exit, CliError
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.address)))?;
     let address = listener.local_addr()?;
     let session = guard::Session::new(address)?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
     let dashboard = Dashboard {
         cluster,
         archive,
@@ -71,30 +80,52 @@ pub async fn run(target: &Target, args: &DashboardArgs) -> Result<Exit, CliError
         server,
         watches: Arc::new(Semaphore::new(MAX_WATCHES)),
         csrf: session.csrf().to_string(),
+        shutdown,
+        queues: Arc::new(recent::Recent::new(std::time::Duration::from_secs(2))),
+        stats: Arc::new(recent::Recent::new(std::time::Duration::from_secs(10))),
     };
     let app = router(dashboard, session.clone());
-    let link = session.link();
-    crate::output::print(&format!(
-        "Dashboard at {link}\n({}; Ctrl-C stops it)\n",
-        if args.allow_actions {
-            "actions allowed: cancel, suspend, resume and rerun act with your credentials"
-        } else {
-            "read-only"
-        }
-    ))?;
+    if !address.ip().is_loopback() {
+        note(&format!(
+            "WARNING: listening on {address}, beyond this machine: anyone who can reach it and obtains the link acts \
+             with your credentials, over plain HTTP. Prefer a loopback address.\n"
+        ));
+    }
+    let mode = if args.allow_actions {
+        "actions allowed: cancel, suspend, resume and rerun act with your credentials"
+    } else {
+        "read-only"
+    };
+    let opened = !args.no_browser && open_browser(session.link());
+    if opened {
+        crate::output::print(&format!(
+            "Dashboard at http://{address}/ opened in your browser ({mode}; Ctrl-C stops it)\n"
+        ))?;
+    } else {
+        // The link works once: the browser that opens it gets the session.
+        crate::output::print(&format!(
+            "Dashboard at {}\n(the link works once; {mode}; Ctrl-C stops it)\n",
+            session.link()
+        ))?;
+    }
     if !assets::BUILT {
         note(
             "(this kubectl-crew was built without the dashboard's front end: run `make dashboard`, then build it again)\n",
         );
     }
-    if !args.no_browser {
-        open_browser(&link);
-    }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        // Live streams end with the server, not when their tabs close.
+        let _ = stop.send(true);
+    });
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(serve) => served?,
+        // A page that does not let go (a proxy holding a stream) does not keep the server up past a few seconds.
+        () = async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        } => {}
+    }
     Ok(Exit::Ok)
 }
 
@@ -127,8 +158,10 @@ async fn context(State(d): State<Dashboard>) -> axum::Json<wire::Context> {
     })
 }
 
-/// Opens `link` in the desktop's browser (`$BROWSER`, else xdg-open / open); says so when it cannot.
-fn open_browser(link: &str) {
+/// Opens `link` in the desktop's browser (`$BROWSER`, else xdg-open / open) through a file only this user can read
+/// that redirects to it, so the link's token is on no command line (another user could read it there); false when
+/// no browser could be started.
+fn open_browser(link: &str) -> bool {
     let opener = std::env::var("BROWSER").ok().unwrap_or_else(|| {
         if cfg!(target_os = "macos") {
             "open".into()
@@ -136,17 +169,53 @@ fn open_browser(link: &str) {
             "xdg-open".into()
         }
     });
+    let page = match redirect_file(link) {
+        Ok(page) => page,
+        Err(e) => {
+            note(&format!(
+                "(no browser opened: cannot write the redirect page: {e})\n"
+            ));
+            return false;
+        }
+    };
     let spawned = std::process::Command::new(&opener)
-        .arg(link)
+        .arg(&page)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn();
+    // The browser reads the page at once; it goes after a minute (the token inside works once anyway).
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        let _ = std::fs::remove_file(&page);
+    });
     if spawned.is_err() {
         note(&format!(
-            "(no browser opened: `{opener}` is not available; open the link above)\n"
+            "(no browser opened: `{opener}` is not available)\n"
         ));
     }
+    spawned.is_ok()
+}
+
+/// A new HTML file, readable by this user only, that sends the browser to `link`.
+fn redirect_file(link: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write;
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let name: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("crew-dashboard-{name}.html"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path)?;
+    write!(
+        file,
+        "<!doctype html><meta charset=utf-8><meta name=referrer content=no-referrer>\
+         <meta http-equiv=refresh content=\"0;url={link}\"><title>crew dashboard</title>\
+         <a href=\"{link}\">Open the dashboard</a>"
+    )?;
+    Ok(path)
 }
 
 #[cfg(test)]

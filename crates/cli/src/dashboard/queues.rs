@@ -29,12 +29,24 @@ pub async fn lines(
     State(d): State<Dashboard>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, Failure> {
+    let q = q.validated()?;
+    let key = q.namespace().unwrap_or_default();
+    let answer = d.queues.clone().get(&key, || read(&d, &q)).await?;
+    Ok(Json(answer))
+}
+
+async fn read(d: &Dashboard, q: &ListQuery) -> Result<serde_json::Value, Failure> {
     let namespace = q.namespace();
     let client = d.cluster.client.clone();
     let page = d.cluster.page;
     let scoped = |resource: &'static str| Request::new("list", resource, namespace.as_deref());
     let unfinished = ListParams::default()
         .fields("status.phase!=Succeeded,status.phase!=Failed,status.phase!=Cancelled")
+        .limit(page);
+    // Only Jobs that have not succeeded can hold a slot.
+    let holding = ListParams::default()
+        .labels(labels::EXECUTION)
+        .fields("status.successful=0")
         .limit(page);
     let (queues_api, jobs_api): (Api<CrewQueue>, Api<Job>) = match &namespace {
         Some(ns) => (
@@ -43,7 +55,7 @@ pub async fn lines(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let executions_api = q.api(&d);
+    let executions_api = q.api(d);
     let (executions, queues, jobs) = futures::join!(
         list_all(
             &executions_api,
@@ -55,19 +67,16 @@ pub async fn lines(
             ListParams::default().limit(page),
             scoped("crewqueues.crew.dev")
         ),
-        list_all(
-            &jobs_api,
-            ListParams::default().labels(labels::EXECUTION).limit(page),
-            scoped("jobs")
-        ),
+        list_all(&jobs_api, holding, scoped("jobs")),
     );
     let executions: Vec<CrewExecution> = executions?.into_iter().map(into_execution).collect();
     let queues = queues?;
     // Without the Jobs (not allowed to list them) positions fall back to the statuses.
     let running = jobs.map(|jobs| running_owners(&jobs)).unwrap_or_default();
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "queues": build(&executions, &queues, running, namespace.is_none()),
-    })))
+        "scoped": namespace.is_some(),
+    }))
 }
 
 /// The lines of `executions` (unfinished), with the queues' limits.

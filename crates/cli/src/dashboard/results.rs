@@ -3,6 +3,7 @@
 
 use super::Dashboard;
 use super::failure::Failure;
+use super::names;
 use crate::cluster::EXECUTIONS;
 use crate::cmd::archived::archived_result;
 use crate::cmd::result::posted;
@@ -25,6 +26,9 @@ pub async fn result(
     Path((namespace, name, step)): Path<(String, String, String)>,
     Query(q): Query<ResultQuery>,
 ) -> Result<Json<serde_json::Value>, Failure> {
+    names::namespace(&namespace)?;
+    names::object(&name)?;
+    names::step(&step)?;
     if q.source.as_deref() == Some("archived") {
         let archive = d.archive.as_ref().ok_or_else(|| {
             Failure::new(

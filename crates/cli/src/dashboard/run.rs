@@ -4,6 +4,7 @@
 
 use super::Dashboard;
 use super::failure::Failure;
+use super::names;
 use super::wire::{Attempt, EventRow, JobRow, Row, RunDetail, WaitingRow};
 use crate::archive::escape;
 use crate::clock::now;
@@ -30,6 +31,8 @@ pub async fn detail(
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<DetailQuery>,
 ) -> Result<Json<RunDetail>, Failure> {
+    names::namespace(&namespace)?;
+    names::object(&name)?;
     if q.source.as_deref() == Some("archived") {
         let archive = d.archive.as_ref().ok_or_else(|| {
             Failure::new(

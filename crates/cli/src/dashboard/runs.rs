@@ -3,6 +3,7 @@
 
 use super::Dashboard;
 use super::failure::Failure;
+use super::names;
 use super::wire::{Row, RunsPage};
 use crate::archive::escape;
 use crate::args::Filter;
@@ -57,6 +58,20 @@ fn non_empty(value: &Option<String>) -> Option<String> {
 }
 
 impl ListQuery {
+    /// The query with its names checked (namespace, run, queue; the phase is checked with the filter).
+    pub fn validated(self) -> Result<ListQuery, Failure> {
+        if let Some(ns) = self.namespace() {
+            names::namespace(&ns)?;
+        }
+        if let Some(name) = non_empty(&self.name) {
+            names::object(&name)?;
+        }
+        if let Some(queue) = non_empty(&self.queue) {
+            names::queue(&queue)?;
+        }
+        Ok(self)
+    }
+
     pub fn namespace(&self) -> Option<String> {
         non_empty(&self.namespace)
     }
@@ -87,6 +102,7 @@ pub async fn list(
     State(d): State<Dashboard>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<RunsPage>, Failure> {
+    let q = q.validated()?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let token = q.continue_.clone().unwrap_or_default();
     let source = q.source.as_deref().unwrap_or("live");
@@ -131,6 +147,19 @@ async fn live_page(
         .list(&params)
         .await
         .map_err(|e| error::api(&q.request("list"), e))?;
+    // A later page's list carries the first page's (old) snapshot version; its watch starts from now instead (a
+    // version that old is soon refused with 410, which would list and watch again and again).
+    let resource_version = if token.is_empty() {
+        page.metadata.resource_version.clone()
+    } else {
+        let (fresh, _) = list_params(&q.filter(), 1)?;
+        q.api(d)
+            .list_metadata(&fresh)
+            .await
+            .map_err(|e| error::api(&q.request("list"), e))?
+            .metadata
+            .resource_version
+    };
     let at = now();
     Ok(RunsPage {
         items: page
@@ -143,7 +172,7 @@ async fn live_page(
             .continue_
             .filter(|t| !t.is_empty())
             .map(|t| format!("{LIVE}{t}")),
-        resource_version: page.metadata.resource_version,
+        resource_version,
     })
 }
 

@@ -35,7 +35,7 @@ pub struct StatsQuery {
 pub async fn figures(
     State(d): State<Dashboard>,
     Query(q): Query<StatsQuery>,
-) -> Result<Json<Stats>, Failure> {
+) -> Result<Json<serde_json::Value>, Failure> {
     let since = seconds_of(q.since.as_deref().unwrap_or("7d")).ok_or_else(|| {
         Failure::new(
             StatusCode::BAD_REQUEST,
@@ -53,25 +53,39 @@ pub async fn figures(
             None => format!("/v1/stats?since={since}s"),
         };
         let stats: crew_api::archive::Stats = archive.get_json(&path).await?;
-        return Ok(Json(of_archive(&stats, since)));
+        let answer = serde_json::to_value(of_archive(&stats, since))
+            .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        return Ok(Json(answer));
     }
-    let api: Api<crate::slim::SlimExecution> = match namespace {
-        Some(ns) => Api::namespaced(d.cluster.client.clone(), ns),
-        None => Api::all(d.cluster.client.clone()),
-    };
-    let items = list_all(
-        &api,
-        ListParams::default().limit(d.cluster.page),
-        Request::new("list", EXECUTIONS, namespace),
-    )
-    .await?;
-    let executions: Vec<CrewExecution> = items.into_iter().map(into_execution).collect();
-    Ok(Json(of_live(&executions, since, now())))
+    let key = format!("{}:{since}", namespace.unwrap_or_default());
+    let client = d.cluster.client.clone();
+    let page = d.cluster.page;
+    let answer = d
+        .stats
+        .clone()
+        .get(&key, || async move {
+            let api: Api<crate::slim::SlimExecution> = match namespace {
+                Some(ns) => Api::namespaced(client, ns),
+                None => Api::all(client),
+            };
+            let items = list_all(
+                &api,
+                ListParams::default().limit(page),
+                Request::new("list", EXECUTIONS, namespace),
+            )
+            .await?;
+            let executions: Vec<CrewExecution> = items.into_iter().map(into_execution).collect();
+            serde_json::to_value(of_live(&executions, since, now()))
+                .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        })
+        .await?;
+    Ok(Json(answer))
 }
 
 /// `30m`, `24h`, `7d`, `90s` in seconds (at most a year).
 fn seconds_of(span: &str) -> Option<u64> {
-    let (number, unit) = span.split_at(span.len().checked_sub(1)?);
+    let unit_at = span.char_indices().last()?.0;
+    let (number, unit) = span.split_at(unit_at);
     let n: u64 = number.parse().ok()?;
     let seconds = match unit {
         "s" => n,
@@ -310,5 +324,10 @@ mod tests {
         assert_eq!(seconds_of("7"), None);
         assert_eq!(seconds_of(""), None);
         assert_eq!(seconds_of("99999999999999999999d"), None);
+        assert_eq!(
+            seconds_of("1é"),
+            None,
+            "a unit of more than one byte is refused, not a panic"
+        );
     }
 }

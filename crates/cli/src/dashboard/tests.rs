@@ -29,6 +29,13 @@ fn dashboard(allow_actions: bool) -> (axum::Router, guard::Session) {
         server: "http://127.0.0.1:9".into(),
         watches: Arc::new(Semaphore::new(2)),
         csrf: session.csrf().to_string(),
+        shutdown: tokio::sync::watch::channel(false).1,
+        queues: Arc::new(super::recent::Recent::new(std::time::Duration::from_secs(
+            2,
+        ))),
+        stats: Arc::new(super::recent::Recent::new(std::time::Duration::from_secs(
+            10,
+        ))),
     };
     (router(d, session.clone()), session)
 }
@@ -38,7 +45,7 @@ fn token_of(session: &guard::Session) -> String {
 }
 
 fn cookie(session: &guard::Session) -> String {
-    format!("crew_dashboard_8765={}", token_of(session))
+    session.cookie_header()
 }
 
 async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
@@ -143,8 +150,19 @@ async fn bad_queries_are_refused_before_any_request() {
         ),
         (
             "/api/watch?resourceVersion=1&name=a,status.phase%3DRunning",
-            "object name",
+            "not a valid Kubernetes name",
         ),
+        (
+            "/api/runs?namespace=..%2Fsecrets",
+            "not a valid Kubernetes name",
+        ),
+        ("/api/runs?queue=a,b", "not a valid Kubernetes name"),
+        ("/api/runs/a%2Fb/c", "not a valid Kubernetes name"),
+        (
+            "/api/runs/team-a/x/results/..",
+            "not a valid Kubernetes name",
+        ),
+        ("/api/stats?since=1%C3%A9", "since"),
         ("/api/stats?since=forever", "since"),
         ("/api/runs?source=elsewhere", "unknown source"),
         ("/api/runs?source=archived", "--archive-server"),

@@ -3,9 +3,11 @@
 //! reconnects (its EventSource sends the last event id, which is a resourceVersion). A comment every 15 s keeps
 //! proxies from closing an idle stream; `X-Accel-Buffering: no` keeps nginx from holding events back.
 //!
-//! Events: `change` (`{"type": "upsert"|"delete", "row": …}`), `bookmark` (a new resume point, no data),
+//! Events: `change` (`{"type": "added"|"modified"|"deleted", "row": …}`), `bookmark` (a new resume point),
 //! `reset` (the resourceVersion is too old: the page lists again), `failure` (`{"message": …}`: refused, say;
-//! the page stops retrying).
+//! the page stops retrying). A broken or refused watch (429, 5xx, a stream that breaks, an object that does not
+//! decode) is started again with a growing pause, never in a tight loop; after several failures in a row the page
+//! is told.
 
 use super::Dashboard;
 use super::failure::Failure;
@@ -35,6 +37,7 @@ pub async fn stream(
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
+    let q = q.validated()?;
     let permit = d.watches.clone().try_acquire_owned().map_err(|_| {
         Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -79,9 +82,10 @@ pub async fn stream(
     let (sender, receiver) = mpsc::channel::<Event>(BUFFER);
     let api = q.api(&d);
     let request = q.request("watch");
+    let shutdown = d.shutdown.clone();
     tokio::spawn(async move {
         let _permit = permit;
-        relay(api, watch, resume, request, sender).await;
+        relay(api, watch, resume, request, sender, shutdown).await;
     });
     let events = futures::stream::unfold(receiver, |mut receiver| async move {
         let event = receiver.recv().await?;
@@ -99,43 +103,71 @@ pub async fn stream(
     Ok(response)
 }
 
-/// Watches from `resource_version` and sends each change until the page goes away (the channel closes).
+/// Failed watch starts in a row after which the page is told (and stops).
+const MAX_FAILURES: u32 = 6;
+
+/// Watches from `resource_version` and sends each change until the page goes away (the channel closes) or the
+/// server stops.
 async fn relay(
     api: kube::Api<SlimExecution>,
     params: WatchParams,
     mut resource_version: String,
     request: error::Request,
     sender: mpsc::Sender<Event>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
     loop {
+        if failures > 0 {
+            if failures >= MAX_FAILURES {
+                let _ = sender
+                    .send(failure("the live stream keeps failing; reload the page"))
+                    .await;
+                return;
+            }
+            // 1, 2, 4, 8, 16 s between attempts.
+            let pause = Duration::from_secs(1 << (failures - 1).min(4));
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = sender.closed() => return,
+                () = stopping(&mut shutdown) => return,
+            }
+        }
         let stream = match api.watch(&params, &resource_version).await {
             Ok(stream) => stream,
-            Err(e) => {
-                failures += 1;
-                if error::status_code(&e).is_some() || failures > 5 {
-                    let message = error::api(&request, e).to_string();
-                    let _ = sender.send(failure(&message)).await;
+            Err(e) => match error::status_code(&e) {
+                Some(410) => {
+                    let _ = sender.send(reset()).await;
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(u64::from(failures))).await;
-                continue;
-            }
+                // Refused for good (forbidden, not found, a bad selector): retrying changes nothing.
+                Some(code) if (400..500).contains(&code) && code != 429 => {
+                    let _ = sender
+                        .send(failure(&error::api(&request, e).to_string()))
+                        .await;
+                    return;
+                }
+                _ => {
+                    failures += 1;
+                    continue;
+                }
+            },
         };
         futures::pin_mut!(stream);
+        // A watch that ends without delivering anything counts as a failure: no tight loop of empty watches.
+        failures += 1;
         loop {
-            // The page went away: stop watching now, not at the next event.
+            // The page went away or the server stops: stop watching now, not at the next event.
             let event = tokio::select! {
                 event = stream.next() => event,
                 () = sender.closed() => return,
+                () = stopping(&mut shutdown) => return,
             };
             let Some(event) = event else { break };
             let sent = match event {
-                Ok(WatchEvent::Added(o)) | Ok(WatchEvent::Modified(o)) => {
-                    failures = 0;
-                    change(&mut resource_version, "upsert", o)
-                }
-                Ok(WatchEvent::Deleted(o)) => change(&mut resource_version, "delete", o),
+                Ok(WatchEvent::Added(o)) => change(&mut resource_version, "added", o),
+                Ok(WatchEvent::Modified(o)) => change(&mut resource_version, "modified", o),
+                Ok(WatchEvent::Deleted(o)) => change(&mut resource_version, "deleted", o),
                 Ok(WatchEvent::Bookmark(b)) => {
                     resource_version = b.metadata.resource_version;
                     Event::default()
@@ -144,23 +176,33 @@ async fn relay(
                         .data("{}")
                 }
                 Ok(WatchEvent::Error(e)) if e.code == 410 => {
-                    let _ = sender
-                        .send(Event::default().event("reset").data("{}"))
-                        .await;
+                    let _ = sender.send(reset()).await;
                     return;
                 }
-                Ok(WatchEvent::Error(e)) => failure(&e.message),
-                // The connection broke: watch again from the last resourceVersion.
+                // Too large a resourceVersion, a timeout, an overloaded server: watch again after a pause.
+                Ok(WatchEvent::Error(_)) => break,
+                // The connection broke, or an object did not decode: watch again after a pause.
                 Err(_) => break,
             };
+            failures = 0;
             if sender.send(sent).await.is_err() {
                 return;
             }
         }
-        if sender.is_closed() {
-            return;
+    }
+}
+
+/// Resolves once the server stops (never, if nothing can tell it to).
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
+}
+
+fn reset() -> Event {
+    Event::default().event("reset").data("{}")
 }
 
 fn change(resource_version: &mut String, type_: &'static str, slim: SlimExecution) -> Event {

@@ -6,6 +6,7 @@ import type { Scope } from '../main';
 
 export function Queues({ scope }: { scope: Scope }) {
   const [lines, setLines] = useState<QueueLine[] | null>(null);
+  const [scoped, setScoped] = useState(false);
   const [error, setError] = useState('');
   const [tick, setTick] = useState(0);
   const now = useNow();
@@ -13,17 +14,23 @@ export function Queues({ scope }: { scope: Scope }) {
 
   useEffect(() => {
     let cancelled = false;
-    get<{ queues: QueueLine[] }>('/api/queues', { namespace })
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Read again 5 s after the last answer came (never two reads of one tab at once).
+    const again = () => {
+      if (!cancelled) timer = setTimeout(() => setTick((t) => t + 1), 5000);
+    };
+    get<{ queues: QueueLine[]; scoped: boolean }>('/api/queues', { namespace })
       .then((a) => {
         if (cancelled) return;
         setLines(a.queues);
+        setScoped(a.scoped);
         setError('');
       })
-      .catch((e) => !cancelled && setError(String(e.message ?? e)));
-    const timer = setTimeout(() => setTick((t) => t + 1), 5000);
+      .catch((e) => !cancelled && setError(String(e.message ?? e)))
+      .finally(again);
     return () => {
       cancelled = true;
-      clearTimeout(timer);
+      if (timer) clearTimeout(timer);
     };
   }, [namespace, tick]);
 
@@ -35,7 +42,7 @@ export function Queues({ scope }: { scope: Scope }) {
       {lines.map((line) => (
         <section class="queue" data-queue={`${line.namespace}/${line.name}`}>
           <h2>
-            {line.name ? `${line.namespace}/${line.name}` : 'Runs without a queue (the operator-wide limit)'}{' '}
+            {line.name ? `${line.namespace}/${line.name}` : `Runs without a queue (the operator-wide limit${scoped ? '; counted in this namespace only' : ''})`}{' '}
             <span class="muted">
               {line.running.length} running{line.maxRunning !== undefined ? ` of ${line.maxRunning}` : ''} · {line.waitingTotal} waiting
             </span>

@@ -34,6 +34,8 @@ export function Run({ namespace, name, archived, context }: { namespace: string;
   const [error, setError] = useState('');
   const [notice, setNotice] = useState('');
   const [tick, setTick] = useState(0);
+  // Bumped when the run's watch must start again (its version too old): a new stream from the next read.
+  const [generation, setGeneration] = useState(0);
   const now = useNow();
 
   useEffect(() => {
@@ -65,7 +67,10 @@ export function Run({ namespace, name, archived, context }: { namespace: string;
           setTick((t) => t + 1);
         }, 1000);
       },
-      () => setTick((t) => t + 1),
+      () => {
+        setTick((t) => t + 1);
+        setTimeout(() => setGeneration((g) => g + 1), 2000);
+      },
       () => undefined,
       (message) => setNotice(message),
     );
@@ -73,7 +78,7 @@ export function Run({ namespace, name, archived, context }: { namespace: string;
       stop();
       if (timer) clearTimeout(timer);
     };
-  }, [namespace, name, archived, version === undefined, finished]);
+  }, [namespace, name, archived, version === undefined, finished, generation]);
 
   if (error) return <main class="page"><p class="error" role="alert">{error}</p></main>;
   if (!detail) return <main class="page"><p class="muted">Loading…</p></main>;
@@ -128,7 +133,7 @@ export function Run({ namespace, name, archived, context }: { namespace: string;
       </section>
 
       <h2>Timeline</h2>
-      <Timeline items={spans(row.created, detail.attempts, detail.nextRetryTime, now)} now={now} />
+      <Timeline items={spans(row.created, detail.attempts, detail.nextRetryTime, row.finished ? Date.parse(row.finished) : now)} now={now} />
 
       <h2>Steps</h2>
       <table class="steps">

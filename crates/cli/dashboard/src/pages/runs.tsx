@@ -1,8 +1,8 @@
 // The run list: filters, server-side pages, rows that move live.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { Context, get, PHASES, Row, RunsPage } from '../api';
+import { Context, get, PHASES, Refused, Row, RunsPage } from '../api';
 import { RunTable, useNow } from '../components';
-import { LiveState, watchRuns } from '../live';
+import { Change, LiveState, watchRuns } from '../live';
 import type { Scope } from '../main';
 
 type Source = 'live' | 'archived' | 'all';
@@ -26,6 +26,7 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
   const [loading, setLoading] = useState(true);
   const [live, setLive] = useState<LiveState | 'off'>('off');
   const [reload, setReload] = useState(0);
+  const [visible, setVisible] = useState(!document.hidden);
   const rowsRef = useRef<Row[]>([]);
   rowsRef.current = rows;
   // "Live and archived" pages the live runs first: an archived run still in the cluster was seen there already.
@@ -47,8 +48,16 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
     seenLive.current = new Set();
   }, [namespace, filters]);
 
+  // A hidden tab holds no stream (a browser allows few connections per server); shown again, it reads afresh.
+  useEffect(() => {
+    const onVisibility = () => setVisible(!document.hidden);
+    document.addEventListener('visibilitychange', onVisibility);
+    return () => document.removeEventListener('visibilitychange', onVisibility);
+  }, []);
+
   useEffect(() => {
     let stop: (() => void) | undefined;
+    let resetTimer: ReturnType<typeof setTimeout> | undefined;
     let cancelled = false;
     setLoading(true);
     get<RunsPage>('/api/runs', { ...query, limit: String(PAGE), continue: token || undefined })
@@ -59,12 +68,16 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
         setNext(page.continue);
         setError('');
         setLoading(false);
-        // Archived runs do not change: only the live list is watched.
-        if (filters.source !== 'archived' && page.resourceVersion) {
+        // Archived runs do not change: only the live list is watched, while the tab is seen.
+        if (filters.source !== 'archived' && page.resourceVersion && visible) {
           stop = watchRuns(
             { namespace, selector: filters.selector, phase: filters.phase, queue: filters.queue, resourceVersion: page.resourceVersion },
-            (change) => setRows(apply(rowsRef.current, change.type, change.row, pages.length === 1)),
-            () => setReload((n) => n + 1),
+            (change: Change) => setRows(apply(rowsRef.current, change.type, change.row, pages.length === 1)),
+            // Too old to resume: read the page again, after a pause (never a tight loop).
+            () => {
+              setLive('reconnecting');
+              resetTimer = setTimeout(() => setReload((n) => n + 1), 2000);
+            },
             setLive,
             (message) => {
               setLive('off');
@@ -77,6 +90,11 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
       })
       .catch((e) => {
         if (cancelled) return;
+        // A continue token expires after a few minutes: start again at the first page.
+        if (e instanceof Refused && e.status === 410 && token) {
+          setPages(['']);
+          return;
+        }
         setRows([]);
         setNext(undefined);
         setError(String(e.message ?? e));
@@ -86,8 +104,9 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
     return () => {
       cancelled = true;
       stop?.();
+      if (resetTimer) clearTimeout(resetTimer);
     };
-  }, [namespace, filters, token, reload]);
+  }, [namespace, filters, token, reload, visible]);
 
   const field = (key: keyof Filters) => ({
     value: draft[key],
@@ -152,9 +171,11 @@ export function Runs({ scope, context }: { scope: Scope; context: Context }) {
 }
 
 /** The rows after one change: an update in place; a new run on the first page goes on top; a deleted one goes. */
-export function apply(rows: Row[], type: 'upsert' | 'delete', row: Row, firstPage: boolean): Row[] {
+/** The rows after one change: a row of this page is updated in place or removed; a new run goes on top of the first
+ * page. Changes of runs on other pages (the watch covers the whole filter) leave this page alone. */
+export function apply(rows: Row[], type: Change['type'], row: Row, firstPage: boolean): Row[] {
   const at = rows.findIndex((r) => r.uid === row.uid);
-  if (type === 'delete') return at < 0 ? rows : rows.filter((_, i) => i !== at);
+  if (type === 'deleted') return at < 0 ? rows : rows.filter((_, i) => i !== at);
   if (at >= 0) return rows.map((r, i) => (i === at ? row : r));
-  return firstPage ? [row, ...rows] : rows;
+  return type === 'added' && firstPage ? [row, ...rows] : rows;
 }

@@ -34,7 +34,7 @@ export function StatsPage({ scope, context }: { scope: Scope; context: Context }
         {SPANS.map(([value, label]) => (
           <label><input type="radio" name="since" checked={since === value} onChange={() => setSince(value)} /> {label}</label>
         ))}
-        {stats && <span class="muted">from {stats.source === 'archive' ? 'the archive' : context.archive ? 'the live objects (archive unavailable)' : 'the live objects (no archive server)'}</span>}
+        {stats && <span class="muted">runs that finished in the span, from {stats.source === 'archive' ? 'the archive' : context.archive ? 'the live objects (archive unavailable)' : 'the live objects (no archive server)'}</span>}
       </div>
       {error && <p class="error" role="alert">{error}</p>}
       {stats && (
@@ -86,6 +86,8 @@ function Chart({ stats }: { stats: Stats }) {
     if (!box.current) return;
     const xs = stats.byPeriod.map((p) => Date.parse(p.start) / 1000);
     const to = Date.now() / 1000;
+    // From the start of the first bucket (a day or an hour) the span touches, so it is drawn whole.
+    const from = Math.min(to - stats.sinceSeconds, xs[0] ?? to);
     const rate = stats.byPeriod.map((p) => (finished(p) ? (p.succeeded * 100) / finished(p) : null));
     const p50 = stats.byPeriod.map((p) => p.p50Seconds ?? null);
     const p95 = stats.byPeriod.map((p) => p.p95Seconds ?? null);
@@ -94,7 +96,7 @@ function Chart({ stats }: { stats: Stats }) {
         width: Math.max(480, (box.current.clientWidth || 960) - 16),
         height: 260,
         // The whole span asked for, even when only its last day had runs.
-        scales: { x: { time: true, range: [to - stats.sinceSeconds, to] }, rate: { range: [0, 100] }, s: {} },
+        scales: { x: { time: true, range: [from, to] }, rate: { range: [0, 100] }, s: {} },
         axes: [{}, { scale: 'rate', label: 'success %' }, { scale: 's', side: 1, label: 'seconds', grid: { show: false } }],
         series: [
           {},
