@@ -523,38 +523,12 @@ spec:
 ",
     )
     .await;
-    t.wait_for(
-        "report",
-        LIMIT,
-        support::conditions::step_is(0, crew_api::StepPhase::Running),
-    )
-    .await;
-    let pod = t
-        .wait_pods(
-            "crew.dev/execution=report,crew.dev/step=write",
-            LIMIT,
-            support::conditions::some(),
-        )
-        .await
-        .remove(0);
-    let token =
-        support::pod_token(&t.client, &pod, crew_core::build::progress_token::AUDIENCE).await;
+    let (pod, token) = support::running_worker(&t, "report", 0, "write").await;
     let body = "tide tables\n".repeat(256 * 1024 / 12);
-    let request = format!(
-        "POST /v1/result HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let (code, answer) = support::http_exchange(progress_addr, &request).await;
+    let (code, answer) =
+        support::post_as_worker(progress_addr, &token, "/v1/result", "text/plain", &body).await;
     assert_eq!(code, 201, "{answer}");
-    kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(t.client.clone(), &t.ns)
-        .patch(
-            &pod.name_any(),
-            &Default::default(),
-            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
-                "sim.crew.dev/hang": "false", "sim.crew.dev/duration": "0"}}})),
-        )
-        .await
-        .expect("let the pod finish");
+    support::let_finish(&t, &pod).await;
     t.wait_for("report", LIMIT, has_condition("Archived", "True"))
         .await;
     t.executions()

@@ -158,54 +158,22 @@ subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
 /// A run whose worker reports progress (percent, message, a metric, a warning) and posts a result, as a real worker
 /// would through the operator's endpoint; then its pod is let finish.
 async fn report_and_post(t: &TestNs, progress: std::net::SocketAddr) {
-    use kube::ResourceExt;
     t.create(
         "metadata: {name: report}\nspec:\n  image: busybox\n  steps: [{name: write, podAnnotations: {sim.crew.dev/hang: 'true'}}]\n",
     )
     .await;
-    t.wait_for(
-        "report",
-        LIMIT,
-        support::conditions::step_is(0, crew_api::StepPhase::Running),
-    )
-    .await;
-    let pod = t
-        .wait_pods(
-            "crew.dev/execution=report,crew.dev/step=write",
-            LIMIT,
-            support::conditions::some(),
-        )
-        .await
-        .remove(0);
-    let token =
-        support::pod_token(&t.client, &pod, crew_core::build::progress_token::AUDIENCE).await;
-    let post = |path: &str, content_type: &str, body: &str| {
-        format!(
-            "POST {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
+    let (pod, token) = support::running_worker(t, "report", 0, "write").await;
     let report = r#"{"percent": 40, "message": "drafting chapter 2", "metrics": {"tokens": 1234}, "warnings": ["rate limited once"]}"#;
     let (code, answer) =
-        support::http_exchange(progress, &post("/v1/progress", "application/json", report)).await;
+        support::post_as_worker(progress, &token, "/v1/progress", "application/json", report).await;
     assert_eq!(code, 202, "{answer}");
     t.wait_for("report", LIMIT, support::conditions::step_percent(0, 40))
         .await;
-    let (code, answer) = support::http_exchange(
-        progress,
-        &post("/v1/result", "text/plain", "tide tables for the harbour\n"),
-    )
-    .await;
+    let result = "tide tables for the harbour\n";
+    let (code, answer) =
+        support::post_as_worker(progress, &token, "/v1/result", "text/plain", result).await;
     assert_eq!(code, 201, "{answer}");
-    kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(t.client.clone(), &t.ns)
-        .patch(
-            &pod.name_any(),
-            &Default::default(),
-            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
-                "sim.crew.dev/hang": "false", "sim.crew.dev/duration": "0"}}})),
-        )
-        .await
-        .expect("let the pod finish");
+    support::let_finish(t, &pod).await;
 }
 
 #[tokio::test]

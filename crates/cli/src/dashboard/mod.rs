@@ -149,6 +149,18 @@ fn router(dashboard: Dashboard, session: guard::Session) -> Router {
         .layer(axum::middleware::from_fn_with_state(session, guard::check))
 }
 
+impl Dashboard {
+    /// The archive read API, or why there is none.
+    pub fn archive(&self) -> Result<&Archive, failure::Failure> {
+        self.archive.as_deref().ok_or_else(|| {
+            failure::Failure::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "no archive: start the dashboard with --archive-server (the operator's archive read API)",
+            )
+        })
+    }
+}
+
 async fn context(State(d): State<Dashboard>) -> axum::Json<wire::Context> {
     axum::Json(wire::Context {
         namespace: d.namespace.clone(),

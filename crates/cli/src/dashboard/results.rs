@@ -30,12 +30,7 @@ pub async fn result(
     names::object(&name)?;
     names::step(&step)?;
     if q.source.as_deref() == Some("archived") {
-        let archive = d.archive.as_ref().ok_or_else(|| {
-            Failure::new(
-                StatusCode::BAD_REQUEST,
-                "no archive: start the dashboard with --archive-server",
-            )
-        })?;
+        let archive = d.archive()?;
         let answer = archived_result(archive, &namespace, &name, &step).await?;
         return Ok(Json(serde_json::json!({
             "text": String::from_utf8_lossy(&answer.body),

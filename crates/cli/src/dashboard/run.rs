@@ -14,7 +14,6 @@ use crate::error::{self, Request};
 use crate::view::waiting::sentence;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use crew_api::CrewExecution;
 use crew_core::archive::ArchiveRecord;
 use kube::Api;
@@ -34,12 +33,7 @@ pub async fn detail(
     names::namespace(&namespace)?;
     names::object(&name)?;
     if q.source.as_deref() == Some("archived") {
-        let archive = d.archive.as_ref().ok_or_else(|| {
-            Failure::new(
-                StatusCode::BAD_REQUEST,
-                "no archive: start the dashboard with --archive-server",
-            )
-        })?;
+        let archive = d.archive()?;
         let path = format!(
             "/v1/namespaces/{}/executions/{}",
             escape(&namespace),

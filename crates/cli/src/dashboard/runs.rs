@@ -182,12 +182,7 @@ async fn archived_page(
     limit: u32,
     token: &str,
 ) -> Result<RunsPage, Failure> {
-    let archive = d.archive.as_ref().ok_or_else(|| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            "no archive: start the dashboard with --archive-server (the operator's archive read API)",
-        )
-    })?;
+    let archive = d.archive()?;
     let mut query = vec![format!("limit={limit}")];
     let filter = q.filter();
     if let Some(selector) = &filter.selector {

@@ -101,13 +101,13 @@ fn of_archive(stats: &crew_api::archive::Stats, since: u64) -> Stats {
     Stats {
         source: "archive",
         since_seconds: since,
-        overall: Figures::from(&stats.overall),
+        overall: stats.overall.clone(),
         by_period: stats
             .by_period
             .iter()
             .map(|(start, f)| Period {
                 start: *start,
-                figures: f.into(),
+                figures: f.clone(),
             })
             .collect(),
         by_queue: stats
@@ -115,7 +115,7 @@ fn of_archive(stats: &crew_api::archive::Stats, since: u64) -> Stats {
             .iter()
             .map(|(queue, f)| QueueFigures {
                 queue: queue.clone(),
-                figures: f.into(),
+                figures: f.clone(),
             })
             .collect(),
         failures: stats

@@ -64,6 +64,16 @@ fn get(path: &str, session: Option<&guard::Session>) -> Request<Body> {
     builder.body(Body::empty()).unwrap()
 }
 
+/// A write from the page: the session's cookie and CSRF token.
+fn post(path: &str, session: &guard::Session) -> Request<Body> {
+    Request::post(path)
+        .header(header::HOST, ADDRESS)
+        .header(header::COOKIE, cookie(session))
+        .header(guard::CSRF_HEADER, session.csrf())
+        .body(Body::empty())
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_link_sets_the_cookie_and_the_page_carries_the_csrf_token() {
     let (app, session) = dashboard(false);
@@ -114,13 +124,7 @@ async fn nothing_is_served_without_the_session() {
 #[tokio::test]
 async fn a_write_is_refused_when_read_only_even_with_the_session_and_csrf_token() {
     let (app, session) = dashboard(false);
-    let request = Request::post("/api/runs/team-a/nightly/cancel")
-        .header(header::HOST, ADDRESS)
-        .header(header::COOKIE, cookie(&session))
-        .header(guard::CSRF_HEADER, session.csrf())
-        .body(Body::empty())
-        .unwrap();
-    let (status, _, body) = send(&app, request).await;
+    let (status, _, body) = send(&app, post("/api/runs/team-a/nightly/cancel", &session)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("--allow-actions"), "{body}");
 }
@@ -128,13 +132,7 @@ async fn a_write_is_refused_when_read_only_even_with_the_session_and_csrf_token(
 #[tokio::test]
 async fn an_unknown_action_is_refused_before_any_request() {
     let (app, session) = dashboard(true);
-    let request = Request::post("/api/runs/team-a/nightly/delete")
-        .header(header::HOST, ADDRESS)
-        .header(header::COOKIE, cookie(&session))
-        .header(guard::CSRF_HEADER, session.csrf())
-        .body(Body::empty())
-        .unwrap();
-    let (status, _, body) = send(&app, request).await;
+    let (status, _, body) = send(&app, post("/api/runs/team-a/nightly/delete", &session)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body.contains("cancel, suspend, resume or rerun"), "{body}");
 }

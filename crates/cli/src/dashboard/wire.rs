@@ -105,35 +105,8 @@ pub struct Change {
     pub row: Row,
 }
 
-/// Counts and durations of a group of runs (archive rollups or live objects).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Figures {
-    pub total: i64,
-    pub succeeded: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p50_seconds: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p95_seconds: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mean_seconds: Option<f64>,
-}
-
-impl From<&crew_api::archive::Figures> for Figures {
-    fn from(f: &crew_api::archive::Figures) -> Figures {
-        Figures {
-            total: f.total,
-            succeeded: f.succeeded,
-            failed: f.failed,
-            cancelled: f.cancelled,
-            p50_seconds: f.p50_seconds,
-            p95_seconds: f.p95_seconds,
-            mean_seconds: f.mean_seconds,
-        }
-    }
-}
+/// Counts and durations of a group of runs, as the archive's statistics have them (live ones are counted so too).
+pub use crew_api::archive::Figures;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

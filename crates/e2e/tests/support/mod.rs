@@ -583,3 +583,57 @@ pub async fn account_token(client: &kube::Client, namespace: &str, account: &str
         .expect("token status")
         .token
 }
+
+/// The pod of step `index` (`step`) of `execution` once that step runs, and a token it could present to the
+/// operator's progress endpoint (as the worker would read it from its projected volume).
+pub async fn running_worker(
+    t: &TestNs,
+    execution: &str,
+    index: usize,
+    step: &str,
+) -> (Pod, String) {
+    t.wait_for(
+        execution,
+        Duration::from_secs(60),
+        conditions::step_is(index, crew_api::StepPhase::Running),
+    )
+    .await;
+    let pod = t
+        .wait_pods(
+            &format!("crew.dev/execution={execution},crew.dev/step={step}"),
+            Duration::from_secs(60),
+            conditions::some(),
+        )
+        .await
+        .remove(0);
+    let token = pod_token(&t.client, &pod, crew_core::build::progress_token::AUDIENCE).await;
+    (pod, token)
+}
+
+/// `POST path` to the progress endpoint at `addr` with a worker's `token`: (status, body).
+pub async fn post_as_worker(
+    addr: std::net::SocketAddr,
+    token: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http_exchange(addr, &request).await
+}
+
+/// Lets a simulated pod that hangs (`sim.crew.dev/hang`) finish now.
+pub async fn let_finish(t: &TestNs, pod: &Pod) {
+    Api::<Pod>::namespaced(t.client.clone(), &t.ns)
+        .patch(
+            &pod.name_any(),
+            &Default::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "sim.crew.dev/hang": "false", "sim.crew.dev/duration": "0"}}})),
+        )
+        .await
+        .expect("let the pod finish");
+}
