@@ -32,7 +32,11 @@ impl Archive {
                     .into(),
             )
         })?;
-        let mut config = crate::cluster::config_of(target).await?;
+        Archive::with_config(crate::cluster::config_of(target).await?, &server)
+    }
+
+    /// The archive read API at `server`, asked with `config`'s credentials.
+    pub fn with_config(mut config: kube::Config, server: &str) -> Result<Archive, CliError> {
         config.cluster_url = server
             .parse()
             .map_err(|e| CliError::Usage(format!("--archive-server {server}: {e}")))?;
@@ -41,7 +45,10 @@ impl Archive {
         config.tls_server_name = None;
         let client = Client::try_from(config)
             .map_err(|e| CliError::Config(format!("cannot build a client for {server}: {e}")))?;
-        Ok(Archive { client, server })
+        Ok(Archive {
+            client,
+            server: server.to_string(),
+        })
     }
 
     /// `GET path`, refusals turned into messages a user can act on.

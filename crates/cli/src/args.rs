@@ -105,6 +105,12 @@ pub struct DashboardArgs {
     /// patches as `kubectl crew cancel|suspend|resume|rerun`). Without it every write answers 403.
     #[arg(long)]
     pub allow_actions: bool,
+    /// Serve many users from inside the cluster (the Helm chart's `dashboard`): every request brings its user's
+    /// bearer token (`Authorization` from an authenticating proxy, or the page's sign-in) and is made with it, so the
+    /// API server authorizes each with that user's rights. The dashboard's own credentials (its ServiceAccount, or
+    /// --kubeconfig) only create TokenReviews. No link, no session token.
+    #[arg(long)]
+    pub in_cluster: bool,
 }
 
 #[derive(Debug, Args)]

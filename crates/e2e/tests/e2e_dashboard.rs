@@ -50,8 +50,17 @@ impl Dashboard {
         let mut lines = BufReader::new(stdout).lines();
         let link = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(link) = line.strip_prefix("Dashboard at ") {
-                    return link.trim().to_string();
+                // "Dashboard at <link>" (one user), "Dashboard for many users at <address>" (--in-cluster).
+                if let Some(at) = line
+                    .starts_with("Dashboard ")
+                    .then(|| line.find("http://"))
+                    .flatten()
+                {
+                    return line[at..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                 }
             }
             panic!("kubectl-crew dashboard ended without printing its link");
@@ -334,5 +343,123 @@ async fn archived_runs_come_from_the_archive_with_the_users_credentials() {
     browse(&dashboard, "archive", &t.ns, &[]).await;
     dashboard.stop().await;
     served.abort();
+    op.stop().await;
+}
+
+/// `--in-cluster` (the chart's dashboard for many users): every request is made with its user's own token. The
+/// dashboard's own ServiceAccount may only create TokenReviews, yet a viewer reads their namespace through it and is
+/// refused every other one; no token, or a made-up one, gets 401 (a flood of them too); the page signs in with a
+/// token and out again.
+#[tokio::test]
+async fn in_the_cluster_each_request_is_made_as_its_user() {
+    let t = TestNs::new("dash-users", Duration::from_millis(300)).await;
+    let op = t.start_operator();
+    t.create("metadata: {name: done}\nspec: {image: busybox}\n")
+        .await;
+    t.wait_phase("done", "Succeeded", LIMIT).await;
+    grant_viewing(&t, "viewer").await;
+    let viewer = support::account_token(&t.client, &t.ns, "viewer").await;
+    // The dashboard's own identity, with the chart's rights: TokenReviews, nothing else.
+    let yaml = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {ns}-dashboard}}
+rules: [{{apiGroups: [authentication.k8s.io], resources: [tokenreviews], verbs: [create]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {ns}-dashboard}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-dashboard}}
+subjects: [{{kind: ServiceAccount, name: dashboard, namespace: {ns}}}]
+",
+        ns = t.ns
+    );
+    let file = std::env::temp_dir().join(format!("dashboard-own-{}.yaml", t.ns));
+    std::fs::write(&file, yaml).unwrap();
+    let (ok, out) = t.kubectl(&["apply", "-f", &file.to_string_lossy()]).await;
+    assert!(ok, "{out}");
+    let own = support::account_token(&t.client, &t.ns, "dashboard").await;
+    let kubeconfig = kubeconfig_with(&own, &format!("{}-own", t.ns));
+    let dashboard = Dashboard::start(&kubeconfig, &t.ns, &["--in-cluster"]).await;
+    let addr: std::net::SocketAddr = dashboard
+        .link
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("the dashboard's address");
+    let ns = t.ns.clone();
+    let get = move |path: String, token: Option<String>| async move {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n");
+        support::http_exchange(addr, &request).await
+    };
+    let mine = format!("/api/runs?namespace={ns}");
+    // RBAC reaches the authorizer's cache within a moment.
+    support::wait::wait_until(Duration::from_secs(20), "the viewer may list", || async {
+        get(mine.clone(), Some(viewer.clone())).await.0 == 200
+    })
+    .await;
+    let (code, body) = get(mine.clone(), Some(viewer.clone())).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"name\":\"done\""),
+        "the viewer reads their namespace: {body}"
+    );
+    let (code, body) = get("/api/runs?namespace=default".into(), Some(viewer.clone())).await;
+    assert_eq!(
+        code, 403,
+        "and nothing else, as the API server says: {body}"
+    );
+    assert!(
+        body.contains("viewer"),
+        "refused as the viewer, not as the dashboard: {body}"
+    );
+    let (code, _) = get(mine.clone(), None).await;
+    assert_eq!(code, 401, "no token");
+    let (code, _) = get(
+        mine.clone(),
+        Some(format!("{}x", &viewer[..viewer.len() - 1])),
+    )
+    .await;
+    assert_eq!(code, 401, "a forged token");
+    // A flood of made-up tokens: refused, cheaply (reviews bounded and kept), and the viewer still gets in.
+    let flood: Vec<_> = (0..300)
+        .map(|i| {
+            let path = mine.clone();
+            tokio::spawn(async move {
+                get(
+                    path,
+                    Some(format!("made-up-token-{i:06}-{}", "y".repeat(i % 30))),
+                )
+                .await
+                .0
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut unreviewed = 0;
+    for request in flood {
+        let code = request.await.expect("request");
+        assert!([401, 503].contains(&code), "{code}");
+        unreviewed += usize::from(code == 503);
+    }
+    eprintln!(
+        "300 made-up tokens refused in {:?}, {unreviewed} of them without a TokenReview",
+        started.elapsed()
+    );
+    assert!(
+        unreviewed >= 150,
+        "the review budget holds: {unreviewed} of 300 unreviewed"
+    );
+    assert_eq!(get(mine.clone(), Some(viewer.clone())).await.0, 200);
+
+    browse(
+        &dashboard,
+        "signin",
+        &t.ns,
+        &[("SIGN_IN_TOKEN", viewer.as_str())],
+    )
+    .await;
+    dashboard.stop().await;
     op.stop().await;
 }

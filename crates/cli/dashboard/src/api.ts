@@ -36,6 +36,8 @@ export interface Context {
   server: string;
   archive: boolean;
   actions: boolean;
+  /** Many users (in the cluster): each signs in with a bearer token. */
+  users: boolean;
 }
 
 export interface Attempt {
@@ -188,9 +190,16 @@ export async function get<T>(path: string, params: Record<string, string | undef
   return answer<T>(await fetch(qs ? `${path}?${qs}` : path, { credentials: 'same-origin' }));
 }
 
-export async function post<T>(path: string): Promise<T> {
+export async function post<T>(path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { 'X-Crew-Csrf': csrf() };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
   return answer<T>(
-    await fetch(path, { method: 'POST', credentials: 'same-origin', headers: { 'X-Crew-Csrf': csrf() } }),
+    await fetch(path, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }),
   );
 }
 

@@ -1,7 +1,7 @@
 // The dashboard: a hash router over four pages, the namespace scope shared by all of them.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { Context, get } from './api';
+import { Context, get, post, Refused } from './api';
 import { Runs } from './pages/runs';
 import { Run } from './pages/run';
 import { Queues } from './pages/queues';
@@ -45,6 +45,8 @@ function App() {
   const [error, setError] = useState<string>('');
   const [scope, setScope] = useState<Scope>({ namespace: '', all: false });
   const [draft, setDraft] = useState('');
+  const [signIn, setSignIn] = useState(false);
+  const [attempt, setAttempt] = useState(0);
 
   useEffect(() => {
     const onHash = () => setRoute(currentRoute());
@@ -60,9 +62,14 @@ function App() {
         setScope(initial);
         setDraft(initial.namespace);
       })
-      .catch((e) => setError(String(e.message ?? e)));
-  }, []);
+      .catch((e) => {
+        // A dashboard for many users asks who you are: a bearer token the API server accepts.
+        if (e instanceof Refused && e.status === 401) setSignIn(true);
+        else setError(String(e.message ?? e));
+      });
+  }, [attempt]);
 
+  if (signIn) return <SignIn onDone={() => { setSignIn(false); setAttempt((a) => a + 1); }} />;
   if (error) return <main class="page"><p class="error">{error}</p></main>;
   if (!context) return <main class="page"><p class="muted">Connecting…</p></main>;
 
@@ -104,7 +111,16 @@ function App() {
             all namespaces
           </label>
         </form>
-        <span class="server muted" title="API server (your kubeconfig)">{context.server}</span>
+        <span class="server muted" title="API server">{context.server}</span>
+        {context.users && (
+          <button
+            class="link signout"
+            name="sign-out"
+            onClick={() => void post('/api/logout').then(() => location.reload())}
+          >
+            sign out
+          </button>
+        )}
       </header>
       {page === 'run' && rest.length >= 2 ? (
         <Run namespace={rest[0]} name={rest[1]} archived={route.query.get('archived') === '1'} context={context} />
@@ -116,6 +132,33 @@ function App() {
         <Runs scope={scope} context={context} />
       )}
     </>
+  );
+}
+
+/** Sign-in of a dashboard for many users: the token goes to the server once, which keeps it in an HttpOnly cookie. */
+function SignIn({ onDone }: { onDone: () => void }) {
+  const [token, setToken] = useState('');
+  const [error, setError] = useState('');
+  return (
+    <main class="page signin">
+      <h1>Sign in</h1>
+      <p class="muted">
+        A bearer token the cluster accepts, e.g. <code>kubectl create token NAME</code> or your OIDC ID token. Every
+        request is made with it: you see what your own RBAC allows.
+      </p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          post('/api/login', { token: token.trim() })
+            .then(onDone)
+            .catch((err) => setError(String(err.message ?? err)));
+        }}
+      >
+        <textarea name="token" rows={4} cols={80} value={token} onInput={(e) => setToken((e.target as HTMLTextAreaElement).value)} />
+        <div><button type="submit">Sign in</button></div>
+      </form>
+      {error && <p class="error" role="alert">{error}</p>}
+    </main>
   );
 }
 

@@ -55,6 +55,7 @@ try {
   else if (scenario === 'load') await load();
   else if (scenario === 'actions') await actions();
   else if (scenario === 'archive') await archive();
+  else if (scenario === 'signin') await signin();
   else fail(`unknown scenario ${scenario}`);
   check(problems.length === 0, `no JavaScript errors in the console (${problems.join('; ')})`);
   console.log(JSON.stringify({ figures }));
@@ -210,6 +211,30 @@ async function archive() {
   const source = await page.textContent('main .filters');
   check(source.includes('from the archive'), `statistics come from the archive: ${source.trim()}`);
   check((await page.textContent('.figure')).includes('2'), 'counting both runs');
+}
+
+async function signin() {
+  const token = need('SIGN_IN_TOKEN');
+  await page.goto(url);
+  await page.waitForSelector('textarea[name=token]', { timeout: 15000 });
+  check(true, 'a dashboard for many users asks for a token first');
+  await page.fill('textarea[name=token]', 'not-a-token-anyone-issued');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('.signin .error', { timeout: 15000 });
+  check(true, 'a made-up token is refused');
+  await page.fill('textarea[name=token]', token);
+  await page.click('button[type=submit]');
+  await page.fill('input[name=namespace]', ns);
+  await page.press('input[name=namespace]', 'Enter');
+  await page.waitForSelector(row('done'), { timeout: 30000 });
+  check(true, "signed in, the user's runs are listed (read with their token)");
+  const cookies = await context.cookies();
+  const kept = cookies.find((c) => c.name === 'crew_token');
+  check(kept && kept.httpOnly && kept.sameSite === 'Strict', 'the token is kept in an HttpOnly, SameSite=Strict cookie');
+  await page.click('button[name=sign-out]');
+  await page.waitForSelector('textarea[name=token]', { timeout: 15000 });
+  check(true, 'signing out forgets it');
+  check(refusedLoads.every((l) => l.includes('401')), `the only failed loads are the refusals before signing in (${refusedLoads.join(' | ')})`);
 }
 
 async function load() {

@@ -6,6 +6,7 @@
 use super::Dashboard;
 use super::failure::Failure;
 use super::names;
+use super::users::Caller;
 use crate::cluster::EXECUTIONS;
 use crate::cmd::bulk::act as perform;
 use crate::cmd::rerun::Rerun;
@@ -19,6 +20,7 @@ use kube::Api;
 
 pub async fn act(
     State(d): State<Dashboard>,
+    c: Caller,
     Path((namespace, name, action)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, Failure> {
     if !d.allow_actions {
@@ -41,7 +43,7 @@ pub async fn act(
     };
     names::namespace(&namespace)?;
     names::object(&name)?;
-    let api: Api<CrewExecution> = Api::namespaced(d.cluster.client.clone(), &namespace);
+    let api: Api<CrewExecution> = Api::namespaced(c.cluster.client.clone(), &namespace);
     let cx = api.get(&name).await.map_err(|e| {
         error::api(
             &Request::new("get", EXECUTIONS, Some(&namespace)).named(&name),
@@ -53,7 +55,7 @@ pub async fn act(
             serde_json::json!({ "message": format!("{name}: {why}") }),
         ));
     }
-    match perform(&d.cluster, op, cx, &Rerun::default(), false).await {
+    match perform(&c.cluster, op, cx, &Rerun::default(), false).await {
         Outcome::Changed(line) if !line.is_empty() => {
             Ok(Json(serde_json::json!({ "message": line })))
         }

@@ -137,6 +137,12 @@ pub async fn check(State(session): State<Session>, request: Request, next: Next)
         Verdict::Open => open_session(&session),
         Verdict::Refuse(status, message) => refuse(status, message, request.uri().path()),
     };
+    secure(&mut response);
+    response
+}
+
+/// The headers every answer carries.
+pub fn secure(response: &mut Response) {
     let headers = response.headers_mut();
     for (name, value) in [
         (
@@ -157,7 +163,46 @@ pub async fn check(State(session): State<Session>, request: Request, next: Next)
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
+}
+
+/// Why a request the browser marks as coming from another site, or another port of this host, is refused (fetch
+/// metadata: only this page itself, or the user typing or following a link from outside a page, may ask).
+fn foreign_reason(headers: &HeaderMap) -> Option<&'static str> {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    fetch_site
+        .is_some_and(|site| !matches!(site, "same-origin" | "none"))
+        .then_some("requests from other sites (or other ports of this host) are refused")
+}
+
+pub fn foreign(headers: &HeaderMap) -> Option<super::failure::Failure> {
+    foreign_reason(headers).map(|m| super::failure::Failure::new(StatusCode::FORBIDDEN, m))
+}
+
+/// Why a write (anything but GET and HEAD) is refused: it needs the page's CSRF token in [`CSRF_HEADER`] and, when
+/// the browser sends one, an `Origin` of this server (plain or behind TLS).
+fn write_reason(request: &Request, csrf: &str) -> Option<&'static str> {
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        return None;
+    }
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let csrf_ok = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| same(v, csrf));
+    let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| host.is_some_and(|h| h.eq_ignore_ascii_case(o))),
+    };
+    (!csrf_ok || !origin_ok)
+        .then_some("a write needs the page's CSRF token and this server's origin")
+}
+
+pub fn unsafe_write(request: &Request, csrf: &str) -> Option<super::failure::Failure> {
+    write_reason(request, csrf).map(|m| super::failure::Failure::new(StatusCode::FORBIDDEN, m))
 }
 
 #[derive(Debug, PartialEq)]
@@ -177,13 +222,8 @@ fn verdict(session: &Session, request: &Request) -> Verdict {
             "this dashboard answers only to its own address (127.0.0.1 or localhost)",
         );
     }
-    // Fetch metadata: only this page itself, or the user (typing, a link from a terminal or the opener), may ask.
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if fetch_site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
-        return Verdict::Refuse(
-            StatusCode::FORBIDDEN,
-            "requests from other sites (or other ports of this host) are refused",
-        );
+    if let Some(why) = foreign_reason(headers) {
+        return Verdict::Refuse(StatusCode::FORBIDDEN, why);
     }
     if request.uri().path() == "/"
         && token_in(request.uri().query()).is_some_and(|t| session.redeem(t))
@@ -196,23 +236,8 @@ fn verdict(session: &Session, request: &Request) -> Verdict {
             "no dashboard session: open the link of a running `kubectl crew dashboard` (each link works once)",
         );
     }
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        let csrf_ok = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| same(v, &session.csrf));
-        let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            None => true,
-            Some(origin) => origin
-                .strip_prefix("http://")
-                .is_some_and(|o| host.is_some_and(|h| h.eq_ignore_ascii_case(o))),
-        };
-        if !csrf_ok || !origin_ok {
-            return Verdict::Refuse(
-                StatusCode::FORBIDDEN,
-                "a write needs the page's CSRF token and this server's origin",
-            );
-        }
+    if let Some(why) = write_reason(request, &session.csrf) {
+        return Verdict::Refuse(StatusCode::FORBIDDEN, why);
     }
     Verdict::Pass
 }

@@ -18,6 +18,7 @@ mod results;
 mod run;
 mod runs;
 mod stats;
+mod users;
 mod watch;
 mod wire;
 
@@ -52,6 +53,8 @@ pub struct Dashboard {
     pub queues: Arc<recent::Recent>,
     /// Live statistics' last answer (10 s).
     pub stats: Arc<recent::Recent>,
+    /// Many users (`--in-cluster`): how each request's token is admitted.
+    pub gate: Option<Arc<users::Gate>>,
 }
 
 pub async fn run(target: &Target, args: &DashboardArgs) -> Result<Exit, CliError> {
@@ -61,10 +64,26 @@ pub async fn run(target: &Target, args: &DashboardArgs) -> Result<Exit, CliError
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
+    let gate = match args.in_cluster {
+        true => {
+            let reviews = kube::Client::try_from(config.clone())
+                .map_err(|e| CliError::Config(format!("cannot build a client: {e}")))?;
+            let reviewer = Box::new(users::KubeReviewer(reviews));
+            let server = target.archive_server.clone();
+            Some(Arc::new(users::Gate::new(
+                reviewer,
+                config.clone(),
+                target.chunk_size,
+                server,
+            )))
+        }
+        false => None,
+    };
     let cluster = Cluster::of(config, target)?;
-    let archive = match &target.archive_server {
-        Some(_) => Some(Arc::new(Archive::connect(target).await?)),
-        None => None,
+    // With many users the archive is asked as each of them (their Caller's), never as the dashboard.
+    let archive = match (&target.archive_server, &gate) {
+        (Some(_), None) => Some(Arc::new(Archive::connect(target).await?)),
+        _ => None,
     };
     let listener = tokio::net::TcpListener::bind(args.address)
         .await
@@ -83,9 +102,11 @@ pub async fn run(target: &Target, args: &DashboardArgs) -> Result<Exit, CliError
         shutdown,
         queues: Arc::new(recent::Recent::new(std::time::Duration::from_secs(2))),
         stats: Arc::new(recent::Recent::new(std::time::Duration::from_secs(10))),
+        gate: gate.clone(),
     };
-    let app = router(dashboard, session.clone());
-    if !address.ip().is_loopback() {
+    let many = gate.is_some();
+    let app = router(dashboard, (!many).then(|| session.clone()));
+    if !address.ip().is_loopback() && !many {
         note(&format!(
             "WARNING: listening on {address}, beyond this machine: anyone who can reach it and obtains the link acts \
              with your credentials, over plain HTTP. Prefer a loopback address.\n"
@@ -96,8 +117,13 @@ pub async fn run(target: &Target, args: &DashboardArgs) -> Result<Exit, CliError
     } else {
         "read-only"
     };
-    let opened = !args.no_browser && open_browser(session.link());
-    if opened {
+    let opened = !many && !args.no_browser && open_browser(session.link());
+    if many {
+        crate::output::print(&format!(
+            "Dashboard for many users at http://{address}/ (each request made with its user's token; {mode}; \
+             Ctrl-C stops it)\n"
+        ))?;
+    } else if opened {
         crate::output::print(&format!(
             "Dashboard at http://{address}/ opened in your browser ({mode}; Ctrl-C stops it)\n"
         ))?;
@@ -129,8 +155,9 @@ pub async fn run(target: &Target, args: &DashboardArgs) -> Result<Exit, CliError
     Ok(Exit::Ok)
 }
 
-fn router(dashboard: Dashboard, session: guard::Session) -> Router {
-    Router::new()
+/// The routes, behind the session guard (one user: `session`) or the users' gate (`--in-cluster`).
+fn router(dashboard: Dashboard, session: Option<guard::Session>) -> Router {
+    let routes = Router::new()
         .route("/", get(assets::index))
         .route("/assets/app.js", get(assets::script))
         .route("/assets/app.css", get(assets::style))
@@ -145,19 +172,15 @@ fn router(dashboard: Dashboard, session: guard::Session) -> Router {
         )
         .route("/api/queues", get(queues::lines))
         .route("/api/stats", get(stats::figures))
-        .with_state(dashboard)
-        .layer(axum::middleware::from_fn_with_state(session, guard::check))
-}
-
-impl Dashboard {
-    /// The archive read API, or why there is none.
-    pub fn archive(&self) -> Result<&Archive, failure::Failure> {
-        self.archive.as_deref().ok_or_else(|| {
-            failure::Failure::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "no archive: start the dashboard with --archive-server (the operator's archive read API)",
-            )
-        })
+        .route("/api/login", post(users::login))
+        .route("/api/logout", post(users::logout))
+        .with_state(dashboard.clone());
+    match session {
+        Some(session) => routes.layer(axum::middleware::from_fn_with_state(session, guard::check)),
+        None => routes.layer(axum::middleware::from_fn_with_state(
+            dashboard,
+            users::check,
+        )),
     }
 }
 
@@ -165,8 +188,9 @@ async fn context(State(d): State<Dashboard>) -> axum::Json<wire::Context> {
     axum::Json(wire::Context {
         namespace: d.namespace.clone(),
         server: d.server.clone(),
-        archive: d.archive.is_some(),
+        archive: d.archive.is_some() || d.gate.as_ref().is_some_and(|g| g.has_archive()),
         actions: d.allow_actions,
+        users: d.gate.is_some(),
     })
 }
 

@@ -5,8 +5,10 @@
 use super::Dashboard;
 use super::failure::Failure;
 use super::runs::ListQuery;
+use super::users::Caller;
 use super::wire::{QueueLine, Row, WaitingEntry};
 use crate::clock::now;
+use crate::cluster::Cluster;
 use crate::cluster::list_all;
 use crate::error::Request;
 use crate::slim::into_execution;
@@ -27,18 +29,20 @@ const WAITING_SHOWN: usize = 100;
 
 pub async fn lines(
     State(d): State<Dashboard>,
+    c: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, Failure> {
     let q = q.validated()?;
-    let key = q.namespace().unwrap_or_default();
-    let answer = d.queues.clone().get(&key, || read(&d, &q)).await?;
+    // Each user's own answer: what one may read is not what another may.
+    let key = format!("{}\0{}", c.user, q.namespace().unwrap_or_default());
+    let answer = d.queues.clone().get(&key, || read(&c.cluster, &q)).await?;
     Ok(Json(answer))
 }
 
-async fn read(d: &Dashboard, q: &ListQuery) -> Result<serde_json::Value, Failure> {
+async fn read(cluster: &Cluster, q: &ListQuery) -> Result<serde_json::Value, Failure> {
     let namespace = q.namespace();
-    let client = d.cluster.client.clone();
-    let page = d.cluster.page;
+    let client = cluster.client.clone();
+    let page = cluster.page;
     let scoped = |resource: &'static str| Request::new("list", resource, namespace.as_deref());
     let unfinished = ListParams::default()
         .fields("status.phase!=Succeeded,status.phase!=Failed,status.phase!=Cancelled")
@@ -55,7 +59,7 @@ async fn read(d: &Dashboard, q: &ListQuery) -> Result<serde_json::Value, Failure
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let executions_api = q.api(d);
+    let executions_api = q.api(cluster);
     let (executions, queues, jobs) = futures::join!(
         list_all(
             &executions_api,

@@ -2,9 +2,9 @@
 //! run page, with every attempt of every step for the timeline. An archived run is read from the archive (its
 //! Events and Jobs are gone with the object).
 
-use super::Dashboard;
 use super::failure::Failure;
 use super::names;
+use super::users::Caller;
 use super::wire::{Attempt, EventRow, JobRow, Row, RunDetail, WaitingRow};
 use crate::archive::escape;
 use crate::clock::now;
@@ -13,7 +13,7 @@ use crate::cmd::describe::{events_of, jobs_of, waiting_of};
 use crate::error::{self, Request};
 use crate::view::waiting::sentence;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use crew_api::CrewExecution;
 use crew_core::archive::ArchiveRecord;
 use kube::Api;
@@ -26,14 +26,14 @@ pub struct DetailQuery {
 }
 
 pub async fn detail(
-    State(d): State<Dashboard>,
+    c: Caller,
     Path((namespace, name)): Path<(String, String)>,
     Query(q): Query<DetailQuery>,
 ) -> Result<Json<RunDetail>, Failure> {
     names::namespace(&namespace)?;
     names::object(&name)?;
     if q.source.as_deref() == Some("archived") {
-        let archive = d.archive()?;
+        let archive = c.archive()?;
         let path = format!(
             "/v1/namespaces/{}/executions/{}",
             escape(&namespace),
@@ -46,7 +46,7 @@ pub async fn detail(
             .push("Archived: its Events and Jobs went with the object.".into());
         return Ok(Json(detail));
     }
-    let api: Api<CrewExecution> = Api::namespaced(d.cluster.client.clone(), &namespace);
+    let api: Api<CrewExecution> = Api::namespaced(c.cluster.client.clone(), &namespace);
     let cx = api.get(&name).await.map_err(|e| {
         error::api(
             &Request::new("get", EXECUTIONS, Some(&namespace)).named(&name),
@@ -55,9 +55,9 @@ pub async fn detail(
     })?;
     let mut detail = shape(&cx, false);
     let (events, jobs, waiting) = futures::join!(
-        events_of(&d.cluster, &namespace, &name),
-        jobs_of(&d.cluster, &namespace, &name),
-        waiting_of(&d.cluster, &cx),
+        events_of(&c.cluster, &namespace, &name),
+        jobs_of(&c.cluster, &namespace, &name),
+        waiting_of(&c.cluster, &cx),
     );
     match events {
         Ok(events) => {

@@ -1,18 +1,19 @@
 //! The run list, a page at a time: live runs from the API server (its own `limit`/`continue` paging and field
 //! selectors), archived runs from the archive's keyset pages, or both (live first, then archived).
 
-use super::Dashboard;
 use super::failure::Failure;
 use super::names;
+use super::users::Caller;
 use super::wire::{Row, RunsPage};
 use crate::archive::escape;
 use crate::args::Filter;
 use crate::clock::now;
+use crate::cluster::Cluster;
 use crate::cluster::{EXECUTIONS, list_params};
 use crate::error::{self, Request};
 use crate::slim::{SlimExecution, into_execution};
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use kube::Api;
 use serde::Deserialize;
@@ -86,10 +87,10 @@ impl ListQuery {
     }
 
     /// The live API of executions in the query's scope.
-    pub fn api(&self, d: &Dashboard) -> Api<SlimExecution> {
+    pub fn api(&self, cluster: &Cluster) -> Api<SlimExecution> {
         match self.namespace() {
-            Some(ns) => Api::namespaced(d.cluster.client.clone(), &ns),
-            None => Api::all(d.cluster.client.clone()),
+            Some(ns) => Api::namespaced(cluster.client.clone(), &ns),
+            None => Api::all(cluster.client.clone()),
         }
     }
 
@@ -98,26 +99,23 @@ impl ListQuery {
     }
 }
 
-pub async fn list(
-    State(d): State<Dashboard>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<RunsPage>, Failure> {
+pub async fn list(c: Caller, Query(q): Query<ListQuery>) -> Result<Json<RunsPage>, Failure> {
     let q = q.validated()?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let token = q.continue_.clone().unwrap_or_default();
     let source = q.source.as_deref().unwrap_or("live");
     let page = match (source, token.as_str()) {
-        ("live", _) => live_page(&d, &q, limit, token.strip_prefix(LIVE).unwrap_or(&token)).await?,
+        ("live", _) => live_page(&c, &q, limit, token.strip_prefix(LIVE).unwrap_or(&token)).await?,
         ("archived", t) => {
-            archived_page(&d, &q, limit, t.strip_prefix(ARCHIVED).unwrap_or(t)).await?
+            archived_page(&c, &q, limit, t.strip_prefix(ARCHIVED).unwrap_or(t)).await?
         }
         ("all", t) if t.starts_with(ARCHIVED) => {
-            archived_page(&d, &q, limit, &t[ARCHIVED.len()..]).await?
+            archived_page(&c, &q, limit, &t[ARCHIVED.len()..]).await?
         }
         ("all", t) => {
-            let mut page = live_page(&d, &q, limit, t.strip_prefix(LIVE).unwrap_or(t)).await?;
+            let mut page = live_page(&c, &q, limit, t.strip_prefix(LIVE).unwrap_or(t)).await?;
             // The live list exhausted: the next page is the archive's first.
-            if page.continue_.is_none() && d.archive.is_some() {
+            if page.continue_.is_none() && c.archive.is_some() {
                 page.continue_ = Some(ARCHIVED.to_string());
             }
             page
@@ -133,7 +131,7 @@ pub async fn list(
 }
 
 async fn live_page(
-    d: &Dashboard,
+    c: &Caller,
     q: &ListQuery,
     limit: u32,
     token: &str,
@@ -143,7 +141,7 @@ async fn live_page(
         params = params.continue_token(token);
     }
     let page = q
-        .api(d)
+        .api(&c.cluster)
         .list(&params)
         .await
         .map_err(|e| error::api(&q.request("list"), e))?;
@@ -153,7 +151,7 @@ async fn live_page(
         page.metadata.resource_version.clone()
     } else {
         let (fresh, _) = list_params(&q.filter(), 1)?;
-        q.api(d)
+        q.api(&c.cluster)
             .list_metadata(&fresh)
             .await
             .map_err(|e| error::api(&q.request("list"), e))?
@@ -177,12 +175,12 @@ async fn live_page(
 }
 
 async fn archived_page(
-    d: &Dashboard,
+    c: &Caller,
     q: &ListQuery,
     limit: u32,
     token: &str,
 ) -> Result<RunsPage, Failure> {
-    let archive = d.archive()?;
+    let archive = c.archive()?;
     let mut query = vec![format!("limit={limit}")];
     let filter = q.filter();
     if let Some(selector) = &filter.selector {

@@ -3,6 +3,7 @@
 
 use super::Dashboard;
 use super::failure::Failure;
+use super::users::Caller;
 use super::wire::{Failures, Figures, Period, QueueFigures, Stats};
 use crate::archive::escape;
 use crate::clock::now;
@@ -34,6 +35,7 @@ pub struct StatsQuery {
 
 pub async fn figures(
     State(d): State<Dashboard>,
+    c: Caller,
     Query(q): Query<StatsQuery>,
 ) -> Result<Json<serde_json::Value>, Failure> {
     let since = seconds_of(q.since.as_deref().unwrap_or("7d")).ok_or_else(|| {
@@ -47,7 +49,7 @@ pub async fn figures(
         .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty());
-    if let Some(archive) = &d.archive {
+    if let Some(archive) = &c.archive {
         let path = match namespace {
             Some(ns) => format!("/v1/namespaces/{}/stats?since={since}s", escape(ns)),
             None => format!("/v1/stats?since={since}s"),
@@ -57,9 +59,10 @@ pub async fn figures(
             .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         return Ok(Json(answer));
     }
-    let key = format!("{}:{since}", namespace.unwrap_or_default());
-    let client = d.cluster.client.clone();
-    let page = d.cluster.page;
+    // Each user's own answer: what one may read is not what another may.
+    let key = format!("{}\0{}\0{since}", c.user, namespace.unwrap_or_default());
+    let client = c.cluster.client.clone();
+    let page = c.cluster.page;
     let answer = d
         .stats
         .clone()

@@ -36,8 +36,9 @@ fn dashboard(allow_actions: bool) -> (axum::Router, guard::Session) {
         stats: Arc::new(super::recent::Recent::new(std::time::Duration::from_secs(
             10,
         ))),
+        gate: None,
     };
-    (router(d, session.clone()), session)
+    (router(d, Some(session.clone())), session)
 }
 
 fn token_of(session: &guard::Session) -> String {

@@ -12,6 +12,7 @@
 use super::Dashboard;
 use super::failure::Failure;
 use super::runs::ListQuery;
+use super::users::Caller;
 use super::wire::{Change, Row};
 use crate::clock::now;
 use crate::cluster::list_params;
@@ -34,6 +35,7 @@ const BUFFER: usize = 64;
 
 pub async fn stream(
     State(d): State<Dashboard>,
+    c: Caller,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
@@ -80,7 +82,7 @@ pub async fn stream(
         watch = watch.fields(&fields.join(","));
     }
     let (sender, receiver) = mpsc::channel::<Event>(BUFFER);
-    let api = q.api(&d);
+    let api = q.api(&c.cluster);
     let request = q.request("watch");
     let shutdown = d.shutdown.clone();
     tokio::spawn(async move {

@@ -95,6 +95,8 @@ pub struct Context {
     pub archive: bool,
     /// Whether writes are allowed (`--allow-actions`).
     pub actions: bool,
+    /// Whether this dashboard serves many users (`--in-cluster`: each signs in with a token).
+    pub users: bool,
 }
 
 /// A change pushed to the page.
