@@ -191,3 +191,18 @@ The namespaces the operator watches: validated list (empty = all namespaces). Th
 {{- printf "http://%s-progress.%s.svc:%d/v1/progress" (include "crew-operator.fullname" .) .Release.Namespace (int .Values.progress.port) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The dashboard's pods: a name of their own, so no selector of the operator's (Deployment, Service, PDB,
+NetworkPolicy) picks them up. */}}
+{{- define "crew-operator.dashboardSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "crew-operator.name" . }}-dashboard
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "crew-operator.dashboardLabels" -}}
+helm.sh/chart: {{ include "crew-operator.chart" . }}
+{{ include "crew-operator.dashboardSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: dashboard
+{{- end }}

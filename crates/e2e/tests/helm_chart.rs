@@ -2603,3 +2603,110 @@ fn monitoring_values_render_alerts_and_a_grafana_dashboard_whose_queries_parse()
         }
     }
 }
+
+/// `dashboard.enabled`: `kubectl crew dashboard --in-cluster` from the same image, whose own ServiceAccount may only
+/// create TokenReviews (every read is made with its user's token), restricted like the operator, selected by no
+/// selector of the operator's, and reading the operator's archive when there is one. The binary accepts the
+/// arguments, and the API server the objects (server-side dry run). Off by default.
+#[test]
+fn the_dashboard_for_many_users_may_only_review_tokens() {
+    let name = "crew-crew-operator-dashboard";
+    let defaults = render(&[]);
+    assert!(!defaults.iter().any(|d| d["metadata"]["name"] == name));
+    let docs = render(&[
+        "dashboard.enabled=true",
+        "archive.enabled=true",
+        "archive.url=postgres://crew@db/crew",
+    ]);
+    let named = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
+    };
+    let role = named("ClusterRole");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}]),
+        "TokenReviews, nothing else"
+    );
+    let binding = named("ClusterRoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], name);
+    let deployment = named("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], name);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["command"], json!(["/kubectl-crew"]));
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{sc}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{sc}");
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{sc}");
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args[..2], ["dashboard", "--in-cluster"]);
+    assert!(
+        !args.contains(&"--allow-actions".to_string()),
+        "read-only by default"
+    );
+    assert!(
+        has_flag(
+            &args,
+            "--archive-server",
+            "http://crew-crew-operator-archive.crew-system.svc:8082"
+        ),
+        "{args:?}"
+    );
+    let output = Command::new(support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .expect("run kubectl-crew");
+    assert!(
+        output.status.success(),
+        "kubectl-crew rejects the chart's args {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // No selector of the operator's picks the dashboard's pods.
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let operator = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "crew-crew-operator")
+        .expect("the operator's Deployment");
+    let selector = operator["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap();
+    assert!(
+        selector.iter().any(|(k, v)| labels[k] != *v),
+        "the operator's selector {selector:?} must not match the dashboard's pods {labels}"
+    );
+    let service = named("Service");
+    assert_eq!(
+        service["spec"]["selector"]["app.kubernetes.io/name"],
+        "crew-operator-dashboard"
+    );
+
+    // The API server takes the objects as rendered.
+    let ns = format!("dashboard-chart-{}", std::process::id());
+    let (ok, out) = support::kubectl(&["create", "namespace", &ns]);
+    assert!(ok, "{out}");
+    let (ok, stdout, stderr) = helm(&[
+        "template",
+        "crew",
+        &chart().to_string_lossy(),
+        "--namespace",
+        &ns,
+        "--set",
+        "dashboard.enabled=true",
+        "--show-only",
+        "templates/dashboard.yaml",
+    ]);
+    assert!(ok, "{stderr}");
+    let file = std::env::temp_dir().join(format!("{ns}.yaml"));
+    std::fs::write(&file, stdout).unwrap();
+    let (ok, out) = support::kubectl(&["apply", "--dry-run=server", "-f", &file.to_string_lossy()]);
+    assert!(ok, "the API server refuses the dashboard's objects: {out}");
+}
