@@ -19,6 +19,7 @@ pub mod serve;
 pub mod write;
 
 use crate::controller::context::Context;
+use crate::controller::watches;
 use crew_api::{ConditionType, CrewExecution};
 use crew_core::archive::{ArchiveRecord, ResultLocation};
 use crew_core::lifecycle::ArchiveFact;
@@ -439,19 +440,25 @@ impl Archiver {
         Ok(migrations::migrate(&mut client).await?)
     }
 
-    /// Writes one execution with its results. The object is read afresh: the cached copy has no payload
-    /// (`spec.crew`, `spec.inputs`), and the archive keeps the whole object.
+    /// Writes one execution with its results. A cached copy whose payload (`spec.crew`, `spec.inputs`) the cache
+    /// dropped is read afresh, since the archive keeps the whole object; any other is archived as cached (without
+    /// `managedFields` and kubectl's last-applied annotation, a copy of the spec). Measured (API server audit log,
+    /// 1 000 × 1): reading every run afresh was one `GET crewexecutions` per archived run.
     async fn archive(
         &self,
         ctx: &Context,
         cx: &CrewExecution,
     ) -> Result<write::Written, ArchiveError> {
-        let api: Api<CrewExecution> =
-            Api::namespaced(ctx.client.clone(), &cx.namespace().unwrap_or_default());
-        let fresh = api
-            .get_opt(&cx.name_any())
-            .await?
-            .filter(|fresh| fresh.uid() == cx.uid());
+        let fresh = match cx.annotations().contains_key(watches::PAYLOAD_DROPPED) {
+            true => {
+                let api: Api<CrewExecution> =
+                    Api::namespaced(ctx.client.clone(), &cx.namespace().unwrap_or_default());
+                api.get_opt(&cx.name_any())
+                    .await?
+                    .filter(|fresh| fresh.uid() == cx.uid())
+            }
+            false => None,
+        };
         let record = ArchiveRecord::of(fresh.as_ref().unwrap_or(cx));
         let results = read_results(ctx, &record).await?;
         let mut client = self
