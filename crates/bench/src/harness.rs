@@ -74,6 +74,40 @@ pub fn lock(timeline: &Mutex<Timeline>) -> std::sync::MutexGuard<'_, Timeline> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Waits until kube-controller-manager watches CrewExecutions (its garbage collector picks a new CRD up at its next
+/// discovery resync, up to 30 s after the install), as it always does on a cluster whose CRDs were installed
+/// beforehand. Measured (audit log, 1 000 × 1): a workload started at once made the garbage collector GET every
+/// owner it had seen on a Job before that (286 `GET crewexecutions`, 10 a second for half a minute) — a cost of
+/// installing the CRDs just before the run, not of the operator.
+async fn wait_for_garbage_collector(client: &Client) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        let text = client
+            .request_text(request)
+            .await
+            .map_err(|e| format!("GET /metrics of kube-apiserver: {e}"))?;
+        // Before the operator starts, a watch of CrewExecutions is the controller manager's.
+        let watching = prom::parse(&text).iter().any(|s| {
+            s.name == "apiserver_longrunning_requests"
+                && s.labels.get("resource").map(String::as_str) == Some("crewexecutions")
+                && s.labels.get("verb").map(String::as_str) == Some("WATCH")
+                && s.value >= 1.0
+        });
+        if watching {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(
+                "kube-controller-manager did not start watching CrewExecutions within 90 s".into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 impl Harness {
     /// Starts a control plane in a fresh directory (call from the main thread: the processes die with the
     /// thread that started them), installs the CRDs and creates the namespaces. Worker pods run for no time: the
@@ -84,6 +118,7 @@ impl Harness {
             .map_err(|e| format!("control plane: {e}"))?;
         let client = plane.client().await.map_err(|e| e.to_string())?;
         install_crds(&client).await.map_err(|e| e.to_string())?;
+        wait_for_garbage_collector(&client).await?;
         let namespaces = (0..config.namespaces)
             .map(namespace_name)
             .collect::<Vec<_>>();

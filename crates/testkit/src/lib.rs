@@ -155,36 +155,71 @@ fn start_apiserver(
     args: &ApiserverArgs,
 ) -> Result<Supervised, DevClusterError> {
     let key = args.key.to_string_lossy();
+    let mut flags: Vec<String> = [
+        "--etcd-servers",
+        &args.etcd_url,
+        "--secure-port",
+        &args.port.to_string(),
+        "--bind-address",
+        "127.0.0.1",
+        "--cert-dir",
+        &dir.join("certs").to_string_lossy(),
+        "--token-auth-file",
+        &dir.join("tokens.csv").to_string_lossy(),
+        "--service-account-key-file",
+        &key,
+        "--service-account-signing-key-file",
+        &key,
+        "--service-account-issuer",
+        "https://kubernetes.default.svc",
+        "--authorization-mode",
+        "RBAC",
+        "--service-cluster-ip-range",
+        "10.0.0.0/24",
+        "--max-requests-inflight",
+        "2000",
+        "--max-mutating-requests-inflight",
+        "1000",
+    ]
+    .iter()
+    .map(|f| f.to_string())
+    .collect();
+    flags.extend(audit_flags(dir)?);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Supervised::spawn(
         &bin.join("kube-apiserver"),
         &dir.join("apiserver.log"),
-        &[
-            "--etcd-servers",
-            &args.etcd_url,
-            "--secure-port",
-            &args.port.to_string(),
-            "--bind-address",
-            "127.0.0.1",
-            "--cert-dir",
-            &dir.join("certs").to_string_lossy(),
-            "--token-auth-file",
-            &dir.join("tokens.csv").to_string_lossy(),
-            "--service-account-key-file",
-            &key,
-            "--service-account-signing-key-file",
-            &key,
-            "--service-account-issuer",
-            "https://kubernetes.default.svc",
-            "--authorization-mode",
-            "RBAC",
-            "--service-cluster-ip-range",
-            "10.0.0.0/24",
-            "--max-requests-inflight",
-            "2000",
-            "--max-mutating-requests-inflight",
-            "1000",
-        ],
+        &flags,
     )
+}
+
+/// With `CREW_APISERVER_AUDIT=group/resource,...` (e.g. `crew.dev/crewexecutions`), the API server writes an audit
+/// log (`audit.log` in the plane's directory, JSON lines, Metadata level: who asked what, with which user agent) of
+/// requests for those resources only: to attribute API-server work to its clients (benchmarks). Off otherwise.
+fn audit_flags(dir: &Path) -> Result<Vec<String>, DevClusterError> {
+    let Ok(wanted) = std::env::var("CREW_APISERVER_AUDIT") else {
+        return Ok(Vec::new());
+    };
+    let mut rules = String::new();
+    for item in wanted.split(',').filter(|i| !i.trim().is_empty()) {
+        let (group, resource) = item.trim().split_once('/').unwrap_or(("", item.trim()));
+        rules.push_str(&format!(
+            "- level: Metadata\n  omitStages: [RequestReceived]\n  resources: [{{group: \"{group}\", resources: [\"{resource}\"]}}]\n"
+        ));
+    }
+    let policy = dir.join("audit-policy.yaml");
+    write(
+        &policy,
+        &format!("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n{rules}- level: None\n"),
+    )?;
+    Ok(vec![
+        "--audit-policy-file".into(),
+        policy.to_string_lossy().into_owned(),
+        "--audit-log-path".into(),
+        dir.join("audit.log").to_string_lossy().into_owned(),
+        "--audit-log-format".into(),
+        "json".into(),
+    ])
 }
 
 fn generate_key(key: &Path) -> Result<(), DevClusterError> {
