@@ -100,15 +100,18 @@ impl Session {
     }
 
     fn has_cookie(&self, headers: &HeaderMap) -> bool {
-        let name = self.cookie_name();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .any(|(k, v)| k == name && same(v, &self.cookie))
+        cookies(headers).any(|(k, v)| k == self.cookie_name() && same(v, &self.cookie))
     }
+}
+
+/// The `name=value` pairs of a request's `Cookie` headers.
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
 }
 
 fn same(given: &str, secret: &str) -> bool {

@@ -287,12 +287,7 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
     bearer.or_else(|| {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
+        guard::cookies(headers)
             .find(|(k, _)| *k == COOKIE)
             .map(|(_, v)| v.to_string())
     })
