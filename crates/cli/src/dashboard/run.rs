@@ -5,7 +5,7 @@
 use super::failure::Failure;
 use super::names;
 use super::users::Caller;
-use super::wire::{Attempt, EventRow, JobRow, Row, RunDetail, WaitingRow};
+use super::wire::{Attempt, Row, RunDetail, WaitingRow};
 use crate::archive::escape;
 use crate::clock::now;
 use crate::cluster::EXECUTIONS;
@@ -60,33 +60,11 @@ pub async fn detail(
         waiting_of(&c.cluster, &cx),
     );
     match events {
-        Ok(events) => {
-            detail.events = events
-                .into_iter()
-                .map(|e| EventRow {
-                    type_: e.type_,
-                    reason: e.reason,
-                    last_seen: e.last_seen,
-                    count: e.count,
-                    message: e.message,
-                })
-                .collect()
-        }
+        Ok(events) => detail.events = events,
         Err(e) => detail.notes.push(format!("Events left out: {e}")),
     }
     match jobs {
-        Ok(jobs) => {
-            detail.jobs = jobs
-                .into_iter()
-                .map(|j| JobRow {
-                    name: j.name,
-                    step: j.step,
-                    attempt: j.attempt,
-                    status: j.status,
-                    created: j.created,
-                })
-                .collect()
-        }
+        Ok(jobs) => detail.jobs = jobs,
         Err(e) => detail.notes.push(format!("Jobs left out: {e}")),
     }
     match waiting {

@@ -169,29 +169,6 @@ pub struct Attempt {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventRow {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_seen: Option<Timestamp>,
-    pub count: i32,
-    pub message: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobRow {
-    pub name: String,
-    pub step: String,
-    pub attempt: String,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created: Option<Timestamp>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct WaitingRow {
     pub sentence: String,
     pub position: usize,
@@ -211,8 +188,8 @@ pub struct RunDetail {
     pub attempts: Vec<Attempt>,
     pub history: Vec<crew_api::HistoryEntry>,
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-    pub events: Vec<EventRow>,
-    pub jobs: Vec<JobRow>,
+    pub events: Vec<crate::view::describe::EventLine>,
+    pub jobs: Vec<crate::view::describe::JobLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<WaitingRow>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -18,24 +18,30 @@ use kube::ResourceExt;
 /// History entries `describe` shows (the newest).
 pub const HISTORY_SHOWN: usize = 10;
 
-/// One Event about the execution (core/v1 or events.k8s.io/v1, reduced to what is shown).
-#[derive(Clone, Debug, PartialEq)]
+/// One Event about the execution (core/v1 or events.k8s.io/v1, reduced to what is shown; as JSON for the
+/// dashboard).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EventLine {
+    #[serde(rename = "type")]
     pub type_: String,
     pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Timestamp>,
     pub count: i32,
     pub message: String,
 }
 
-/// One Job of the execution.
-#[derive(Clone, Debug, PartialEq)]
+/// One Job of the execution (as JSON for the dashboard too).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct JobLine {
     pub name: String,
     pub step: String,
     pub attempt: String,
     /// Running, Terminating, Complete or Failed ([`job_status`]).
     pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<Timestamp>,
 }
 
