@@ -336,28 +336,6 @@ async fn an_operator_killed_while_it_archives_loses_and_duplicates_nothing() {
     operator.kill().await.expect("stop the operator");
 }
 
-/// Lets ServiceAccount `account` of `namespace` list and get CrewExecutions there, and nowhere else.
-async fn grant_reading(t: &TestNs, account: &str) {
-    let yaml = format!(
-        "apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: read-runs, namespace: {ns}}}
-rules: [{{apiGroups: [crew.dev], resources: [crewexecutions], verbs: [get, list]}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: read-runs, namespace: {ns}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-runs}}
-subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
-",
-        ns = t.ns
-    );
-    let file = std::env::temp_dir().join(format!("archive-rbac-{}.yaml", t.ns));
-    std::fs::write(&file, yaml).unwrap();
-    let (ok, out) = t.kubectl(&["apply", "-f", &file.to_string_lossy()]).await;
-    assert!(ok, "{out}");
-}
-
 async fn get_as(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     support::http_exchange(
@@ -384,7 +362,9 @@ async fn the_read_api_answers_with_the_callers_own_rights() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = tokio::spawn(crew_operator::archive::serve::serve(listener, api.clone()));
-    grant_reading(&t, "reader").await;
+    // The reader may list and get executions in this namespace, nothing else.
+    let rules = "[{apiGroups: [crew.dev], resources: [crewexecutions], verbs: [get, list]}]";
+    support::grant_in_namespace(&t, "reader", "read-runs", rules).await;
     let reader = support::account_token(&t.client, &t.ns, "reader").await;
     let ns = &t.ns;
     // RBAC reaches the authorizer's cache within a moment.

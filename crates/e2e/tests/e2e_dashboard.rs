@@ -141,27 +141,10 @@ fn kubeconfig_with(token: &str, name: &str) -> PathBuf {
 
 /// Lets ServiceAccount `account` of `t`'s namespace read there what the dashboard reads, and nothing elsewhere.
 async fn grant_viewing(t: &TestNs, account: &str) {
-    let yaml = format!(
-        "apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: view-runs, namespace: {ns}}}
-rules:
-- {{apiGroups: [crew.dev], resources: [crewexecutions, crewqueues], verbs: [get, list, watch]}}
-- {{apiGroups: [''], resources: [events], verbs: [list]}}
-- {{apiGroups: [batch], resources: [jobs], verbs: [list]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: view-runs, namespace: {ns}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: view-runs}}
-subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
-",
-        ns = t.ns
-    );
-    let file = std::env::temp_dir().join(format!("dashboard-rbac-{}.yaml", t.ns));
-    std::fs::write(&file, yaml).unwrap();
-    let (ok, out) = t.kubectl(&["apply", "-f", &file.to_string_lossy()]).await;
-    assert!(ok, "{out}");
+    let rules = "[{apiGroups: [crew.dev], resources: [crewexecutions, crewqueues], verbs: [get, list, watch]}, \
+                 {apiGroups: [''], resources: [events], verbs: [list]}, \
+                 {apiGroups: [batch], resources: [jobs], verbs: [list]}]";
+    support::grant_in_namespace(t, account, "view-runs", rules).await;
 }
 
 /// A run whose worker reports progress (percent, message, a metric, a warning) and posts a result, as a real worker

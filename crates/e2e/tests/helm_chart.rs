@@ -333,14 +333,20 @@ fn assert_container_basics(docs: &[Value]) {
 
 /// The rendered arguments are accepted by the real binary (`--help` after them: clap validates them first).
 fn assert_binary_accepts(args: &[String]) {
-    let output = Command::new(support::operator_bin())
+    assert_accepted_by(&support::operator_bin(), args);
+}
+
+/// `bin` parses `args` (it prints its help after them instead of running).
+fn assert_accepted_by(bin: &Path, args: &[String]) {
+    let output = Command::new(bin)
         .args(args)
         .arg("--help")
         .output()
-        .expect("run crew-operator");
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
     assert!(
         output.status.success(),
-        "crew-operator rejects the chart's args {args:?}: {}",
+        "{} rejects the chart's args {args:?}: {}",
+        bin.display(),
         String::from_utf8_lossy(&output.stderr)
     );
 }
@@ -2660,15 +2666,9 @@ fn the_dashboard_for_many_users_may_only_review_tokens() {
         ),
         "{args:?}"
     );
-    let output = Command::new(support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN"))
-        .args(&args)
-        .arg("--help")
-        .output()
-        .expect("run kubectl-crew");
-    assert!(
-        output.status.success(),
-        "kubectl-crew rejects the chart's args {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
+    assert_accepted_by(
+        &support::workspace_bin("kubectl-crew", "KUBECTL_CREW_BIN"),
+        &args,
     );
     // No selector of the operator's picks the dashboard's pods.
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];

@@ -637,3 +637,26 @@ pub async fn let_finish(t: &TestNs, pod: &Pod) {
         .await
         .expect("let the pod finish");
 }
+
+/// Lets ServiceAccount `account` of `t`'s namespace do what `rules` (a YAML flow list of PolicyRules) allow there,
+/// and nothing elsewhere: a Role `name` and its RoleBinding.
+pub async fn grant_in_namespace(t: &TestNs, account: &str, name: &str, rules: &str) {
+    let yaml = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: {name}, namespace: {ns}}}
+rules: {rules}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {name}, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {name}}}
+subjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]
+",
+        ns = t.ns
+    );
+    let file = std::env::temp_dir().join(format!("rbac-{name}-{}.yaml", t.ns));
+    std::fs::write(&file, yaml).expect("write RBAC");
+    let (ok, out) = t.kubectl(&["apply", "-f", &file.to_string_lossy()]).await;
+    assert!(ok, "{out}");
+}
